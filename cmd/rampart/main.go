@@ -1,0 +1,40 @@
+// Command rampart is a security-first Layer-7 load balancer and reverse proxy.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+var version = "dev"
+
+const usage = `usage: rampart <command> [flags]
+
+commands:
+  serve     -c FILE [--demo-backends]   run the load balancer
+  validate  -c FILE                     check a config file, print FILE:LINE: problem
+  ctl       backend ...                 operate a running instance over its admin API
+  version                               print the version
+`
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "validate":
+		return cmdValidate(args[1:], stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "rampart", version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "rampart: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}

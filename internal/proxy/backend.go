@@ -1,0 +1,105 @@
+package proxy
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// State is an operator-controlled backend state. It is separate from health:
+// a quarantined backend stays out of rotation even when it answers health
+// checks, because an operator suspects it, not because it is down.
+type State string
+
+// Operator states.
+const (
+	StateActive      State = "active"      // in rotation (if healthy and not ejected)
+	StateDraining    State = "draining"    // no new requests; in-flight ones finish
+	StateQuarantined State = "quarantined" // no new requests; in-flight ones were cut
+)
+
+// Backend is one upstream server of a pool. Its counters are read on the
+// request path, so they are atomics rather than fields behind a lock.
+type Backend struct {
+	ID      string
+	Address string
+	Weight  int
+
+	state    atomic.Pointer[State]
+	healthy  atomic.Bool  // active health checks; true until proven otherwise
+	ejectEnd atomic.Int64 // unix nanos until which outlier detection ejected it
+	inflight atomic.Int64 // requests currently proxied to it
+
+	// Passive outlier detection counters.
+	consecutive5xx     atomic.Int32
+	consecutiveConnErr atomic.Int32
+
+	// cut is cancelled to abort every in-flight request (quarantine, or the
+	// end of a drain). It is replaced when the backend is restored.
+	mu     sync.Mutex
+	cut    context.Context
+	cancel context.CancelFunc
+	// drained is closed when a drain finishes (in-flight reached 0 or the
+	// drain timeout cut the rest).
+	drained chan struct{}
+}
+
+// NewBackend returns an active, healthy backend.
+func NewBackend(id, address string, weight int) *Backend {
+	if weight < 1 {
+		weight = 1
+	}
+	b := &Backend{ID: id, Address: address, Weight: weight}
+	s := StateActive
+	b.state.Store(&s)
+	b.healthy.Store(true)
+	b.cut, b.cancel = context.WithCancel(context.Background())
+	return b
+}
+
+// State returns the operator state.
+func (b *Backend) State() State { return *b.state.Load() }
+
+func (b *Backend) setState(s State) { b.state.Store(&s) }
+
+// Healthy reports the active health-check verdict.
+func (b *Backend) Healthy() bool { return b.healthy.Load() }
+
+// Ejected reports whether passive outlier detection has ejected it.
+func (b *Backend) Ejected(now time.Time) bool {
+	end := b.ejectEnd.Load()
+	return end != 0 && now.UnixNano() < end
+}
+
+// InFlight is the number of requests currently proxied to the backend.
+func (b *Backend) InFlight() int64 { return b.inflight.Load() }
+
+// Available reports whether new requests may be sent to the backend: the
+// operator has it active, health checks pass and it is not ejected. Every
+// selection policy calls it, so a quarantine takes effect on the very next
+// selection.
+func (b *Backend) Available() bool {
+	if *b.state.Load() != StateActive || !b.healthy.Load() {
+		return false
+	}
+	end := b.ejectEnd.Load()
+	return end == 0 || time.Now().UnixNano() >= end
+}
+
+// cutContext returns the context that is cancelled to cut in-flight requests.
+func (b *Backend) cutContext() context.Context {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.cut
+}
+
+// cutInFlight aborts every request in flight and arms a fresh context for
+// requests after a restore.
+func (b *Backend) cutInFlight() {
+	b.mu.Lock()
+	cancel := b.cancel
+	b.cut, b.cancel = context.WithCancel(context.Background())
+	b.mu.Unlock()
+	cancel()
+}
