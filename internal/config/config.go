@@ -73,11 +73,11 @@ type Pool struct {
 	Backends  []Backend `yaml:"backends"`
 	// Retries is how many other backends an idempotent request is tried on
 	// when connecting to the chosen one fails.
-	Retries          int              `yaml:"retries"`
-	HealthCheck      *HealthCheck     `yaml:"health_check"`
+	Retries          int               `yaml:"retries"`
+	HealthCheck      *HealthCheck      `yaml:"health_check"`
 	OutlierDetection *OutlierDetection `yaml:"outlier_detection"`
-	DrainTimeout     Duration         `yaml:"drain_timeout"`
-	ConnectTimeout   Duration         `yaml:"connect_timeout"`
+	DrainTimeout     Duration          `yaml:"drain_timeout"`
+	ConnectTimeout   Duration          `yaml:"connect_timeout"`
 	// MaxIdleConnsPerBackend sizes the keep-alive pool to each backend.
 	MaxIdleConnsPerBackend int `yaml:"max_idle_conns_per_backend"`
 }
