@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"regexp"
 	"sort"
@@ -87,16 +88,18 @@ func Parse(path string, data []byte) (cfg *Config, err error) {
 	}()
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, Problems{yamlProblem(path, err.Error())}
+		return nil, Problems{syntaxProblem(path, data, err)}
 	}
 	cfg = &Config{File: path, lines: map[string]int{}}
-	if len(root.Content) == 0 {
+	if len(root.Content) == 0 || isNull(root.Content[0]) {
+		// No document, or one that is only "---" or "~".
 		return nil, Problems{{File: path, Line: 1, Msg: "config is empty"}}
 	}
 	if root.Content[0].Kind != yaml.MappingNode {
 		return nil, Problems{{File: path, Line: root.Content[0].Line, Msg: "config must be a mapping of keys (data_dir, listeners, routes, pools, ...)"}}
 	}
-	indexLines(root.Content[0], "", cfg.lines)
+	ix := indexer{out: cfg.lines, budget: maxIndexedKeys}
+	ix.index(root.Content[0], "", 0, false)
 
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
@@ -104,13 +107,31 @@ func Parse(path string, data []byte) (cfg *Config, err error) {
 	if err := dec.Decode(cfg); err != nil {
 		var te *yaml.TypeError
 		if !errors.As(err, &te) {
-			return nil, Problems{yamlProblem(path, err.Error())}
+			return nil, Problems{syntaxProblem(path, data, err)}
 		}
 		// Type errors leave the rest of the document decoded: check it
 		// too, so one run reports every mistake.
 		for _, e := range te.Errors {
 			ps = append(ps, yamlProblem(path, e))
 		}
+		// The library skips a whole mapping that repeats a key, so the
+		// rest of it (for a top-level key: the whole file) would go
+		// unchecked and look missing. The repeat is reported above; decode
+		// again with only each key's first occurrence.
+		if dropDuplicateKeys(root.Content[0], map[*yaml.Node]bool{}) {
+			again := &Config{File: path, lines: cfg.lines}
+			if err := root.Content[0].Decode(again); err == nil || errors.As(err, &te) {
+				cfg = again
+			}
+		}
+	}
+	// A second document ("---") would be silently ignored: refuse it,
+	// unless it is empty (a trailing "---").
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err != nil && !errors.Is(err, io.EOF) {
+		ps = append(ps, syntaxProblem(path, data, err))
+	} else if err == nil && len(extra.Content) > 0 && !isNull(extra.Content[0]) {
+		ps = append(ps, Problem{path, extra.Line, "a config file holds one YAML document; remove this \"---\" and what follows, or merge it into the first document"})
 	}
 	cfg.applyDefaults()
 	ps = append(ps, cfg.Validate()...)
@@ -118,7 +139,25 @@ func Parse(path string, data []byte) (cfg *Config, err error) {
 		sortProblems(ps)
 		return nil, ps
 	}
+	// Paths in the file are relative to the file, not to wherever Rampart
+	// happens to be started from.
+	cfg.DataDir = cfg.Resolve(cfg.DataDir)
 	return cfg, nil
+}
+
+// syntaxProblem is yamlProblem for an error that stopped the YAML parser.
+// Errors at the end of input are reported past a final newline, on a line
+// no editor shows: point at the last line instead.
+func syntaxProblem(path string, data []byte, err error) Problem {
+	p := yamlProblem(path, err.Error())
+	last := bytes.Count(data, []byte("\n"))
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		last++
+	}
+	if p.Line > last {
+		p.Line = max(last, 1)
+	}
+	return p
 }
 
 // yamlProblem turns the YAML library's "line N: msg" into a Problem and
@@ -126,10 +165,23 @@ func Parse(path string, data []byte) (cfg *Config, err error) {
 func yamlProblem(path, s string) Problem {
 	m := yamlLineRE.FindStringSubmatch(s)
 	if m == nil {
-		return Problem{path, 1, s}
+		// The library omits the line for errors on the first line.
+		msg := strings.TrimPrefix(s, "yaml: ")
+		if msg == "" {
+			msg = "invalid YAML"
+		}
+		return Problem{path, 1, msg}
 	}
 	line, _ := strconv.Atoi(m[1])
 	msg := m[2]
+	if msg == "" {
+		msg = "invalid YAML"
+	}
+	if yamlParserErrors[msg] {
+		// The library numbers lines from 0 in its parser errors (it adds
+		// 1 only for scanner errors).
+		line++
+	}
 	if f, t, ok := strings.Cut(msg, " not found in type "); ok && strings.HasPrefix(f, "field ") {
 		msg = fmt.Sprintf("unknown key %q in %s (check the spelling; see DESIGN §3)", strings.TrimPrefix(f, "field "), sectionName(t))
 	} else if strings.HasPrefix(msg, "cannot unmarshal") {
@@ -144,12 +196,36 @@ func yamlProblem(path, s string) Problem {
 	return Problem{path, line, msg}
 }
 
+// yamlParserErrors are the YAML library's parser (as opposed to scanner)
+// error messages, whose line numbers it reports counted from 0.
+var yamlParserErrors = map[string]bool{
+	"did not find expected ',' or ']'":       true,
+	"did not find expected ',' or '}'":       true,
+	"did not find expected '-' indicator":    true,
+	"did not find expected <document start>": true,
+	"did not find expected <stream-start>":   true,
+	"did not find expected key":              true,
+	"did not find expected node content":     true,
+	"found duplicate %TAG directive":         true,
+	"found duplicate %YAML directive":        true,
+	"found incompatible YAML document":       true,
+	"found undefined tag handle":             true,
+}
+
 func sectionName(goType string) string {
-	goType = strings.TrimPrefix(goType, "[]")
+	if elem, ok := strings.CutPrefix(goType, "[]"); ok {
+		// "listeners: foo" must say a list is expected, not one listener.
+		elem = strings.TrimPrefix(elem, "config.")
+		return "a list of " + strings.ToLower(elem) + "s"
+	}
 	goType = strings.TrimPrefix(goType, "config.")
 	switch goType {
 	case "Config":
 		return "the top level"
+	case "Admin":
+		return "admin"
+	case "Logging":
+		return "logging"
 	case "RouteMatch":
 		return "a route match"
 	case "HealthCheck":
@@ -162,8 +238,67 @@ func sectionName(goType string) string {
 	return "a " + strings.ToLower(goType)
 }
 
-// indexLines records the line of every key path in the document.
-func indexLines(n *yaml.Node, prefix string, out map[string]int) {
+// dropDuplicateKeys removes the second and later occurrences of a key from
+// every mapping under n and says whether it removed any.
+func dropDuplicateKeys(n *yaml.Node, seen map[*yaml.Node]bool) bool {
+	if n == nil || seen[n] {
+		return false
+	}
+	seen[n] = true
+	dropped := false
+	if n.Kind == yaml.MappingNode {
+		type key struct {
+			kind  yaml.Kind
+			value string
+		}
+		keys := map[key]bool{}
+		kept := n.Content[:0]
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := key{n.Content[i].Kind, n.Content[i].Value}
+			if keys[k] {
+				dropped = true
+				continue
+			}
+			keys[k] = true
+			kept = append(kept, n.Content[i], n.Content[i+1])
+		}
+		n.Content = kept
+	}
+	for _, c := range n.Content {
+		if dropDuplicateKeys(c, seen) {
+			dropped = true
+		}
+	}
+	if n.Kind == yaml.AliasNode && dropDuplicateKeys(n.Alias, seen) {
+		dropped = true
+	}
+	return dropped
+}
+
+func isNull(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
+}
+
+// Limits on indexing so that hostile input (self-referencing anchors,
+// "billion laughs" alias fans, very deep nesting) cannot hang the loader or
+// exhaust memory before the decoder gets to refuse it. The schema is
+// nowhere deeper than a handful of levels, and real files have far fewer
+// keys; anything past the limits falls back to an enclosing key's line.
+const (
+	maxIndexDepth  = 16
+	maxIndexedKeys = 1 << 18
+)
+
+// indexer records the line of every key path in the document.
+type indexer struct {
+	out    map[string]int
+	budget int
+}
+
+func (ix *indexer) index(n *yaml.Node, prefix string, depth int, inAlias bool) {
+	if depth >= maxIndexDepth {
+		return
+	}
 	switch n.Kind {
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
@@ -172,24 +307,39 @@ func indexLines(n *yaml.Node, prefix string, out map[string]int) {
 			if prefix != "" {
 				p = prefix + "." + k.Value
 			}
-			if _, seen := out[p]; seen {
+			if _, seen := ix.out[p]; seen {
 				// The YAML library refuses duplicate keys itself.
 				continue
 			}
-			out[p] = k.Line
-			indexLines(v, p, out)
+			if !ix.add(p, k.Line) {
+				return
+			}
+			ix.index(v, p, depth+1, inAlias)
 		}
 	case yaml.SequenceNode:
 		for i, v := range n.Content {
 			p := fmt.Sprintf("%s[%d]", prefix, i)
-			out[p] = v.Line
-			indexLines(v, p, out)
+			if !ix.add(p, v.Line) {
+				return
+			}
+			ix.index(v, p, depth+1, inAlias)
 		}
 	case yaml.AliasNode:
-		if n.Alias != nil {
-			indexLines(n.Alias, prefix, out)
+		// Follow an alias once, not aliases inside what it points at: that
+		// keeps a self-referencing anchor ("&a [*a]") finite.
+		if n.Alias != nil && !inAlias {
+			ix.index(n.Alias, prefix, depth, true)
 		}
 	}
+}
+
+func (ix *indexer) add(p string, line int) bool {
+	if ix.budget <= 0 {
+		return false
+	}
+	ix.budget--
+	ix.out[p] = line
+	return true
 }
 
 // sortProblems orders problems by line so output reads like the file.

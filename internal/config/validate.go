@@ -115,8 +115,10 @@ func (v *validator) pools() map[string]bool {
 		ids := map[string]bool{}
 		for j, b := range pl.Backends {
 			bp := fmt.Sprintf("%s.backends[%d]", p, j)
-			if err := CheckBackend(b); err != nil {
-				v.add(bp, "pool %q: %v", pl.Name, err)
+			if field, err := checkBackend(b); err != nil {
+				// Point at the offending key (address:, weight:) when the
+				// backend is written one key per line.
+				v.add(bp+field, "pool %q: %v", pl.Name, err)
 			}
 			if ids[b.ID] {
 				v.add(bp+".id", "pool %q: duplicate backend id %q", pl.Name, b.ID)
@@ -131,8 +133,11 @@ func (v *validator) pools() map[string]bool {
 			if h.Timeout.D() >= h.Interval.D() {
 				v.add(hp+".timeout", "pool %q: health_check.timeout (%s) must be shorter than interval (%s)", pl.Name, h.Timeout.D(), h.Interval.D())
 			}
-			if h.HealthyThreshold < 1 || h.UnhealthyThreshold < 1 {
-				v.add(hp, "pool %q: health_check thresholds must be 1 or more", pl.Name)
+			if h.HealthyThreshold < 1 {
+				v.add(hp+".healthy_threshold", "pool %q: health_check thresholds must be 1 or more", pl.Name)
+			}
+			if h.UnhealthyThreshold < 1 {
+				v.add(hp+".unhealthy_threshold", "pool %q: health_check thresholds must be 1 or more", pl.Name)
 			}
 		}
 		if o := pl.OutlierDetection; o != nil {
@@ -150,19 +155,26 @@ func (v *validator) pools() map[string]bool {
 // CheckBackend validates one backend; the admin API uses it for runtime
 // registrations so that both paths refuse the same mistakes.
 func CheckBackend(b Backend) error {
+	_, err := checkBackend(b)
+	return err
+}
+
+// checkBackend is CheckBackend that also names the faulty key as a path
+// suffix (".address"), or "" when the backend as a whole is at fault.
+func checkBackend(b Backend) (string, error) {
 	if b.ID == "" {
-		return fmt.Errorf("backend has no id")
+		return "", fmt.Errorf("backend has no id")
 	}
 	if strings.ContainsAny(b.ID, "/ \t") {
-		return fmt.Errorf("backend id %q must not contain spaces or slashes", b.ID)
+		return ".id", fmt.Errorf("backend id %q must not contain spaces or slashes", b.ID)
 	}
 	if _, err := checkHostPort(b.Address, true); err != nil {
-		return fmt.Errorf("backend %q: address %q: %v", b.ID, b.Address, err)
+		return ".address", fmt.Errorf("backend %q: address %q: %v", b.ID, b.Address, err)
 	}
 	if b.Weight < 0 || b.Weight > 1000 {
-		return fmt.Errorf("backend %q: weight %d must be between 1 and 1000", b.ID, b.Weight)
+		return ".weight", fmt.Errorf("backend %q: weight %d must be between 1 and 1000", b.ID, b.Weight)
 	}
-	return nil
+	return "", nil
 }
 
 func (v *validator) routes(pools map[string]bool) {

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/rampart-proxy/rampart/internal/config"
+	"github.com/rampart-proxy/rampart/internal/server"
+)
+
+// cmdServe runs the load balancer until SIGTERM or SIGINT. SIGHUP reloads
+// the config file; a bad file is refused and the running config stays.
+func cmdServe(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("c", "rampart.yaml", "config file")
+	demo := fs.Bool("demo-backends", false, "also start demo backends on the loopback addresses of the config's pools (quickstart)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "rampart: -log-level: %v\n", err)
+		return 2
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	cfg, err := config.Load(*path)
+	if err != nil {
+		printConfigError(stderr, err)
+		return 1
+	}
+	if *demo {
+		stop, err := startDemoBackends(cfg, log)
+		if err != nil {
+			fmt.Fprintf(stderr, "rampart: demo backends: %v\n", err)
+			return 1
+		}
+		defer stop()
+	}
+	srv, err := server.New(cfg, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "rampart: %v\n", err)
+		return 1
+	}
+	if err := srv.Start(); err != nil {
+		printConfigError(stderr, err)
+		return 1
+	}
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	for sig := range sigs {
+		if sig == syscall.SIGHUP {
+			if err := srv.Reload(*path); err == nil {
+				cfg = srv.Config()
+			}
+			continue
+		}
+		log.Info("shutting down: finishing in-flight requests", "signal", sig.String(), "timeout", cfg.ShutdownTimeout.D().String())
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout.D())
+		err := srv.Shutdown(ctx)
+		cancel()
+		if err != nil {
+			log.Warn("shutdown timeout: remaining connections closed", "error", err.Error())
+		}
+		log.Info("stopped")
+		return 0
+	}
+	return 0
+}

@@ -1,0 +1,89 @@
+// Package pipeline holds the per-request record that every stage writes its
+// verdict into, and the plumbing that carries it through a request.
+//
+// One record per request travels from accept to the access log: stages never
+// log on their own, they fill fields here and the access log, metrics and
+// detectors read the finished record.
+package pipeline
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Record is everything Rampart decided and observed about one request. Field
+// names follow the access-log fields of DESIGN §5.
+type Record struct {
+	Timestamp time.Time `json:"timestamp"`
+	RequestID string    `json:"request_id"`
+
+	ClientIP      string `json:"client_ip"`
+	ClientPort    int    `json:"client_port"`
+	ServerIP      string `json:"server_ip"`
+	ServerPort    int    `json:"server_port"`
+	Listener      string `json:"listener"`
+	LBInstance    string `json:"lb_instance"`
+	XForwardedFor string `json:"x_forwarded_for"`
+
+	Method    string `json:"method"`
+	Host      string `json:"host"`
+	Path      string `json:"path"`
+	Query     string `json:"query"`
+	Protocol  string `json:"protocol"`
+	UserAgent string `json:"user_agent"`
+	Referer   string `json:"referer"`
+
+	StatusCode        int     `json:"status_code"`
+	RequestSizeBytes  int64   `json:"request_size_bytes"`
+	ResponseSizeBytes int64   `json:"response_size_bytes"`
+	RequestTimeMs     float64 `json:"request_time_ms"`
+
+	Route         string `json:"route"`
+	PoolID        string `json:"pool_id"`
+	BackendServer string `json:"backend_server"`
+	BackendID     string `json:"backend_id"`
+	Attempts      int    `json:"attempts"`
+	// UpstreamTimeMs and TargetProcessingTimeMs are -1 when no backend
+	// answered, as in AWS ALB logs, so "no answer" is not confused with "fast".
+	UpstreamTimeMs         float64 `json:"upstream_time_ms"`
+	TargetStatusCode       int     `json:"target_status_code"`
+	TargetProcessingTimeMs float64 `json:"target_processing_time_ms"`
+
+	// Error is a short machine-readable reason when Rampart answered itself
+	// (no_route, no_backend, backend_unreachable, backend_timeout, ...).
+	Error string `json:"error,omitempty"`
+}
+
+var recordPool = sync.Pool{New: func() any { return new(Record) }}
+
+// NewRecord returns a zeroed record from a pool; Release gives it back once
+// every reader (the access log) is done with it.
+func NewRecord() *Record {
+	r := recordPool.Get().(*Record)
+	r.UpstreamTimeMs = -1
+	r.TargetProcessingTimeMs = -1
+	return r
+}
+
+// Release returns r to the pool; r must not be used afterwards.
+func Release(r *Record) {
+	*r = Record{}
+	recordPool.Put(r)
+}
+
+type recordKey struct{}
+
+// WithRecord returns ctx carrying rec.
+func WithRecord(ctx context.Context, rec *Record) context.Context {
+	return context.WithValue(ctx, recordKey{}, rec)
+}
+
+// FromContext returns the request's record. It never returns nil, so stages
+// tested alone need no setup; a record made here is simply not logged.
+func FromContext(ctx context.Context) *Record {
+	if r, ok := ctx.Value(recordKey{}).(*Record); ok {
+		return r
+	}
+	return &Record{UpstreamTimeMs: -1, TargetProcessingTimeMs: -1}
+}

@@ -1,0 +1,110 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httputil"
+	"sync"
+
+	"github.com/rampart-proxy/rampart/internal/pipeline"
+)
+
+// Handler proxies requests to the pool named in their record. One Handler
+// serves every pool: the pool is chosen by the router (stage 6) and found
+// here through the record, so reloads that add pools need no new handler.
+//
+// The reverse proxy engine is net/http/httputil: it streams bodies in both
+// directions, removes hop-by-hop headers, handles trailers, 1xx responses
+// and protocol upgrades (WebSocket). Rampart supplies the transport (backend
+// selection, retries, cut on quarantine) and the error responses.
+type Handler struct {
+	rp *httputil.ReverseProxy
+}
+
+type poolKey struct{}
+
+// WithPool returns ctx carrying the pool a request is routed to.
+func WithPool(ctx context.Context, p *Pool) context.Context {
+	return context.WithValue(ctx, poolKey{}, p)
+}
+
+// NewHandler returns the proxying stage.
+func NewHandler() *Handler {
+	h := &Handler{}
+	h.rp = &httputil.ReverseProxy{
+		Rewrite:       rewrite,
+		Transport:     poolTransport{},
+		FlushInterval: -1, // stream responses as they come; buffering is the client's socket's job
+		BufferPool:    bufferPool{},
+		ErrorHandler:  errorHandler,
+		ErrorLog:      nil,
+	}
+	return h
+}
+
+// ServeHTTP proxies r to the pool in its context.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.rp.ServeHTTP(w, r)
+}
+
+// rewrite builds the outbound request. httputil has already removed
+// hop-by-hop headers and every incoming Forwarded/X-Forwarded-* header
+// (Rewrite mode); Rampart sets them from what it verified itself.
+func rewrite(pr *httputil.ProxyRequest) {
+	rec := pipeline.FromContext(pr.In.Context())
+	pr.Out.URL.Scheme = "http"
+	pr.Out.Host = pr.In.Host // keep the client's Host, as nginx does with proxy_set_header Host $host
+	if rec.XForwardedFor != "" {
+		pr.Out.Header["X-Forwarded-For"] = []string{rec.XForwardedFor}
+	}
+	pr.Out.Header["X-Forwarded-Host"] = []string{pr.In.Host}
+	proto := "http"
+	if pr.In.TLS != nil {
+		proto = "https"
+	}
+	pr.Out.Header["X-Forwarded-Proto"] = []string{proto}
+	if rec.RequestID != "" {
+		pr.Out.Header["X-Request-Id"] = []string{rec.RequestID}
+	}
+}
+
+// poolTransport dispatches to the transport of the request's pool.
+type poolTransport struct{}
+
+func (poolTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	p, _ := r.Context().Value(poolKey{}).(*Pool)
+	if p == nil {
+		return nil, ErrNoBackend
+	}
+	return p.RoundTrip(r)
+}
+
+// errorHandler answers generically: status, short reason and request id,
+// never a backend address or a Go error string.
+func errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	rec := pipeline.FromContext(r.Context())
+	status, reason := http.StatusBadGateway, "backend_unreachable"
+	switch {
+	case errors.Is(err, ErrNoBackend):
+		status, reason = http.StatusServiceUnavailable, "no_backend"
+		rec.BackendID, rec.BackendServer = "", ""
+	case errors.Is(err, ErrBackendCut):
+		reason = "backend_cut"
+	case errors.Is(err, context.DeadlineExceeded):
+		status, reason = http.StatusGatewayTimeout, "backend_timeout"
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The client went away; nobody reads this answer. 499 as in nginx.
+		status, reason = 499, "client_closed"
+	}
+	rec.Error = reason
+	pipeline.WriteError(w, r, status)
+}
+
+// bufferPool reuses the 32 KiB copy buffers of the proxy.
+type bufferPool struct{}
+
+var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *(buffers.Get().(*[]byte)) }
+func (bufferPool) Put(b []byte) { buffers.Put(&b) }

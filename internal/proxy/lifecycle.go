@@ -1,0 +1,247 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/rampart-proxy/rampart/internal/config"
+)
+
+// Backend lifecycle for incident response. The model is the one of
+// `aws elb deregister-instances-from-load-balancer`: an operator takes a
+// backend out (gently with drain/deregister, at once with quarantine),
+// investigates, and puts it back with restore/register. Every change is
+// persisted before it is acknowledged.
+
+// Lifecycle errors, mapped to HTTP statuses by the admin API.
+var (
+	ErrUnknownPool    = errors.New("unknown pool")
+	ErrUnknownBackend = errors.New("unknown backend")
+	ErrExists         = errors.New("backend already registered")
+	ErrInvalid        = errors.New("invalid backend")
+)
+
+// BackendStatus is a backend as the admin API shows it.
+type BackendStatus struct {
+	Pool         string     `json:"pool"`
+	ID           string     `json:"id"`
+	Address      string     `json:"address"`
+	Weight       int        `json:"weight"`
+	State        State      `json:"state"`
+	Healthy      bool       `json:"healthy"`
+	EjectedUntil *time.Time `json:"ejected_until,omitempty"`
+	InFlight     int64      `json:"in_flight"`
+	Available    bool       `json:"available"`
+	Source       string     `json:"source"` // config | api
+}
+
+// PoolStatus is a pool as the admin API shows it.
+type PoolStatus struct {
+	Name      string          `json:"name"`
+	Algorithm string          `json:"algorithm"`
+	Available int             `json:"available"`
+	Backends  []BackendStatus `json:"backends"`
+}
+
+// Status describes every pool.
+func (r *Registry) Status() []PoolStatus {
+	out := []PoolStatus{}
+	for _, p := range r.Pools() {
+		out = append(out, r.PoolStatus(p))
+	}
+	return out
+}
+
+// PoolStatus describes one pool.
+func (r *Registry) PoolStatus(p *Pool) PoolStatus {
+	r.mu.Lock()
+	po := r.ovr.pool(p.Name)
+	registered := map[string]bool{}
+	for _, b := range po.Registered {
+		registered[b.ID] = true
+	}
+	r.mu.Unlock()
+	ps := PoolStatus{Name: p.Name, Algorithm: p.Algorithm(), Backends: []BackendStatus{}}
+	for _, b := range p.Backends() {
+		ps.Backends = append(ps.Backends, backendStatus(p, b, registered[b.ID]))
+	}
+	ps.Available = p.Available()
+	return ps
+}
+
+func backendStatus(p *Pool, b *Backend, fromAPI bool) BackendStatus {
+	s := BackendStatus{Pool: p.Name, ID: b.ID, Address: b.Address, Weight: b.Weight, State: b.State(),
+		Healthy: b.Healthy(), InFlight: b.InFlight(), Available: b.Available(), Source: "config"}
+	if t := b.EjectedUntil(); !t.IsZero() {
+		s.EjectedUntil = &t
+	}
+	if fromAPI {
+		s.Source = "api"
+	}
+	return s
+}
+
+func (r *Registry) find(pool, id string) (*Pool, *Backend, error) {
+	p := r.pools[pool]
+	if p == nil {
+		return nil, nil, fmt.Errorf("%w %q", ErrUnknownPool, pool)
+	}
+	b := p.Backend(id)
+	if b == nil {
+		return p, nil, fmt.Errorf("%w %q in pool %q", ErrUnknownBackend, id, pool)
+	}
+	return p, b, nil
+}
+
+// Quarantine takes a backend out of rotation at once and cuts its in-flight
+// requests. It stays quarantined across reloads and restarts until Restore.
+func (r *Registry) Quarantine(pool, id string) (BackendStatus, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p, b, err := r.find(pool, id)
+	if err != nil {
+		return BackendStatus{}, err
+	}
+	// In memory first: isolation must not wait for the disk.
+	b.setState(StateQuarantined)
+	b.cutInFlight()
+	r.ovr.pool(pool).States[id] = StateQuarantined
+	err = r.store.save(r.ovr)
+	r.log.Warn("backend quarantined", "pool", pool, "backend", id, "address", b.Address)
+	return backendStatus(p, b, false), err
+}
+
+// Drain stops sending new requests to a backend; in-flight requests may
+// finish until the pool's drain_timeout, after which they are cut. The
+// returned channel is closed when the drain is complete.
+func (r *Registry) Drain(pool, id string) (BackendStatus, <-chan struct{}, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.drainLocked(pool, id)
+}
+
+func (r *Registry) drainLocked(pool, id string) (BackendStatus, <-chan struct{}, error) {
+	p, b, err := r.find(pool, id)
+	if err != nil {
+		return BackendStatus{}, nil, err
+	}
+	if b.State() == StateQuarantined {
+		// Draining would loosen a quarantine; keep the stricter state.
+		done := make(chan struct{})
+		close(done)
+		return backendStatus(p, b, false), done, nil
+	}
+	b.setState(StateDraining)
+	r.ovr.pool(pool).States[id] = StateDraining
+	err = r.store.save(r.ovr)
+	r.log.Info("backend draining", "pool", pool, "backend", id, "in_flight", b.InFlight())
+	return backendStatus(p, b, false), r.watchDrain(b, r.cfgs[pool].DrainTimeout.D()), err
+}
+
+// watchDrain closes the returned channel once b has no request in flight,
+// cutting what is left when timeout expires.
+func (r *Registry) watchDrain(b *Backend, timeout time.Duration) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		deadline := time.Now().Add(timeout)
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for b.InFlight() > 0 && b.State() == StateDraining {
+			if time.Now().After(deadline) {
+				r.log.Warn("drain timeout: cutting in-flight requests", "backend", b.ID, "in_flight", b.InFlight())
+				b.cutInFlight()
+				return
+			}
+			<-t.C
+		}
+	}()
+	return done
+}
+
+// Deregister drains a backend and then removes it from the pool. The
+// removal is persisted at once, so a restart during the drain does not bring
+// it back. The returned channel is closed once it has left the pool.
+func (r *Registry) Deregister(pool, id string) (BackendStatus, <-chan struct{}, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st, drained, err := r.drainLocked(pool, id)
+	if st.ID == "" {
+		return st, nil, err
+	}
+	po := r.ovr.pool(pool)
+	po.Registered = slices.DeleteFunc(po.Registered, func(x config.Backend) bool { return x.ID == id })
+	inConfig := slices.ContainsFunc(r.cfgs[pool].Backends, func(x config.Backend) bool { return x.ID == id })
+	if inConfig && !slices.Contains(po.Deregistered, id) {
+		po.Deregistered = append(po.Deregistered, id)
+	}
+	// A quarantine outlives deregistration: re-registering the same id
+	// later must not silently put a suspect machine back.
+	if po.States[id] == StateDraining {
+		delete(po.States, id)
+	}
+	if serr := r.store.save(r.ovr); serr != nil && err == nil {
+		err = serr
+	}
+	removed := make(chan struct{})
+	go func() {
+		<-drained
+		r.mu.Lock()
+		if p := r.pools[pool]; p != nil {
+			r.rebuildLocked(p)
+		}
+		r.mu.Unlock()
+		r.log.Info("backend deregistered", "pool", pool, "backend", id)
+		close(removed)
+	}()
+	return st, removed, err
+}
+
+// Register adds a backend to a pool at run time (or re-adds a deregistered
+// one). A backend id that is quarantined stays quarantined.
+func (r *Registry) Register(pool string, nb config.Backend) (BackendStatus, error) {
+	if nb.Weight == 0 {
+		nb.Weight = 1
+	}
+	if err := config.CheckBackend(nb); err != nil {
+		return BackendStatus{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p := r.pools[pool]
+	if p == nil {
+		return BackendStatus{}, fmt.Errorf("%w %q", ErrUnknownPool, pool)
+	}
+	if b := p.Backend(nb.ID); b != nil {
+		return backendStatus(p, b, false), fmt.Errorf("%w: %q in pool %q", ErrExists, nb.ID, pool)
+	}
+	po := r.ovr.pool(pool)
+	po.Deregistered = slices.DeleteFunc(po.Deregistered, func(x string) bool { return x == nb.ID })
+	po.Registered = append(po.Registered, nb)
+	err := r.store.save(r.ovr)
+	r.rebuildLocked(p)
+	b := p.Backend(nb.ID)
+	r.log.Info("backend registered", "pool", pool, "backend", nb.ID, "address", nb.Address, "state", b.State())
+	return backendStatus(p, b, true), err
+}
+
+// Restore returns a drained or quarantined backend to rotation and clears
+// any outlier ejection. Health checks still apply.
+func (r *Registry) Restore(pool, id string) (BackendStatus, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p, b, err := r.find(pool, id)
+	if err != nil {
+		return BackendStatus{}, err
+	}
+	delete(r.ovr.pool(pool).States, id)
+	if err := r.store.save(r.ovr); err != nil {
+		return backendStatus(p, b, false), err
+	}
+	b.ejectEnd.Store(0)
+	b.setState(StateActive)
+	r.log.Info("backend restored", "pool", pool, "backend", id)
+	return backendStatus(p, b, false), nil
+}

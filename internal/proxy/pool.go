@@ -1,0 +1,115 @@
+package proxy
+
+import (
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rampart-proxy/rampart/internal/config"
+)
+
+// Pool is a named set of backends behind one balancing algorithm. A Pool
+// outlives config reloads: its backends keep their health, ejection and
+// in-flight state when the file changes, and its operator overrides (see
+// lifecycle.go) are re-applied on top of whatever the file says.
+type Pool struct {
+	Name string
+
+	// members is the current backend set and the selector built for it,
+	// swapped as one so a request never sees a selector for another set.
+	members atomic.Pointer[members]
+
+	settings  atomic.Pointer[poolSettings]
+	transport *http.Transport
+
+	mu      sync.Mutex // serialises membership changes
+	health  *healthChecker
+	closing chan struct{}
+}
+
+type members struct {
+	backends []*Backend
+	byID     map[string]*Backend
+	selector Selector
+}
+
+// poolSettings is the part of the pool config read on the request path.
+type poolSettings struct {
+	cfg       config.Pool
+	algorithm string
+	hashKey   config.HashKey
+}
+
+func newPool(name string) *Pool {
+	p := &Pool{Name: name, closing: make(chan struct{})}
+	p.members.Store(&members{byID: map[string]*Backend{}, selector: emptySelector{}})
+	p.transport = &http.Transport{
+		Proxy:                 nil, // never follow HTTP_PROXY from the environment
+		MaxIdleConns:          0,
+		IdleConnTimeout:       90 * time.Second,
+		DisableCompression:    true,
+		ResponseHeaderTimeout: 0,
+		ForceAttemptHTTP2:     false,
+	}
+	return p
+}
+
+type emptySelector struct{}
+
+func (emptySelector) Select(string, []*Backend) *Backend { return nil }
+
+// configure applies pool settings from a (validated) config.
+func (p *Pool) configure(c config.Pool) {
+	hk, _ := config.ParseHashKey(c.HashKey)
+	p.settings.Store(&poolSettings{cfg: c, algorithm: c.Algorithm, hashKey: hk})
+	p.transport.MaxIdleConnsPerHost = c.MaxIdleConnsPerBackend
+	p.transport.DialContext = (&net.Dialer{Timeout: c.ConnectTimeout.D(), KeepAlive: 30 * time.Second}).DialContext
+}
+
+// setMembers installs a new backend set. Backends keep their identity (and
+// so their counters) when they appear in both the old and the new set.
+func (p *Pool) setMembers(backends []*Backend) {
+	s := p.settings.Load()
+	sel, err := NewSelector(s.algorithm, backends)
+	if err != nil { // validated earlier; fall back rather than serve nothing
+		sel, _ = NewSelector("round_robin", backends)
+	}
+	byID := make(map[string]*Backend, len(backends))
+	for _, b := range backends {
+		byID[b.ID] = b
+	}
+	p.members.Store(&members{backends: backends, byID: byID, selector: sel})
+}
+
+// Backends returns the current members.
+func (p *Pool) Backends() []*Backend { return p.members.Load().backends }
+
+// Backend returns the member with the given id, or nil.
+func (p *Pool) Backend(id string) *Backend { return p.members.Load().byID[id] }
+
+// Algorithm returns the balancing algorithm in use.
+func (p *Pool) Algorithm() string { return p.settings.Load().algorithm }
+
+// Available counts members that may take new requests.
+func (p *Pool) Available() int {
+	n := 0
+	for _, b := range p.Backends() {
+		if b.Available() {
+			n++
+		}
+	}
+	return n
+}
+
+// stop ends background work (health checks) when the pool leaves the config.
+func (p *Pool) stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.health != nil {
+		p.health.stop()
+		p.health = nil
+	}
+	p.transport.CloseIdleConnections()
+}

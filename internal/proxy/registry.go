@@ -1,0 +1,141 @@
+package proxy
+
+import (
+	"log/slog"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"sort"
+	"sync"
+
+	"github.com/rampart-proxy/rampart/internal/config"
+)
+
+// Registry owns every pool by name. It lives for the whole process: a
+// reload re-applies the config to the same Pool objects, so health, in-flight
+// counts and operator overrides survive it.
+type Registry struct {
+	log *slog.Logger
+
+	mu    sync.Mutex
+	pools map[string]*Pool
+	cfgs  map[string]config.Pool
+	ovr   *overrides
+	store stateFile
+}
+
+// StateFileName is the file in the data directory that holds backend overrides.
+const StateFileName = "backends.json"
+
+// NewRegistry loads persisted overrides from dataDir.
+func NewRegistry(dataDir string, log *slog.Logger) (*Registry, error) {
+	st := stateFile{path: filepath.Join(dataDir, StateFileName)}
+	o, err := st.load()
+	if err != nil {
+		return nil, err
+	}
+	return &Registry{log: log, pools: map[string]*Pool{}, cfgs: map[string]config.Pool{}, ovr: o, store: st}, nil
+}
+
+// Apply makes the pools match a validated config, with the persisted
+// overrides applied on top.
+func (r *Registry) Apply(pools []config.Pool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	keep := map[string]bool{}
+	for _, c := range pools {
+		keep[c.Name] = true
+		p := r.pools[c.Name]
+		if p == nil {
+			p = newPool(c.Name)
+			r.pools[c.Name] = p
+		}
+		old, had := r.cfgs[c.Name]
+		r.cfgs[c.Name] = c
+		p.configure(c)
+		r.rebuildLocked(p)
+		if !had || !reflect.DeepEqual(old.HealthCheck, c.HealthCheck) {
+			p.mu.Lock()
+			if p.health != nil {
+				p.health.stop()
+				p.health = nil
+			}
+			if c.HealthCheck != nil {
+				p.health = startHealthChecker(p, *c.HealthCheck)
+			}
+			p.mu.Unlock()
+		}
+	}
+	for name, p := range r.pools {
+		if !keep[name] {
+			p.stop()
+			delete(r.pools, name)
+			delete(r.cfgs, name)
+		}
+	}
+}
+
+// rebuildLocked recomputes a pool's members from its config and overrides.
+func (r *Registry) rebuildLocked(p *Pool) {
+	c := r.cfgs[p.Name]
+	po := r.ovr.pool(p.Name)
+	want := make([]config.Backend, 0, len(c.Backends)+len(po.Registered))
+	for _, b := range c.Backends {
+		if !slices.Contains(po.Deregistered, b.ID) && !slices.ContainsFunc(po.Registered, func(x config.Backend) bool { return x.ID == b.ID }) {
+			want = append(want, b)
+		}
+	}
+	want = append(want, po.Registered...)
+	cur := p.members.Load().byID
+	next := make([]*Backend, 0, len(want))
+	for _, w := range want {
+		b := cur[w.ID]
+		if b == nil || b.Address != w.Address || b.Weight != max(w.Weight, 1) {
+			nb := NewBackend(w.ID, w.Address, w.Weight)
+			if b != nil {
+				nb.healthy.Store(b.Healthy())
+			}
+			b = nb
+		}
+		st := StateActive
+		if s, ok := po.States[w.ID]; ok {
+			st = s
+		}
+		if b.State() != st {
+			b.setState(st)
+			if st == StateQuarantined {
+				b.cutInFlight()
+			}
+		}
+		next = append(next, b)
+	}
+	p.setMembers(next)
+}
+
+// Pool returns the pool named name, or nil.
+func (r *Registry) Pool(name string) *Pool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.pools[name]
+}
+
+// Pools returns every pool, sorted by name.
+func (r *Registry) Pools() []*Pool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*Pool, 0, len(r.pools))
+	for _, p := range r.pools {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Close stops health checks and closes idle backend connections.
+func (r *Registry) Close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range r.pools {
+		p.stop()
+	}
+}

@@ -1,0 +1,163 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/rampart-proxy/rampart/internal/pipeline"
+)
+
+// Errors the handler turns into generic responses.
+var (
+	ErrNoBackend   = errors.New("no available backend")
+	ErrBackendCut  = errors.New("request cut: backend quarantined or drain timed out")
+	errQuarantined = errors.New("backend left rotation while the request was being sent")
+)
+
+// RoundTrip chooses a backend, sends the request to it and, when connecting
+// fails for an idempotent request, tries another one. Selection lives here
+// rather than in the handler so that a retry is one more loop iteration with
+// the failed backend excluded.
+func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
+	rec := pipeline.FromContext(req.Context())
+	s := p.settings.Load()
+	key := ""
+	if s.algorithm == "consistent_hash" {
+		if s.hashKey.Header != "" {
+			key = req.Header.Get(s.hashKey.Header)
+		} else {
+			key = rec.ClientIP
+		}
+	}
+	var triedBuf [4]*Backend
+	tried := triedBuf[:0]
+	retryable := isIdempotent(req.Method) && (req.Body == nil || req.Body == http.NoBody)
+	var lastErr error = ErrNoBackend
+	for attempt := 0; attempt <= s.cfg.Retries; attempt++ {
+		b := p.members.Load().selector.Select(key, tried)
+		if b == nil {
+			return nil, lastErr
+		}
+		rec.Attempts++
+		rec.BackendID, rec.BackendServer = b.ID, b.Address
+		resp, err := p.roundTripTo(b, req, rec)
+		if err == nil {
+			return resp, nil
+		}
+		lastErr = err
+		dialFailed := isDialError(err)
+		if dialFailed {
+			b.observeConnectFailure(s.cfg.OutlierDetection)
+		}
+		if !(dialFailed || errors.Is(err, errQuarantined)) || !retryable || req.Context().Err() != nil {
+			return nil, err
+		}
+		tried = append(tried, b)
+	}
+	return nil, lastErr
+}
+
+// roundTripTo sends req to one backend. The request's context is tied to the
+// backend's cut context so that quarantining the backend aborts the request.
+func (p *Pool) roundTripTo(b *Backend, req *http.Request, rec *pipeline.Record) (*http.Response, error) {
+	b.inflight.Add(1)
+	cut := b.cutContext()
+	// Re-check after taking the cut context: a quarantine that happened
+	// between selection and here must not let this request through.
+	if b.State() == StateQuarantined {
+		b.inflight.Add(-1)
+		return nil, errQuarantined
+	}
+	ctx, cancel := context.WithCancelCause(req.Context())
+	stop := context.AfterFunc(cut, func() { cancel(ErrBackendCut) })
+	out := req.WithContext(ctx)
+	out.URL.Scheme = "http"
+	out.URL.Host = b.Address
+	start := time.Now()
+	resp, err := p.transport.RoundTrip(out)
+	if err != nil {
+		stop()
+		cancel(nil)
+		b.inflight.Add(-1)
+		if c := context.Cause(ctx); errors.Is(c, ErrBackendCut) {
+			err = ErrBackendCut
+		}
+		return nil, err
+	}
+	ms := float64(time.Since(start).Microseconds()) / 1000
+	rec.UpstreamTimeMs = ms
+	rec.TargetProcessingTimeMs = ms
+	rec.TargetStatusCode = resp.StatusCode
+	b.observeStatus(resp.StatusCode, p.settings.Load().cfg.OutlierDetection)
+	tb := &trackedBody{rc: resp.Body, b: b, stop: stop, cancel: func() { cancel(nil) }}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// An upgraded connection (WebSocket) outlives RoundTrip; closing the
+		// backend side on a cut ends both copy loops of the proxy.
+		if rwc, ok := resp.Body.(io.ReadWriteCloser); ok {
+			stop()
+			ub := &upgradedBody{ReadWriteCloser: rwc, tb: tb}
+			tb.stop = context.AfterFunc(cut, func() { rwc.Close() })
+			resp.Body = ub
+			return resp, nil
+		}
+	}
+	resp.Body = tb
+	return resp, nil
+}
+
+// trackedBody releases the backend's in-flight slot when the proxy is done
+// with the response body.
+type trackedBody struct {
+	rc     io.ReadCloser
+	b      *Backend
+	stop   func() bool
+	cancel func()
+	once   sync.Once
+}
+
+func (t *trackedBody) Read(p []byte) (int, error) { return t.rc.Read(p) }
+
+func (t *trackedBody) Close() error {
+	err := t.rc.Close()
+	t.once.Do(func() {
+		t.stop()
+		t.cancel()
+		t.b.inflight.Add(-1)
+	})
+	return err
+}
+
+type upgradedBody struct {
+	io.ReadWriteCloser
+	tb *trackedBody
+}
+
+func (u *upgradedBody) Close() error {
+	err := u.ReadWriteCloser.Close()
+	u.tb.once.Do(func() {
+		u.tb.stop()
+		u.tb.cancel()
+		u.tb.b.inflight.Add(-1)
+	})
+	return err
+}
+
+func isIdempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// isDialError reports whether the request never reached the backend, which
+// is what makes a retry safe even for requests that are not idempotent.
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}

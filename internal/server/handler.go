@@ -1,0 +1,179 @@
+package server
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/rampart-proxy/rampart/internal/pipeline"
+	"github.com/rampart-proxy/rampart/internal/proxy"
+)
+
+// entry is the first handler of every listener: it opens the request's
+// record, establishes who the client is, runs the pipeline stages and, when
+// the response is done, hands the record to the access log.
+type entry struct {
+	srv *Server
+	l   *listener
+}
+
+func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	t := e.srv.table.Load()
+	name := *e.l.name.Load()
+	lt := t.listeners[name]
+	if lt == nil { // renamed by a reload while this request was accepted
+		lt = &listenerSettings{}
+	}
+
+	rec := pipeline.NewRecord()
+	rec.Timestamp = start
+	rec.Listener = name
+	rec.LBInstance = t.instance
+	rec.Method, rec.Host, rec.Path, rec.Query = r.Method, r.Host, r.URL.Path, r.URL.RawQuery
+	rec.Protocol = r.Proto
+	rec.UserAgent, rec.Referer = r.Header.Get("User-Agent"), r.Header.Get("Referer")
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		client, xff := lt.trusted.clientIP(ap.Addr(), r.Header["X-Forwarded-For"])
+		rec.ClientIP, rec.XForwardedFor = client.String(), xff
+		if client == ap.Addr().Unmap() {
+			rec.ClientPort = int(ap.Port())
+		}
+	}
+	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		if ap, err := netip.ParseAddrPort(la.String()); err == nil {
+			rec.ServerIP, rec.ServerPort = ap.Addr().Unmap().String(), int(ap.Port())
+		}
+	}
+	rec.RequestID = requestID(r.Header.Get("X-Request-Id"))
+	w.Header()["X-Request-Id"] = []string{rec.RequestID}
+
+	rw := &responseWriter{ResponseWriter: w, rec: rec}
+	var body *countingBody
+	if r.Body != nil && r.Body != http.NoBody {
+		body = &countingBody{ReadCloser: r.Body}
+		r.Body = body
+	}
+	defer func() {
+		// Runs also when the proxy aborts a response (http.ErrAbortHandler
+		// after a cut backend), so cut and failed requests are logged too.
+		p := recover()
+		if p != nil && rec.Error == "" {
+			rec.Error = "aborted"
+		}
+		e.finish(t, rec, rw, body, start)
+		if p != nil {
+			panic(p)
+		}
+	}()
+
+	rt := t.router.match(r.Host, r.URL.Path)
+	if rt == nil || rt.pool == nil {
+		rec.Error = "no_route"
+		pipeline.WriteError(rw, r.WithContext(pipeline.WithRecord(r.Context(), rec)), http.StatusNotFound)
+		return
+	}
+	rec.Route, rec.PoolID = rt.name, rt.pool.Name
+	ctx := proxy.WithPool(pipeline.WithRecord(r.Context(), rec), rt.pool)
+	t.proxy.ServeHTTP(rw, r.WithContext(ctx))
+}
+
+func (e *entry) finish(t *table, rec *pipeline.Record, rw *responseWriter, body *countingBody, start time.Time) {
+	if rw.status == 0 && rec.Error == "" {
+		rec.StatusCode = http.StatusOK // handler wrote nothing: net/http sends 200
+	}
+	rec.ResponseSizeBytes = rw.written
+	if body != nil {
+		rec.RequestSizeBytes = body.n
+	}
+	rec.RequestTimeMs = float64(time.Since(start).Microseconds()) / 1000
+	t.accessLog.Log(rec)
+	pipeline.Release(rec)
+}
+
+// responseWriter records status and size. Unwrap lets http.ResponseController
+// reach the connection for flushing and for protocol upgrades (WebSocket).
+type responseWriter struct {
+	http.ResponseWriter
+	rec     *pipeline.Record
+	status  int
+	written int64
+}
+
+func (w *responseWriter) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 {
+		w.status = code
+		w.rec.StatusCode = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *responseWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+		w.rec.StatusCode = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.written += int64(n)
+	return n, err
+}
+
+func (w *responseWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+type countingBody struct {
+	io.ReadCloser
+	n int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n += int64(n)
+	return n, err
+}
+
+// Request ids are a random per-process prefix and a counter: unique across
+// instances and restarts without a syscall per request.
+var (
+	idPrefix  = newIDPrefix()
+	idCounter atomic.Uint64
+)
+
+func newIDPrefix() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// requestID keeps a client-supplied id when it is short and plain (so a
+// request can be traced across tiers) and makes one otherwise; an id with
+// odd characters could forge log lines or headers downstream.
+func requestID(in string) string {
+	if in != "" && len(in) <= 128 {
+		ok := true
+		for i := 0; i < len(in) && ok; i++ {
+			c := in[i]
+			ok = c == '-' || c == '_' || c == '.' || c == ':' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+		}
+		if ok {
+			return in
+		}
+	}
+	var buf [33]byte
+	copy(buf[:], idPrefix)
+	buf[16] = '-'
+	n := idCounter.Add(1)
+	b := strconv.AppendUint(buf[:17], n, 16)
+	return string(b)
+}

@@ -1,0 +1,399 @@
+// Package server runs Rampart's listeners: it binds them, builds the
+// immutable routing table from a config, swaps it atomically on reload and
+// shuts down gracefully.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rampart-proxy/rampart/internal/accesslog"
+	"github.com/rampart-proxy/rampart/internal/admin"
+	"github.com/rampart-proxy/rampart/internal/config"
+	"github.com/rampart-proxy/rampart/internal/proxy"
+)
+
+// Server is one running Rampart instance.
+type Server struct {
+	log   *slog.Logger
+	reg   *proxy.Registry
+	proxy *proxy.Handler
+
+	// table is everything a request reads from the config, replaced as a
+	// whole on reload so a request sees one config from start to end.
+	table atomic.Pointer[table]
+
+	mu        sync.Mutex // serialises Start, Reload and Shutdown
+	cfg       *config.Config
+	listeners map[string]*listener // by address
+	admin     *http.Server
+	adminLn   net.Listener
+	started   time.Time
+	reloads   atomic.Int64
+}
+
+type table struct {
+	instance  string
+	router    *router
+	listeners map[string]*listenerSettings
+	accessLog *accesslog.Logger
+	proxy     *proxy.Handler
+}
+
+type listenerSettings struct {
+	trusted trustedProxies
+}
+
+type listener struct {
+	// name is read by every request (it selects the listener's settings in
+	// the table) and changes when a reload renames the listener.
+	name atomic.Pointer[string]
+	cfg  config.Listener
+	ln   net.Listener
+	http *http.Server
+	done chan struct{}
+}
+
+// New prepares a server for cfg: it loads persisted backend overrides and
+// builds pools, but binds nothing until Start.
+func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
+	reg, err := proxy.NewRegistry(cfg.DataDir, log)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{log: log, reg: reg, proxy: proxy.NewHandler(), cfg: cfg, listeners: map[string]*listener{}}
+	reg.Apply(cfg.Pools)
+	al, err := accesslog.Open(cfg.Resolve(cfg.Logging.AccessLog.Path))
+	if err != nil {
+		reg.Close()
+		return nil, fmt.Errorf("access log: %w", err)
+	}
+	s.table.Store(s.buildTable(cfg, al))
+	return s, nil
+}
+
+func (s *Server) buildTable(cfg *config.Config, al *accesslog.Logger) *table {
+	t := &table{
+		instance:  cfg.InstanceName,
+		router:    newRouter(cfg.Routes, s.reg),
+		listeners: map[string]*listenerSettings{},
+		accessLog: al,
+		proxy:     s.proxy,
+	}
+	for _, l := range cfg.Listeners {
+		t.listeners[l.Name] = &listenerSettings{trusted: newTrustedProxies(l.TrustedProxies)}
+	}
+	return t
+}
+
+// Registry returns the pool registry (for the admin API).
+func (s *Server) Registry() *proxy.Registry { return s.reg }
+
+// Config returns the running config.
+func (s *Server) Config() *config.Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg
+}
+
+// Start binds every listener and serves. A bind failure is reported as a
+// config problem at the listener's line, and nothing stays bound.
+func (s *Server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	bound, err := s.bind(s.cfg, s.cfg.Listeners)
+	var ps config.Problems
+	errors.As(err, &ps)
+	adminLn, aerr := net.Listen("tcp", s.cfg.Admin.Listen)
+	if aerr != nil {
+		ps = append(ps, config.Problem{File: s.cfg.File, Line: s.cfg.Line("admin.listen"),
+			Msg: fmt.Sprintf("admin: cannot listen on %s: %v", s.cfg.Admin.Listen, unwrapSyscall(aerr))})
+	}
+	if len(ps) > 0 {
+		for _, l := range bound {
+			l.ln.Close()
+		}
+		if adminLn != nil {
+			adminLn.Close()
+		}
+		return ps
+	}
+	for _, l := range bound {
+		s.serve(l)
+	}
+	s.adminLn = adminLn
+	s.admin = &http.Server{
+		Handler:           admin.New(s, s.log),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	go s.admin.Serve(adminLn)
+	s.log.Info("admin API listening", "address", adminLn.Addr().String())
+	s.started = time.Now()
+	return nil
+}
+
+// bind opens sockets for ls; on any failure it closes what it opened.
+func (s *Server) bind(cfg *config.Config, ls []config.Listener) ([]*listener, error) {
+	var out []*listener
+	var ps config.Problems
+	for _, lc := range ls {
+		i := indexOfListener(cfg, lc.Name)
+		ln, err := net.Listen("tcp", lc.Listen)
+		if err != nil {
+			ps = append(ps, config.Problem{File: cfg.File, Line: cfg.Line(fmt.Sprintf("listeners[%d].listen", i)),
+				Msg: fmt.Sprintf("listener %q: cannot listen on %s: %v", lc.Name, lc.Listen, unwrapSyscall(err))})
+			continue
+		}
+		l := &listener{cfg: lc, ln: ln}
+		l.name.Store(&lc.Name)
+		out = append(out, l)
+	}
+	if len(ps) > 0 {
+		for _, l := range out {
+			l.ln.Close()
+		}
+		return nil, ps
+	}
+	return out, nil
+}
+
+func indexOfListener(cfg *config.Config, name string) int {
+	for i, l := range cfg.Listeners {
+		if l.Name == name {
+			return i
+		}
+	}
+	return 0
+}
+
+func unwrapSyscall(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err
+	}
+	return err
+}
+
+func (s *Server) serve(l *listener) {
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	if l.cfg.H2C {
+		protos.SetUnencryptedHTTP2(true)
+	}
+	l.http = &http.Server{
+		Handler:           &entry{srv: s, l: l},
+		Protocols:         &protos,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	l.done = make(chan struct{})
+	s.listeners[l.cfg.Listen] = l
+	s.log.Info("listening", "listener", l.cfg.Name, "address", l.ln.Addr().String(), "h2c", l.cfg.H2C)
+	go func() {
+		defer close(l.done)
+		if err := l.http.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("listener stopped", "listener", l.cfg.Name, "error", err)
+		}
+	}()
+}
+
+// AdminAddr returns the bound address of the admin API.
+func (s *Server) AdminAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.adminLn == nil {
+		return ""
+	}
+	return s.adminLn.Addr().String()
+}
+
+// Addr returns the bound address of a listener (useful with port 0).
+func (s *Server) Addr(name string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.listeners {
+		if *l.name.Load() == name {
+			return l.ln.Addr().String()
+		}
+	}
+	return ""
+}
+
+// Reload loads path and, if it is valid and its new listeners can be bound,
+// switches to it. Otherwise the running config stays untouched and the
+// problems are returned. In-flight requests finish on the table they
+// started with.
+func (s *Server) Reload(path string) error {
+	cfg, err := config.Load(path)
+	if err != nil {
+		s.log.Error("reload refused: config invalid, keeping the running config", "file", path, "problems", err.Error())
+		return err
+	}
+	return s.apply(cfg)
+}
+
+func (s *Server) apply(cfg *config.Config) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cfg.DataDir != s.cfg.DataDir || cfg.Admin.Listen != s.cfg.Admin.Listen {
+		err := config.Problems{{File: cfg.File, Line: cfg.Line("data_dir"),
+			Msg: "data_dir and admin.listen cannot change on reload; restart Rampart to change them"}}
+		s.log.Error("reload refused", "problems", err.Error())
+		return err
+	}
+	// Listeners are matched by address: a listener whose address is still
+	// configured keeps its socket and connections (a rename or a change of
+	// trusted_proxies applies at once); new addresses are bound before
+	// anything is closed, so a bind failure leaves the old config running.
+	var add []config.Listener
+	keep := map[string]config.Listener{}
+	for _, lc := range cfg.Listeners {
+		if old := s.listeners[lc.Listen]; old != nil {
+			keep[lc.Listen] = lc
+			if old.cfg.H2C != lc.H2C {
+				s.log.Warn("h2c change on a running listener applies after restart", "listener", lc.Name)
+			}
+			continue
+		}
+		add = append(add, lc)
+	}
+	var remove []*listener
+	for addr, l := range s.listeners {
+		if _, ok := keep[addr]; !ok {
+			remove = append(remove, l)
+		}
+	}
+	bound, err := s.bind(cfg, add)
+	if err != nil {
+		s.log.Error("reload refused: cannot bind, keeping the running config", "problems", err.Error())
+		return err
+	}
+	al := s.table.Load().accessLog
+	oldAL := al
+	if cfg.Logging.AccessLog.Path != s.cfg.Logging.AccessLog.Path {
+		nal, err := accesslog.Open(cfg.Resolve(cfg.Logging.AccessLog.Path))
+		if err != nil {
+			for _, l := range bound {
+				l.ln.Close()
+			}
+			err = config.Problems{{File: cfg.File, Line: cfg.Line("logging.access_log.path"), Msg: fmt.Sprintf("access log: %v", err)}}
+			s.log.Error("reload refused", "problems", err.Error())
+			return err
+		}
+		al = nal
+	}
+	s.reg.Apply(cfg.Pools)
+	for addr, lc := range keep {
+		l := s.listeners[addr]
+		l.name.Store(&lc.Name)
+		l.cfg = lc
+	}
+	s.table.Store(s.buildTable(cfg, al))
+	for _, l := range remove {
+		delete(s.listeners, l.cfg.Listen)
+		go s.shutdownListener(l, cfg.ShutdownTimeout.D())
+	}
+	for _, l := range bound {
+		s.serve(l)
+	}
+	if al != oldAL {
+		go func() { time.Sleep(5 * time.Second); oldAL.Close() }()
+	}
+	s.cfg = cfg
+	s.reloads.Add(1)
+	s.log.Info("config reloaded", "file", cfg.File, "listeners", len(cfg.Listeners), "routes", len(cfg.Routes), "pools", len(cfg.Pools))
+	return nil
+}
+
+func (s *Server) shutdownListener(l *listener, timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := l.http.Shutdown(ctx); err != nil {
+		l.http.Close()
+	}
+	s.log.Info("listener closed", "listener", l.cfg.Name)
+}
+
+// Shutdown stops accepting, lets in-flight requests finish until ctx ends,
+// then closes what is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	ls := make([]*listener, 0, len(s.listeners))
+	for _, l := range s.listeners {
+		ls = append(ls, l)
+	}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	var firstErr error
+	var emu sync.Mutex
+	for _, l := range ls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := l.http.Shutdown(ctx); err != nil {
+				l.http.Close()
+				emu.Lock()
+				firstErr = err
+				emu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if s.admin != nil {
+		s.admin.Close()
+	}
+	s.reg.Close()
+	s.table.Load().accessLog.Close()
+	return firstErr
+}
+
+// Status is the instance summary for GET /api/v1/status.
+type Status struct {
+	Instance  string             `json:"instance"`
+	Config    string             `json:"config_file"`
+	Started   time.Time          `json:"started_at"`
+	Uptime    string             `json:"uptime"`
+	Reloads   int64              `json:"reloads"`
+	Listeners []ListenerStatus   `json:"listeners"`
+	Pools     []proxy.PoolStatus `json:"pools"`
+	AccessLog map[string]any     `json:"access_log"`
+}
+
+// ListenerStatus is one listener in Status.
+type ListenerStatus struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+	H2C     bool   `json:"h2c"`
+}
+
+// Status describes the running instance.
+func (s *Server) Status() Status {
+	s.mu.Lock()
+	st := Status{Instance: s.cfg.InstanceName, Config: s.cfg.File, Started: s.started,
+		Uptime: time.Since(s.started).Round(time.Second).String(), Reloads: s.reloads.Load()}
+	for _, lc := range s.cfg.Listeners {
+		if l := s.listeners[lc.Listen]; l != nil {
+			st.Listeners = append(st.Listeners, ListenerStatus{Name: lc.Name, Address: l.ln.Addr().String(), H2C: lc.H2C})
+		}
+	}
+	s.mu.Unlock()
+	st.Pools = s.reg.Status()
+	st.AccessLog = map[string]any{"dropped_lines": s.table.Load().accessLog.Dropped()}
+	return st
+}
+
+// StatusJSON implements admin.Instance.
+func (s *Server) StatusJSON() any { return s.Status() }
+
+// ReloadConfig re-reads the file the running config came from.
+func (s *Server) ReloadConfig() error { return s.Reload(s.Config().File) }
