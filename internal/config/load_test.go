@@ -380,7 +380,7 @@ pools:
 			doc: doc(`
 listeners:
   - name: public
-    listen: ":0"
+    listen: ":70000"
 routes:
   - {name: all, match: {path_prefix: /}, pool: web}
 pools:
@@ -388,7 +388,7 @@ pools:
     backends:
       - {id: w1, address: 127.0.0.1:9001}
 `),
-			line: 3, msg: `listen ":0": port "0" is not a number between 1 and 65535`,
+			line: 3, msg: `listen ":70000": port "70000" is not a number between 1 and 65535`,
 		},
 		{
 			name: "weight too high",

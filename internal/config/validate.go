@@ -34,7 +34,7 @@ func (v *validator) add(path, format string, args ...any) {
 }
 
 func (v *validator) admin() {
-	host, err := checkHostPort(v.cfg.Admin.Listen, true)
+	host, err := checkHostPort(v.cfg.Admin.Listen, true, true)
 	if err != nil {
 		v.add("admin.listen", "admin.listen %q: %v", v.cfg.Admin.Listen, err)
 		return
@@ -60,7 +60,7 @@ func (v *validator) listeners() {
 			v.add(p+".name", "duplicate listener name %q", l.Name)
 		}
 		names[l.Name] = true
-		if _, err := checkHostPort(l.Listen, false); err != nil {
+		if _, err := checkHostPort(l.Listen, false, true); err != nil {
 			v.add(p+".listen", "listener %q: listen %q: %v", l.Name, l.Listen, err)
 		} else if other, dup := addrs[l.Listen]; dup {
 			v.add(p+".listen", "listener %q: listen %q is already used by listener %q", l.Name, l.Listen, other)
@@ -168,7 +168,7 @@ func checkBackend(b Backend) (string, error) {
 	if strings.ContainsAny(b.ID, "/ \t") {
 		return ".id", fmt.Errorf("backend id %q must not contain spaces or slashes", b.ID)
 	}
-	if _, err := checkHostPort(b.Address, true); err != nil {
+	if _, err := checkHostPort(b.Address, true, false); err != nil {
 		return ".address", fmt.Errorf("backend %q: address %q: %v", b.ID, b.Address, err)
 	}
 	if b.Weight < 0 || b.Weight > 1000 {
@@ -224,12 +224,17 @@ func (c *Config) Resolve(p string) string {
 	return filepath.Join(filepath.Dir(c.File), p)
 }
 
-func checkHostPort(s string, needHost bool) (string, error) {
+// checkHostPort validates "host:port". Listen addresses may use port 0 (an
+// ephemeral port, for tests); backend addresses may not.
+func checkHostPort(s string, needHost, listen bool) (string, error) {
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
 		return "", fmt.Errorf("not host:port")
 	}
 	n, err := strconv.Atoi(port)
+	if listen && err == nil && n == 0 {
+		return host, nil
+	}
 	if err != nil || n < 1 || n > 65535 {
 		return "", fmt.Errorf("port %q is not a number between 1 and 65535", port)
 	}
