@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every Rampart test. This is the README's test command and the only
+# thing CI runs (.ci/run). Debian packages the tests need are installed here
+# when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=()
+# (no Debian packages are needed by the current tests; later suites add
+# redis-server, pebble, ... here)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq "${need_pkgs[@]}"; else sudo apt-get update -qq && sudo apt-get install -y -qq "${need_pkgs[@]}"; fi
+fi
+
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './bench/*'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt needed on:"; echo "$unformatted"; exit 1
+fi
+go vet ./...
+go test -race -count=1 -timeout 15m ./...
