@@ -50,13 +50,14 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "rampart: %v\n", err)
 		return 1
 	}
+	// Take the signals before anything answers, so that a SIGHUP or SIGTERM
+	// sent as soon as the admin API is up is never the default (fatal) one.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 	if err := srv.Start(); err != nil {
 		printConfigError(stderr, err)
 		return 1
 	}
-
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
 			if err := srv.Reload(*path); err == nil {

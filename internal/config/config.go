@@ -5,6 +5,7 @@
 package config
 
 import (
+	"strconv"
 	"time"
 )
 
@@ -161,7 +162,9 @@ func (c *Config) applyDefaults() {
 		if p.MaxIdleConnsPerBackend == 0 {
 			p.MaxIdleConnsPerBackend = DefaultMaxIdlePerBE
 		}
-		if p.Retries == 0 {
+		// An explicit "retries: 0" turns retries off; only a missing key
+		// takes the default.
+		if _, set := c.lines["pools["+strconv.Itoa(i)+"].retries"]; p.Retries == 0 && !set {
 			p.Retries = 1
 		}
 		for j := range p.Backends {

@@ -22,7 +22,14 @@ type Problem struct {
 	Msg  string
 }
 
-func (p Problem) String() string { return fmt.Sprintf("%s:%d: %s", p.File, p.Line, p.Msg) }
+// String is "FILE:LINE: message", or "FILE: message" for problems with the
+// file as a whole (it cannot be read).
+func (p Problem) String() string {
+	if p.Line <= 0 {
+		return fmt.Sprintf("%s: %s", p.File, p.Msg)
+	}
+	return fmt.Sprintf("%s:%d: %s", p.File, p.Line, p.Msg)
+}
 
 // Problems is every problem found in one file; it is the error Load returns.
 type Problems []Problem
