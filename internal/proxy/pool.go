@@ -21,8 +21,11 @@ type Pool struct {
 	// swapped as one so a request never sees a selector for another set.
 	members atomic.Pointer[members]
 
-	settings  atomic.Pointer[poolSettings]
-	transport *http.Transport
+	settings atomic.Pointer[poolSettings]
+	// transport holds the keep-alive connections to the backends. It is
+	// in use by requests at all times, so a reload that changes its
+	// settings installs a new one rather than writing to its fields.
+	transport atomic.Pointer[http.Transport]
 
 	mu      sync.Mutex // serialises membership changes
 	health  *healthChecker
@@ -45,15 +48,21 @@ type poolSettings struct {
 func newPool(name string) *Pool {
 	p := &Pool{Name: name, closing: make(chan struct{})}
 	p.members.Store(&members{byID: map[string]*Backend{}, selector: emptySelector{}})
-	p.transport = &http.Transport{
+	p.transport.Store(newTransport(config.Pool{}))
+	return p
+}
+
+func newTransport(c config.Pool) *http.Transport {
+	return &http.Transport{
 		Proxy:                 nil, // never follow HTTP_PROXY from the environment
+		DialContext:           (&net.Dialer{Timeout: c.ConnectTimeout.D(), KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:          0,
+		MaxIdleConnsPerHost:   c.MaxIdleConnsPerBackend,
 		IdleConnTimeout:       90 * time.Second,
 		DisableCompression:    true,
 		ResponseHeaderTimeout: 0,
 		ForceAttemptHTTP2:     false,
 	}
-	return p
 }
 
 type emptySelector struct{}
@@ -63,9 +72,12 @@ func (emptySelector) Select(string, []*Backend) *Backend { return nil }
 // configure applies pool settings from a (validated) config.
 func (p *Pool) configure(c config.Pool) {
 	hk, _ := config.ParseHashKey(c.HashKey)
-	p.settings.Store(&poolSettings{cfg: c, algorithm: c.Algorithm, hashKey: hk})
-	p.transport.MaxIdleConnsPerHost = c.MaxIdleConnsPerBackend
-	p.transport.DialContext = (&net.Dialer{Timeout: c.ConnectTimeout.D(), KeepAlive: 30 * time.Second}).DialContext
+	old := p.settings.Swap(&poolSettings{cfg: c, algorithm: c.Algorithm, hashKey: hk})
+	// Unchanged settings keep the transport and its idle connections.
+	if old == nil || old.cfg.ConnectTimeout != c.ConnectTimeout || old.cfg.MaxIdleConnsPerBackend != c.MaxIdleConnsPerBackend {
+		prev := p.transport.Swap(newTransport(c))
+		prev.CloseIdleConnections()
+	}
 }
 
 // setMembers installs a new backend set. Backends keep their identity (and
@@ -111,5 +123,5 @@ func (p *Pool) stop() {
 		p.health.stop()
 		p.health = nil
 	}
-	p.transport.CloseIdleConnections()
+	p.transport.Load().CloseIdleConnections()
 }

@@ -79,7 +79,7 @@ func (p *Pool) roundTripTo(b *Backend, req *http.Request, rec *pipeline.Record) 
 	out.URL.Scheme = "http"
 	out.URL.Host = b.Address
 	start := time.Now()
-	resp, err := p.transport.RoundTrip(out)
+	resp, err := p.transport.Load().RoundTrip(out)
 	if err != nil {
 		stop()
 		cancel(nil)

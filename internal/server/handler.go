@@ -110,6 +110,7 @@ func (w *responseWriter) WriteHeader(code int) {
 	if w.status == 0 && code >= 200 {
 		w.status = code
 		w.rec.StatusCode = code
+		w.setRequestID()
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
@@ -118,10 +119,21 @@ func (w *responseWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 		w.rec.StatusCode = http.StatusOK
+		w.setRequestID()
 	}
 	n, err := w.ResponseWriter.Write(b)
 	w.written += int64(n)
 	return n, err
+}
+
+// setRequestID makes the final answer carry exactly one X-Request-Id,
+// Rampart's: the proxy adds a backend's own X-Request-Id beside the one set
+// in ServeHTTP, and relaying a 1xx answer (103 Early Hints) clears every
+// header set before it.
+func (w *responseWriter) setRequestID() {
+	if w.rec.RequestID != "" {
+		w.ResponseWriter.Header()["X-Request-Id"] = []string{w.rec.RequestID}
+	}
 }
 
 func (w *responseWriter) Flush() {

@@ -1,0 +1,831 @@
+package server
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rampart-proxy/rampart/internal/proxy"
+)
+
+// onePool is a config with one listener "web" and one pool "p" behind a
+// catch-all route; extra is appended to the pool.
+func onePool(algorithm, extra string, bs ...*testBackend) string {
+	return fmt.Sprintf(`
+listeners:
+  - {name: web, listen: "127.0.0.1:0"}
+routes:
+  - {name: all, match: {path_prefix: /}, pool: p}
+pools:
+  - name: p
+    algorithm: %s
+    backends: %s
+%s`, algorithm, backendsYAML(bs...), extra)
+}
+
+// assertGeneric checks an error answer Rampart wrote itself: the status,
+// a body that names the request id, and nothing about backends.
+func assertGeneric(t *testing.T, r resp, status int, bs ...*testBackend) {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("status = %d, want %d (body %q)", r.status, status, r.body)
+	}
+	id := r.header.Get("X-Request-Id")
+	if id == "" || !strings.Contains(r.body, "request_id: "+id) {
+		t.Errorf("body %q does not carry the request_id %q", r.body, id)
+	}
+	for _, b := range bs {
+		_, port, _ := net.SplitHostPort(b.addr())
+		if strings.Contains(r.body, b.addr()) || strings.Contains(r.body, ":"+port) {
+			t.Errorf("error body %q reveals backend %s (%s)", r.body, b.id, b.addr())
+		}
+	}
+	if strings.Contains(r.body, "127.0.0.1") || strings.Contains(strings.ToLower(r.body), "dial") {
+		t.Errorf("error body %q is not generic", r.body)
+	}
+	if s := r.header.Get("Server"); s != "" {
+		t.Errorf("Server header %q on an error answer", s)
+	}
+}
+
+func TestRoutingThroughProxy(t *testing.T) {
+	bs := newTestBackends(t, "exact", "exactv1", "wild", "anyapi", "anyroot")
+	e := startEnv(t, fmt.Sprintf(`
+listeners:
+  - {name: web, listen: "127.0.0.1:0"}
+routes:
+  - {name: any-root, match: {path_prefix: /}, pool: anyroot}
+  - {name: any-api, match: {path_prefix: /api}, pool: anyapi}
+  - {name: wild, match: {host: "*.example.com", path_prefix: /api}, pool: wild}
+  - {name: exact, match: {host: api.example.com, path_prefix: /api}, pool: exact}
+  - {name: exact-v1, match: {host: api.example.com, path_prefix: /api/v1}, pool: exactv1}
+pools:
+  - {name: exact, backends: %s}
+  - {name: exactv1, backends: %s}
+  - {name: wild, backends: %s}
+  - {name: anyapi, backends: %s}
+  - {name: anyroot, backends: %s}
+`, backendsYAML(bs[0]), backendsYAML(bs[1]), backendsYAML(bs[2]), backendsYAML(bs[3]), backendsYAML(bs[4])))
+
+	cases := []struct{ host, path, want string }{
+		{"api.example.com", "/api", "exact"},
+		{"api.example.com", "/api/x", "exact"},
+		{"api.example.com", "/api/v1/users", "exactv1"},
+		{"api.example.com", "/api/v10", "exact"},
+		{"API.Example.com:8080", "/api/v1", "exactv1"},
+		{"www.example.com", "/api/x", "wild"},
+		{"WWW.EXAMPLE.COM:1234", "/api", "wild"},
+		{"a.b.example.com", "/api/x", "anyapi"},
+		{"example.com", "/api", "anyapi"},
+		{"other.test", "/api", "anyapi"},
+		{"other.test", "/apix", "anyroot"},
+		{"www.example.com", "/apix", "anyroot"},
+		{"api.example.com", "/", "anyroot"},
+	}
+	for _, c := range cases {
+		r := e.do(http.MethodGet, e.url("web", c.path), c.host, nil, nil)
+		if r.status != http.StatusOK || r.body != c.want {
+			t.Errorf("Host %s path %s: %d %q, want 200 %q", c.host, c.path, r.status, r.body, c.want)
+		}
+	}
+	// The backend receives the client's Host, path and query unchanged.
+	r := e.do(http.MethodGet, e.url("web", "/api/v1/x?q=1&r=%2F"), "api.example.com", nil, nil)
+	if r.status != 200 {
+		t.Fatal(r.status)
+	}
+	bs[1].setHandler(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s %s %s", r.Host, r.URL.Path, r.URL.RawQuery)
+	})
+	r = e.do(http.MethodGet, e.url("web", "/api/v1/x?q=1&r=%2F"), "api.example.com", nil, nil)
+	if r.body != "api.example.com /api/v1/x q=1&r=%2F" {
+		t.Errorf("backend saw %q", r.body)
+	}
+}
+
+func TestNoRouteIs404Generic(t *testing.T) {
+	b := newTestBackend(t, "a")
+	e := startEnv(t, fmt.Sprintf(`
+listeners:
+  - {name: web, listen: "127.0.0.1:0"}
+routes:
+  - {name: api, match: {host: api.example.com, path_prefix: /api}, pool: p}
+pools:
+  - {name: p, backends: %s}
+`, backendsYAML(b)))
+	for _, c := range []struct{ host, path string }{
+		{"other.test", "/api"},
+		{"api.example.com", "/apix"},
+		{"x.api.example.com", "/api"},
+	} {
+		r := e.do(http.MethodGet, e.url("web", c.path), c.host, nil, nil)
+		assertGeneric(t, r, http.StatusNotFound, b)
+		if !strings.Contains(r.body, "request_id") {
+			t.Errorf("404 body %q has no request_id", r.body)
+		}
+	}
+	if n := b.hits.Load(); n != 0 {
+		t.Errorf("backend received %d requests without a route", n)
+	}
+	if r := e.do(http.MethodGet, e.url("web", "/api/x"), "api.example.com", nil, nil); r.status != 200 || r.body != "a" {
+		t.Errorf("routed request: %d %q", r.status, r.body)
+	}
+}
+
+func TestRoundRobinSpreadsEvenly(t *testing.T) {
+	bs := newTestBackends(t, "a", "b", "c")
+	e := startEnv(t, onePool("round_robin", "", bs...))
+	got := e.countHits(300, "/", nil)
+	for _, b := range bs {
+		if got[b.id] != 100 || b.hits.Load() != 100 {
+			t.Errorf("backend %s: %d answers, %d received; want exactly 100 of 300 (all: %v)", b.id, got[b.id], b.hits.Load(), got)
+		}
+	}
+}
+
+func TestWeightedRoundRobinProportions(t *testing.T) {
+	bs := newTestBackends(t, "a", "b", "c")
+	cfg := fmt.Sprintf(`
+listeners:
+  - {name: web, listen: "127.0.0.1:0"}
+routes:
+  - {name: all, match: {path_prefix: /}, pool: p}
+pools:
+  - name: p
+    algorithm: weighted_round_robin
+    backends:
+      - {id: a, address: %q, weight: 3}
+      - {id: b, address: %q, weight: 2}
+      - {id: c, address: %q, weight: 1}
+`, bs[0].addr(), bs[1].addr(), bs[2].addr())
+	e := startEnv(t, cfg)
+	got := e.countHits(600, "/", nil)
+	want := map[string]int{"a": 300, "b": 200, "c": 100}
+	for id, n := range want {
+		if got[id] != n {
+			t.Errorf("backend %s: %d of 600, want %d (all: %v)", id, got[id], n, got)
+		}
+	}
+	// Smooth: the heaviest backend never gets more than weight-many in a row.
+	run, last := 0, ""
+	for i := 0; i < 60; i++ {
+		r := e.get("/")
+		if r.body == last {
+			run++
+		} else {
+			run, last = 1, r.body
+		}
+		if run > 3 {
+			t.Fatalf("backend %s answered %d requests in a row", last, run)
+		}
+	}
+}
+
+func TestConsistentHashByHeader(t *testing.T) {
+	bs := newTestBackends(t, "a", "b", "c")
+	e := startEnv(t, onePool("consistent_hash", "    hash_key: header:X-User\n", bs...))
+	owner := map[string]string{}
+	used := map[string]bool{}
+	for round := 0; round < 3; round++ {
+		for u := 0; u < 30; u++ {
+			user := fmt.Sprintf("user-%d", u)
+			r := e.do(http.MethodGet, e.url("web", "/"), "", http.Header{"X-User": {user}}, nil)
+			if r.status != 200 {
+				t.Fatalf("status %d", r.status)
+			}
+			if prev, ok := owner[user]; ok && prev != r.body {
+				t.Fatalf("user %s went to %s, earlier to %s", user, r.body, prev)
+			}
+			owner[user] = r.body
+			used[r.body] = true
+		}
+	}
+	if len(used) < 2 {
+		t.Errorf("30 users all hashed to %v: the key is not used", used)
+	}
+	// Taking one backend out moves only its own users.
+	var out string
+	for _, b := range bs {
+		if used[b.id] {
+			out = b.id
+			break
+		}
+	}
+	if _, err := e.srv.Registry().Quarantine("p", out); err != nil {
+		t.Fatal(err)
+	}
+	for user, was := range owner {
+		r := e.do(http.MethodGet, e.url("web", "/"), "", http.Header{"X-User": {user}}, nil)
+		if r.status != 200 || r.body == out {
+			t.Fatalf("user %s: %d %q with %s quarantined", user, r.status, r.body, out)
+		}
+		if was != out && r.body != was {
+			t.Errorf("user %s moved from %s to %s although %s was not touched", user, was, r.body, was)
+		}
+	}
+}
+
+func TestHopByHopHeadersNotForwarded(t *testing.T) {
+	b := newTestBackend(t, "a")
+	b.setHandler(func(w http.ResponseWriter, r *http.Request) {
+		// Hop-by-hop headers of the response must not reach the client.
+		w.Header().Set("Connection", "X-Secret-Hop")
+		w.Header().Set("X-Secret-Hop", "backend-internal")
+		w.Header().Set("Keep-Alive", "timeout=99")
+		w.Header().Set("X-End-To-End", "kept")
+		io.WriteString(w, "ok")
+	})
+	e := startEnv(t, onePool("round_robin", "", b))
+	hdr := http.Header{
+		"Connection":       {"keep-alive, X-Foo"},
+		"X-Foo":            {"listed-in-connection"},
+		"Keep-Alive":       {"timeout=5"},
+		"Proxy-Connection": {"keep-alive"},
+		"Te":               {"gzip"},
+		"X-Keep":           {"end-to-end"},
+	}
+	r := e.do(http.MethodGet, e.url("web", "/"), "", hdr, nil)
+	if r.status != 200 {
+		t.Fatalf("status %d", r.status)
+	}
+	got := b.header()
+	for _, h := range []string{"X-Foo", "Keep-Alive", "Proxy-Connection", "Te", "Upgrade"} {
+		if v, ok := got[h]; ok {
+			t.Errorf("hop-by-hop header %s: %q reached the backend", h, v)
+		}
+	}
+	if c := got.Get("Connection"); strings.Contains(strings.ToLower(c), "x-foo") {
+		t.Errorf("Connection %q reached the backend", c)
+	}
+	if got.Get("X-Keep") != "end-to-end" {
+		t.Errorf("end-to-end header lost: %v", got)
+	}
+	if v := r.header.Get("X-Secret-Hop"); v != "" {
+		t.Errorf("response header listed in Connection reached the client: %q", v)
+	}
+	if v := r.header.Get("Keep-Alive"); v != "" {
+		t.Errorf("response Keep-Alive reached the client: %q", v)
+	}
+	if r.header.Get("X-End-To-End") != "kept" {
+		t.Errorf("end-to-end response header lost: %v", r.header)
+	}
+}
+
+func TestForwardedHeadersFromUntrustedPeer(t *testing.T) {
+	b := newTestBackend(t, "a")
+	e := startEnv(t, onePool("round_robin", "", b)+"logging: {access_log: {path: access.log}}\n")
+	r := e.do(http.MethodGet, e.url("web", "/x"), "shop.example.com:8080", http.Header{
+		"X-Forwarded-For":   {"1.2.3.4"},
+		"X-Forwarded-Host":  {"evil.test"},
+		"X-Forwarded-Proto": {"https"},
+		"Forwarded":         {"for=1.2.3.4;proto=https"},
+		"X-Real-Ip":         {"1.2.3.4"},
+	}, nil)
+	if r.status != 200 {
+		t.Fatalf("status %d", r.status)
+	}
+	got := b.header()
+	if v := got.Values("X-Forwarded-For"); len(v) != 1 || v[0] != "127.0.0.1" {
+		t.Errorf("X-Forwarded-For at backend = %q, want [127.0.0.1] (spoofed value must be replaced)", v)
+	}
+	if v := got.Get("X-Forwarded-Host"); v != "shop.example.com:8080" {
+		t.Errorf("X-Forwarded-Host = %q, want the client's Host", v)
+	}
+	if v := got.Values("X-Forwarded-Proto"); len(v) != 1 || v[0] != "http" {
+		t.Errorf("X-Forwarded-Proto = %q, want [http]", v)
+	}
+	if v := got.Get("Forwarded"); v != "" {
+		t.Errorf("spoofed Forwarded header passed through: %q", v)
+	}
+	lines := accessLogLines(t, e.dir+"/access.log", 1)
+	if ip := lines[0]["client_ip"]; ip != "127.0.0.1" {
+		t.Errorf("access log client_ip = %v, want 127.0.0.1", ip)
+	}
+	if v := lines[0]["x_forwarded_for"]; v != "127.0.0.1" {
+		t.Errorf("access log x_forwarded_for = %v", v)
+	}
+}
+
+func TestForwardedHeadersFromTrustedPeer(t *testing.T) {
+	b := newTestBackend(t, "a")
+	e := startEnv(t, fmt.Sprintf(`
+listeners:
+  - {name: web, listen: "127.0.0.1:0", trusted_proxies: [127.0.0.1]}
+routes:
+  - {name: all, match: {path_prefix: /}, pool: p}
+pools:
+  - {name: p, backends: %s}
+logging: {access_log: {path: access.log}}
+`, backendsYAML(b)))
+	r := e.do(http.MethodGet, e.url("web", "/"), "", http.Header{"X-Forwarded-For": {"1.2.3.4"}}, nil)
+	if r.status != 200 {
+		t.Fatalf("status %d", r.status)
+	}
+	if v := b.header().Values("X-Forwarded-For"); len(v) != 1 || v[0] != "1.2.3.4, 127.0.0.1" {
+		t.Errorf("X-Forwarded-For at backend = %q, want [\"1.2.3.4, 127.0.0.1\"]", v)
+	}
+	// Without a header the peer is the client.
+	e.get("/")
+	if v := b.header().Get("X-Forwarded-For"); v != "127.0.0.1" {
+		t.Errorf("X-Forwarded-For without incoming header = %q", v)
+	}
+	lines := accessLogLines(t, e.dir+"/access.log", 2)
+	if ip := lines[0]["client_ip"]; ip != "1.2.3.4" {
+		t.Errorf("access log client_ip = %v, want 1.2.3.4 (believed from trusted peer)", ip)
+	}
+	if ip := lines[1]["client_ip"]; ip != "127.0.0.1" {
+		t.Errorf("access log client_ip = %v, want 127.0.0.1", ip)
+	}
+}
+
+func TestRequestIDHeader(t *testing.T) {
+	b := newTestBackend(t, "a")
+	e := startEnv(t, onePool("round_robin", "", b))
+
+	// Absent: generated, the same at the backend and in the response.
+	r := e.get("/")
+	id := r.header.Get("X-Request-Id")
+	if id == "" {
+		t.Fatal("no X-Request-Id in the response")
+	}
+	if v := b.header().Values("X-Request-Id"); len(v) != 1 || v[0] != id {
+		t.Errorf("backend saw X-Request-Id %q, response has %q", v, id)
+	}
+	if id2 := e.get("/").header.Get("X-Request-Id"); id2 == id || id2 == "" {
+		t.Errorf("second request id %q (first %q)", id2, id)
+	}
+
+	// A sane client id is kept end to end.
+	r = e.do(http.MethodGet, e.url("web", "/"), "", http.Header{"X-Request-Id": {"trace-42.abc_DEF:1"}}, nil)
+	if v := r.header.Values("X-Request-Id"); len(v) != 1 || v[0] != "trace-42.abc_DEF:1" {
+		t.Errorf("response X-Request-Id = %q, want the client's", v)
+	}
+	if v := b.header().Get("X-Request-Id"); v != "trace-42.abc_DEF:1" {
+		t.Errorf("backend X-Request-Id = %q, want the client's", v)
+	}
+
+	// An id with odd characters is replaced, at the backend and in the answer.
+	for _, bad := range []string{`x" onload="alert(1)`, "a b", "../../etc", strings.Repeat("a", 200)} {
+		r = e.do(http.MethodGet, e.url("web", "/"), "", http.Header{"X-Request-Id": {bad}}, nil)
+		got := r.header.Get("X-Request-Id")
+		if got == bad || got == "" {
+			t.Errorf("bad id %q kept in the response (%q)", bad, got)
+		}
+		if v := b.header().Get("X-Request-Id"); v != got {
+			t.Errorf("backend X-Request-Id %q differs from the response's %q", v, got)
+		}
+	}
+
+	// A backend that sets its own X-Request-Id does not produce a second
+	// value in the answer: the client sees one id, Rampart's.
+	b.setHandler(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Request-Id", "backend-made")
+		io.WriteString(w, "ok")
+	})
+	r = e.do(http.MethodGet, e.url("web", "/"), "", http.Header{"X-Request-Id": {"client-1"}}, nil)
+	if v := r.header.Values("X-Request-Id"); len(v) != 1 || v[0] != "client-1" {
+		t.Errorf("response X-Request-Id = %q, want [client-1]", v)
+	}
+}
+
+// A backend that sends an informational 103 Early Hints before its answer:
+// the final answer still carries Rampart's request id.
+func TestRequestIDAfterEarlyHints(t *testing.T) {
+	b := newTestBackend(t, "a")
+	b.setHandler(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</style.css>; rel=preload; as=style")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.Header().Del("Link")
+		io.WriteString(w, "final")
+	})
+	e := startEnv(t, onePool("round_robin", "", b))
+	r := e.do(http.MethodGet, e.url("web", "/"), "", http.Header{"X-Request-Id": {"hinted-1"}}, nil)
+	if r.status != 200 || r.body != "final" {
+		t.Fatalf("%d %q", r.status, r.body)
+	}
+	if v := r.header.Values("X-Request-Id"); len(v) != 1 || v[0] != "hinted-1" {
+		t.Errorf("final response X-Request-Id = %q, want [hinted-1]", v)
+	}
+}
+
+func TestStreamingResponseArrivesInParts(t *testing.T) {
+	// Chunked (length unknown) and with a Content-Length: both must be
+	// relayed as the backend flushes, not when it finishes.
+	for _, length := range []string{"", "16"} {
+		t.Run("content-length="+length, func(t *testing.T) {
+			release := newGate()
+			defer release.open()
+			b := newTestBackend(t, "a")
+			b.setHandler(func(w http.ResponseWriter, r *http.Request) {
+				if length != "" {
+					w.Header().Set("Content-Length", length)
+				}
+				io.WriteString(w, "chunk-1\n")
+				w.(http.Flusher).Flush()
+				block(r, release.ch)
+				io.WriteString(w, "chunk-2\n")
+			})
+			e := startEnv(t, onePool("round_robin", "", b))
+			res, err := e.client.Get(e.url("web", "/stream"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Body.Close()
+			if res.StatusCode != 200 {
+				t.Fatalf("status %d", res.StatusCode)
+			}
+			br := bufio.NewReader(res.Body)
+			line, err := readLineTimeout(br)
+			if err != nil || line != "chunk-1\n" {
+				t.Fatalf("first part: %q, %v (the response is buffered until the backend finishes?)", line, err)
+			}
+			release.open()
+			rest, err := io.ReadAll(br)
+			if err != nil || string(rest) != "chunk-2\n" {
+				t.Fatalf("rest: %q, %v", rest, err)
+			}
+		})
+	}
+}
+
+// readLineTimeout reads one line, failing instead of hanging.
+func readLineTimeout(br *bufio.Reader) (string, error) {
+	type res struct {
+		s   string
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		s, err := br.ReadString('\n')
+		ch <- res{s, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.s, r.err
+	case <-time.After(testTimeout):
+		return "", errors.New("timed out")
+	}
+}
+
+func TestStreamingRequestBodyReachesBackendEarly(t *testing.T) {
+	firstPart := make(chan string, 1)
+	b := newTestBackend(t, "a")
+	b.setHandler(func(w http.ResponseWriter, r *http.Request) {
+		br := bufio.NewReader(r.Body)
+		line, _ := br.ReadString('\n')
+		firstPart <- line
+		rest, _ := io.ReadAll(br)
+		fmt.Fprintf(w, "%s|%s", strings.TrimSpace(line), rest)
+	})
+	e := startEnv(t, onePool("round_robin", "", b))
+
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	type result struct {
+		r   resp
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		r, err := doRequest(e.client, http.MethodPost, e.url("web", "/upload"), "", nil, pr)
+		done <- result{r, err}
+	}()
+	if _, err := io.WriteString(pw, "part-1\n"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-firstPart:
+		if got != "part-1\n" {
+			t.Fatalf("backend read %q", got)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("the first part of the body did not reach the backend before the client finished sending")
+	}
+	io.WriteString(pw, "part-2")
+	pw.Close()
+	select {
+	case res := <-done:
+		if res.err != nil || res.r.status != 200 || res.r.body != "part-1|part-2" {
+			t.Fatalf("answer: %+v, %v", res.r, res.err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("no answer")
+	}
+}
+
+// wsEcho is a backend that switches protocols on "Upgrade: websocket" and
+// then echoes every byte back.
+func wsEcho(w http.ResponseWriter, r *http.Request) {
+	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		http.Error(w, "upgrade required", http.StatusUpgradeRequired)
+		return
+	}
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	brw.Flush()
+	conn.SetDeadline(time.Now().Add(testTimeout))
+	buf := make([]byte, 1024)
+	for {
+		n, err := brw.Read(buf)
+		if n > 0 {
+			if _, werr := conn.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// wsDial performs a raw upgrade handshake over TCP and returns the
+// connection and a reader positioned after the 101 response.
+func wsDial(t *testing.T, addr string) (net.Conn, *bufio.Reader, *http.Response) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, testTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(testTimeout))
+	fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: ws.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	br := bufio.NewReader(conn)
+	res, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn, br, res
+}
+
+func TestWebSocketUpgrade(t *testing.T) {
+	b := newTestBackend(t, "a")
+	b.setHandler(wsEcho)
+	e := startEnv(t, onePool("round_robin", "", b))
+	conn, br, res := wsDial(t, e.srv.Addr("web"))
+	if res.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("status %d, want 101", res.StatusCode)
+	}
+	if !strings.EqualFold(res.Header.Get("Upgrade"), "websocket") {
+		t.Errorf("Upgrade header %q", res.Header.Get("Upgrade"))
+	}
+	for _, msg := range []string{"hello", "second message", strings.Repeat("x", 5000)} {
+		if _, err := io.WriteString(conn, msg); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(br, got); err != nil {
+			t.Fatalf("echo of %d bytes: %v", len(msg), err)
+		}
+		if string(got) != msg {
+			t.Fatalf("echo = %q, want %q", got[:min(len(got), 20)], msg[:min(len(msg), 20)])
+		}
+	}
+	if n := e.backend("p", "a").InFlight(); n != 1 {
+		t.Errorf("in-flight during the upgraded connection = %d, want 1", n)
+	}
+	conn.Close()
+	eventually(t, "in-flight back to 0 after the WebSocket closed", func() bool { return e.backend("p", "a").InFlight() == 0 })
+}
+
+// An upgraded connection is in flight: quarantining the backend cuts it.
+func TestWebSocketCutOnQuarantine(t *testing.T) {
+	b := newTestBackend(t, "a")
+	b.setHandler(wsEcho)
+	e := startEnv(t, onePool("round_robin", "", b))
+	conn, br, res := wsDial(t, e.srv.Addr("web"))
+	if res.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("status %d", res.StatusCode)
+	}
+	io.WriteString(conn, "ping")
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(br, got); err != nil || string(got) != "ping" {
+		t.Fatalf("echo %q, %v", got, err)
+	}
+	if _, err := e.srv.Registry().Quarantine("p", "a"); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(testTimeout))
+	if _, err := br.ReadByte(); err == nil {
+		t.Fatal("upgraded connection still open after quarantine")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("upgraded connection not cut by quarantine (read timed out)")
+	}
+}
+
+func TestH2CPriorKnowledge(t *testing.T) {
+	b := newTestBackend(t, "a")
+	b.setHandler(func(w http.ResponseWriter, r *http.Request) {
+		// Rampart speaks HTTP/1.1 to backends.
+		fmt.Fprintf(w, "%s %s", r.Proto, r.Header.Get("X-Forwarded-Proto"))
+	})
+	e := startEnv(t, fmt.Sprintf(`
+listeners:
+  - {name: web, listen: "127.0.0.1:0", h2c: true}
+routes:
+  - {name: all, match: {path_prefix: /}, pool: p}
+pools:
+  - {name: p, backends: %s}
+`, backendsYAML(b)))
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &protos}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: testTimeout}
+	res, err := c.Get(e.url("web", "/h2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || res.ProtoMajor != 2 {
+		t.Fatalf("status %d proto %s, want 200 over HTTP/2", res.StatusCode, res.Proto)
+	}
+	if string(body) != "HTTP/1.1 http" {
+		t.Errorf("backend saw %q", body)
+	}
+	if res.Header.Get("X-Request-Id") == "" {
+		t.Error("no X-Request-Id over h2c")
+	}
+	// HTTP/1.1 still works on the same listener.
+	if r := e.get("/"); r.status != 200 {
+		t.Errorf("HTTP/1.1 on an h2c listener: %d", r.status)
+	}
+}
+
+// Without h2c on the listener, an HTTP/2 prior-knowledge client is refused.
+func TestH2CDisabledByDefault(t *testing.T) {
+	b := newTestBackend(t, "a")
+	e := startEnv(t, onePool("round_robin", "", b))
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &protos}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: testTimeout}
+	res, err := c.Get(e.url("web", "/"))
+	if err == nil {
+		res.Body.Close()
+		if res.ProtoMajor == 2 {
+			t.Fatal("HTTP/2 served on a listener without h2c")
+		}
+	}
+	if b.hits.Load() != 0 {
+		t.Fatal("request reached the backend")
+	}
+}
+
+func TestRetryOnConnectFailure(t *testing.T) {
+	live := newTestBackend(t, "live")
+	dead := deadAddr(t)
+	e := startEnv(t, fmt.Sprintf(`
+listeners:
+  - {name: web, listen: "127.0.0.1:0"}
+routes:
+  - {name: all, match: {path_prefix: /}, pool: p}
+  - {name: hashed, match: {path_prefix: /ch}, pool: ch}
+pools:
+  - name: p
+    algorithm: round_robin
+    retries: 3
+    backends: [{id: dead, address: %[1]q}, {id: live, address: %[2]q}]
+  - name: ch
+    algorithm: consistent_hash
+    hash_key: header:X-User
+    retries: 3
+    backends: [{id: dead, address: %[1]q}, {id: live, address: %[2]q}]
+logging: {access_log: {path: access.log}}
+`, dead, live.addr()))
+
+	// Round robin starts at the first backend, so the very first request
+	// goes to the dead one: a POST with a body is not retried.
+	r := e.do(http.MethodPost, e.url("web", "/submit"), "", nil, strings.NewReader("payload"))
+	assertGeneric(t, r, http.StatusBadGateway)
+	if n := live.hits.Load(); n != 0 {
+		t.Fatalf("POST was retried on the live backend (%d requests)", n)
+	}
+
+	// Every GET succeeds; with round robin they meet the dead backend
+	// first, and with consistent hashing the users that map to the
+	// dead backend are retried on the live one, never on the dead one again.
+	const n = 20
+	users := map[int]string{}
+	for i := 0; i < 2*n; i++ {
+		var r resp
+		if i < n {
+			r = e.get("/")
+		} else {
+			users[i+1] = fmt.Sprintf("user-%d", i)
+			r = e.do(http.MethodGet, e.url("web", "/ch"), "", http.Header{"X-User": {users[i+1]}}, nil)
+		}
+		if r.status != 200 || r.body != "live" {
+			t.Fatalf("GET %d: %d %q", i, r.status, r.body)
+		}
+	}
+	if got := live.hits.Load(); got != 2*n {
+		t.Fatalf("live backend received %d, want %d", got, 2*n)
+	}
+	lines := accessLogLines(t, e.dir+"/access.log", 2*n+1)
+	post := lines[0]
+	if post["method"] != "POST" || post["attempts"] != 1.0 || post["backend_id"] != "dead" || post["status_code"] != 502.0 {
+		t.Errorf("POST log line: method %v attempts %v backend %v status %v", post["method"], post["attempts"], post["backend_id"], post["status_code"])
+	}
+	retried := map[string]int{}
+	var deadUser string
+	for i, l := range lines[1:] {
+		a, _ := l["attempts"].(float64)
+		if a < 1 || a > 2 {
+			t.Errorf("GET %d (route %v): %v attempts; the dead backend must be tried at most once, then the live one", i, l["route"], a)
+		}
+		if a == 2 {
+			retried[l["route"].(string)]++
+			if u, ok := users[i+1]; ok {
+				deadUser = u
+			}
+		}
+		if l["backend_id"] != "live" || l["status_code"] != 200.0 {
+			t.Errorf("GET %d: backend %v status %v", i, l["backend_id"], l["status_code"])
+		}
+	}
+	// The POST took the dead backend's turn, so the first GET goes to the
+	// live one; every later GET starts at the dead one.
+	if retried["all"] != n-1 || retried["hashed"] == 0 || deadUser == "" {
+		t.Fatalf("retried requests by route: %v; %d round-robin GETs and some hashed users should have met the dead backend", retried, n-1)
+	}
+
+	// A POST of a user that hashes to the dead backend: 502, not retried.
+	r = e.do(http.MethodPost, e.url("web", "/ch"), "", http.Header{"X-User": {deadUser}}, strings.NewReader("payload"))
+	assertGeneric(t, r, http.StatusBadGateway)
+	if got := live.hits.Load(); got != 2*n {
+		t.Fatalf("POST to the dead backend was retried on the live one")
+	}
+}
+
+// Retries stop at the configured count: with retries 0 a connect failure
+// is answered 502 even for a GET.
+func TestNoRetryWhenRetriesZero(t *testing.T) {
+	live := newTestBackend(t, "live")
+	e := startEnv(t, fmt.Sprintf(`
+listeners:
+  - {name: web, listen: "127.0.0.1:0"}
+routes:
+  - {name: all, match: {path_prefix: /}, pool: p}
+pools:
+  - name: p
+    retries: 0
+    backends: [{id: dead, address: %q}, {id: live, address: %q}]
+`, deadAddr(t), live.addr()))
+	r := e.get("/")
+	if r.status != http.StatusBadGateway || live.hits.Load() != 0 {
+		t.Fatalf("first GET (to the dead backend) with retries 0: %d, live hits %d", r.status, live.hits.Load())
+	}
+}
+
+func TestNoHealthyBackendIs503(t *testing.T) {
+	b := newTestBackend(t, "a")
+	b.healthFail.Store(true)
+	e := startEnv(t, onePool("round_robin",
+		"    health_check: {path: /healthz, interval: 100ms, timeout: 80ms, unhealthy_threshold: 1}\n", b))
+	eventually(t, "backend marked unhealthy", func() bool { return !e.backend("p", "a").Healthy() })
+	r := e.get("/")
+	assertGeneric(t, r, http.StatusServiceUnavailable, b)
+	if b.hits.Load() != 0 {
+		t.Errorf("unhealthy backend received %d requests", b.hits.Load())
+	}
+}
+
+func TestAllQuarantinedIs503(t *testing.T) {
+	bs := newTestBackends(t, "a", "b")
+	e := startEnv(t, onePool("least_connections", "", bs...))
+	if r := e.get("/"); r.status != 200 {
+		t.Fatalf("before: %d", r.status)
+	}
+	for _, b := range bs {
+		if _, err := e.srv.Registry().Quarantine("p", b.id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := bs[0].hits.Load() + bs[1].hits.Load()
+	for i := 0; i < 5; i++ {
+		assertGeneric(t, e.get("/"), http.StatusServiceUnavailable, bs...)
+	}
+	if after := bs[0].hits.Load() + bs[1].hits.Load(); after != before {
+		t.Errorf("quarantined backends received %d requests", after-before)
+	}
+	if p := e.srv.Registry().Pool("p"); p.Available() != 0 {
+		t.Errorf("Available = %d", p.Available())
+	}
+	for _, b := range bs {
+		if st := e.backend("p", b.id).State(); st != proxy.StateQuarantined {
+			t.Errorf("backend %s state %s", b.id, st)
+		}
+	}
+}
