@@ -35,6 +35,10 @@ type Backend struct {
 	consecutive5xx     atomic.Int32
 	consecutiveConnErr atomic.Int32
 
+	// conns are idle keep-alive connections for the direct client
+	// (upstreamconn.go).
+	conns connPool
+
 	// cut is cancelled to abort every in-flight request (quarantine, or the
 	// end of a drain). It is replaced when the backend is restored.
 	mu     sync.Mutex
@@ -102,4 +106,5 @@ func (b *Backend) cutInFlight() {
 	b.cut, b.cancel = context.WithCancel(context.Background())
 	b.mu.Unlock()
 	cancel()
+	b.conns.closeIdle()
 }

@@ -92,7 +92,12 @@ func (p *Pool) setMembers(backends []*Backend) {
 	for _, b := range backends {
 		byID[b.ID] = b
 	}
-	p.members.Store(&members{backends: backends, byID: byID, selector: sel})
+	old := p.members.Swap(&members{backends: backends, byID: byID, selector: sel})
+	for _, b := range old.backends {
+		if byID[b.ID] != b {
+			b.conns.closeIdle() // left the pool (or was replaced)
+		}
+	}
 }
 
 // Backends returns the current members.
@@ -124,4 +129,7 @@ func (p *Pool) stop() {
 		p.health = nil
 	}
 	p.transport.Load().CloseIdleConnections()
+	for _, b := range p.Backends() {
+		b.conns.closeIdle()
+	}
 }

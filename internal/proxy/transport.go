@@ -79,7 +79,14 @@ func (p *Pool) roundTripTo(b *Backend, req *http.Request, rec *pipeline.Record) 
 	out.URL.Scheme = "http"
 	out.URL.Host = b.Address
 	start := time.Now()
-	resp, err := p.transport.Load().RoundTrip(out)
+	var resp *http.Response
+	var err error
+	if directEligible(out) {
+		s := p.settings.Load()
+		resp, err = p.roundTripDirect(b, out, s.cfg.ConnectTimeout.D(), s.cfg.MaxIdleConnsPerBackend)
+	} else {
+		resp, err = p.transport.Load().RoundTrip(out)
+	}
 	if err != nil {
 		stop()
 		cancel(nil)

@@ -1,0 +1,148 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rampart-proxy/rampart/internal/config"
+)
+
+// rawBackend answers every request on a connection with a fixed response
+// and then, if closeAfter is set, closes the connection WITHOUT saying
+// "Connection: close" — the way a backend's idle timeout does. It records
+// each request head it received.
+func rawBackend(t *testing.T, closeAfter bool) (addr string, heads chan string, conns *atomic.Int32) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	heads = make(chan string, 100)
+	conns = new(atomic.Int32)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					var head strings.Builder
+					for {
+						line, err := br.ReadString('\n')
+						if err != nil {
+							return
+						}
+						head.WriteString(line)
+						if line == "\r\n" {
+							break
+						}
+					}
+					heads <- head.String()
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+					if closeAfter {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String(), heads, conns
+}
+
+func testPool(t *testing.T, addrs ...string) *Pool {
+	t.Helper()
+	reg, err := NewRegistry(t.TempDir(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := config.Pool{Name: "p", Algorithm: "round_robin", Retries: 1, ConnectTimeout: config.Duration(time.Second), MaxIdleConnsPerBackend: 8}
+	for i, a := range addrs {
+		pc.Backends = append(pc.Backends, config.Backend{ID: string(rune('a' + i)), Address: a, Weight: 1})
+	}
+	reg.Apply([]config.Pool{pc})
+	t.Cleanup(reg.Close)
+	return reg.Pool("p")
+}
+
+func get(t *testing.T, p *Pool, header http.Header) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://placeholder/x?q=1", nil)
+	if header != nil {
+		req.Header = header
+	}
+	resp, err := p.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("RoundTrip: %v", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("body: %v", err)
+	}
+	return resp, string(body)
+}
+
+// A pooled connection that the backend closed must cost a retry on a fresh
+// connection, never an error to the client.
+func TestDirectRetriesStaleConnection(t *testing.T) {
+	addr, heads, conns := rawBackend(t, true)
+	p := testPool(t, addr)
+	for i := 0; i < 5; i++ {
+		resp, body := get(t, p, nil)
+		if resp.StatusCode != 200 || body != "ok" {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+		}
+		<-heads
+		time.Sleep(20 * time.Millisecond) // let the backend's close arrive
+	}
+	if n := conns.Load(); n < 5 {
+		t.Fatalf("backend saw %d connections, want one per request (it closes each)", n)
+	}
+}
+
+// Keep-alive: sequential requests reuse one connection.
+func TestDirectReusesConnection(t *testing.T) {
+	addr, heads, conns := rawBackend(t, false)
+	p := testPool(t, addr)
+	for i := 0; i < 10; i++ {
+		get(t, p, nil)
+		<-heads
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("backend saw %d connections for 10 sequential requests, want 1", n)
+	}
+}
+
+// The request head is well formed: request-target, Host, no empty
+// User-Agent, and no CR/LF smuggled through a header value.
+func TestDirectRequestHead(t *testing.T) {
+	addr, heads, _ := rawBackend(t, false)
+	p := testPool(t, addr)
+	h := http.Header{"User-Agent": {""}, "X-Evil": {"a\r\nInjected: yes"}}
+	get(t, p, h)
+	head := <-heads
+	if !strings.HasPrefix(head, "GET /x?q=1 HTTP/1.1\r\n") {
+		t.Fatalf("request line: %q", head)
+	}
+	if !strings.Contains(head, "\r\nHost: placeholder\r\n") { // the client's Host is kept
+		t.Fatalf("no Host: %q", head)
+	}
+	if strings.Contains(head, "User-Agent") {
+		t.Fatalf("empty User-Agent was sent: %q", head)
+	}
+	if strings.Contains(head, "\r\nInjected: yes") {
+		t.Fatalf("header injection reached the backend: %q", head)
+	}
+}
