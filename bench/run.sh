@@ -9,6 +9,11 @@
 #         ONLY="nginx rampart"   (run only these targets; "direct" is always run)
 #         NO_INSTALL=1           (never call apt-get)
 #         PROFILE="stdlib"       (CPU-profile these candidates; needs CANDIDATES=1)
+#         QUIET_PCT=20 QUIET_MAX=60 (before each run, wait up to QUIET_MAX s
+#                                  until other processes use < QUIET_PCT% CPU)
+#         NOISE_PCT=25 RETRIES=2   (re-run a measurement, up to RETRIES times,
+#                                  when other processes took > NOISE_PCT% of
+#                                  the proxy's or the load generator's core)
 #
 # All traffic goes to 127.0.0.1. Every process the script starts is killed on
 # exit, by PID. Results: bench/out/results.md, bench/out/raw.csv.
@@ -22,6 +27,10 @@ CANDIDATES=${CANDIDATES:-0}
 ONLY=${ONLY:-}
 NO_INSTALL=${NO_INSTALL:-0}
 PROFILE=${PROFILE:-}
+QUIET_PCT=${QUIET_PCT:-20}
+QUIET_MAX=${QUIET_MAX:-60}
+NOISE_PCT=${NOISE_PCT:-25}
+RETRIES=${RETRIES:-2}
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$BENCH_DIR")
@@ -171,7 +180,7 @@ http {
   upstream bench {
     server $HOST:$B1_PORT;
     server $HOST:$B2_PORT;
-    keepalive 64;
+    keepalive 256;
     keepalive_requests 1000000;
   }
   server {
@@ -390,7 +399,7 @@ to_ms() { # wrk latency like 820.00us / 1.64ms / 2.01s -> ms
 }
 
 RAW=$OUT/raw.csv
-echo "round,target,rps,requests,p50_ms,p99_ms,cpu_s,cpu_s_per_100k,errors,upstream_conns_opened" >"$RAW"
+echo "round,target,rps,requests,p50_ms,p99_ms,cpu_s,cpu_s_per_100k,errors,upstream_conns_opened,proxy_cpu_pct,proxy_core_interference_pct,load_core_interference_pct" | tee "$OUT/raw-discarded.csv" >"$RAW"
 
 # backend_accepts: connections accepted so far by both backends (SIGUSR1
 # makes each print "accepts=N" to its log)
@@ -403,21 +412,83 @@ backend_accepts() {
   echo $((${a:-0} + ${b:-0}))
 }
 
+# cpu_stat N: "user+nice+system+steal total" ticks of cpuN ("" = all CPUs)
+cpu_stat() {
+  awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat
+}
+
+# wait_quiet: our targets are idle between runs, so CPU used now is someone
+# else's. Wait (up to QUIET_MAX s) until that is below QUIET_PCT% of the machine.
+wait_quiet() {
+  local waited=0 a b pct
+  while :; do
+    a=$(cpu_stat "")
+    sleep 1
+    b=$(cpu_stat "")
+    pct=$(awk -v a="$a" -v b="$b" 'BEGIN {split(a, x, " "); split(b, y, " "); d = y[2] - x[2]; printf "%d", (d > 0 ? (y[1] - x[1]) * 100 / d : 0)}')
+    if ((pct < QUIET_PCT)); then
+      ((waited > 0)) && log "machine quiet again after ${waited}s"
+      return 0
+    fi
+    if ((waited >= QUIET_MAX)); then
+      log "machine still busy (${pct}% CPU used by other processes) after ${QUIET_MAX}s; measuring anyway"
+      return 0
+    fi
+    ((waited == 0)) && log "machine busy (${pct}% CPU used by other processes); waiting up to ${QUIET_MAX}s"
+    waited=$((waited + 1))
+  done
+}
+
+# self_child_ticks: utime+stime of this shell's waited-for children (wrk)
+self_child_ticks() {
+  local stat rest
+  stat=$(cat "/proc/$$/stat")
+  rest=${stat##*) }
+  read -r -a f <<<"$rest"
+  echo $((f[13] + f[14]))
+}
+
+# interference "STAT0" "STAT1" OWN_TICKS: % of a core's time used by
+# processes other than ours (user+nice+system+steal minus OWN_TICKS)
+interference() {
+  awk -v a="$1" -v b="$2" -v own="$3" 'BEGIN {
+    split(a, x, " "); split(b, y, " "); d = y[2] - x[2]
+    o = (y[1] - x[1]) - own; if (o < 0) o = 0
+    printf "%.1f", (d > 0 ? o * 100 / d : 0) }'
+}
+
 # run_wrk TARGET SECONDS ROUND (ROUND=0: warm-up, not recorded)
 run_wrk() {
   local t=$1 secs=$2 round=$3 port=${PORT[$1]}
-  local pids t0 t1 wout a0 a1
+  local pids t0 t1 wout a0 a1 s0 s1 l0 l1 b0 b1 w0 w1 other other1 own pcpu
   pids=$(pid_tree "${TPID[$t]}")
   a0=$(backend_accepts)
+  s0=$(cpu_stat "$PROXY_CPU")
+  l0=$(cpu_stat "$LOAD_CPU")
+  b0=$(cpu_ticks "$B1_PID" "$B2_PID")
+  w0=$(self_child_ticks)
   # shellcheck disable=SC2086
   t0=$(cpu_ticks $pids)
   wout=$("${PIN_LOAD[@]}" wrk -t1 -c"$CONNS" -d"${secs}s" --timeout 5s --latency "http://$HOST:$port/" 2>&1) || true
   # shellcheck disable=SC2086
   t1=$(cpu_ticks $pids)
+  w1=$(self_child_ticks)
+  b1=$(cpu_ticks "$B1_PID" "$B2_PID")
+  l1=$(cpu_stat "$LOAD_CPU")
+  s1=$(cpu_stat "$PROXY_CPU")
   a1=$(backend_accepts)
   [[ $round == 0 ]] && return 0
   echo "$wout" >"$OUT/wrk-$t-r$round.txt"
   local rps reqs p50 p99 errs cpu per100k
+  # CPU time other processes took on the proxy's core during the run
+  # (user+system+steal of the core minus the proxy's own; for "direct" the
+  # core is otherwise idle, so this is pure interference too)
+  # and on the load core (minus wrk and the backends). The proxy's own
+  # share of its core (pcpu) tells whether the proxy was the bottleneck.
+  if [[ $t == direct ]]; then own=0; else own=$((t1 - t0)); fi
+  other=$(interference "$s0" "$s1" "$own")
+  other1=$(interference "$l0" "$l1" $((b1 - b0 + w1 - w0)))
+  pcpu=$(awk -v c="$((t1 - t0))" -v hz="$CLK_TCK" -v s="$secs" 'BEGIN {printf "%.0f", c / hz / s * 100}')
   rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$wout")
   reqs=$(awk '/requests in/ {print $1}' <<<"$wout")
   p50=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$wout")")
@@ -425,8 +496,20 @@ run_wrk() {
   errs=$(awk '/Socket errors:/ {gsub(",", ""); s += $4 + $6 + $8 + $10} /Non-2xx/ {s += $5} END {print s + 0}' <<<"$wout")
   cpu=$(awk -v a="$t0" -v b="$t1" -v hz="$CLK_TCK" 'BEGIN {printf "%.3f", (b - a) / hz}')
   per100k=$(awk -v c="$cpu" -v n="${reqs:-0}" 'BEGIN {if (n > 0) printf "%.4f", c / n * 100000; else print "nan"}')
-  echo "$round,$t,${rps:-0},${reqs:-0},$p50,$p99,$cpu,$per100k,$errs,$((a1 - a0))" >>"$RAW"
-  log "round $round  $(printf '%-17s' "$t") $(printf '%9s' "${rps:-0}") req/s  p50 ${p50}ms  p99 ${p99}ms  cpu ${cpu}s  (${per100k} cpu-s/100k)  errors $errs  new upstream conns $((a1 - a0))"
+  local line="$round,$t,${rps:-0},${reqs:-0},$p50,$p99,$cpu,$per100k,$errs,$((a1 - a0)),$pcpu,$other,$other1"
+  local msg
+  msg="round $round  $(printf '%-17s' "$t") $(printf '%9s' "${rps:-0}") req/s  p50 ${p50}ms  p99 ${p99}ms  cpu ${cpu}s  (${per100k} cpu-s/100k)  errors $errs  new upstream conns $((a1 - a0))  proxy at ${pcpu}% of its core  others on cpu${PROXY_CPU} ${other}% cpu${LOAD_CPU} ${other1}%"
+  # Too much foreign load on a core this run depends on: discard and let
+  # the caller retry, unless this is the last attempt.
+  local noisy
+  noisy=$(awk -v a="$other" -v b="$other1" -v lim="$NOISE_PCT" -v d="$([[ $t == direct ]] && echo 1 || echo 0)" 'BEGIN {print ((d == 0 && a > lim) || b > lim) ? 1 : 0}')
+  if [[ $noisy == 1 && ${4:-1} == 0 ]]; then
+    echo "$line" >>"$OUT/raw-discarded.csv"
+    log "$msg  -> DISCARDED (other load > ${NOISE_PCT}%), retrying"
+    return 1
+  fi
+  echo "$line" >>"$RAW"
+  log "$msg"
 }
 
 log "warm-up: ${WARMUP}s per target"
@@ -444,7 +527,10 @@ for ((r = 1; r <= ROUNDS; r++)); do
       log "$t has died; skipping"
       continue
     fi
-    run_wrk "$t" "$DURATION" "$r"
+    for ((attempt = 0; attempt <= RETRIES; attempt++)); do
+      wait_quiet
+      run_wrk "$t" "$DURATION" "$r" $((attempt == RETRIES ? 1 : 0)) && break
+    done
   done
 done
 
@@ -459,24 +545,27 @@ median() { # column target
   awk -F, -v c="$1" -v t="$2" 'NR > 1 && $2 == t {print $c}' "$RAW" | sort -g |
     awk '{a[NR] = $1} END {if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else printf "%.4f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2}'
 }
-declare -A M_RPS M_P50 M_P99 M_CPU M_ERR
+declare -A M_RPS M_P50 M_P99 M_CPU M_ERR M_PCPU M_INT0 M_INT1
 for t in "${RUN[@]}"; do
   M_RPS[$t]=$(median 3 "$t")
   M_P50[$t]=$(median 5 "$t")
   M_P99[$t]=$(median 6 "$t")
   M_CPU[$t]=$(median 8 "$t")
+  M_PCPU[$t]=$(median 11 "$t")
+  M_INT0[$t]=$(median 12 "$t")
+  M_INT1[$t]=$(median 13 "$t")
   M_ERR[$t]=$(awk -F, -v t="$t" 'NR > 1 && $2 == t {s += $9} END {print s + 0}' "$RAW")
 done
 ratio() { awk -v a="$1" -v b="${2:-}" 'BEGIN {if (b == "" || b + 0 == 0 || a == "nan") print "-"; else printf "%.2f", a / b}'; }
 
 RES=$OUT/results.md
 {
-  echo "| proxy | req/s | p50 ms | p99 ms | CPU-s/100k req | idle RSS MB | loaded RSS MB | errors | thr. vs nginx | CPU/req vs nginx | p99 vs nginx | thr. vs direct |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| proxy | req/s | p50 ms | p99 ms | CPU-s/100k req | idle RSS MB | loaded RSS MB | errors | thr. vs nginx | CPU/req vs nginx | p99 vs nginx | thr. vs direct | proxy core busy % | other load % (proxy core / load core) |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   for t in "${RUN[@]}"; do
     name=$t
     [[ $t == direct ]] && name="direct (backend b1)"
-    printf '| %s | %.0f | %.2f | %.2f | %.3f | %.1f | %.1f | %s | %s | %s | %s | %s |\n' \
+    printf '| %s | %.0f | %.2f | %.2f | %.3f | %.1f | %.1f | %s | %s | %s | %s | %s | %s | %s / %s |\n' \
       "$name" "${M_RPS[$t]}" "${M_P50[$t]}" "${M_P99[$t]}" "${M_CPU[$t]}" \
       "$(awk -v k="${IDLE_RSS[$t]}" 'BEGIN {print k / 1024}')" \
       "$(awk -v k="${LOADED_RSS[$t]}" 'BEGIN {print k / 1024}')" \
@@ -484,7 +573,8 @@ RES=$OUT/results.md
       "$(ratio "${M_RPS[$t]}" "${M_RPS[nginx]:-}")" \
       "$(ratio "${M_CPU[$t]}" "${M_CPU[nginx]:-}")" \
       "$(ratio "${M_P99[$t]}" "${M_P99[nginx]:-}")" \
-      "$(ratio "${M_RPS[$t]}" "${M_RPS[direct]:-}")"
+      "$(ratio "${M_RPS[$t]}" "${M_RPS[direct]:-}")" \
+      "${M_PCPU[$t]}" "${M_INT0[$t]}" "${M_INT1[$t]}"
   done
   echo
   echo "Medians of $ROUNDS interleaved rounds of \`wrk -t1 -c$CONNS -d${DURATION}s --latency\`;" \
