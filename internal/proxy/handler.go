@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httputil"
 	"sync"
@@ -43,9 +44,79 @@ func NewHandler() *Handler {
 	return h
 }
 
-// ServeHTTP proxies r to the pool in its context.
+// ServeHTTP proxies r to the pool in its context. Requests without a body
+// or upgrade (most traffic) take the direct path; see
+// docs/decisions/0001-http-engine.md for why and what it saves.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if directEligible(r) {
+		serveDirect(w, r)
+		return
+	}
 	h.rp.ServeHTTP(w, r)
+}
+
+// serveDirect forwards a bodiless request through the direct client and
+// streams the answer back, with the same header rules as rewrite().
+func serveDirect(w http.ResponseWriter, r *http.Request) {
+	p, _ := r.Context().Value(poolKey{}).(*Pool)
+	if p == nil {
+		errorHandler(w, r, ErrNoBackend)
+		return
+	}
+	d := directRequest{req: r, rec: pipeline.FromContext(r.Context())}
+	d.got1xx = func(code int, hdr http.Header) {
+		h := w.Header()
+		copyResponseHeader(h, hdr)
+		w.WriteHeader(code)
+		clear(h) // interim headers must not leak into the final answer
+	}
+	resp, err := p.forward(r, &d)
+	if err != nil {
+		errorHandler(w, r, err)
+		return
+	}
+	defer resp.Body.Close()
+	copyResponseHeader(w.Header(), resp.Header)
+	announced := len(resp.Trailer) > 0
+	if announced {
+		keys := make([]string, 0, len(resp.Trailer))
+		for k := range resp.Trailer {
+			keys = append(keys, k)
+		}
+		w.Header()["Trailer"] = keys
+	}
+	w.WriteHeader(resp.StatusCode)
+	if r.Method == http.MethodHead {
+		return
+	}
+	bp := buffers.Get().(*[]byte)
+	defer buffers.Put(bp)
+	buf := *bp
+	flusher, _ := w.(http.Flusher)
+	for {
+		n, rerr := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return // client gone; the body's Close drops the backend conn
+			}
+			// Flush every chunk so streamed answers (SSE, long polls)
+			// reach the client as the backend sends them.
+			if flusher != nil {
+				flusher.Flush()
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			// The backend failed or was cut mid-answer: the client must
+			// see a broken response, not a short one that looks complete.
+			panic(http.ErrAbortHandler)
+		}
+	}
+	for k, vv := range resp.Trailer {
+		w.Header()[http.TrailerPrefix+k] = vv
+	}
 }
 
 // rewrite builds the outbound request. httputil has already removed

@@ -19,11 +19,18 @@ var (
 	errQuarantined = errors.New("backend left rotation while the request was being sent")
 )
 
-// RoundTrip chooses a backend, sends the request to it and, when connecting
+// RoundTrip sends a request prepared by httputil.ReverseProxy (requests with
+// a body, upgrades) through http.Transport.
+func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
+	return p.forward(req, nil)
+}
+
+// forward chooses a backend, sends the request to it and, when connecting
 // fails for an idempotent request, tries another one. Selection lives here
 // rather than in the handler so that a retry is one more loop iteration with
-// the failed backend excluded.
-func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
+// the failed backend excluded. With a non-nil direct, req is the client's own
+// request and goes through the direct client (upstreamconn.go).
+func (p *Pool) forward(req *http.Request, direct *directRequest) (*http.Response, error) {
 	rec := pipeline.FromContext(req.Context())
 	s := p.settings.Load()
 	key := ""
@@ -45,7 +52,7 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		rec.Attempts++
 		rec.BackendID, rec.BackendServer = b.ID, b.Address
-		resp, err := p.roundTripTo(b, req, rec)
+		resp, err := p.roundTripTo(b, req, rec, direct)
 		if err == nil {
 			return resp, nil
 		}
@@ -64,7 +71,7 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // roundTripTo sends req to one backend. The request's context is tied to the
 // backend's cut context so that quarantining the backend aborts the request.
-func (p *Pool) roundTripTo(b *Backend, req *http.Request, rec *pipeline.Record) (*http.Response, error) {
+func (p *Pool) roundTripTo(b *Backend, req *http.Request, rec *pipeline.Record, direct *directRequest) (*http.Response, error) {
 	b.inflight.Add(1)
 	cut := b.cutContext()
 	// Re-check after taking the cut context: a quarantine that happened
@@ -75,16 +82,16 @@ func (p *Pool) roundTripTo(b *Backend, req *http.Request, rec *pipeline.Record) 
 	}
 	ctx, cancel := context.WithCancelCause(req.Context())
 	stop := context.AfterFunc(cut, func() { cancel(ErrBackendCut) })
-	out := req.WithContext(ctx)
-	out.URL.Scheme = "http"
-	out.URL.Host = b.Address
 	start := time.Now()
 	var resp *http.Response
 	var err error
-	if directEligible(out) {
+	if direct != nil {
 		s := p.settings.Load()
-		resp, err = p.roundTripDirect(b, out, s.cfg.ConnectTimeout.D(), s.cfg.MaxIdleConnsPerBackend)
+		resp, err = p.roundTripDirect(ctx, b, direct, s.cfg.ConnectTimeout.D(), s.cfg.MaxIdleConnsPerBackend)
 	} else {
+		out := req.WithContext(ctx)
+		out.URL.Scheme = "http"
+		out.URL.Host = b.Address
 		resp, err = p.transport.Load().RoundTrip(out)
 	}
 	if err != nil {

@@ -7,11 +7,12 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptrace"
-	"net/textproto"
+	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/rampart-proxy/rampart/internal/pipeline"
 )
 
 // Rampart's own HTTP/1.1 client for the common case: a request without a
@@ -81,7 +82,9 @@ func (cp *connPool) closeIdle() {
 	}
 }
 
-// directEligible reports whether req can take the synchronous path.
+// directEligible reports whether a client request can take the direct
+// path: no body, no upgrade, no Expect, and safe to send twice (a pooled
+// connection the backend closed is retried on a fresh one).
 func directEligible(req *http.Request) bool {
 	if req.Body != nil && req.Body != http.NoBody {
 		return false
@@ -95,22 +98,31 @@ func directEligible(req *http.Request) bool {
 	return isIdempotent(req.Method)
 }
 
+// directRequest is a client request on the direct path: it is forwarded
+// as received, filtered while it is written (see writeRequest), never cloned.
+type directRequest struct {
+	req *http.Request
+	rec *pipeline.Record
+	// got1xx relays an interim answer (103 Early Hints) to the client.
+	got1xx func(code int, h http.Header)
+}
+
 var errStaleConn = errors.New("reused backend connection was closed by the backend")
 
-// roundTripDirect sends a bodiless request on a pooled connection to b.
-func (p *Pool) roundTripDirect(b *Backend, req *http.Request, connectTimeout time.Duration, maxIdle int) (*http.Response, error) {
+// roundTripDirect sends d to b on a pooled connection.
+func (p *Pool) roundTripDirect(ctx context.Context, b *Backend, d *directRequest, connectTimeout time.Duration, maxIdle int) (*http.Response, error) {
 	for attempt := 0; ; attempt++ {
 		uc := b.conns.get()
 		reused := uc != nil
 		if !reused {
-			d := net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
-			c, err := d.DialContext(req.Context(), "tcp", b.Address)
+			dl := net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
+			c, err := dl.DialContext(ctx, "tcp", b.Address)
 			if err != nil {
 				return nil, err
 			}
 			uc = &upstreamConn{c: c, br: bufio.NewReaderSize(c, 4096), bw: bufio.NewWriterSize(c, 4096)}
 		}
-		resp, err := p.exchange(b, uc, req, maxIdle)
+		resp, err := p.exchange(ctx, b, uc, d, maxIdle)
 		if err == nil {
 			return resp, nil
 		}
@@ -118,22 +130,25 @@ func (p *Pool) roundTripDirect(b *Backend, req *http.Request, connectTimeout tim
 		// A pooled connection that the backend had closed fails before any
 		// byte of an answer arrives; the request is idempotent (see
 		// directEligible), so one more try on a fresh connection is safe.
-		if reused && errors.Is(err, errStaleConn) && attempt == 0 && req.Context().Err() == nil {
+		if reused && errors.Is(err, errStaleConn) && attempt == 0 && ctx.Err() == nil {
 			continue
 		}
-		if ctxErr := req.Context().Err(); ctxErr != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, ctxErr
 		}
 		return nil, err
 	}
 }
 
-func (p *Pool) exchange(b *Backend, uc *upstreamConn, req *http.Request, maxIdle int) (*http.Response, error) {
+func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *directRequest, maxIdle int) (*http.Response, error) {
 	// Cancelling the request (client gone, quarantine cut) must unblock the
 	// reads below: closing the connection does.
-	stop := context.AfterFunc(req.Context(), func() { uc.c.Close() })
-	if err := writeRequest(uc.bw, req); err != nil {
+	stop := context.AfterFunc(ctx, func() { uc.c.Close() })
+	if err := writeRequest(uc.bw, d); err != nil {
 		stop()
+		if errors.Is(err, errBadHeader) {
+			return nil, err
+		}
 		return nil, errStaleConn
 	}
 	if _, err := uc.br.Peek(1); err != nil {
@@ -141,19 +156,14 @@ func (p *Pool) exchange(b *Backend, uc *upstreamConn, req *http.Request, maxIdle
 		return nil, errStaleConn
 	}
 	for {
-		resp, err := http.ReadResponse(uc.br, req)
+		resp, err := http.ReadResponse(uc.br, d.req)
 		if err != nil {
 			stop()
 			return nil, err
 		}
 		if resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
-			// Interim answer (103 Early Hints): pass it on like
-			// http.Transport does, then read the final one.
-			if t := httptrace.ContextClientTrace(req.Context()); t != nil && t.Got1xxResponse != nil {
-				if err := t.Got1xxResponse(resp.StatusCode, textproto.MIMEHeader(resp.Header)); err != nil {
-					stop()
-					return nil, err
-				}
+			if d.got1xx != nil {
+				d.got1xx(resp.StatusCode, resp.Header)
 			}
 			continue
 		}
@@ -206,34 +216,121 @@ func (d *directBody) Close() error {
 	return nil
 }
 
-// writeRequest writes an HTTP/1.1 request head. Header.Write replaces CR and
-// LF in values, so a header value can never split the request.
-func writeRequest(w *bufio.Writer, req *http.Request) error {
-	uri := req.URL.RequestURI()
-	host := req.Host
-	if host == "" {
-		host = req.URL.Host
-	}
-	w.WriteString(req.Method)
+// writeRequest writes the client's request head as the backend must see it,
+// applying the same rules as rewrite() on the httputil path: hop-by-hop
+// headers and the headers named in Connection are dropped, incoming
+// Forwarded/X-Forwarded-* and X-Request-Id are replaced by Rampart's own.
+// Values that could split the request (CR, LF, NUL) are never written.
+func writeRequest(w *bufio.Writer, d *directRequest) error {
+	r := d.req
+	w.WriteString(r.Method)
 	w.WriteByte(' ')
-	w.WriteString(uri)
+	if r.URL.RawQuery != "" || r.URL.RawPath != "" || r.URL.Opaque != "" || r.URL.Path == "" {
+		w.WriteString(r.URL.RequestURI())
+	} else {
+		w.WriteString(r.URL.Path)
+	}
 	w.WriteString(" HTTP/1.1\r\nHost: ")
-	w.WriteString(host)
+	w.WriteString(r.Host)
 	w.WriteString("\r\n")
-	if ua := req.Header.Get("User-Agent"); ua != "" {
-		w.WriteString("User-Agent: ")
-		w.WriteString(headerValueReplacer.Replace(ua))
+	connTokens := r.Header["Connection"]
+	for k, vv := range r.Header {
+		if k == "Te" {
+			// Hop-by-hop, but "TE: trailers" tells the backend the client
+			// accepts trailers, as httputil.ReverseProxy also keeps it.
+			if slices.Contains(vv, "trailers") {
+				w.WriteString("Te: trailers\r\n")
+			}
+			continue
+		}
+		if forwardSkip[k] || (len(connTokens) > 0 && listedInConnection(connTokens, k)) {
+			continue
+		}
+		for _, v := range vv {
+			if k == "User-Agent" && v == "" {
+				continue
+			}
+			if !safeHeaderValue(v) {
+				return errBadHeader
+			}
+			w.WriteString(k)
+			w.WriteString(": ")
+			w.WriteString(v)
+			w.WriteString("\r\n")
+		}
+	}
+	if d.rec.XForwardedFor != "" {
+		w.WriteString("X-Forwarded-For: ")
+		w.WriteString(d.rec.XForwardedFor)
 		w.WriteString("\r\n")
 	}
-	if err := req.Header.WriteSubset(w, directSkip); err != nil {
-		return err
+	w.WriteString("X-Forwarded-Host: ")
+	w.WriteString(r.Host)
+	if r.TLS != nil {
+		w.WriteString("\r\nX-Forwarded-Proto: https\r\n")
+	} else {
+		w.WriteString("\r\nX-Forwarded-Proto: http\r\n")
+	}
+	if d.rec.RequestID != "" {
+		w.WriteString("X-Request-Id: ")
+		w.WriteString(d.rec.RequestID)
+		w.WriteString("\r\n")
 	}
 	w.WriteString("\r\n")
 	return w.Flush()
 }
 
-// directSkip lists headers the client writes itself or that must not be
-// forwarded on a bodiless request.
-var directSkip = map[string]bool{"Host": true, "User-Agent": true, "Content-Length": true, "Transfer-Encoding": true, "Connection": true}
+var errBadHeader = errors.New("header value with CR, LF or NUL")
 
-var headerValueReplacer = strings.NewReplacer("\r", " ", "\n", " ")
+func safeHeaderValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c == '\r' || c == '\n' || c == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// hopHeaders are the hop-by-hop headers of RFC 9110 §7.6.1, canonical form.
+var hopHeaders = map[string]bool{
+	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true,
+	"Proxy-Authorization": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
+}
+
+// forwardSkip are request headers the direct path never copies: hop-by-hop
+// ones, those it writes itself, and client claims Rampart replaces.
+var forwardSkip = func() map[string]bool {
+	m := map[string]bool{"Host": true, "Content-Length": true, "Forwarded": true, "X-Forwarded-For": true,
+		"X-Forwarded-Host": true, "X-Forwarded-Proto": true, "X-Request-Id": true}
+	for k, hop := range hopHeaders {
+		if hop {
+			m[k] = true
+		}
+	}
+	return m
+}()
+
+// listedInConnection reports whether header name k is named in a
+// Connection header, which makes it hop-by-hop for this message.
+func listedInConnection(conn []string, k string) bool {
+	for _, v := range conn {
+		for tok := range strings.SplitSeq(v, ",") {
+			if http.CanonicalHeaderKey(strings.TrimSpace(tok)) == k {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// copyResponseHeader copies a backend's response headers to the client,
+// without hop-by-hop ones and those named in its Connection header.
+func copyResponseHeader(dst, src http.Header) {
+	conn := src["Connection"]
+	for k, vv := range src {
+		if hopHeaders[k] || (len(conn) > 0 && listedInConnection(conn, k)) {
+			continue
+		}
+		dst[k] = vv
+	}
+}
