@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"io"
@@ -39,20 +40,19 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.Method, rec.Host, rec.Path, rec.Query = r.Method, r.Host, r.URL.Path, r.URL.RawQuery
 	rec.Protocol = r.Proto
 	rec.UserAgent, rec.Referer = r.Header.Get("User-Agent"), r.Header.Get("Referer")
-	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-		client, xff := lt.trusted.clientIP(ap.Addr(), r.Header["X-Forwarded-For"])
-		rec.ClientIP, rec.XForwardedFor = client.String(), xff
-		if client == ap.Addr().Unmap() {
-			rec.ClientPort = int(ap.Port())
+	if ci, ok := r.Context().Value(connInfoKey{}).(*connInfo); ok {
+		rec.ServerIP, rec.ServerPort = ci.serverIP, ci.serverPort
+		rec.ClientIP, rec.XForwardedFor, rec.ClientPort = ci.peerIP, ci.peerIP, int(ci.peer.Port())
+		if xff := r.Header["X-Forwarded-For"]; len(xff) > 0 && len(lt.trusted) > 0 {
+			client, chain := lt.trusted.clientIP(ci.peer.Addr(), xff)
+			if client != ci.peer.Addr() {
+				rec.ClientIP, rec.ClientPort = client.String(), 0
+			}
+			rec.XForwardedFor = chain
 		}
 	}
-	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
-		if ap, err := netip.ParseAddrPort(la.String()); err == nil {
-			rec.ServerIP, rec.ServerPort = ap.Addr().Unmap().String(), int(ap.Port())
-		}
-	}
+	// The response carries it too: responseWriter sets it with the status.
 	rec.RequestID = requestID(r.Header.Get("X-Request-Id"))
-	w.Header()["X-Request-Id"] = []string{rec.RequestID}
 
 	rw := &responseWriter{ResponseWriter: w, rec: rec}
 	var body *countingBody
@@ -95,6 +95,30 @@ func (e *entry) finish(t *table, rec *pipeline.Record, rw *responseWriter, body 
 	rec.RequestTimeMs = float64(time.Since(start).Microseconds()) / 1000
 	t.accessLog.Log(rec)
 	pipeline.Release(rec)
+}
+
+// connInfo is what every request of a connection shares, parsed once per
+// connection (http.Server.ConnContext) instead of once per request.
+type connInfo struct {
+	peer       netip.AddrPort // unmapped
+	peerIP     string
+	serverIP   string
+	serverPort int
+}
+
+type connInfoKey struct{}
+
+// withConnInfo is the listeners' http.Server.ConnContext.
+func withConnInfo(ctx context.Context, c net.Conn) context.Context {
+	ci := &connInfo{}
+	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+		ci.peer = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		ci.peerIP = ci.peer.Addr().String()
+	}
+	if ap, err := netip.ParseAddrPort(c.LocalAddr().String()); err == nil {
+		ci.serverIP, ci.serverPort = ap.Addr().Unmap().String(), int(ap.Port())
+	}
+	return context.WithValue(ctx, connInfoKey{}, ci)
 }
 
 // responseWriter records status and size. Unwrap lets http.ResponseController

@@ -191,6 +191,7 @@ func (s *Server) serve(l *listener) {
 	l.http = &http.Server{
 		Handler:           &entry{srv: s, l: l},
 		Protocols:         &protos,
+		ConnContext:       withConnInfo,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    64 << 10,
