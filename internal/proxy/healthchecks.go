@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -66,8 +67,10 @@ func (h *healthChecker) run(ctx context.Context) {
 }
 
 func (h *healthChecker) probeAll(ctx context.Context) {
+	backends := h.pool.Backends()
+	h.forgetRemoved(backends)
 	var wg sync.WaitGroup
-	for _, b := range h.pool.Backends() {
+	for _, b := range backends {
 		if b.State() == StateQuarantined {
 			continue
 		}
@@ -95,6 +98,17 @@ func (h *healthChecker) probe(ctx context.Context, b *Backend) bool {
 	}
 	resp.Body.Close()
 	return resp.StatusCode >= 200 && resp.StatusCode < 400
+}
+
+// forgetRemoved drops the counters of backends that left the pool.
+func (h *healthChecker) forgetRemoved(current []*Backend) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for b := range h.counts {
+		if !slices.Contains(current, b) {
+			delete(h.counts, b)
+		}
+	}
 }
 
 func (h *healthChecker) record(b *Backend, ok bool) {

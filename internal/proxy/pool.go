@@ -27,9 +27,8 @@ type Pool struct {
 	// settings installs a new one rather than writing to its fields.
 	transport atomic.Pointer[http.Transport]
 
-	mu      sync.Mutex // serialises membership changes
-	health  *healthChecker
-	closing chan struct{}
+	mu     sync.Mutex // guards health
+	health *healthChecker
 }
 
 type members struct {
@@ -46,7 +45,7 @@ type poolSettings struct {
 }
 
 func newPool(name string) *Pool {
-	p := &Pool{Name: name, closing: make(chan struct{})}
+	p := &Pool{Name: name}
 	p.members.Store(&members{byID: map[string]*Backend{}, selector: emptySelector{}})
 	p.transport.Store(newTransport(config.Pool{}))
 	return p
