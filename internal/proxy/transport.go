@@ -138,12 +138,17 @@ func (t *trackedBody) Read(p []byte) (int, error) { return t.rc.Read(p) }
 
 func (t *trackedBody) Close() error {
 	err := t.rc.Close()
+	t.release()
+	return err
+}
+
+// release frees the in-flight slot once, whichever close comes first.
+func (t *trackedBody) release() {
 	t.once.Do(func() {
 		t.stop()
 		t.cancel()
 		t.b.inflight.Add(-1)
 	})
-	return err
 }
 
 type upgradedBody struct {
@@ -153,11 +158,7 @@ type upgradedBody struct {
 
 func (u *upgradedBody) Close() error {
 	err := u.ReadWriteCloser.Close()
-	u.tb.once.Do(func() {
-		u.tb.stop()
-		u.tb.cancel()
-		u.tb.b.inflight.Add(-1)
-	})
+	u.tb.release()
 	return err
 }
 
