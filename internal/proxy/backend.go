@@ -44,6 +44,11 @@ type Backend struct {
 	mu     sync.Mutex
 	cut    context.Context
 	cancel context.CancelFunc
+	// active are the direct client's connections with a request in flight;
+	// a cut closes them. gen counts cuts, so a request that chose this
+	// backend before a cut cannot register afterwards.
+	active map[*upstreamConn]struct{}
+	gen    uint64
 	// drained is closed when a drain finishes (in-flight reached 0 or the
 	// drain timeout cut the rest).
 	drained chan struct{}
@@ -104,7 +109,41 @@ func (b *Backend) cutInFlight() {
 	b.mu.Lock()
 	cancel := b.cancel
 	b.cut, b.cancel = context.WithCancel(context.Background())
+	b.gen++
+	for uc := range b.active {
+		uc.cut.Store(true)
+		uc.c.Close()
+	}
+	clear(b.active)
 	b.mu.Unlock()
 	cancel()
 	b.conns.closeIdle()
+}
+
+// generation returns the cut generation a request starts in.
+func (b *Backend) generation() uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.gen
+}
+
+// track registers a connection carrying a request so that a cut closes it.
+// It fails when a cut happened since gen, or the backend is quarantined.
+func (b *Backend) track(uc *upstreamConn, gen uint64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.gen != gen || b.State() == StateQuarantined {
+		return false
+	}
+	if b.active == nil {
+		b.active = map[*upstreamConn]struct{}{}
+	}
+	b.active[uc] = struct{}{}
+	return true
+}
+
+func (b *Backend) untrack(uc *upstreamConn) {
+	b.mu.Lock()
+	delete(b.active, uc)
+	b.mu.Unlock()
 }

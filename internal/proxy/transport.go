@@ -69,10 +69,24 @@ func (p *Pool) forward(req *http.Request, direct *directRequest) (*http.Response
 	return nil, lastErr
 }
 
-// roundTripTo sends req to one backend. The request's context is tied to the
-// backend's cut context so that quarantining the backend aborts the request.
+// roundTripTo sends req to one backend, in a way that quarantining the
+// backend aborts it: the direct client registers its connection with the
+// backend, which closes it on a cut; http.Transport gets a context that the
+// cut cancels.
 func (p *Pool) roundTripTo(b *Backend, req *http.Request, rec *pipeline.Record, direct *directRequest) (*http.Response, error) {
 	b.inflight.Add(1)
+	if direct != nil {
+		s := p.settings.Load()
+		start := time.Now()
+		resp, err := p.roundTripDirect(req.Context(), b, direct, s.cfg.ConnectTimeout.D(), s.cfg.MaxIdleConnsPerBackend)
+		if err != nil {
+			b.inflight.Add(-1)
+			return nil, err
+		}
+		p.observe(b, rec, resp, start)
+		resp.Body = &trackedBody{rc: resp.Body, b: b}
+		return resp, nil
+	}
 	cut := b.cutContext()
 	// Re-check after taking the cut context: a quarantine that happened
 	// between selection and here must not let this request through.
@@ -83,17 +97,10 @@ func (p *Pool) roundTripTo(b *Backend, req *http.Request, rec *pipeline.Record, 
 	ctx, cancel := context.WithCancelCause(req.Context())
 	stop := context.AfterFunc(cut, func() { cancel(ErrBackendCut) })
 	start := time.Now()
-	var resp *http.Response
-	var err error
-	if direct != nil {
-		s := p.settings.Load()
-		resp, err = p.roundTripDirect(ctx, b, direct, s.cfg.ConnectTimeout.D(), s.cfg.MaxIdleConnsPerBackend)
-	} else {
-		out := req.WithContext(ctx)
-		out.URL.Scheme = "http"
-		out.URL.Host = b.Address
-		resp, err = p.transport.Load().RoundTrip(out)
-	}
+	out := req.WithContext(ctx)
+	out.URL.Scheme = "http"
+	out.URL.Host = b.Address
+	resp, err := p.transport.Load().RoundTrip(out)
 	if err != nil {
 		stop()
 		cancel(nil)
@@ -103,11 +110,7 @@ func (p *Pool) roundTripTo(b *Backend, req *http.Request, rec *pipeline.Record, 
 		}
 		return nil, err
 	}
-	ms := float64(time.Since(start).Microseconds()) / 1000
-	rec.UpstreamTimeMs = ms
-	rec.TargetProcessingTimeMs = ms
-	rec.TargetStatusCode = resp.StatusCode
-	b.observeStatus(resp.StatusCode, p.settings.Load().cfg.OutlierDetection)
+	p.observe(b, rec, resp, start)
 	tb := &trackedBody{rc: resp.Body, b: b, stop: stop, cancel: func() { cancel(nil) }}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		// An upgraded connection (WebSocket) outlives RoundTrip; closing the
@@ -124,8 +127,18 @@ func (p *Pool) roundTripTo(b *Backend, req *http.Request, rec *pipeline.Record, 
 	return resp, nil
 }
 
+// observe records the backend's answer in the request record and feeds
+// passive outlier detection.
+func (p *Pool) observe(b *Backend, rec *pipeline.Record, resp *http.Response, start time.Time) {
+	ms := float64(time.Since(start).Microseconds()) / 1000
+	rec.UpstreamTimeMs = ms
+	rec.TargetProcessingTimeMs = ms
+	rec.TargetStatusCode = resp.StatusCode
+	b.observeStatus(resp.StatusCode, p.settings.Load().cfg.OutlierDetection)
+}
+
 // trackedBody releases the backend's in-flight slot when the proxy is done
-// with the response body.
+// with the response body. stop and cancel are nil on the direct path.
 type trackedBody struct {
 	rc     io.ReadCloser
 	b      *Backend
@@ -145,8 +158,10 @@ func (t *trackedBody) Close() error {
 // release frees the in-flight slot once, whichever close comes first.
 func (t *trackedBody) release() {
 	t.once.Do(func() {
-		t.stop()
-		t.cancel()
+		if t.stop != nil {
+			t.stop()
+			t.cancel()
+		}
 		t.b.inflight.Add(-1)
 	})
 }

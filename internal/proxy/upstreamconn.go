@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rampart-proxy/rampart/internal/pipeline"
@@ -31,6 +32,7 @@ import (
 const idleConnTimeout = 50 * time.Second
 
 type upstreamConn struct {
+	cut      atomic.Bool // closed by a quarantine or drain-timeout cut
 	c        net.Conn
 	br       *bufio.Reader
 	bw       *bufio.Writer
@@ -111,6 +113,7 @@ var errStaleConn = errors.New("reused backend connection was closed by the backe
 
 // roundTripDirect sends d to b on a pooled connection.
 func (p *Pool) roundTripDirect(ctx context.Context, b *Backend, d *directRequest, connectTimeout time.Duration, maxIdle int) (*http.Response, error) {
+	gen := b.generation()
 	for attempt := 0; ; attempt++ {
 		uc := b.conns.get()
 		reused := uc != nil
@@ -122,11 +125,20 @@ func (p *Pool) roundTripDirect(ctx context.Context, b *Backend, d *directRequest
 			}
 			uc = &upstreamConn{c: c, br: bufio.NewReaderSize(c, 4096), bw: bufio.NewWriterSize(c, 4096)}
 		}
+		if !b.track(uc, gen) {
+			// Quarantined or cut since it was selected: not this backend.
+			uc.c.Close()
+			return nil, errQuarantined
+		}
 		resp, err := p.exchange(ctx, b, uc, d, maxIdle)
 		if err == nil {
 			return resp, nil
 		}
+		b.untrack(uc)
 		uc.c.Close()
+		if uc.cut.Load() {
+			return nil, ErrBackendCut
+		}
 		// A pooled connection that the backend had closed fails before any
 		// byte of an answer arrives; the request is idempotent (see
 		// directEligible), so one more try on a fresh connection is safe.
@@ -172,7 +184,8 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 			return nil, errors.New("backend switched protocols without an upgrade request")
 		}
 		release := func(reusable bool) {
-			if stop() && reusable && !resp.Close {
+			b.untrack(uc)
+			if stop() && reusable && !resp.Close && !uc.cut.Load() {
 				b.conns.put(uc, maxIdle)
 				return
 			}
