@@ -57,9 +57,6 @@ func (t trustedProxies) clientIP(peer netip.Addr, xff []string) (client netip.Ad
 		if !t.contains(client) {
 			break
 		}
-		if i < 0 {
-			break
-		}
 	}
 	return client, chain + ", " + peer.String()
 }
