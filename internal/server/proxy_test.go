@@ -230,7 +230,19 @@ func TestConsistentHashByHeader(t *testing.T) {
 	}
 }
 
-func TestHopByHopHeadersNotForwarded(t *testing.T) {
+// bothPaths runs a header test over both forwarding paths: a bodiless GET
+// takes the direct client, a POST with a body takes httputil.ReverseProxy.
+// The rules of what the backend sees must be the same on both.
+func bothPaths(t *testing.T, f func(t *testing.T, method string, body func() io.Reader)) {
+	t.Run("direct-GET", func(t *testing.T) { f(t, http.MethodGet, func() io.Reader { return nil }) })
+	t.Run("reverseproxy-POST", func(t *testing.T) {
+		f(t, http.MethodPost, func() io.Reader { return strings.NewReader("payload") })
+	})
+}
+
+func TestHopByHopHeadersNotForwarded(t *testing.T) { bothPaths(t, testHopByHopHeadersNotForwarded) }
+
+func testHopByHopHeadersNotForwarded(t *testing.T, method string, body func() io.Reader) {
 	b := newTestBackend(t, "a")
 	b.setHandler(func(w http.ResponseWriter, r *http.Request) {
 		// Hop-by-hop headers of the response must not reach the client.
@@ -249,7 +261,7 @@ func TestHopByHopHeadersNotForwarded(t *testing.T) {
 		"Te":               {"gzip"},
 		"X-Keep":           {"end-to-end"},
 	}
-	r := e.do(http.MethodGet, e.url("web", "/"), "", hdr, nil)
+	r := e.do(method, e.url("web", "/"), "", hdr, body())
 	if r.status != 200 {
 		t.Fatalf("status %d", r.status)
 	}
@@ -277,15 +289,19 @@ func TestHopByHopHeadersNotForwarded(t *testing.T) {
 }
 
 func TestForwardedHeadersFromUntrustedPeer(t *testing.T) {
+	bothPaths(t, testForwardedHeadersFromUntrustedPeer)
+}
+
+func testForwardedHeadersFromUntrustedPeer(t *testing.T, method string, body func() io.Reader) {
 	b := newTestBackend(t, "a")
 	e := startEnv(t, onePool("round_robin", "", b)+"logging: {access_log: {path: access.log}}\n")
-	r := e.do(http.MethodGet, e.url("web", "/x"), "shop.example.com:8080", http.Header{
+	r := e.do(method, e.url("web", "/x"), "shop.example.com:8080", http.Header{
 		"X-Forwarded-For":   {"1.2.3.4"},
 		"X-Forwarded-Host":  {"evil.test"},
 		"X-Forwarded-Proto": {"https"},
 		"Forwarded":         {"for=1.2.3.4;proto=https"},
 		"X-Real-Ip":         {"1.2.3.4"},
-	}, nil)
+	}, body())
 	if r.status != 200 {
 		t.Fatalf("status %d", r.status)
 	}
@@ -312,6 +328,10 @@ func TestForwardedHeadersFromUntrustedPeer(t *testing.T) {
 }
 
 func TestForwardedHeadersFromTrustedPeer(t *testing.T) {
+	bothPaths(t, testForwardedHeadersFromTrustedPeer)
+}
+
+func testForwardedHeadersFromTrustedPeer(t *testing.T, method string, body func() io.Reader) {
 	b := newTestBackend(t, "a")
 	e := startEnv(t, fmt.Sprintf(`
 listeners:
@@ -322,7 +342,7 @@ pools:
   - {name: p, backends: %s}
 logging: {access_log: {path: access.log}}
 `, backendsYAML(b)))
-	r := e.do(http.MethodGet, e.url("web", "/"), "", http.Header{"X-Forwarded-For": {"1.2.3.4"}}, nil)
+	r := e.do(method, e.url("web", "/"), "", http.Header{"X-Forwarded-For": {"1.2.3.4"}}, body())
 	if r.status != 200 {
 		t.Fatalf("status %d", r.status)
 	}
