@@ -49,9 +49,6 @@ type Backend struct {
 	// backend before a cut cannot register afterwards.
 	active map[*upstreamConn]struct{}
 	gen    uint64
-	// drained is closed when a drain finishes (in-flight reached 0 or the
-	// drain timeout cut the rest).
-	drained chan struct{}
 }
 
 // NewBackend returns an active, healthy backend.

@@ -63,13 +63,7 @@ func serveDirect(w http.ResponseWriter, r *http.Request) {
 		errorHandler(w, r, ErrNoBackend)
 		return
 	}
-	d := directRequest{req: r, rec: pipeline.FromContext(r.Context())}
-	d.got1xx = func(code int, hdr http.Header) {
-		h := w.Header()
-		copyResponseHeader(h, hdr)
-		w.WriteHeader(code)
-		clear(h) // interim headers must not leak into the final answer
-	}
+	d := directRequest{req: r, rec: pipeline.FromContext(r.Context()), w: w}
 	resp, err := p.forward(r, &d)
 	if err != nil {
 		errorHandler(w, r, err)

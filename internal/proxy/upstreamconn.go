@@ -105,8 +105,19 @@ func directEligible(req *http.Request) bool {
 type directRequest struct {
 	req *http.Request
 	rec *pipeline.Record
-	// got1xx relays an interim answer (103 Early Hints) to the client.
-	got1xx func(code int, h http.Header)
+	// w receives interim answers (103 Early Hints); nil drops them.
+	w http.ResponseWriter
+}
+
+// got1xx relays an interim answer to the client.
+func (d *directRequest) got1xx(code int, hdr http.Header) {
+	if d.w == nil {
+		return
+	}
+	h := d.w.Header()
+	copyResponseHeader(h, hdr)
+	d.w.WriteHeader(code)
+	clear(h) // interim headers must not leak into the final answer
 }
 
 var errStaleConn = errors.New("reused backend connection was closed by the backend")
@@ -174,9 +185,7 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 			return nil, err
 		}
 		if resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
-			if d.got1xx != nil {
-				d.got1xx(resp.StatusCode, resp.Header)
-			}
+			d.got1xx(resp.StatusCode, resp.Header)
 			continue
 		}
 		if resp.StatusCode == http.StatusSwitchingProtocols {

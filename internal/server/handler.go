@@ -81,7 +81,7 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rec.Route, rec.PoolID = rt.name, rt.pool.Name
 	ctx := proxy.WithPool(pipeline.WithRecord(r.Context(), rec), rt.pool)
-	t.proxy.ServeHTTP(rw, r.WithContext(ctx))
+	e.srv.proxy.ServeHTTP(rw, r.WithContext(ctx))
 }
 
 func (e *entry) finish(t *table, rec *pipeline.Record, rw *responseWriter, body *countingBody, start time.Time) {

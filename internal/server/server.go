@@ -44,7 +44,6 @@ type table struct {
 	router    *router
 	listeners map[string]*listenerSettings
 	accessLog *accesslog.Logger
-	proxy     *proxy.Handler
 }
 
 type listenerSettings struct {
@@ -85,7 +84,6 @@ func (s *Server) buildTable(cfg *config.Config, al *accesslog.Logger) *table {
 		router:    newRouter(cfg.Routes, s.reg),
 		listeners: map[string]*listenerSettings{},
 		accessLog: al,
-		proxy:     s.proxy,
 	}
 	for _, l := range cfg.Listeners {
 		t.listeners[l.Name] = &listenerSettings{trusted: newTrustedProxies(l.TrustedProxies)}
