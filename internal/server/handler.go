@@ -84,6 +84,26 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	e.srv.proxy.ServeHTTP(rw, r.WithContext(ctx))
 }
 
+// refused logs a request the HTTP engine refused before it reached the
+// pipeline (malformed, oversized or too slow): it never had a route, a
+// request id from the client or a backend.
+func (e *entry) refused(ctx context.Context, status int, reason string) {
+	t := e.srv.table.Load()
+	rec := pipeline.NewRecord()
+	rec.Timestamp = time.Now()
+	rec.Listener = *e.l.name.Load()
+	rec.LBInstance = t.instance
+	if ci, ok := ctx.Value(connInfoKey{}).(*connInfo); ok {
+		rec.ServerIP, rec.ServerPort = ci.serverIP, ci.serverPort
+		rec.ClientIP, rec.XForwardedFor, rec.ClientPort = ci.peerIP, ci.peerIP, int(ci.peer.Port())
+	}
+	rec.RequestID = requestID("")
+	rec.StatusCode = status
+	rec.Error = "refused: " + reason
+	t.accessLog.Log(rec)
+	pipeline.Release(rec)
+}
+
 func (e *entry) finish(t *table, rec *pipeline.Record, rw *responseWriter, body *countingBody, start time.Time) {
 	if rw.status == 0 && rec.Error == "" {
 		rec.StatusCode = http.StatusOK // handler wrote nothing: net/http sends 200

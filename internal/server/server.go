@@ -18,6 +18,7 @@ import (
 	"github.com/rampart-proxy/rampart/internal/admin"
 	"github.com/rampart-proxy/rampart/internal/config"
 	"github.com/rampart-proxy/rampart/internal/proxy"
+	"github.com/rampart-proxy/rampart/internal/server/http1"
 )
 
 // Server is one running Rampart instance.
@@ -56,7 +57,7 @@ type listener struct {
 	name atomic.Pointer[string]
 	cfg  config.Listener
 	ln   net.Listener
-	http *http.Server
+	srv  *http1.Server
 	done chan struct{}
 }
 
@@ -181,26 +182,22 @@ func unwrapSyscall(err error) error {
 }
 
 func (s *Server) serve(l *listener) {
-	var protos http.Protocols
-	protos.SetHTTP1(true)
-	if l.cfg.H2C {
-		protos.SetUnencryptedHTTP2(true)
-	}
-	l.http = &http.Server{
-		Handler:           &entry{srv: s, l: l},
-		Protocols:         &protos,
+	e := &entry{srv: s, l: l}
+	l.srv = &http1.Server{
+		Handler:           e,
 		ConnContext:       withConnInfo,
+		OnRefused:         e.refused,
+		H2C:               l.cfg.H2C,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		Log:               s.log,
 	}
 	l.done = make(chan struct{})
 	s.listeners[l.cfg.Listen] = l
 	s.log.Info("listening", "listener", l.cfg.Name, "address", l.ln.Addr().String(), "h2c", l.cfg.H2C)
 	go func() {
 		defer close(l.done)
-		if err := l.http.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http1.ErrServerClosed) {
 			s.log.Error("listener stopped", "listener", l.cfg.Name, "error", err)
 		}
 	}()
@@ -317,8 +314,8 @@ func (s *Server) apply(cfg *config.Config) error {
 func (s *Server) shutdownListener(l *listener, timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if err := l.http.Shutdown(ctx); err != nil {
-		l.http.Close()
+	if err := l.srv.Shutdown(ctx); err != nil {
+		l.srv.Close()
 	}
 	s.log.Info("listener closed", "listener", l.cfg.Name)
 }
@@ -339,8 +336,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := l.http.Shutdown(ctx); err != nil {
-				l.http.Close()
+			if err := l.srv.Shutdown(ctx); err != nil {
+				l.srv.Close()
 				emu.Lock()
 				firstErr = err
 				emu.Unlock()

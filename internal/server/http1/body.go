@@ -1,0 +1,275 @@
+package http1
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// frame decides how the request's body is delimited (RFC 9112 §6) and
+// whether the connection stays open. Anything ambiguous is refused: a
+// request that two parsers could split differently is how smuggling works.
+func frame(r *http.Request, c *conn) error {
+	h := r.Header
+	hosts := h["Host"]
+	switch {
+	case len(hosts) > 1:
+		return refuse(http.StatusBadRequest, "several Host headers")
+	case len(hosts) == 0 && r.ProtoMinor == 1 && r.URL.Host == "":
+		return refuse(http.StatusBadRequest, "missing Host header")
+	case len(hosts) == 1 && !validHost(hosts[0]):
+		return refuse(http.StatusBadRequest, "malformed Host header")
+	}
+	if r.URL.Host != "" { // absolute form: its authority wins (RFC 9112 §3.2.2)
+		if !validHost(r.URL.Host) {
+			return refuse(http.StatusBadRequest, "malformed host in request target")
+		}
+		r.Host = r.URL.Host
+	} else if len(hosts) == 1 {
+		r.Host = hosts[0]
+	}
+
+	r.Close = shouldClose(r)
+	te, cl := h["Transfer-Encoding"], h["Content-Length"]
+	switch {
+	case len(te) > 0:
+		if r.ProtoMinor == 0 {
+			return refuse(http.StatusBadRequest, "Transfer-Encoding in an HTTP/1.0 request")
+		}
+		if len(te) != 1 || !strings.EqualFold(te[0], "chunked") {
+			return refuse(http.StatusBadRequest, "Transfer-Encoding other than chunked")
+		}
+		if len(cl) > 0 {
+			return refuse(http.StatusBadRequest, "both Content-Length and Transfer-Encoding")
+		}
+		delete(h, "Transfer-Encoding")
+		r.TransferEncoding = chunkedTE
+		r.ContentLength = -1
+		r.Body = c.newBody(r, -1)
+	case len(cl) > 0:
+		n, ok := parseContentLength(cl[0])
+		for _, v := range cl[1:] {
+			if v != cl[0] {
+				ok = false
+			}
+		}
+		if !ok {
+			return refuse(http.StatusBadRequest, "invalid or conflicting Content-Length")
+		}
+		if len(cl) > 1 {
+			h["Content-Length"] = cl[:1]
+		}
+		r.ContentLength = n
+		if n > 0 {
+			r.Body = c.newBody(r, n)
+		} else {
+			r.Body = http.NoBody
+		}
+	default:
+		r.ContentLength = 0
+		r.Body = http.NoBody
+	}
+	if exp, ok := h["Expect"]; ok {
+		if len(exp) != 1 || !strings.EqualFold(exp[0], "100-continue") || r.ProtoMinor == 0 {
+			return refuse(http.StatusExpectationFailed, "unsupported Expect")
+		}
+	}
+	return nil
+}
+
+var chunkedTE = []string{"chunked"}
+
+func parseContentLength(s string) (int64, bool) {
+	if s == "" || len(s) > 18 {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// shouldClose applies RFC 9112 §9.3: HTTP/1.1 is persistent unless the
+// client says "close"; HTTP/1.0 only when it asks for keep-alive.
+func shouldClose(r *http.Request) bool {
+	conn := r.Header["Connection"]
+	if r.ProtoMinor == 0 {
+		return !hasToken(conn, "keep-alive")
+	}
+	return hasToken(conn, "close")
+}
+
+func hasToken(vv []string, tok string) bool {
+	for _, v := range vv {
+		for len(v) > 0 {
+			var t string
+			t, v, _ = strings.Cut(v, ",")
+			if strings.EqualFold(trimOWS(t), tok) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+var errBodyClosed = errors.New("http1: request body read after the handler returned")
+
+// body is a request body. It reads from the connection's buffered reader,
+// which the next request reuses, so once the handler has returned every
+// read fails: a late read from a goroutine the handler started (the
+// standard library's transport can do that) must not steal the next
+// request's bytes.
+type body struct {
+	mu     sync.Mutex
+	c      *conn
+	src    io.Reader // *io.LimitedReader or a chunked reader over c.br
+	chunk  bool
+	sawEOF bool
+	closed bool
+	// expect is set for Expect: 100-continue until the interim answer was
+	// sent or the final one made it unnecessary.
+	expect bool
+	err    error
+}
+
+func (c *conn) newBody(r *http.Request, n int64) *body {
+	b := &body{c: c}
+	if n < 0 {
+		b.src, b.chunk = httputil.NewChunkedReader(c.br), true
+	} else {
+		b.src = &io.LimitedReader{R: c.br, N: n}
+	}
+	_, b.expect = r.Header["Expect"]
+	return b
+}
+
+func (b *body) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return 0, errBodyClosed
+	}
+	return b.read(p)
+}
+
+func (b *body) read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	if b.sawEOF {
+		return 0, io.EOF
+	}
+	if b.expect {
+		b.expect = false
+		if !b.c.resp.wroteHeader {
+			b.c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+			if err := b.c.bw.Flush(); err != nil {
+				b.err = err
+				return 0, err
+			}
+		}
+	}
+	n, err := b.src.Read(p)
+	if lr, ok := b.src.(*io.LimitedReader); ok {
+		if lr.N == 0 {
+			err = io.EOF
+		} else if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+	} else if err == io.EOF {
+		err = skipTrailers(b.c.br)
+		if err == nil {
+			err = io.EOF
+		}
+	}
+	if err == io.EOF {
+		b.sawEOF = true
+	} else if err != nil {
+		b.err = err
+	}
+	return n, err
+}
+
+// Close does not consume the rest: the connection decides after the
+// handler whether it can drain it or must close.
+func (b *body) Close() error { return nil }
+
+// finish is called by the connection after the handler returned. It
+// reports whether the connection can carry another request: the body was
+// read to its end, or what was left was small enough to discard.
+func (b *body) finish() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	defer func() { b.closed = true }()
+	if b.sawEOF {
+		return true
+	}
+	if b.err != nil || b.expect {
+		// A client that waits for 100 Continue may or may not send the body.
+		return false
+	}
+	const maxDrain = 256 << 10
+	var buf [4096]byte
+	for drained := 0; drained <= maxDrain; {
+		n, err := b.read(buf[:])
+		drained += n
+		if err == io.EOF {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+	}
+	return false
+}
+
+// skipTrailers consumes the trailer section after the last chunk. Request
+// trailers are not forwarded (as in nginx); they are read so the next
+// request starts at the right byte.
+func skipTrailers(br *bufio.Reader) error {
+	var line []byte
+	for total := 0; ; {
+		line = line[:0]
+		n, err := readLine(br, &line, 8192)
+		if err != nil {
+			if errors.Is(err, errLineTooLong) {
+				return errors.New("http1: trailer section too large")
+			}
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+		if total += n; total > 8192 {
+			return errors.New("http1: trailer section too large")
+		}
+	}
+}
+
+// contentLengthString avoids strconv's allocation for small bodies.
+func contentLengthString(n int64) string {
+	if n >= 0 && n < int64(len(smallInts)) {
+		return smallInts[n]
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+var smallInts = func() (s [1024]string) {
+	for i := range s {
+		s[i] = strconv.Itoa(i)
+	}
+	return
+}()

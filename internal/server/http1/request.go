@@ -1,0 +1,334 @@
+package http1
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"strings"
+)
+
+// Limits bound what a client may send before the request reaches a handler.
+// The defaults are DESIGN §3's request_limits.
+type Limits struct {
+	MaxRequestLineBytes int // request line without CRLF; larger → 414
+	MaxHeaderBytes      int // header lines, CRLFs included; larger → 431
+	MaxHeaders          int // header fields; more → 431
+}
+
+// DefaultLimits are DESIGN §3's defaults.
+var DefaultLimits = Limits{MaxRequestLineBytes: 4096, MaxHeaderBytes: 8192, MaxHeaders: 100}
+
+// parseError is a request Rampart refuses before any handler sees it. The
+// reason goes to the log, never to the client.
+type parseError struct {
+	status int
+	reason string
+}
+
+func (e *parseError) Error() string { return e.reason }
+
+func refuse(status int, reason string) error { return &parseError{status: status, reason: reason} }
+
+var errH2Preface = errors.New("HTTP/2 connection preface")
+
+// head is the reusable per-connection state of the parser: the raw bytes of
+// one request head and the Header map it fills.
+type head struct {
+	buf []byte
+	hdr http.Header
+}
+
+// readHead reads the request line and header block from br into h.buf, one
+// line at a time, enforcing the limits as bytes arrive so an oversized head
+// is refused without being buffered whole. It returns the offset where the
+// header lines start.
+func (h *head) readHead(br *bufio.Reader, lim *Limits) (lineEnd int, err error) {
+	h.buf = h.buf[:0]
+	// Request line. RFC 9112 §2.2: a server SHOULD ignore at least one empty
+	// line before the request line.
+	for empties := 0; ; {
+		line, err := readLine(br, &h.buf, lim.MaxRequestLineBytes)
+		if err != nil {
+			if errors.Is(err, errLineTooLong) {
+				return 0, refuse(http.StatusRequestURITooLong, "request line too long")
+			}
+			return 0, err
+		}
+		if line > 0 {
+			break
+		}
+		h.buf = h.buf[:0]
+		if empties++; empties > 1 {
+			return 0, refuse(http.StatusBadRequest, "empty lines before the request line")
+		}
+	}
+	lineEnd = len(h.buf)
+	if bytes.HasPrefix(h.buf, []byte("PRI * HTTP/2.0")) {
+		return lineEnd, errH2Preface
+	}
+	budget := lim.MaxHeaderBytes
+	for n := 0; ; n++ {
+		start := len(h.buf)
+		line, err := readLine(br, &h.buf, budget)
+		if err != nil {
+			if errors.Is(err, errLineTooLong) {
+				return 0, refuse(http.StatusRequestHeaderFieldsTooLarge, "header block too large")
+			}
+			return 0, err
+		}
+		if line == 0 {
+			h.buf = h.buf[:start]
+			return lineEnd, nil
+		}
+		if n >= lim.MaxHeaders {
+			return 0, refuse(http.StatusRequestHeaderFieldsTooLarge, "too many header fields")
+		}
+		budget -= line + 2
+		if budget <= 0 {
+			return 0, refuse(http.StatusRequestHeaderFieldsTooLarge, "header block too large")
+		}
+	}
+}
+
+var errLineTooLong = errors.New("line too long")
+
+// readLine appends one line to *dst without its line ending, followed by a
+// '\n' separator, and returns its length. A line longer than max is refused
+// while it is still arriving. A bare CR anywhere is refused (RFC 9112 §2.2:
+// it could be read as a line break by another parser); a bare LF ends a
+// line, as nginx and net/http accept.
+func readLine(br *bufio.Reader, dst *[]byte, max int) (int, error) {
+	start := len(*dst)
+	for {
+		frag, err := br.ReadSlice('\n')
+		*dst = append(*dst, frag...)
+		if len(*dst)-start > max+2 {
+			return 0, errLineTooLong
+		}
+		if err == nil {
+			break
+		}
+		if err != bufio.ErrBufferFull {
+			return 0, err
+		}
+	}
+	b := (*dst)[start:]
+	n := len(b) - 1 // drop '\n'
+	if n > 0 && b[n-1] == '\r' {
+		n--
+	}
+	if n > max {
+		return 0, errLineTooLong
+	}
+	if bytes.IndexByte(b[:n], '\r') >= 0 {
+		return 0, refuse(http.StatusBadRequest, "bare CR in request head")
+	}
+	*dst = append((*dst)[:start+n], '\n')
+	return n, nil
+}
+
+// parse fills r from the head in h.buf. All strings of the request are
+// substrings of one copy of the head: one allocation for the whole head
+// instead of one per field.
+func (h *head) parse(r *http.Request, lineEnd int) error {
+	s := string(h.buf)
+	line := s[:lineEnd-1]
+
+	// Request line: method SP request-target SP HTTP-version, single spaces.
+	sp1 := strings.IndexByte(line, ' ')
+	if sp1 <= 0 {
+		return refuse(http.StatusBadRequest, "malformed request line")
+	}
+	sp2 := strings.IndexByte(line[sp1+1:], ' ')
+	if sp2 < 0 {
+		return refuse(http.StatusBadRequest, "malformed request line")
+	}
+	sp2 += sp1 + 1
+	method, target, proto := line[:sp1], line[sp1+1:sp2], line[sp2+1:]
+	if !validToken(method) {
+		return refuse(http.StatusBadRequest, "malformed method")
+	}
+	switch proto {
+	case "HTTP/1.1":
+		r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/1.1", 1, 1
+	case "HTTP/1.0":
+		r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/1.0", 1, 0
+	default:
+		if strings.HasPrefix(proto, "HTTP/") && len(proto) == 8 && proto[6] == '.' {
+			return refuse(http.StatusHTTPVersionNotSupported, "unsupported HTTP version")
+		}
+		return refuse(http.StatusBadRequest, "malformed request line")
+	}
+	r.Method = commonMethod(method)
+	if target == "" || !validTarget(target) {
+		return refuse(http.StatusBadRequest, "malformed request target")
+	}
+	r.RequestURI = target
+	if err := parseTarget(r, target); err != nil {
+		return err
+	}
+
+	// Header fields.
+	hdr := h.hdr
+	clear(hdr)
+	rest := s[lineEnd:]
+	for rest != "" {
+		nl := strings.IndexByte(rest, '\n')
+		field := rest[:nl]
+		rest = rest[nl+1:]
+		if field[0] == ' ' || field[0] == '\t' {
+			// obs-fold: RFC 9112 §5.2 lets a server reject it, and a proxy
+			// must not pass on a header that others may unfold differently.
+			return refuse(http.StatusBadRequest, "obsolete line folding in header")
+		}
+		colon := strings.IndexByte(field, ':')
+		if colon <= 0 {
+			return refuse(http.StatusBadRequest, "malformed header field")
+		}
+		name := field[:colon]
+		if !validToken(name) {
+			// Covers whitespace before the colon (RFC 9112 §5.1: MUST reject).
+			return refuse(http.StatusBadRequest, "malformed header name")
+		}
+		value := trimOWS(field[colon+1:])
+		if !validValue(value) {
+			return refuse(http.StatusBadRequest, "control character in header value")
+		}
+		key := textproto.CanonicalMIMEHeaderKey(name)
+		hdr[key] = append(hdr[key], value)
+	}
+	r.Header = hdr
+	return nil
+}
+
+// parseTarget sets r.URL and, for the absolute form, r.Host.
+func parseTarget(r *http.Request, target string) error {
+	u := r.URL
+	*u = url.URL{}
+	switch {
+	case target[0] == '/' && strings.IndexByte(target, '%') < 0:
+		// origin-form without escapes, by far the most common: no parsing
+		// beyond splitting off the query.
+		if q := strings.IndexByte(target, '?'); q >= 0 {
+			u.Path, u.RawQuery, u.ForceQuery = target[:q], target[q+1:], q == len(target)-1
+		} else {
+			u.Path = target
+		}
+		return nil
+	case target == "*":
+		if r.Method != http.MethodOptions {
+			return refuse(http.StatusBadRequest, "asterisk-form target outside OPTIONS")
+		}
+		u.Path = "*"
+		return nil
+	case r.Method == http.MethodConnect:
+		return refuse(http.StatusMethodNotAllowed, "CONNECT is not supported")
+	}
+	parsed, err := url.ParseRequestURI(target)
+	if err != nil || (parsed.Scheme != "" && parsed.Scheme != "http" && parsed.Scheme != "https") ||
+		(parsed.Scheme == "" && target[0] != '/') || parsed.Opaque != "" {
+		return refuse(http.StatusBadRequest, "malformed request target")
+	}
+	*u = *parsed
+	return nil
+}
+
+func commonMethod(m string) string {
+	switch m {
+	case "GET":
+		return http.MethodGet
+	case "HEAD":
+		return http.MethodHead
+	case "POST":
+		return http.MethodPost
+	case "PUT":
+		return http.MethodPut
+	case "DELETE":
+		return http.MethodDelete
+	case "OPTIONS":
+		return http.MethodOptions
+	case "PATCH":
+		return http.MethodPatch
+	}
+	return m
+}
+
+func trimOWS(v string) string {
+	for v != "" && (v[0] == ' ' || v[0] == '\t') {
+		v = v[1:]
+	}
+	for v != "" && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
+		v = v[:len(v)-1]
+	}
+	return v
+}
+
+// tchar of RFC 9110 §5.6.2.
+var isTokenChar = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isTokenChar[s[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+// validValue accepts field-content of RFC 9110 §5.5: visible characters,
+// obs-text, SP and HTAB; no other control character (NUL, CR, LF, DEL).
+func validValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < 0x20 && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// validTarget refuses control characters, spaces and fragments in the
+// request target; anything else is left to the URL parser.
+func validTarget(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= 0x20 || c == 0x7f || c == '#' {
+			return false
+		}
+	}
+	return true
+}
+
+// validHost accepts a uri-host with an optional port: reg-name characters,
+// an IP-literal in brackets, digits after the colon. Anything else could
+// confuse routing or a backend's virtual hosting.
+func validHost(h string) bool {
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("-._~!$&'()*+,;=:[]%", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}

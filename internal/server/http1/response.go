@@ -1,0 +1,349 @@
+package http1
+
+import (
+	"bufio"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// response is the http.ResponseWriter of one request. It is reused for
+// every request of a connection (reset by the connection), so handlers must
+// not keep it after ServeHTTP returns, as net/http also requires.
+type response struct {
+	c      *conn
+	req    *http.Request
+	header http.Header
+
+	wroteHeader bool // final status chosen
+	sentHeader  bool // head serialised to the buffer
+	status      int
+	// declared is the Content-Length the handler set, -1 if none.
+	declared int64
+	written  int64
+	chunked  bool
+	noBody   bool // HEAD, 204, 304: body writes are discarded
+	// closeAfter ends the connection after this response: the client or
+	// handler asked for it, or the framing cannot be trusted any more.
+	closeAfter bool
+	hijacked   bool
+	err        error // first write error; later writes fail fast
+}
+
+var (
+	// ErrHijacked is returned by writes after Hijack.
+	ErrHijacked = http.ErrHijacked
+	// ErrContentLength is returned when a handler writes more than it declared.
+	ErrContentLength = http.ErrContentLength
+)
+
+func (w *response) reset(r *http.Request) {
+	clear(w.header)
+	*w = response{c: w.c, req: r, header: w.header, declared: -1, closeAfter: r.Close}
+}
+
+func (w *response) Header() http.Header { return w.header }
+
+func (w *response) WriteHeader(code int) {
+	if w.hijacked || w.wroteHeader {
+		return
+	}
+	if code < 100 || code > 999 {
+		panic("http1: invalid status code " + strconv.Itoa(code))
+	}
+	if code < 200 && code != http.StatusSwitchingProtocols {
+		w.writeInterim(code)
+		return
+	}
+	w.wroteHeader = true
+	w.status = code
+	if cl := w.header["Content-Length"]; len(cl) == 1 {
+		if n, ok := parseContentLength(cl[0]); ok {
+			w.declared = n
+		} else {
+			delete(w.header, "Content-Length")
+		}
+	} else if len(cl) > 1 {
+		delete(w.header, "Content-Length")
+	}
+	w.noBody = w.req.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified
+	if w.declared >= 0 || w.noBody || code == http.StatusSwitchingProtocols {
+		w.writeHead()
+	}
+	// Otherwise the head waits for the first Write or for the handler to
+	// return: a handler that writes nothing gets Content-Length: 0 instead
+	// of a chunked empty body.
+}
+
+// writeInterim sends a 1xx answer (103 Early Hints) at once, with the
+// headers set so far.
+func (w *response) writeInterim(code int) {
+	if w.err != nil {
+		return
+	}
+	bw := w.c.bw
+	writeStatusLine(bw, code)
+	for k, vv := range w.header {
+		for _, v := range vv {
+			writeField(bw, k, v)
+		}
+	}
+	bw.WriteString("\r\n")
+	w.err = bw.Flush()
+}
+
+// writeHead serialises the status line and headers into the connection's
+// buffer, choosing the body framing.
+func (w *response) writeHead() {
+	w.sentHeader = true
+	bw := w.c.bw
+	h := w.header
+	delete(h, "Transfer-Encoding") // framing is Rampart's choice, never the handler's
+	_, trailers := h["Trailer"]
+	switch {
+	case w.noBody || w.status == http.StatusSwitchingProtocols:
+		if w.status == http.StatusNoContent || w.status == http.StatusNotModified {
+			delete(h, "Content-Length")
+		}
+	case w.declared >= 0 && !trailers:
+	case w.req.ProtoMinor == 1:
+		delete(h, "Content-Length")
+		w.declared = -1
+		w.chunked = true
+	default:
+		// An HTTP/1.0 client without a known length: the end of the body
+		// is the end of the connection.
+		delete(h, "Content-Length")
+		w.declared = -1
+		w.closeAfter = true
+	}
+	if !w.closeAfter && hasToken(h["Connection"], "close") {
+		w.closeAfter = true
+	}
+	if w.c.srv.shuttingDown() {
+		w.closeAfter = true
+	}
+	writeStatusLine(bw, w.status)
+	for k, vv := range h {
+		if k == "Connection" {
+			continue // written below from closeAfter
+		}
+		for _, v := range vv {
+			writeField(bw, k, v)
+		}
+	}
+	if _, ok := h["Date"]; !ok {
+		bw.WriteString("Date: ")
+		bw.WriteString(httpDate())
+		bw.WriteString("\r\n")
+	}
+	if w.chunked {
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	switch {
+	case w.status == http.StatusSwitchingProtocols:
+		for _, v := range h["Connection"] {
+			writeField(bw, "Connection", v)
+		}
+	case w.closeAfter:
+		bw.WriteString("Connection: close\r\n")
+	case w.req.ProtoMinor == 0:
+		bw.WriteString("Connection: keep-alive\r\n")
+	}
+	bw.WriteString("\r\n")
+}
+
+func (w *response) Write(p []byte) (int, error) {
+	if w.hijacked {
+		return 0, ErrHijacked
+	}
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.sentHeader {
+		w.writeHead()
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	if len(p) == 0 || w.noBody {
+		return len(p), nil
+	}
+	if w.declared >= 0 && w.written+int64(len(p)) > w.declared {
+		w.closeAfter = true
+		return 0, ErrContentLength
+	}
+	bw := w.c.bw
+	if w.chunked {
+		bw.WriteString(strconv.FormatInt(int64(len(p)), 16))
+		bw.WriteString("\r\n")
+	}
+	n, err := bw.Write(p)
+	w.written += int64(n)
+	if w.chunked && err == nil {
+		_, err = bw.WriteString("\r\n")
+	}
+	if err != nil {
+		w.err = err
+		w.closeAfter = true
+	}
+	return n, err
+}
+
+// WriteString lets io.WriteString skip a conversion.
+func (w *response) WriteString(s string) (int, error) {
+	return w.Write([]byte(s))
+}
+
+// Flush sends what is buffered to the client (http.Flusher).
+func (w *response) Flush() {
+	if w.hijacked {
+		return
+	}
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.sentHeader {
+		w.writeHead()
+	}
+	if w.err == nil {
+		if err := w.c.bw.Flush(); err != nil {
+			w.err = err
+			w.closeAfter = true
+		}
+	}
+}
+
+// FlushError is Flush for http.ResponseController.
+func (w *response) FlushError() error {
+	w.Flush()
+	return w.err
+}
+
+// Hijack hands the connection to the handler (http.Hijacker), for protocol
+// upgrades such as WebSocket. Bytes the client already sent and Rampart
+// buffered are read first from the returned connection.
+func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if w.hijacked {
+		return nil, nil, ErrHijacked
+	}
+	if w.sentHeader && w.status != http.StatusSwitchingProtocols {
+		return nil, nil, errors.New("http1: hijack after the response was sent")
+	}
+	w.hijacked = true
+	c := w.c
+	c.hijacked.Store(true)
+	hc := &hijackedConn{Conn: c.rwc, br: c.br}
+	return hc, bufio.NewReadWriter(c.br, c.bw), nil
+}
+
+// finish completes the response after the handler returned and reports
+// whether the connection may carry another request.
+func (w *response) finish() bool {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.sentHeader {
+		if !w.noBody {
+			w.declared = 0
+			w.header["Content-Length"] = zeroLength
+		}
+		w.writeHead()
+	}
+	if w.err != nil {
+		return false
+	}
+	bw := w.c.bw
+	switch {
+	case w.chunked:
+		bw.WriteString("0\r\n")
+		for k, vv := range w.header {
+			if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok {
+				for _, v := range vv {
+					writeField(bw, name, v)
+				}
+			}
+		}
+		for _, names := range w.header["Trailer"] {
+			for name := range strings.SplitSeq(names, ",") {
+				for _, v := range w.header[http.CanonicalHeaderKey(trimOWS(name))] {
+					writeField(bw, trimOWS(name), v)
+				}
+			}
+		}
+		bw.WriteString("\r\n")
+	case w.declared >= 0 && !w.noBody && w.written != w.declared:
+		// Fewer bytes than announced: the client would wait for the rest
+		// or take the next response as part of this one.
+		w.closeAfter = true
+	}
+	return !w.closeAfter
+}
+
+var zeroLength = []string{"0"}
+
+// writeField writes one header line. CR and LF in a value become spaces
+// (as net/http does), so no handler can split the response.
+func writeField(bw *bufio.Writer, k, v string) {
+	bw.WriteString(k)
+	bw.WriteString(": ")
+	if strings.ContainsAny(v, "\r\n") {
+		v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
+	}
+	bw.WriteString(v)
+	bw.WriteString("\r\n")
+}
+
+func writeStatusLine(bw *bufio.Writer, code int) {
+	if code == http.StatusOK {
+		bw.WriteString("HTTP/1.1 200 OK\r\n")
+		return
+	}
+	bw.WriteString("HTTP/1.1 ")
+	bw.WriteString(strconv.Itoa(code))
+	bw.WriteByte(' ')
+	text := http.StatusText(code)
+	if text == "" {
+		text = "status code " + strconv.Itoa(code)
+	}
+	bw.WriteString(text)
+	bw.WriteString("\r\n")
+}
+
+// httpDate returns the current time in IMF-fixdate, formatted at most once
+// a second.
+func httpDate() string {
+	now := time.Now().Unix()
+	if d := cachedDate.Load(); d != nil && d.unix == now {
+		return d.text
+	}
+	d := &dateCache{unix: now, text: time.Unix(now, 0).UTC().Format(http.TimeFormat)}
+	cachedDate.Store(d)
+	return d.text
+}
+
+type dateCache struct {
+	unix int64
+	text string
+}
+
+var cachedDate atomic.Pointer[dateCache]
+
+// hijackedConn serves the bytes Rampart had already buffered before the
+// ones still in the socket.
+type hijackedConn struct {
+	net.Conn
+	br *bufio.Reader
+}
+
+func (c *hijackedConn) Read(p []byte) (int, error) {
+	if c.br != nil && c.br.Buffered() > 0 {
+		return c.br.Read(p)
+	}
+	c.br = nil
+	return c.Conn.Read(p)
+}

@@ -1,0 +1,234 @@
+// Package http1 is Rampart's HTTP/1.1 server engine.
+//
+// net/http's server costs a proxy more than the proxying itself: a
+// goroutine wake-up and an extra read per request for its background
+// disconnect check, and some thirty allocations per request for the
+// request, its header map and the response plumbing (measured in
+// docs/decisions/0001-http-engine.md). This engine serves http.Handler, so
+// every pipeline stage stays a plain net/http middleware, but it reads
+// requests synchronously on the connection's goroutine and reuses a
+// connection's request, header maps, response writer and buffers for each
+// request it carries.
+//
+// Its parser is strict by design (a proxy in front of other parsers must
+// never let two of them read one byte stream differently): single spaces in
+// the request line, no whitespace before a header's colon, no obs-fold, no
+// bare CR or control characters, exactly one Host, Content-Length and
+// Transfer-Encoding never together, Transfer-Encoding only "chunked".
+// Refused requests get a short 4xx and the connection is closed; they never
+// reach a handler.
+//
+// Connections that open with the HTTP/2 preface are handed to net/http's
+// HTTP/2 server when h2c is enabled.
+package http1
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Server serves HTTP/1.1 (and hands h2c connections to net/http).
+type Server struct {
+	Handler http.Handler
+	// ConnContext derives a connection's context (per-connection data the
+	// handler reads, such as the parsed peer address).
+	ConnContext func(ctx context.Context, c net.Conn) context.Context
+	// OnRefused is told about every request refused before reaching the
+	// handler (malformed, oversized, too slow), for logs and metrics.
+	OnRefused func(connCtx context.Context, status int, reason string)
+
+	Limits            Limits        // zero fields take DefaultLimits
+	ReadHeaderTimeout time.Duration // default 10 s
+	IdleTimeout       time.Duration // default 60 s
+	// H2C serves connections that start with the HTTP/2 preface.
+	H2C bool
+	Log *slog.Logger
+
+	limits  Limits
+	baseCtx context.Context
+	once    sync.Once
+	h2      *h2Server
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	closing   atomic.Bool
+	connWG    sync.WaitGroup
+}
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = http.ErrServerClosed
+
+func (s *Server) init() {
+	s.once.Do(func() {
+		s.limits = s.Limits
+		if s.limits.MaxRequestLineBytes <= 0 {
+			s.limits.MaxRequestLineBytes = DefaultLimits.MaxRequestLineBytes
+		}
+		if s.limits.MaxHeaderBytes <= 0 {
+			s.limits.MaxHeaderBytes = DefaultLimits.MaxHeaderBytes
+		}
+		if s.limits.MaxHeaders <= 0 {
+			s.limits.MaxHeaders = DefaultLimits.MaxHeaders
+		}
+		s.baseCtx = context.Background()
+		s.listeners = map[net.Listener]struct{}{}
+		s.conns = map[*conn]struct{}{}
+		if s.H2C {
+			s.h2 = newH2Server(s)
+		}
+	})
+}
+
+func (s *Server) readHeaderTimeout() time.Duration {
+	if s.ReadHeaderTimeout > 0 {
+		return s.ReadHeaderTimeout
+	}
+	return 10 * time.Second
+}
+
+func (s *Server) idleTimeout() time.Duration {
+	if s.IdleTimeout > 0 {
+		return s.IdleTimeout
+	}
+	return 60 * time.Second
+}
+
+func (s *Server) shuttingDown() bool { return s.closing.Load() }
+
+// Serve accepts connections on ln until Shutdown or Close.
+func (s *Server) Serve(ln net.Listener) error {
+	s.init()
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+	var backoff time.Duration
+	for {
+		rwc, err := ln.Accept()
+		if err != nil {
+			if s.closing.Load() {
+				return ErrServerClosed
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			// EMFILE, ECONNABORTED and friends: back off instead of spinning.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.logger().Warn("http1: accept failed; retrying", "error", err, "in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		c := s.newConn(rwc)
+		if !s.track(c) {
+			c.close()
+			continue
+		}
+		go c.serve()
+	}
+}
+
+func (s *Server) track(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing.Load() {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.connWG.Add(1)
+	return true
+}
+
+func (s *Server) untrack(c *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.conns[c]; ok {
+		delete(s.conns, c)
+		s.connWG.Done()
+	}
+}
+
+// Shutdown stops accepting, closes idle connections, lets active ones
+// finish their current request (their response says Connection: close),
+// and returns when all are gone or ctx ends; then Close is the caller's
+// choice, as with net/http.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.init()
+	s.closing.Store(true)
+	s.closeListeners()
+	var h2err chan error
+	if s.h2 != nil {
+		h2err = make(chan error, 1)
+		go func() { h2err <- s.h2.srv.Shutdown(ctx) }()
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if s.closeIdle() {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	if h2err != nil {
+		return <-h2err
+	}
+	return nil
+}
+
+// Close closes every listener and connection at once.
+func (s *Server) Close() error {
+	s.init()
+	s.closing.Store(true)
+	s.closeListeners()
+	s.mu.Lock()
+	for c := range s.conns {
+		c.rwc.Close()
+	}
+	s.mu.Unlock()
+	if s.h2 != nil {
+		s.h2.srv.Close()
+	}
+	return nil
+}
+
+func (s *Server) closeListeners() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for ln := range s.listeners {
+		ln.Close()
+	}
+}
+
+// closeIdle closes connections waiting between requests and reports
+// whether none is left.
+func (s *Server) closeIdle() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if !c.active.Load() {
+			// The read it is blocked in fails and its goroutine ends.
+			c.rwc.SetReadDeadline(time.Now())
+		}
+	}
+	return len(s.conns) == 0
+}
