@@ -53,6 +53,10 @@ type Record struct {
 	// Error is a short machine-readable reason when Rampart answered itself
 	// (no_route, no_backend, backend_unreachable, backend_timeout, ...).
 	Error string `json:"error,omitempty"`
+
+	// Target is the router's decision for the proxy stage (a *proxy.Pool).
+	// It rides on the record so a request carries one context value.
+	Target any `json:"-"`
 }
 
 var recordPool = sync.Pool{New: func() any { return new(Record) }}

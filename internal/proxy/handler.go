@@ -11,7 +11,7 @@ import (
 	"github.com/rampart-proxy/rampart/internal/pipeline"
 )
 
-// Handler proxies requests to the pool named in their record. One Handler
+// Handler proxies requests to the pool in their record's Target. One Handler
 // serves every pool: the pool is chosen by the router (stage 6) and found
 // here through the record, so reloads that add pools need no new handler.
 //
@@ -23,11 +23,10 @@ type Handler struct {
 	rp *httputil.ReverseProxy
 }
 
-type poolKey struct{}
-
-// WithPool returns ctx carrying the pool a request is routed to.
-func WithPool(ctx context.Context, p *Pool) context.Context {
-	return context.WithValue(ctx, poolKey{}, p)
+// poolOf returns the pool the router chose for r (the record's Target).
+func poolOf(r *http.Request) *Pool {
+	p, _ := pipeline.FromContext(r.Context()).Target.(*Pool)
+	return p
 }
 
 // NewHandler returns the proxying stage.
@@ -58,7 +57,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // serveDirect forwards a bodiless request through the direct client and
 // streams the answer back, with the same header rules as rewrite().
 func serveDirect(w http.ResponseWriter, r *http.Request) {
-	p, _ := r.Context().Value(poolKey{}).(*Pool)
+	p := poolOf(r)
 	if p == nil {
 		errorHandler(w, r, ErrNoBackend)
 		return
@@ -138,7 +137,7 @@ func rewrite(pr *httputil.ProxyRequest) {
 type poolTransport struct{}
 
 func (poolTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	p, _ := r.Context().Value(poolKey{}).(*Pool)
+	p := poolOf(r)
 	if p == nil {
 		return nil, ErrNoBackend
 	}

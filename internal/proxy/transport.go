@@ -84,8 +84,8 @@ func (p *Pool) roundTripTo(b *Backend, req *http.Request, rec *pipeline.Record, 
 			return nil, err
 		}
 		p.observe(b, rec, resp, start)
-		resp.Body = &trackedBody{rc: resp.Body, b: b}
-		return resp, nil
+		return resp, nil // its directBody frees the in-flight slot
+
 	}
 	cut := b.cutContext()
 	// Re-check after taking the cut context: a quarantine that happened
@@ -138,7 +138,7 @@ func (p *Pool) observe(b *Backend, rec *pipeline.Record, resp *http.Response, st
 }
 
 // trackedBody releases the backend's in-flight slot when the proxy is done
-// with the response body. stop and cancel are nil on the direct path.
+// with the response body.
 type trackedBody struct {
 	rc     io.ReadCloser
 	b      *Backend
@@ -158,10 +158,8 @@ func (t *trackedBody) Close() error {
 // release frees the in-flight slot once, whichever close comes first.
 func (t *trackedBody) release() {
 	t.once.Do(func() {
-		if t.stop != nil {
-			t.stop()
-			t.cancel()
-		}
+		t.stop()
+		t.cancel()
 		t.b.inflight.Add(-1)
 	})
 }

@@ -37,6 +37,13 @@ type upstreamConn struct {
 	br       *bufio.Reader
 	bw       *bufio.Writer
 	lastUsed time.Time
+	// head and hdr are reused by every response read on the connection.
+	head []byte
+	hdr  http.Header
+}
+
+func newUpstreamConn(c net.Conn) *upstreamConn {
+	return &upstreamConn{c: c, br: bufio.NewReaderSize(c, 4096), bw: bufio.NewWriterSize(c, 4096), hdr: make(http.Header, 16)}
 }
 
 // connPool is a backend's list of idle keep-alive connections, used LIFO so
@@ -134,7 +141,7 @@ func (p *Pool) roundTripDirect(ctx context.Context, b *Backend, d *directRequest
 			if err != nil {
 				return nil, err
 			}
-			uc = &upstreamConn{c: c, br: bufio.NewReaderSize(c, 4096), bw: bufio.NewWriterSize(c, 4096)}
+			uc = newUpstreamConn(c)
 		}
 		if !b.track(uc, gen) {
 			// Quarantined or cut since it was selected: not this backend.
@@ -164,9 +171,13 @@ func (p *Pool) roundTripDirect(ctx context.Context, b *Backend, d *directRequest
 }
 
 func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *directRequest, maxIdle int) (*http.Response, error) {
-	// Cancelling the request (client gone, quarantine cut) must unblock the
-	// reads below: closing the connection does.
-	stop := context.AfterFunc(ctx, func() { uc.c.Close() })
+	// Cancelling the request (an HTTP/2 stream reset) must unblock the
+	// reads below: closing the connection does. HTTP/1 requests carry a
+	// context that is never cancelled, and skip the registration.
+	stop := func() bool { return true }
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, func() { uc.c.Close() })
+	}
 	if err := writeRequest(uc.bw, d); err != nil {
 		stop()
 		if errors.Is(err, errBadHeader) {
@@ -179,7 +190,8 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 		return nil, errStaleConn
 	}
 	for {
-		resp, err := http.ReadResponse(uc.br, d.req)
+		body := &directBody{uc: uc, b: b, stop: stop, maxIdle: maxIdle}
+		resp, err := uc.readResponse(d.req, body)
 		if err != nil {
 			stop()
 			return nil, err
@@ -192,50 +204,66 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 			stop()
 			return nil, errors.New("backend switched protocols without an upgrade request")
 		}
-		release := func(reusable bool) {
-			b.untrack(uc)
-			if stop() && reusable && !resp.Close && !uc.cut.Load() {
-				b.conns.put(uc, maxIdle)
-				return
-			}
-			uc.c.Close()
+		resp.Body = body
+		if body.rc == nil {
+			body.releaseConn(true)
 		}
-		if resp.Body == http.NoBody {
-			release(true)
-			return resp, nil
-		}
-		resp.Body = &directBody{rc: resp.Body, release: release}
 		return resp, nil
 	}
 }
 
-// directBody returns the connection to the pool when the body was read to
-// its end, and closes it when the reader gave up early.
+// directBody is the body of a response on the direct path. Read to its
+// end, it returns the connection to the backend's pool; abandoned early, it
+// closes it. Close frees the backend's in-flight slot.
 type directBody struct {
-	rc      io.ReadCloser
-	release func(reusable bool)
-	done    bool
+	rc      io.Reader // nil when the response has no body
+	lr      io.LimitedReader
+	uc      *upstreamConn
+	b       *Backend
+	stop    func() bool
+	resp    *http.Response
+	maxIdle int
+	connOut bool // the connection was released
+	closed  bool
 }
 
 func (d *directBody) Read(p []byte) (int, error) {
-	if d.done {
+	if d.connOut || d.rc == nil {
 		return 0, io.EOF
 	}
 	n, err := d.rc.Read(p)
+	if d.rc == &d.lr && d.lr.N == 0 && err == nil {
+		err = io.EOF
+	}
 	if err != nil {
-		d.done = true
-		d.rc.Close()
-		d.release(err == io.EOF)
+		if err == io.EOF && d.rc == &d.lr && d.lr.N > 0 {
+			err = io.ErrUnexpectedEOF // the backend closed mid-body
+		}
+		d.releaseConn(err == io.EOF) // a close-delimited body has resp.Close set
 	}
 	return n, err
 }
 
 func (d *directBody) Close() error {
-	if !d.done {
-		d.done = true
-		d.release(false)
+	if !d.connOut {
+		d.releaseConn(false)
+	}
+	if !d.closed {
+		d.closed = true
+		d.b.inflight.Add(-1)
 	}
 	return nil
+}
+
+func (d *directBody) releaseConn(reusable bool) {
+	d.connOut = true
+	uc := d.uc
+	d.b.untrack(uc)
+	if d.stop() && reusable && !d.resp.Close && !uc.cut.Load() {
+		d.b.conns.put(uc, d.maxIdle)
+		return
+	}
+	uc.c.Close()
 }
 
 // writeRequest writes the client's request head as the backend must see it,

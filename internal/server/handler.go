@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/rampart-proxy/rampart/internal/pipeline"
-	"github.com/rampart-proxy/rampart/internal/proxy"
 )
 
 // entry is the first handler of every listener: it opens the request's
@@ -79,9 +78,8 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		pipeline.WriteError(rw, r.WithContext(pipeline.WithRecord(r.Context(), rec)), http.StatusNotFound)
 		return
 	}
-	rec.Route, rec.PoolID = rt.name, rt.pool.Name
-	ctx := proxy.WithPool(pipeline.WithRecord(r.Context(), rec), rt.pool)
-	e.srv.proxy.ServeHTTP(rw, r.WithContext(ctx))
+	rec.Route, rec.PoolID, rec.Target = rt.name, rt.pool.Name, rt.pool
+	e.srv.proxy.ServeHTTP(rw, r.WithContext(pipeline.WithRecord(r.Context(), rec)))
 }
 
 // refused logs a request the HTTP engine refused before it reached the

@@ -1,0 +1,136 @@
+// Package httpwire holds the HTTP/1.1 wire-format rules that Rampart's
+// server engine (reading clients) and its upstream client (reading
+// backends) share, so both sides refuse the same malformed input.
+package httpwire
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"strings"
+)
+
+// Errors from ReadLine.
+var (
+	ErrLineTooLong = errors.New("line too long")
+	ErrBareCR      = errors.New("bare CR in message head")
+)
+
+// ReadLine appends one line from br to *dst without its line ending,
+// followed by a '\n' separator, and returns the line's length. A line
+// longer than max is refused while it is still arriving, so an oversized
+// head is never buffered whole. A bare CR is refused (RFC 9112 §2.2:
+// another parser could take it for a line break); a bare LF ends a line,
+// as nginx and net/http accept.
+func ReadLine(br *bufio.Reader, dst *[]byte, max int) (int, error) {
+	start := len(*dst)
+	for {
+		frag, err := br.ReadSlice('\n')
+		*dst = append(*dst, frag...)
+		if len(*dst)-start > max+2 {
+			return 0, ErrLineTooLong
+		}
+		if err == nil {
+			break
+		}
+		if err != bufio.ErrBufferFull {
+			return 0, err
+		}
+	}
+	b := (*dst)[start:]
+	n := len(b) - 1 // drop '\n'
+	if n > 0 && b[n-1] == '\r' {
+		n--
+	}
+	if n > max {
+		return 0, ErrLineTooLong
+	}
+	if bytes.IndexByte(b[:n], '\r') >= 0 {
+		return 0, ErrBareCR
+	}
+	*dst = append((*dst)[:start+n], '\n')
+	return n, nil
+}
+
+// TrimOWS removes optional whitespace (SP, HTAB) around a field value.
+func TrimOWS(v string) string {
+	for v != "" && (v[0] == ' ' || v[0] == '\t') {
+		v = v[1:]
+	}
+	for v != "" && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
+		v = v[:len(v)-1]
+	}
+	return v
+}
+
+// isTokenChar is tchar of RFC 9110 §5.6.2.
+var isTokenChar = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+// ValidToken reports whether s is a non-empty token (method, field name).
+func ValidToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isTokenChar[s[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidValue accepts field-content of RFC 9110 §5.5: visible characters,
+// obs-text, SP and HTAB; no other control character (NUL, CR, LF, DEL).
+func ValidValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < 0x20 && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// ParseContentLength parses a Content-Length value: digits only, no sign,
+// no whitespace, at most 18 digits (so it cannot overflow int64).
+func ParseContentLength(s string) (int64, bool) {
+	if s == "" || len(s) > 18 {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// HasToken reports whether a comma-separated header (Connection) lists
+// tok, case-insensitively.
+func HasToken(vv []string, tok string) bool {
+	for _, v := range vv {
+		for len(v) > 0 {
+			var t string
+			t, v, _ = strings.Cut(v, ",")
+			if strings.EqualFold(TrimOWS(t), tok) {
+				return true
+			}
+		}
+	}
+	return false
+}

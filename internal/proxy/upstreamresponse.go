@@ -1,0 +1,223 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httputil"
+	"net/textproto"
+	"strings"
+
+	"github.com/rampart-proxy/rampart/internal/httpwire"
+)
+
+// Limits on a backend's response head. Backends are trusted more than
+// clients, but a broken or compromised one must not make Rampart buffer
+// without bound or pass on a response that splits differently downstream.
+const (
+	maxResponseLine   = 4096
+	maxResponseHeader = 64 << 10
+	maxResponseFields = 200
+)
+
+// errBadResponse is a backend answer Rampart refuses to relay (502).
+type errBadResponse string
+
+func (e errBadResponse) Error() string { return "malformed backend response: " + string(e) }
+
+// readResponse reads one response head from uc and sets up its body. It
+// replaces http.ReadResponse on the direct path: the head is copied into one
+// string that every field is a substring of, and the header map is the
+// connection's own, reused for the next response (the handler copies
+// headers to the client before it reads the body, so before the connection
+// can be reused).
+func (uc *upstreamConn) readResponse(req *http.Request, body *directBody) (*http.Response, error) {
+	uc.head = uc.head[:0]
+	n, err := httpwire.ReadLine(uc.br, &uc.head, maxResponseLine)
+	if err != nil {
+		return nil, headErr(err)
+	}
+	if n == 0 {
+		return nil, errBadResponse("empty status line")
+	}
+	budget := maxResponseHeader
+	fields := 0
+	for {
+		n, err := httpwire.ReadLine(uc.br, &uc.head, budget)
+		if err != nil {
+			return nil, headErr(err)
+		}
+		if n == 0 {
+			break
+		}
+		if fields++; fields > maxResponseFields {
+			return nil, errBadResponse("too many header fields")
+		}
+		if budget -= n + 2; budget <= 0 {
+			return nil, errBadResponse("header block too large")
+		}
+	}
+	s := string(uc.head[:len(uc.head)-1]) // without the empty line's separator
+	line, rest, _ := strings.Cut(s, "\n")
+
+	resp := &http.Response{Request: req, ContentLength: -1}
+	proto, status, ok := strings.Cut(line, " ")
+	switch proto {
+	case "HTTP/1.1":
+		resp.Proto, resp.ProtoMajor, resp.ProtoMinor = "HTTP/1.1", 1, 1
+	case "HTTP/1.0":
+		resp.Proto, resp.ProtoMajor, resp.ProtoMinor = "HTTP/1.0", 1, 0
+	default:
+		return nil, errBadResponse("status line " + fmt.Sprintf("%.40q", line))
+	}
+	code, _, _ := strings.Cut(status, " ")
+	if !ok || len(code) != 3 || code[0] < '1' || code[0] > '5' || code[1] < '0' || code[1] > '9' || code[2] < '0' || code[2] > '9' {
+		return nil, errBadResponse("status line " + fmt.Sprintf("%.40q", line))
+	}
+	resp.StatusCode = int(code[0]-'0')*100 + int(code[1]-'0')*10 + int(code[2]-'0')
+	resp.Status = status
+
+	hdr := uc.hdr
+	clear(hdr)
+	vals := make([]string, fields)
+	for i := 0; rest != ""; i++ {
+		var field string
+		field, rest, _ = strings.Cut(rest, "\n")
+		colon := strings.IndexByte(field, ':')
+		if colon <= 0 || !httpwire.ValidToken(field[:colon]) {
+			return nil, errBadResponse("header field " + fmt.Sprintf("%.40q", field))
+		}
+		value := httpwire.TrimOWS(field[colon+1:])
+		if !httpwire.ValidValue(value) {
+			return nil, errBadResponse("control character in a header value")
+		}
+		key := textproto.CanonicalMIMEHeaderKey(field[:colon])
+		if vv, dup := hdr[key]; dup {
+			hdr[key] = append(vv, value)
+		} else {
+			vals[i] = value
+			hdr[key] = vals[i : i+1 : i+1]
+		}
+	}
+	resp.Header = hdr
+	body.resp = resp
+	return resp, uc.frameResponse(resp, req, body)
+}
+
+func headErr(err error) error {
+	switch {
+	case errors.Is(err, httpwire.ErrLineTooLong):
+		return errBadResponse("head too large")
+	case errors.Is(err, httpwire.ErrBareCR):
+		return errBadResponse("bare CR")
+	case err == io.EOF:
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// frameResponse decides how the body is delimited (RFC 9112 §6.3) and
+// refuses ambiguous framing, which is how a backend could smuggle a second
+// response into the client connection.
+// The body's reader is set in body.rc: nil when there is none.
+func (uc *upstreamConn) frameResponse(resp *http.Response, req *http.Request, body *directBody) error {
+	h := resp.Header
+	resp.Close = httpwire.HasToken(h["Connection"], "close") ||
+		resp.ProtoMinor == 0 && !httpwire.HasToken(h["Connection"], "keep-alive")
+	code := resp.StatusCode
+	if req.Method == http.MethodHead || code < 200 || code == http.StatusNoContent || code == http.StatusNotModified {
+		if cl, ok := h["Content-Length"]; ok && len(cl) == 1 {
+			resp.ContentLength, _ = httpwire.ParseContentLength(cl[0])
+		}
+		return nil
+	}
+	te, cl := h["Transfer-Encoding"], h["Content-Length"]
+	switch {
+	case len(te) > 0:
+		if len(te) != 1 || !strings.EqualFold(te[0], "chunked") || len(cl) > 0 {
+			return errBadResponse("Transfer-Encoding other than chunked, or with Content-Length")
+		}
+		delete(h, "Transfer-Encoding")
+		resp.TransferEncoding = []string{"chunked"}
+		if announced := h["Trailer"]; len(announced) > 0 {
+			// As http.ReadResponse does: announced names now, values at
+			// the end of the body.
+			resp.Trailer = http.Header{}
+			for _, names := range announced {
+				for name := range strings.SplitSeq(names, ",") {
+					if name = httpwire.TrimOWS(name); httpwire.ValidToken(name) {
+						resp.Trailer[textproto.CanonicalMIMEHeaderKey(name)] = nil
+					}
+				}
+			}
+			delete(h, "Trailer")
+		}
+		body.rc = &chunkedBody{r: httputil.NewChunkedReader(uc.br), uc: uc, resp: resp}
+	case len(cl) > 0:
+		n, ok := httpwire.ParseContentLength(cl[0])
+		for _, v := range cl[1:] {
+			ok = ok && v == cl[0]
+		}
+		if !ok {
+			return errBadResponse("invalid or conflicting Content-Length")
+		}
+		h["Content-Length"] = cl[:1]
+		resp.ContentLength = n
+		if n > 0 {
+			body.lr = io.LimitedReader{R: uc.br, N: n}
+			body.rc = &body.lr
+		}
+	default:
+		// Delimited by the backend closing the connection.
+		resp.Close = true
+		body.rc = uc.br
+	}
+	return nil
+}
+
+// chunkedBody reads a chunked response body and, at its end, the trailer
+// section into resp.Trailer.
+type chunkedBody struct {
+	r    io.Reader
+	uc   *upstreamConn
+	resp *http.Response
+}
+
+func (c *chunkedBody) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if err == io.EOF {
+		if terr := c.readTrailer(); terr != nil {
+			return n, terr
+		}
+	}
+	return n, err
+}
+
+func (c *chunkedBody) readTrailer() error {
+	var buf []byte
+	for fields := 0; ; fields++ {
+		start := len(buf)
+		n, err := httpwire.ReadLine(c.uc.br, &buf, 8192)
+		if err != nil {
+			return headErr(err)
+		}
+		if n == 0 {
+			return nil
+		}
+		if fields >= 64 || len(buf) > 16<<10 {
+			return errBadResponse("trailer section too large")
+		}
+		field := string(buf[start : start+n])
+		name, value, ok := strings.Cut(field, ":")
+		value = httpwire.TrimOWS(value)
+		if !ok || !httpwire.ValidToken(name) || !httpwire.ValidValue(value) {
+			return errBadResponse("trailer field")
+		}
+		if c.resp.Trailer == nil {
+			c.resp.Trailer = http.Header{}
+		}
+		key := textproto.CanonicalMIMEHeaderKey(name)
+		c.resp.Trailer[key] = append(c.resp.Trailer[key], value)
+	}
+}
