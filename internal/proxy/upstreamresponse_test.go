@@ -1,0 +1,140 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// readRaw runs the direct path's response reader over raw bytes.
+func readRaw(t *testing.T, method, raw string) (*http.Response, *directBody, error) {
+	t.Helper()
+	uc := &upstreamConn{br: bufio.NewReader(strings.NewReader(raw)), hdr: http.Header{}}
+	body := &directBody{uc: uc}
+	req, _ := http.NewRequest(method, "http://backend/", nil)
+	resp, err := uc.readResponse(req, body)
+	return resp, body, err
+}
+
+func readAll(t *testing.T, b *directBody) (string, error) {
+	t.Helper()
+	if b.rc == nil {
+		return "", nil
+	}
+	out, err := io.ReadAll(b.rc)
+	return string(out), err
+}
+
+func TestReadResponseFraming(t *testing.T) {
+	cases := []struct {
+		name, method, raw string
+		status            int
+		body              string
+		close             bool
+		header            map[string]string
+		trailer           map[string]string
+	}{
+		{name: "content-length", raw: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A:  v  \r\n\r\nhelloNEXT",
+			status: 200, body: "hello", header: map[string]string{"X-A": "v", "Content-Length": "5"}},
+		{name: "identical duplicate lengths collapse", raw: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok",
+			status: 200, body: "ok", header: map[string]string{"Content-Length": "2"}},
+		{name: "chunked with trailer", raw: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n" +
+			"3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\nX-Sum: 42\r\n\r\n",
+			status: 200, body: "abcde", trailer: map[string]string{"X-Sum": "42"}},
+		{name: "close-delimited", raw: "HTTP/1.1 200 OK\r\n\r\nuntil the end", status: 200, body: "until the end", close: true},
+		{name: "HTTP/1.0 without keep-alive closes", raw: "HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nx", status: 200, body: "x", close: true},
+		{name: "connection close", raw: "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", status: 503, close: true},
+		{name: "HEAD has no body despite its length", method: "HEAD", raw: "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n",
+			status: 200, header: map[string]string{"Content-Length": "100"}},
+		{name: "204 has no body", raw: "HTTP/1.1 204 No Content\r\n\r\n", status: 204},
+		{name: "304 has no body", raw: "HTTP/1.1 304 Not Modified\r\nEtag: \"x\"\r\n\r\n", status: 304},
+		{name: "bare LF line endings", raw: "HTTP/1.1 200 OK\nContent-Length: 2\n\nok", status: 200, body: "ok"},
+		{name: "status without reason", raw: "HTTP/1.1 200 \r\nContent-Length: 0\r\n\r\n", status: 200},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			method := c.method
+			if method == "" {
+				method = "GET"
+			}
+			resp, b, err := readRaw(t, method, c.raw)
+			if err != nil {
+				t.Fatalf("readResponse: %v", err)
+			}
+			if resp.StatusCode != c.status {
+				t.Errorf("status %d, want %d", resp.StatusCode, c.status)
+			}
+			if resp.Close != c.close {
+				t.Errorf("Close %v, want %v", resp.Close, c.close)
+			}
+			for k, v := range c.header {
+				if got := resp.Header.Get(k); got != v {
+					t.Errorf("header %s = %q, want %q", k, got, v)
+				}
+			}
+			if _, ok := resp.Header["Transfer-Encoding"]; ok {
+				t.Error("Transfer-Encoding left in the header map; framing is Rampart's")
+			}
+			body, err := readAll(t, b)
+			if err != nil {
+				t.Fatalf("body: %v", err)
+			}
+			if body != c.body {
+				t.Errorf("body %q, want %q", body, c.body)
+			}
+			for k, v := range c.trailer {
+				if got := resp.Trailer.Get(k); got != v {
+					t.Errorf("trailer %s = %q, want %q", k, got, v)
+				}
+			}
+		})
+	}
+}
+
+// A backend answer that two parsers could delimit differently, or that
+// carries bytes no header may hold, is refused, never relayed.
+func TestReadResponseRefuses(t *testing.T) {
+	cases := map[string]string{
+		"length and chunked":     "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+		"conflicting lengths":    "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+		"signed length":          "HTTP/1.1 200 OK\r\nContent-Length: +3\r\n\r\nabc",
+		"gzip transfer coding":   "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+		"two transfer encodings": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"NUL in a value":         "HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 0\r\n\r\n",
+		"bare CR":                "HTTP/1.1 200 OK\r\nX-A: a\rb\r\nContent-Length: 0\r\n\r\n",
+		"space before colon":     "HTTP/1.1 200 OK\r\nContent-Length : 0\r\n\r\n",
+		"obs-fold":               "HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/2 status line":     "HTTP/2 200\r\n\r\n",
+		"two-digit status":       "HTTP/1.1 20 OK\r\n\r\n",
+		"status 600":             "HTTP/1.1 600 Nope\r\n\r\n",
+		"truncated head":         "HTTP/1.1 200 OK\r\nContent-Le",
+		"huge head":              "HTTP/1.1 200 OK\r\nX-A: " + strings.Repeat("a", maxResponseHeader) + "\r\n\r\n",
+	}
+	for name, raw := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, _, err := readRaw(t, "GET", raw)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			var bad errBadResponse
+			if name != "truncated head" && !errors.As(err, &bad) {
+				t.Errorf("error %v (%T), want errBadResponse", err, err)
+			}
+		})
+	}
+}
+
+// A chunked body with a bad chunk size fails the read; the client then sees
+// a broken response, never a short one that looks complete.
+func TestReadResponseBadChunk(t *testing.T) {
+	_, b, err := readRaw(t, "GET", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readAll(t, b); err == nil {
+		t.Fatal("bad chunk size read without error")
+	}
+}
