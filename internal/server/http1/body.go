@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // frame decides how the request's body is delimited (RFC 9112 §6) and
@@ -143,6 +144,10 @@ type body struct {
 }
 
 func (c *conn) newBody(r *http.Request, n int64) *body {
+	// The idle or header deadline must not cut a long upload short.
+	if !c.readDeadline.IsZero() {
+		c.setReadDeadline(time.Time{})
+	}
 	b := &body{c: c}
 	if n < 0 {
 		b.src, b.chunk = httputil.NewChunkedReader(c.br), true

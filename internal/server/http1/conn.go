@@ -2,6 +2,7 @@ package http1
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -27,8 +28,15 @@ type conn struct {
 	br  *bufio.Reader
 	bw  *bufio.Writer
 
-	ctx    context.Context
-	cancel context.CancelFunc
+	// ctx is ConnContext's result. It is never cancelled: without a
+	// background read (net/http's per-request cost) a client that leaves is
+	// only noticed when its answer is written, so a cancellation would
+	// promise more than it keeps; and an uncancellable context spares the
+	// upstream client a cancellation hook per request.
+	ctx context.Context
+	// readDeadline is the deadline last set on rwc; re-arming it costs a
+	// runtime timer update, so it is only moved when it matters.
+	readDeadline time.Time
 	// tmpl holds the connection's context and RemoteAddr; each request
 	// starts as a copy of it, because a Request's context cannot be set
 	// without allocating a new Request.
@@ -59,7 +67,7 @@ func (s *Server) newConn(rwc net.Conn) *conn {
 	if s.ConnContext != nil {
 		ctx = s.ConnContext(ctx, rwc)
 	}
-	c.ctx, c.cancel = context.WithCancel(ctx)
+	c.ctx = ctx
 	c.tmpl = *(&http.Request{RemoteAddr: rwc.RemoteAddr().String()}).WithContext(c.ctx)
 	c.head.hdr = make(http.Header, 16)
 	c.resp.c = c
@@ -84,19 +92,26 @@ func (c *conn) serve() {
 			if s.shuttingDown() {
 				return
 			}
-			c.rwc.SetReadDeadline(time.Now().Add(s.idleTimeout()))
+			// Re-armed only when it has moved more than a second closer.
+			now := time.Now()
+			if idle := s.idleTimeout(); c.readDeadline.Sub(now) < idle-time.Second {
+				c.setReadDeadline(now.Add(idle))
+			}
 			if _, err := c.br.Peek(1); err != nil {
 				return
 			}
 		}
 		c.active.Store(true)
-		c.rwc.SetReadDeadline(time.Now().Add(s.readHeaderTimeout()))
+		if !c.headBuffered() {
+			// The head is still arriving: it has ReadHeaderTimeout to
+			// complete, however slowly its bytes trickle (slowloris).
+			c.setReadDeadline(time.Now().Add(s.readHeaderTimeout()))
+		}
 		r, err := c.readRequest()
 		if err != nil {
 			c.refuse(err)
 			return
 		}
-		c.rwc.SetReadDeadline(time.Time{})
 		keep := c.handle(r)
 		if c.hijacked.Load() {
 			return
@@ -114,6 +129,18 @@ func (c *conn) serve() {
 		}
 		c.active.Store(false)
 	}
+}
+
+func (c *conn) setReadDeadline(t time.Time) {
+	c.readDeadline = t
+	c.rwc.SetReadDeadline(t)
+}
+
+// headBuffered reports whether a complete request head is already in the
+// read buffer (the common case: it came in one packet).
+func (c *conn) headBuffered() bool {
+	b, _ := c.br.Peek(c.br.Buffered())
+	return bytes.Contains(b, []byte("\n\r\n")) || bytes.Contains(b, []byte("\n\n"))
 }
 
 // readRequest reads and checks one request head. The returned request is
@@ -229,7 +256,6 @@ type prereadConn struct {
 func (c *prereadConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 func (c *conn) close() {
-	c.cancel()
 	if c.hijacked.Load() {
 		return
 	}

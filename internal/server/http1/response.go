@@ -236,6 +236,8 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	w.hijacked = true
 	c := w.c
+	// The connection is the handler's now, with no deadline of ours.
+	c.setReadDeadline(time.Time{})
 	c.hijacked.Store(true)
 	hc := &hijackedConn{Conn: c.rwc, br: c.br}
 	return hc, bufio.NewReadWriter(c.br, c.bw), nil
