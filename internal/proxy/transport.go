@@ -41,8 +41,7 @@ func (p *Pool) forward(req *http.Request, direct *directRequest) (*http.Response
 			key = rec.ClientIP
 		}
 	}
-	var triedBuf [4]*Backend
-	tried := triedBuf[:0]
+	var tried []*Backend // nil until a retry: most requests never allocate it
 	retryable := isIdempotent(req.Method) && (req.Body == nil || req.Body == http.NoBody)
 	var lastErr error = ErrNoBackend
 	for attempt := 0; attempt <= s.cfg.Retries; attempt++ {

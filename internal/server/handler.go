@@ -143,9 +143,10 @@ func withConnInfo(ctx context.Context, c net.Conn) context.Context {
 // reach the connection for flushing and for protocol upgrades (WebSocket).
 type responseWriter struct {
 	http.ResponseWriter
-	rec     *pipeline.Record
-	status  int
-	written int64
+	rec      *pipeline.Record
+	status   int
+	written  int64
+	idHeader [1]string // the X-Request-Id value, without a slice allocation
 }
 
 func (w *responseWriter) WriteHeader(code int) {
@@ -174,7 +175,8 @@ func (w *responseWriter) Write(b []byte) (int, error) {
 // header set before it.
 func (w *responseWriter) setRequestID() {
 	if w.rec.RequestID != "" {
-		w.ResponseWriter.Header()["X-Request-Id"] = []string{w.rec.RequestID}
+		w.idHeader[0] = w.rec.RequestID
+		w.ResponseWriter.Header()["X-Request-Id"] = w.idHeader[:]
 	}
 }
 

@@ -175,7 +175,9 @@ func (h *head) parse(r *http.Request, lineEnd int) error {
 	hdr := h.hdr
 	clear(hdr)
 	rest := s[lineEnd:]
-	for rest != "" {
+	// One backing array for every field's value slice.
+	vals := make([]string, strings.Count(rest, "\n"))
+	for i := 0; rest != ""; i++ {
 		nl := strings.IndexByte(rest, '\n')
 		field := rest[:nl]
 		rest = rest[nl+1:]
@@ -198,7 +200,12 @@ func (h *head) parse(r *http.Request, lineEnd int) error {
 			return refuse(http.StatusBadRequest, "control character in header value")
 		}
 		key := textproto.CanonicalMIMEHeaderKey(name)
-		hdr[key] = append(hdr[key], value)
+		if vv, dup := hdr[key]; dup {
+			hdr[key] = append(vv, value)
+		} else {
+			vals[i] = value
+			hdr[key] = vals[i : i+1 : i+1]
+		}
 	}
 	r.Header = hdr
 	return nil
