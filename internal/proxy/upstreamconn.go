@@ -53,14 +53,15 @@ type connPool struct {
 	idle []*upstreamConn
 }
 
-func (cp *connPool) get() *upstreamConn {
+// get and put take the time from the caller, which has it already.
+func (cp *connPool) get(now time.Time) *upstreamConn {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	for n := len(cp.idle); n > 0; n = len(cp.idle) {
 		uc := cp.idle[n-1]
 		cp.idle[n-1] = nil
 		cp.idle = cp.idle[:n-1]
-		if time.Since(uc.lastUsed) < idleConnTimeout {
+		if now.Sub(uc.lastUsed) < idleConnTimeout {
 			return uc
 		}
 		uc.c.Close()
@@ -68,8 +69,8 @@ func (cp *connPool) get() *upstreamConn {
 	return nil
 }
 
-func (cp *connPool) put(uc *upstreamConn, max int) {
-	uc.lastUsed = time.Now()
+func (cp *connPool) put(uc *upstreamConn, max int, now time.Time) {
+	uc.lastUsed = now
 	cp.mu.Lock()
 	if len(cp.idle) < max {
 		cp.idle = append(cp.idle, uc)
@@ -130,10 +131,12 @@ func (d *directRequest) got1xx(code int, hdr http.Header) {
 var errStaleConn = errors.New("reused backend connection was closed by the backend")
 
 // roundTripDirect sends d to b on a pooled connection.
-func (p *Pool) roundTripDirect(ctx context.Context, b *Backend, d *directRequest, connectTimeout time.Duration, maxIdle int) (*http.Response, error) {
+// start is when the request left for the backend; it also stamps the
+// connection's last use, so the pool needs no clock reads of its own.
+func (p *Pool) roundTripDirect(ctx context.Context, b *Backend, d *directRequest, start time.Time, connectTimeout time.Duration, maxIdle int) (*http.Response, error) {
 	gen := b.generation()
 	for attempt := 0; ; attempt++ {
-		uc := b.conns.get()
+		uc := b.conns.get(start)
 		reused := uc != nil
 		if !reused {
 			dl := net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
@@ -148,7 +151,7 @@ func (p *Pool) roundTripDirect(ctx context.Context, b *Backend, d *directRequest
 			uc.c.Close()
 			return nil, errQuarantined
 		}
-		resp, err := p.exchange(ctx, b, uc, d, maxIdle)
+		resp, err := p.exchange(ctx, b, uc, d, start, maxIdle)
 		if err == nil {
 			return resp, nil
 		}
@@ -170,7 +173,7 @@ func (p *Pool) roundTripDirect(ctx context.Context, b *Backend, d *directRequest
 	}
 }
 
-func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *directRequest, maxIdle int) (*http.Response, error) {
+func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *directRequest, start time.Time, maxIdle int) (*http.Response, error) {
 	// Cancelling the request (an HTTP/2 stream reset) must unblock the
 	// reads below: closing the connection does. HTTP/1 requests carry a
 	// context that is never cancelled, and skip the registration.
@@ -190,7 +193,7 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 		return nil, errStaleConn
 	}
 	for {
-		body := &directBody{uc: uc, b: b, stop: stop, maxIdle: maxIdle}
+		body := &directBody{uc: uc, b: b, stop: stop, maxIdle: maxIdle, start: start}
 		resp, err := uc.readResponse(d.req, body)
 		if err != nil {
 			stop()
@@ -223,6 +226,7 @@ type directBody struct {
 	stop    func() bool
 	resp    *http.Response
 	maxIdle int
+	start   time.Time
 	connOut bool // the connection was released
 	closed  bool
 }
@@ -260,7 +264,7 @@ func (d *directBody) releaseConn(reusable bool) {
 	uc := d.uc
 	d.b.untrack(uc)
 	if d.stop() && reusable && !d.resp.Close && !uc.cut.Load() {
-		d.b.conns.put(uc, d.maxIdle)
+		d.b.conns.put(uc, d.maxIdle, d.start)
 		return
 	}
 	uc.c.Close()
@@ -293,7 +297,7 @@ func writeRequest(w *bufio.Writer, d *directRequest) error {
 			}
 			continue
 		}
-		if forwardSkip[k] || (len(connTokens) > 0 && listedInConnection(connTokens, k)) {
+		if skipForward(k) || (len(connTokens) > 0 && listedInConnection(connTokens, k)) {
 			continue
 		}
 		for _, v := range vv {
@@ -341,24 +345,28 @@ func safeHeaderValue(v string) bool {
 	return true
 }
 
-// hopHeaders are the hop-by-hop headers of RFC 9110 §7.6.1, canonical form.
-var hopHeaders = map[string]bool{
-	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true,
-	"Proxy-Authorization": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
+// isHopHeader reports whether k (canonical form) is a hop-by-hop header of
+// RFC 9110 §7.6.1. A switch, because it runs for every header of every
+// request and response.
+func isHopHeader(k string) bool {
+	switch k {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+		"Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	return false
 }
 
-// forwardSkip are request headers the direct path never copies: hop-by-hop
-// ones, those it writes itself, and client claims Rampart replaces.
-var forwardSkip = func() map[string]bool {
-	m := map[string]bool{"Host": true, "Content-Length": true, "Forwarded": true, "X-Forwarded-For": true,
-		"X-Forwarded-Host": true, "X-Forwarded-Proto": true, "X-Request-Id": true}
-	for k, hop := range hopHeaders {
-		if hop {
-			m[k] = true
-		}
+// skipForward reports whether the direct path never copies request header
+// k: hop-by-hop ones, those it writes itself, and client claims Rampart
+// replaces.
+func skipForward(k string) bool {
+	switch k {
+	case "Host", "Content-Length", "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Request-Id":
+		return true
 	}
-	return m
-}()
+	return isHopHeader(k)
+}
 
 // listedInConnection reports whether header name k is named in a
 // Connection header, which makes it hop-by-hop for this message.
@@ -378,7 +386,7 @@ func listedInConnection(conn []string, k string) bool {
 func copyResponseHeader(dst, src http.Header) {
 	conn := src["Connection"]
 	for k, vv := range src {
-		if hopHeaders[k] || (len(conn) > 0 && listedInConnection(conn, k)) {
+		if isHopHeader(k) || (len(conn) > 0 && listedInConnection(conn, k)) {
 			continue
 		}
 		dst[k] = vv
