@@ -15,6 +15,7 @@ commands:
   serve     -c FILE [--demo-backends]   run the load balancer
   validate  -c FILE                     check a config file, print FILE:LINE: problem
   ctl       backend ...                 operate a running instance over its admin API
+  audit     pubkey | verify FILE        print the audit trail's public key, verify a trail
   version                               print the version
 `
 
@@ -32,6 +33,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdCtl(args[1:], stdout, stderr)
 	case "validate":
 		return cmdValidate(args[1:], stdout, stderr)
+	case "audit":
+		return cmdAudit(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "rampart", version)
 		return 0

@@ -60,7 +60,9 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	}
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
-			if err := srv.Reload(*path); err == nil {
+			err := srv.Reload(*path)
+			recordSIGHUPReload(srv.Audit(), log, *path, err)
+			if err == nil {
 				cfg = srv.Config()
 			}
 			continue

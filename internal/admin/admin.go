@@ -5,12 +5,16 @@ package admin
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
+	"github.com/rampart-proxy/rampart/internal/audit"
 	"github.com/rampart-proxy/rampart/internal/config"
 	"github.com/rampart-proxy/rampart/internal/proxy"
 )
@@ -22,6 +26,8 @@ type Instance interface {
 	StatusJSON() any
 	// ReloadConfig re-reads the config file the instance was started with.
 	ReloadConfig() error
+	// Audit returns the trail every mutating call is recorded in.
+	Audit() *audit.Log
 }
 
 // API serves /api/v1.
@@ -29,6 +35,11 @@ type API struct {
 	inst Instance
 	log  *slog.Logger
 	mux  *http.ServeMux
+
+	// mu serialises mutating calls, so that the state read as "before",
+	// the action and its audit entry are not interleaved with another
+	// call's, and entries appear in the order the actions took effect.
+	mu sync.Mutex
 }
 
 // New returns the admin handler.
@@ -42,6 +53,7 @@ func New(inst Instance, log *slog.Logger) *API {
 	a.mux.HandleFunc("POST /api/v1/pools/{pool}/backends", a.register)
 	a.mux.HandleFunc("DELETE /api/v1/pools/{pool}/backends/{id}", a.deregister)
 	a.mux.HandleFunc("POST /api/v1/pools/{pool}/backends/{id}/{action}", a.backendAction)
+	a.mux.HandleFunc("GET /api/v1/audit", a.auditTrail)
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusNotFound, "no such endpoint", r.Method+" "+r.URL.Path+" is not part of the admin API")
 	})
@@ -58,18 +70,23 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) reload(w http.ResponseWriter, r *http.Request) {
-	if err := a.inst.ReloadConfig(); err != nil {
-		var ps config.Problems
-		detail := err.Error()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	err := a.inst.ReloadConfig()
+	ev := ReloadEvent(apiActor(r), requestDetails(r), err)
+	outcome := "the config was reloaded"
+	if err != nil {
+		outcome = "the reload was refused and the running config is unchanged"
+	}
+	if !a.record(w, r, ev, outcome) {
+		return
+	}
+	if err != nil {
 		ext := map[string]any{}
-		if errors.As(err, &ps) {
-			lines := make([]string, len(ps))
-			for i, p := range ps {
-				lines[i] = p.String()
-			}
+		if lines, ok := ev.Details["problems"]; ok {
 			ext["problems"] = lines
 		}
-		problemExt(w, http.StatusUnprocessableEntity, "config refused; the running config is unchanged", detail, ext)
+		problemExt(w, http.StatusUnprocessableEntity, "config refused; the running config is unchanged", err.Error(), ext)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"reloaded": true})
@@ -90,14 +107,31 @@ func (a *API) pool(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) register(w http.ResponseWriter, r *http.Request) {
+	pool := r.PathValue("pool")
 	var b config.Backend
 	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&b); err != nil {
-		problem(w, http.StatusBadRequest, "invalid body", `expected {"id": "...", "address": "host:port", "weight": 1}: `+err.Error())
+	// The body is read before taking the lock: a slow client must not
+	// hold up other mutating calls.
+	derr := dec.Decode(&b)
+	a.mu.Lock()
+	if derr != nil {
+		err := fmt.Errorf(`%w: expected {"id": "...", "address": "host:port", "weight": 1}: %v`, errInvalidBody, derr)
+		ok := a.record(w, r, backendEvent(r, audit.ActionBackendRegister, pool, "", nil, proxy.BackendStatus{}, err), "the registration was refused")
+		a.mu.Unlock()
+		if ok {
+			problem(w, http.StatusBadRequest, "invalid body", strings.TrimPrefix(err.Error(), "invalid body: "))
+		}
 		return
 	}
-	st, err := a.inst.Registry().Register(r.PathValue("pool"), b)
+	before := a.backendSnapshot(pool, b.ID)
+	st, err := a.inst.Registry().Register(pool, b)
+	ev := backendEvent(r, audit.ActionBackendRegister, pool, b.ID, before, st, err)
+	ok := a.record(w, r, ev, outcome(ev, err))
+	a.mu.Unlock()
+	if !ok {
+		return
+	}
 	if err != nil {
 		lifecycleError(w, err)
 		return
@@ -106,7 +140,16 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) deregister(w http.ResponseWriter, r *http.Request) {
-	st, done, err := a.inst.Registry().Deregister(r.PathValue("pool"), r.PathValue("id"))
+	pool, id := r.PathValue("pool"), r.PathValue("id")
+	a.mu.Lock()
+	before := a.backendSnapshot(pool, id)
+	st, done, err := a.inst.Registry().Deregister(pool, id)
+	ev := backendEvent(r, audit.ActionBackendDeregister, pool, id, before, st, err)
+	ok := a.record(w, r, ev, outcome(ev, err))
+	a.mu.Unlock()
+	if !ok {
+		return
+	}
 	if err != nil {
 		lifecycleError(w, err)
 		return
@@ -116,31 +159,39 @@ func (a *API) deregister(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) backendAction(w http.ResponseWriter, r *http.Request) {
 	reg := a.inst.Registry()
-	pool, id := r.PathValue("pool"), r.PathValue("id")
-	switch r.PathValue("action") {
-	case "drain":
-		st, done, err := reg.Drain(pool, id)
-		if err != nil {
-			lifecycleError(w, err)
-			return
-		}
-		a.respondAfter(w, r, st, done, "drained")
-	case "quarantine":
-		st, err := reg.Quarantine(pool, id)
-		if err != nil {
-			lifecycleError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, st)
-	case "restore":
-		st, err := reg.Restore(pool, id)
-		if err != nil {
-			lifecycleError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, st)
-	default:
+	pool, id, action := r.PathValue("pool"), r.PathValue("id"), r.PathValue("action")
+	if action != "drain" && action != "quarantine" && action != "restore" {
 		problem(w, http.StatusNotFound, "unknown action", "use drain, quarantine or restore")
+		return
+	}
+	a.mu.Lock()
+	before := a.backendSnapshot(pool, id)
+	var (
+		st   proxy.BackendStatus
+		done <-chan struct{}
+		err  error
+	)
+	switch action {
+	case "drain":
+		st, done, err = reg.Drain(pool, id)
+	case "quarantine":
+		st, err = reg.Quarantine(pool, id)
+	case "restore":
+		st, err = reg.Restore(pool, id)
+	}
+	ev := backendEvent(r, "backend."+action, pool, id, before, st, err)
+	ok := a.record(w, r, ev, outcome(ev, err))
+	a.mu.Unlock()
+	if !ok {
+		return
+	}
+	switch {
+	case err != nil:
+		lifecycleError(w, err)
+	case action == "drain":
+		a.respondAfter(w, r, st, done, "drained")
+	default:
+		writeJSON(w, http.StatusOK, st)
 	}
 }
 

@@ -5,6 +5,7 @@
 package config
 
 import (
+	"path/filepath"
 	"strconv"
 	"time"
 )
@@ -106,9 +107,32 @@ type OutlierDetection struct {
 	EjectionTime              Duration `yaml:"ejection_time"`
 }
 
-// Logging configures the access log.
+// Logging configures the access log and the audit trail.
 type Logging struct {
 	AccessLog AccessLog `yaml:"access_log"`
+	AuditLog  AuditLog  `yaml:"audit_log"`
+}
+
+// AuditLog is where the tamper-evident audit trail and its signing key
+// live. Both default to data_dir/audit/ (audit.log, audit.key); they
+// cannot change on reload, since the trail is one chain.
+type AuditLog struct {
+	Path           string `yaml:"path"`
+	SigningKeyFile string `yaml:"signing_key_file"`
+}
+
+// AuditPaths returns the audit log and signing key files: the configured
+// ones relative to the config file, or the defaults under data_dir.
+func (c *Config) AuditPaths() (logPath, keyFile string) {
+	logPath = filepath.Join(c.DataDir, "audit", "audit.log")
+	keyFile = filepath.Join(c.DataDir, "audit", "audit.key")
+	if p := c.Logging.AuditLog.Path; p != "" {
+		logPath = c.Resolve(p)
+	}
+	if p := c.Logging.AuditLog.SigningKeyFile; p != "" {
+		keyFile = c.Resolve(p)
+	}
+	return logPath, keyFile
 }
 
 // AccessLog is where per-request JSON lines go; an empty path disables it.

@@ -241,6 +241,8 @@ func sectionName(goType string) string {
 		return "outlier_detection"
 	case "AccessLog":
 		return "access_log"
+	case "AuditLog":
+		return "audit_log"
 	}
 	return "a " + strings.ToLower(goType)
 }

@@ -206,6 +206,11 @@ func (v *validator) routes(pools map[string]bool) {
 }
 
 func (v *validator) logging() {
+	if a := v.cfg.Logging.AuditLog; a.Path == "-" {
+		v.add("logging.audit_log.path", "logging.audit_log.path cannot be \"-\": the audit trail must be a file (omit it for data_dir/audit/audit.log)")
+	} else if a.Path != "" && a.Path == a.SigningKeyFile {
+		v.add("logging.audit_log.signing_key_file", "logging.audit_log.signing_key_file must not be the audit log itself")
+	}
 	p := v.cfg.Logging.AccessLog.Path
 	if p == "" || p == "-" {
 		return

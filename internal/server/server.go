@@ -16,6 +16,7 @@ import (
 
 	"github.com/rampart-proxy/rampart/internal/accesslog"
 	"github.com/rampart-proxy/rampart/internal/admin"
+	"github.com/rampart-proxy/rampart/internal/audit"
 	"github.com/rampart-proxy/rampart/internal/config"
 	"github.com/rampart-proxy/rampart/internal/proxy"
 	"github.com/rampart-proxy/rampart/internal/server/http1"
@@ -26,6 +27,7 @@ type Server struct {
 	log   *slog.Logger
 	reg   *proxy.Registry
 	proxy *proxy.Handler
+	audit *audit.Log // lives for the whole process, like reg
 
 	// table is everything a request reads from the config, replaced as a
 	// whole on reload so a request sees one config from start to end.
@@ -76,6 +78,12 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("access log: %w", err)
 	}
 	s.table.Store(s.buildTable(cfg, al))
+	auditPath, auditKey := cfg.AuditPaths()
+	if s.audit, err = audit.Open(audit.Options{Path: auditPath, KeyFile: auditKey, Logger: log}); err != nil {
+		reg.Close()
+		al.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -94,6 +102,9 @@ func (s *Server) buildTable(cfg *config.Config, al *accesslog.Logger) *table {
 
 // Registry returns the pool registry (for the admin API).
 func (s *Server) Registry() *proxy.Registry { return s.reg }
+
+// Audit returns the audit trail (for the admin API and automatic actions).
+func (s *Server) Audit() *audit.Log { return s.audit }
 
 // Config returns the running config.
 func (s *Server) Config() *config.Config {
@@ -247,6 +258,12 @@ func (s *Server) apply(cfg *config.Config) error {
 		s.log.Error("reload refused", "problems", err.Error())
 		return err
 	}
+	if cfg.Logging.AuditLog != s.cfg.Logging.AuditLog {
+		err := config.Problems{{File: cfg.File, Line: cfg.Line("logging.audit_log"),
+			Msg: "logging.audit_log cannot change on reload (the audit trail is one chain); restart Rampart to change it"}}
+		s.log.Error("reload refused", "problems", err.Error())
+		return err
+	}
 	// Listeners are matched by address: a listener whose address is still
 	// configured keeps its socket and connections (a rename or a change of
 	// trusted_proxies applies at once); new addresses are bound before
@@ -350,6 +367,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.reg.Close()
 	s.table.Load().accessLog.Close()
+	s.audit.Close()
 	return firstErr
 }
 

@@ -1,0 +1,329 @@
+package audit
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Options says where a trail lives.
+type Options struct {
+	// Path is the log file; its checkpoint is CheckpointPath(Path).
+	Path string
+	// KeyFile is the Ed25519 signing key, created on first start.
+	KeyFile string
+	Logger  *slog.Logger
+	// Now is the clock; nil means time.Now (tests set it).
+	Now func() time.Time
+}
+
+// DefaultPaths are the log and key files under a data directory when the
+// config names none.
+func DefaultPaths(dataDir string) (logPath, keyFile string) {
+	return filepath.Join(dataDir, "audit", "audit.log"), filepath.Join(dataDir, "audit", "audit.key")
+}
+
+// ErrClosed is returned by Append after Close.
+var ErrClosed = errors.New("audit: the trail is closed")
+
+// Appender is what a component that records actions needs (the admin API,
+// detectors, signal handlers); *Log implements it.
+type Appender interface {
+	Append(ctx context.Context, ev Event) (Entry, error)
+}
+
+// Log is an open trail. Every Open must be matched by one Close.
+//
+// Opening the same file twice in one process returns two handles on one
+// shared writer (so their appends still form one chain); a second process
+// is refused by a file lock.
+type Log struct {
+	c      *core
+	once   sync.Once
+	closed atomic.Bool
+}
+
+// core is the writer shared by every handle on one file.
+type core struct {
+	path, cpPath, keyPath string
+	log                   *slog.Logger
+	now                   func() time.Time
+	key                   ed25519.PrivateKey
+	pub                   ed25519.PublicKey
+	refs                  int // guarded by shared.mu
+
+	mu       sync.Mutex // serialises appends: one writer extends the chain at a time
+	f        *os.File
+	size     int64  // bytes of complete lines in f
+	seq      uint64 // of the last entry (0: none)
+	lastHash string // HashLine of the last entry (Genesis: none)
+	broken   error  // set when the file's state is uncertain; appends fail until restart
+	closed   bool
+	idx      []int64 // start offset of every line, built by the first Page
+}
+
+var shared = struct {
+	mu sync.Mutex
+	m  map[string]*core
+}{m: map[string]*core{}}
+
+// Open opens (or creates) the trail at o.Path and its signing key.
+//
+// On open only the tail is read: the last complete line must verify with
+// the key and agree with the checkpoint (equal to it, or one entry ahead
+// after a crash between the two writes). A log that ends before the
+// checkpoint, or a checkpoint that does not verify, is refused: starting
+// anyway would overwrite the checkpoint and erase the evidence.
+func Open(o Options) (*Log, error) {
+	if o.Path == "" || o.KeyFile == "" {
+		return nil, errors.New("audit: log path and key file are required")
+	}
+	path, err := filepath.Abs(o.Path)
+	if err != nil {
+		return nil, err
+	}
+	keyPath, err := filepath.Abs(o.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	if path == keyPath {
+		return nil, errors.New("audit: the log and the signing key must be different files")
+	}
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if c := shared.m[path]; c != nil {
+		if c.keyPath != keyPath {
+			return nil, fmt.Errorf("audit log %s is already open with key %s", path, c.keyPath)
+		}
+		c.refs++
+		return &Log{c: c}, nil
+	}
+	c, err := openCore(path, keyPath, o)
+	if err != nil {
+		return nil, err
+	}
+	c.refs = 1
+	shared.m[path] = c
+	return &Log{c: c}, nil
+}
+
+func openCore(path, keyPath string, o Options) (c *core, err error) {
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	_, statErr := os.Stat(path)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+		}
+	}()
+	if err := lockFile(f); err != nil {
+		return nil, err
+	}
+	if errors.Is(statErr, fs.ErrNotExist) {
+		if err := syncDir(dir); err != nil {
+			return nil, fmt.Errorf("audit: %w", err)
+		}
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	cpPath := CheckpointPath(path)
+	cp, err := readCheckpointIfAny(cpPath)
+	if err != nil {
+		return nil, fmt.Errorf("audit: %v; refusing to start: without a trustworthy checkpoint a cut-off trail would go unnoticed", err)
+	}
+	key, err := LoadKey(keyPath)
+	if errors.Is(err, ErrNoKey) {
+		if fi.Size() > 0 || cp != nil {
+			return nil, fmt.Errorf("audit: signing key %s is missing but the trail %s already has entries: restore the key from a backup (a new key could not continue the signed chain); to start a new trail instead, move %s and %s aside", keyPath, path, path, cpPath)
+		}
+		key, err = createKey(keyPath)
+		if err == nil {
+			logger.Info("audit signing key created", "file", keyPath, "public_key", EncodePublicKey(key.Public().(ed25519.PublicKey)))
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	c = &core{path: path, cpPath: cpPath, keyPath: keyPath, log: logger, now: now, key: key,
+		pub: key.Public().(ed25519.PublicKey), f: f, lastHash: Genesis}
+	if cp != nil {
+		if err := cp.Verify(c.pub); err != nil {
+			return nil, fmt.Errorf("audit: %s: %v; refusing to start", cpPath, err)
+		}
+	}
+	pending, err := c.recover(fi.Size(), cp)
+	if err != nil {
+		return nil, err
+	}
+	for _, ev := range pending {
+		if _, err := c.append(ev); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// Append writes one entry, fsyncs it and updates the checkpoint before it
+// returns: once it has returned without error, the entry survives a crash
+// or kill -9. Appends are serialised, so concurrent callers each get the
+// next seq and the chain stays linear.
+//
+// ctx is not used to abandon an append: whatever it records has already
+// happened, so a caller that has gone away must not make it disappear.
+func (l *Log) Append(ctx context.Context, ev Event) (Entry, error) {
+	if l.closed.Load() {
+		return Entry{}, ErrClosed
+	}
+	return l.c.append(ev)
+}
+
+func (c *core) append(ev Event) (Entry, error) {
+	if ev.Action == "" || ev.Actor.Type == "" || ev.Result == "" {
+		return Entry{}, errors.New("audit: an event needs an actor type, an action and a result")
+	}
+	details := json.RawMessage("{}")
+	if ev.Details != nil {
+		b, err := json.Marshal(ev.Details)
+		if err != nil {
+			return Entry{}, fmt.Errorf("audit: details: %w", err)
+		}
+		details = b
+	}
+	before, err := encodeValue(ev.Before)
+	if err != nil {
+		return Entry{}, fmt.Errorf("audit: changes.before: %w", err)
+	}
+	after, err := encodeValue(ev.After)
+	if err != nil {
+		return Entry{}, fmt.Errorf("audit: changes.after: %w", err)
+	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return Entry{}, ErrClosed
+	}
+	if c.broken != nil {
+		return Entry{}, fmt.Errorf("audit: the trail is unavailable since an earlier failure (%v); restart Rampart to recover it", c.broken)
+	}
+	now := c.now().UTC()
+	u := unsigned{Seq: c.seq + 1, EventID: newEventID(now), Timestamp: now.Format("2006-01-02T15:04:05.000000Z07:00"),
+		Actor: ev.Actor, Action: ev.Action, Resource: ev.Resource, Details: details, Result: ev.Result,
+		Changes: Changes{Before: before, After: after}, PrevHash: c.lastHash}
+	body, err := json.Marshal(u)
+	if err != nil {
+		return Entry{}, fmt.Errorf("audit: %w", err)
+	}
+	line := signLine(c.key, EntryDomain, body)
+	if len(line) > MaxLineBytes {
+		return Entry{}, fmt.Errorf("audit: entry of %d bytes is larger than %d; shorten its details", len(line), MaxLineBytes)
+	}
+	var e Entry
+	if err := json.Unmarshal(line, &e); err != nil {
+		return Entry{}, fmt.Errorf("audit: %w", err)
+	}
+
+	// One write of the whole line and its newline, then fsync. A crash
+	// before the fsync completes leaves at most a partial last line, which
+	// was never acknowledged (see recover).
+	if _, err := c.f.Write(append(line, '\n')); err != nil {
+		if terr := c.f.Truncate(c.size); terr != nil {
+			c.broken = fmt.Errorf("write to %s failed (%v) and the partial line could not be removed (%v)", c.path, err, terr)
+		}
+		return Entry{}, fmt.Errorf("audit: writing seq %d to %s: %w", u.Seq, c.path, err)
+	}
+	if err := c.f.Sync(); err != nil {
+		// After a failed fsync the kernel may have dropped the dirty
+		// pages: whether the line is on disk is unknown, and only a
+		// fresh open (which reads the tail back) can tell.
+		c.broken = fmt.Errorf("fsync of %s failed: %v", c.path, err)
+		return Entry{}, fmt.Errorf("audit: %w", c.broken)
+	}
+	start := c.size
+	c.size += int64(len(line)) + 1
+	c.seq, c.lastHash = e.Seq, HashLine(line)
+	if c.idx != nil {
+		c.idx = append(c.idx, start)
+	}
+	if err := c.writeCheckpoint(e); err != nil {
+		// The entry is durable and chained, but a checkpoint that lags by
+		// more than one entry could no longer be told apart from
+		// tampering at the next start: stop appending until a restart
+		// re-syncs it (recover accepts a lag of exactly one).
+		c.broken = fmt.Errorf("checkpoint %s not updated after seq %d: %v", c.cpPath, e.Seq, err)
+		return Entry{}, fmt.Errorf("audit: seq %d (event_id %s) is in the log, but the %w", e.Seq, e.EventID, c.broken)
+	}
+	return e, nil
+}
+
+func (c *core) writeCheckpoint(e Entry) error {
+	cp, err := newCheckpoint(c.key, e, c.lastHash)
+	if err != nil {
+		return err
+	}
+	return cp.write(c.cpPath)
+}
+
+// Close releases this handle; the file is closed (and its lock released)
+// with the last handle. Close is idempotent.
+func (l *Log) Close() error {
+	var err error
+	l.once.Do(func() {
+		l.closed.Store(true)
+		shared.mu.Lock()
+		defer shared.mu.Unlock()
+		c := l.c
+		c.refs--
+		if c.refs > 0 {
+			return
+		}
+		delete(shared.m, c.path)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.closed = true
+		err = c.f.Close()
+	})
+	return err
+}
+
+// PublicKey is the key that verifies this trail.
+func (l *Log) PublicKey() ed25519.PublicKey { return l.c.pub }
+
+// Path is the log file.
+func (l *Log) Path() string { return l.c.path }
+
+// CheckpointPath is the checkpoint file.
+func (l *Log) CheckpointPath() string { return l.c.cpPath }
+
+// Head returns the seq and hash of the last entry (0 and Genesis when the
+// trail is empty).
+func (l *Log) Head() (uint64, string) {
+	l.c.mu.Lock()
+	defer l.c.mu.Unlock()
+	return l.c.seq, l.c.lastHash
+}

@@ -1,0 +1,344 @@
+package audit
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+func TestConcurrentAppendsKeepOneChain(t *testing.T) {
+	tr := newTrail(t)
+	l := tr.open(t)
+	// A second handle on the same file in this process shares the writer.
+	l2 := tr.open(t)
+	const workers, each = 8, 25
+	var wg sync.WaitGroup
+	seqs := make(chan uint64, workers*each)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h := l
+			if w%2 == 1 {
+				h = l2
+			}
+			for i := 0; i < each; i++ {
+				e, err := h.Append(context.Background(), testEvent(w*1000+i))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				seqs <- e.Seq
+			}
+		}()
+	}
+	wg.Wait()
+	close(seqs)
+	seen := map[uint64]bool{}
+	for s := range seqs {
+		if seen[s] {
+			t.Fatalf("seq %d handed out twice", s)
+		}
+		seen[s] = true
+	}
+	if len(seen) != workers*each {
+		t.Fatalf("%d distinct seqs, want %d", len(seen), workers*each)
+	}
+	rep, err := tr.verify(t)
+	if err != nil {
+		t.Fatalf("trail after concurrent appends: %v", err)
+	}
+	if rep.Entries != workers*each || rep.CheckpointSeq != workers*each {
+		t.Fatalf("report %+v, want %d entries, checkpoint at the last", rep, workers*each)
+	}
+	if seq, hash := l2.Head(); seq != workers*each || hash != rep.LastHash {
+		t.Fatalf("Head() = %d %s, want %d %s", seq, hash, workers*each, rep.LastHash)
+	}
+}
+
+func TestSecondWriterOnTheFileIsRefused(t *testing.T) {
+	tr := newTrail(t)
+	tr.open(t)
+	// What another process would do: open the file and lock it.
+	f, err := os.OpenFile(tr.path, os.O_RDWR|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := lockFile(f); err == nil || !strings.Contains(err.Error(), "in use by another process") {
+		t.Fatalf("second lock on an open trail: %v", err)
+	}
+}
+
+func TestReopenContinuesTheChain(t *testing.T) {
+	tr := written(t, 3)
+	l := tr.open(t)
+	if seq, _ := l.Head(); seq != 3 {
+		t.Fatalf("after reopen Head seq %d, want 3", seq)
+	}
+	tr.write(t, l, 2)
+	if tr.entries[3].Seq != 4 || tr.entries[3].PrevHash != HashLine(tr.lines(t)[2]) {
+		t.Fatalf("first entry after reopen: %+v", tr.entries[3])
+	}
+	l.Close()
+	if rep, err := tr.verify(t); err != nil || rep.Entries != 5 {
+		t.Fatalf("Verify: %+v %v", rep, err)
+	}
+}
+
+func TestTornLastLineIsTruncatedAndRecorded(t *testing.T) {
+	tr := written(t, 3)
+	torn := `{"seq":4,"event_id":"0190abcd-` // a crash in the middle of a write
+	f, _ := os.OpenFile(tr.path, os.O_WRONLY|os.O_APPEND, 0)
+	f.WriteString(torn)
+	f.Close()
+
+	l := tr.open(t)
+	seq, _ := l.Head()
+	if seq != 4 {
+		t.Fatalf("Head seq %d after recovery, want 4 (3 entries + the recovery record)", seq)
+	}
+	lines := tr.lines(t)
+	var rec Entry
+	if err := json.Unmarshal(lines[3], &rec); err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Bytes    int    `json:"bytes"`
+		SHA256   string `json:"sha256"`
+		SavedTo  string `json:"saved_to"`
+		AfterSeq uint64 `json:"after_seq"`
+	}
+	json.Unmarshal(rec.Details, &d)
+	sum := sha256.Sum256([]byte(torn))
+	if rec.Action != ActionTornTail || rec.Actor != System("audit") || d.Bytes != len(torn) || d.SHA256 != hex.EncodeToString(sum[:]) || d.AfterSeq != 3 {
+		t.Fatalf("recovery entry %s", lines[3])
+	}
+	saved, err := os.ReadFile(d.SavedTo)
+	if err != nil || string(saved) != torn {
+		t.Fatalf("torn bytes saved to %s: %q, %v", d.SavedTo, saved, err)
+	}
+	tr.write(t, l, 1)
+	l.Close()
+	if rep, err := tr.verify(t); err != nil || rep.Entries != 5 {
+		t.Fatalf("Verify after recovery: %+v %v", rep, err)
+	}
+}
+
+func TestCompleteEntryWithoutNewlineIsKept(t *testing.T) {
+	tr := written(t, 3)
+	data, _ := os.ReadFile(tr.path)
+	os.WriteFile(tr.path, data[:len(data)-1], 0o600)
+	l := tr.open(t)
+	if seq, _ := l.Head(); seq != 3 {
+		t.Fatalf("Head seq %d, want 3: the complete last entry must be kept, with no recovery record", seq)
+	}
+	tr.write(t, l, 1)
+	l.Close()
+	if rep, err := tr.verify(t); err != nil || rep.Entries != 4 || rep.LastEventID != tr.entries[3].EventID {
+		t.Fatalf("Verify: %+v %v", rep, err)
+	}
+}
+
+func TestCheckpointOneBehindIsAccepted(t *testing.T) {
+	// kill -9 between the log's fsync and the checkpoint's rename.
+	tr := newTrail(t)
+	l := tr.open(t)
+	tr.write(t, l, 2)
+	old, _ := os.ReadFile(CheckpointPath(tr.path))
+	tr.write(t, l, 1)
+	l.Close()
+	os.WriteFile(CheckpointPath(tr.path), old, 0o600)
+
+	l = tr.open(t)
+	if cp := tr.checkpoint(t); cp.Seq != 3 || cp.EventID != tr.entries[2].EventID {
+		t.Fatalf("checkpoint after open: seq %d %s, want it brought up to seq 3", cp.Seq, cp.EventID)
+	}
+	if seq, _ := l.Head(); seq != 3 {
+		t.Fatalf("Head seq %d, want 3 (no recovery record needed)", seq)
+	}
+}
+
+func TestMissingCheckpointIsRebuiltAndRecorded(t *testing.T) {
+	tr := written(t, 3)
+	os.Remove(CheckpointPath(tr.path))
+	l := tr.open(t)
+	if seq, _ := l.Head(); seq != 4 {
+		t.Fatalf("Head seq %d, want 4 (3 + a checkpoint_rebuilt record)", seq)
+	}
+	var rec Entry
+	json.Unmarshal(tr.lines(t)[3], &rec)
+	if rec.Action != ActionCheckpointRebuilt || !strings.Contains(string(rec.Details), `"reason":"missing"`) || !strings.Contains(string(rec.Details), `"log_seq":3`) {
+		t.Fatalf("record: %s", tr.lines(t)[3])
+	}
+	l.Close()
+	if _, err := tr.verify(t); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOpenRefusesTamperedTrail(t *testing.T) {
+	cases := []struct {
+		name   string
+		tamper func(t *testing.T, tr *trail)
+		want   string
+	}{{
+		name: "tail cut off",
+		tamper: func(t *testing.T, tr *trail) {
+			tr.rewrite(t, tr.lines(t)[:3], true)
+		},
+		want: "ends at seq 3 but the checkpoint " + "", // path follows
+	}, {
+		name: "last line cut in half",
+		tamper: func(t *testing.T, tr *trail) {
+			data, _ := os.ReadFile(tr.path)
+			os.WriteFile(tr.path, data[:len(data)-40], 0o600)
+		},
+		want: "ends with an incomplete line after seq 4, but the checkpoint vouches for entries up to seq 5",
+	}, {
+		name: "last line edited",
+		tamper: func(t *testing.T, tr *trail) {
+			lines := tr.lines(t)
+			lines[4] = []byte(strings.Replace(string(lines[4]), `"b-5"`, `"b-6"`, 1))
+			tr.rewrite(t, lines, true)
+		},
+		want: "its last complete line does not verify",
+	}, {
+		name: "checkpoint missing and a middle line deleted",
+		tamper: func(t *testing.T, tr *trail) {
+			lines := tr.lines(t)
+			tr.rewrite(t, append(lines[:1], lines[2:]...), true)
+			os.Remove(CheckpointPath(tr.path))
+		},
+		want: "the checkpoint is missing or behind and the log does not verify: line 2",
+	}, {
+		name: "checkpoint edited",
+		tamper: func(t *testing.T, tr *trail) {
+			p := CheckpointPath(tr.path)
+			data, _ := os.ReadFile(p)
+			os.WriteFile(p, []byte(strings.Replace(string(data), `"seq":5`, `"seq":4`, 1)), 0o600)
+		},
+		want: "checkpoint signature does not verify",
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := written(t, 5)
+			tc.tamper(t, tr)
+			before, _ := os.ReadFile(tr.path)
+			l, err := Open(Options{Path: tr.path, KeyFile: tr.key})
+			if err == nil {
+				l.Close()
+				t.Fatal("Open accepted a tampered trail")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Open: %v\nwant it to contain %q", err, tc.want)
+			}
+			if after, _ := os.ReadFile(tr.path); string(after) != string(before) {
+				t.Fatal("a refused Open changed the log")
+			}
+		})
+	}
+}
+
+func TestAppendAfterCloseFails(t *testing.T) {
+	tr := newTrail(t)
+	l := tr.open(t)
+	l.Close()
+	l.Close() // idempotent
+	if _, err := l.Append(context.Background(), testEvent(1)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Append after Close: %v, want ErrClosed", err)
+	}
+}
+
+func TestAppendRefusesIncompleteOrOversizedEvents(t *testing.T) {
+	l := newTrail(t).open(t)
+	if _, err := l.Append(context.Background(), Event{Action: "x", Result: ResultSuccess}); err == nil || !strings.Contains(err.Error(), "needs an actor type") {
+		t.Fatalf("event without actor: %v", err)
+	}
+	big := testEvent(1)
+	big.Details = map[string]any{"blob": strings.Repeat("x", MaxLineBytes)}
+	if _, err := l.Append(context.Background(), big); err == nil || !strings.Contains(err.Error(), "larger than 65536") {
+		t.Fatalf("oversized event: %v", err)
+	}
+	if seq, _ := l.Head(); seq != 0 {
+		t.Fatalf("refused events were written: seq %d", seq)
+	}
+}
+
+func TestPage(t *testing.T) {
+	tr := newTrail(t)
+	l := tr.open(t)
+	tr.write(t, l, 5)
+	seqsOf := func(raw []json.RawMessage) []uint64 {
+		var out []uint64
+		for _, r := range raw {
+			var e Entry
+			if err := json.Unmarshal(r, &e); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, e.Seq)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		desc   bool
+		cursor uint64
+		limit  int
+		want   []uint64
+		next   uint64
+	}{
+		{false, 0, 2, []uint64{1, 2}, 2},
+		{false, 2, 2, []uint64{3, 4}, 4},
+		{false, 4, 2, []uint64{5}, 0},
+		{false, 5, 2, nil, 0},
+		{true, 0, 2, []uint64{5, 4}, 4},
+		{true, 4, 2, []uint64{3, 2}, 2},
+		{true, 2, 2, []uint64{1}, 0},
+		{true, 1, 2, nil, 0},
+		{true, 0, 1000, []uint64{5, 4, 3, 2, 1}, 0},
+	} {
+		raw, next, err := l.Page(tc.desc, tc.cursor, tc.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := seqsOf(raw); !equalU(got, tc.want) || next != tc.next {
+			t.Errorf("Page(desc=%v, cursor=%d, limit=%d) = %v next %d, want %v next %d", tc.desc, tc.cursor, tc.limit, got, next, tc.want, tc.next)
+		}
+	}
+	// Appends after the index was built show up, byte for byte.
+	tr.write(t, l, 1)
+	raw, _, _ := l.Page(true, 0, 1)
+	if len(raw) != 1 || string(raw[0]) != string(tr.lines(t)[5]) {
+		t.Fatalf("newest entry %s, want line 6 as stored", raw)
+	}
+	if _, _, err := l.Page(false, 0, 0); err == nil {
+		t.Fatal("limit 0 accepted")
+	}
+}
+
+func equalU(a, b []uint64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestDefaultPaths(t *testing.T) {
+	logPath, key := DefaultPaths("/var/lib/rampart")
+	if logPath != filepath.FromSlash("/var/lib/rampart/audit/audit.log") || key != filepath.FromSlash("/var/lib/rampart/audit/audit.key") ||
+		CheckpointPath(logPath) != filepath.FromSlash("/var/lib/rampart/audit/audit.log.checkpoint") {
+		t.Fatal(logPath, key)
+	}
+}
