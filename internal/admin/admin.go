@@ -16,6 +16,7 @@ import (
 
 	"github.com/rampart-proxy/rampart/internal/audit"
 	"github.com/rampart-proxy/rampart/internal/config"
+	"github.com/rampart-proxy/rampart/internal/metrics"
 	"github.com/rampart-proxy/rampart/internal/proxy"
 )
 
@@ -28,6 +29,8 @@ type Instance interface {
 	ReloadConfig() error
 	// Audit returns the trail every mutating call is recorded in.
 	Audit() *audit.Log
+	// Metrics returns the Prometheus collectors served on /metrics.
+	Metrics() *metrics.Metrics
 }
 
 // API serves /api/v1.
@@ -46,6 +49,11 @@ type API struct {
 func New(inst Instance, log *slog.Logger) *API {
 	a := &API{inst: inst, log: log, mux: http.NewServeMux()}
 	a.mux.HandleFunc("GET /api/v1/status", a.status)
+	// Prometheus scrapes /metrics by convention; DESIGN §4 lists it under /api/v1.
+	if m := inst.Metrics(); m != nil {
+		a.mux.Handle("GET /metrics", m.Handler())
+		a.mux.Handle("GET /api/v1/metrics", m.Handler())
+	}
 	a.mux.HandleFunc("POST /api/v1/config/reload", a.reload)
 	a.mux.HandleFunc("GET /api/v1/pools", a.pools)
 	a.mux.HandleFunc("GET /api/v1/pools/{pool}", a.pool)

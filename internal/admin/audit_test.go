@@ -16,6 +16,7 @@ import (
 
 	"github.com/rampart-proxy/rampart/internal/audit"
 	"github.com/rampart-proxy/rampart/internal/config"
+	"github.com/rampart-proxy/rampart/internal/metrics"
 	"github.com/rampart-proxy/rampart/internal/proxy"
 )
 
@@ -31,6 +32,7 @@ func (f *fakeInstance) Registry() *proxy.Registry { return f.reg }
 func (f *fakeInstance) StatusJSON() any           { return map[string]string{"ok": "yes"} }
 func (f *fakeInstance) ReloadConfig() error       { return f.reloadErr }
 func (f *fakeInstance) Audit() *audit.Log         { return f.trail }
+func (f *fakeInstance) Metrics() *metrics.Metrics { return nil }
 
 const testConfig = `listeners:
   - {name: public, listen: "127.0.0.1:0"}

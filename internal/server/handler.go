@@ -98,6 +98,7 @@ func (e *entry) refused(ctx context.Context, status int, reason string) {
 	rec.RequestID = requestID("")
 	rec.StatusCode = status
 	rec.Error = "refused: " + reason
+	e.srv.metrics.Blocked("http", reason)
 	t.accessLog.Log(rec)
 	pipeline.Release(rec)
 }
@@ -111,6 +112,7 @@ func (e *entry) finish(t *table, rec *pipeline.Record, rw *responseWriter, body 
 		rec.RequestSizeBytes = body.n
 	}
 	rec.RequestTimeMs = float64(time.Since(start).Microseconds()) / 1000
+	e.srv.metrics.ObserveRequest(rec)
 	t.accessLog.Log(rec)
 	pipeline.Release(rec)
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/rampart-proxy/rampart/internal/admin"
 	"github.com/rampart-proxy/rampart/internal/audit"
 	"github.com/rampart-proxy/rampart/internal/config"
+	"github.com/rampart-proxy/rampart/internal/metrics"
 	"github.com/rampart-proxy/rampart/internal/proxy"
 	"github.com/rampart-proxy/rampart/internal/server/http1"
 )
@@ -28,6 +29,8 @@ type Server struct {
 	reg   *proxy.Registry
 	proxy *proxy.Handler
 	audit *audit.Log // lives for the whole process, like reg
+	// metrics live for the whole process too: counters survive reloads.
+	metrics *metrics.Metrics
 
 	// table is everything a request reads from the config, replaced as a
 	// whole on reload so a request sees one config from start to end.
@@ -71,6 +74,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{log: log, reg: reg, proxy: proxy.NewHandler(), cfg: cfg, listeners: map[string]*listener{}}
+	s.metrics = metrics.New(s)
 	reg.Apply(cfg.Pools)
 	al, err := accesslog.Open(cfg.Resolve(cfg.Logging.AccessLog.Path))
 	if err != nil {
@@ -102,6 +106,29 @@ func (s *Server) buildTable(cfg *config.Config, al *accesslog.Logger) *table {
 
 // Registry returns the pool registry (for the admin API).
 func (s *Server) Registry() *proxy.Registry { return s.reg }
+
+// Metrics returns the Prometheus collectors (for the admin API's /metrics).
+func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
+
+// Pools implements metrics.Source.
+func (s *Server) Pools() []proxy.PoolStatus { return s.reg.Status() }
+
+// ActiveConnections implements metrics.Source.
+func (s *Server) ActiveConnections() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, len(s.listeners))
+	for _, l := range s.listeners {
+		out[*l.name.Load()] += l.srv.ActiveConns()
+	}
+	return out
+}
+
+// AccessLogDropped implements metrics.Source.
+func (s *Server) AccessLogDropped() int64 { return s.table.Load().accessLog.Dropped() }
+
+// Reloads implements metrics.Source.
+func (s *Server) Reloads() int64 { return s.reloads.Load() }
 
 // Audit returns the audit trail (for the admin API and automatic actions).
 func (s *Server) Audit() *audit.Log { return s.audit }

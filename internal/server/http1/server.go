@@ -195,6 +195,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return nil
 }
 
+// ActiveConns returns the number of open HTTP/1 connections (h2c ones
+// are served by net/http and not counted).
+func (s *Server) ActiveConns() int {
+	s.init()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
 // Close closes every listener and connection at once.
 func (s *Server) Close() error {
 	s.init()
