@@ -25,6 +25,7 @@ type Config struct {
 	Listeners       []Listener `yaml:"listeners"`
 	Routes          []Route    `yaml:"routes"`
 	Pools           []Pool     `yaml:"pools"`
+	Security        Security   `yaml:"security"`
 	Logging         Logging    `yaml:"logging"`
 
 	// File is the path the config was loaded from; lines maps a dotted key

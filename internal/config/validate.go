@@ -19,6 +19,7 @@ func (c *Config) Validate() Problems {
 	v.listeners()
 	pools := v.pools()
 	v.routes(pools)
+	v.ipLists()
 	v.logging()
 	sortProblems(v.ps)
 	return v.ps
