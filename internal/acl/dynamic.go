@@ -59,6 +59,15 @@ type NewEntry struct {
 	AllowBroad bool
 }
 
+type invalidError struct{ msg string }
+
+func (e invalidError) Error() string        { return e.msg }
+func (e invalidError) Is(target error) bool { return target == ErrInvalid }
+
+func invalidf(format string, args ...any) error {
+	return invalidError{msg: fmt.Sprintf(format, args...)}
+}
+
 // Severities are the accepted Entry.Severity values.
 var Severities = []string{"low", "medium", "high", "critical"}
 
@@ -67,6 +76,9 @@ var (
 	ErrNotFound = errors.New("no such entry")
 	ErrFull     = errors.New("dynamic list is full")
 	ErrClosed   = errors.New("dynamic lists are closed")
+	// ErrInvalid matches (errors.Is) an entry refused for what it says,
+	// as opposed to a storage failure.
+	ErrInvalid = errors.New("invalid entry")
 )
 
 // Limits on dynamic entries. MaxDynamicEntries bounds memory and store size
@@ -242,25 +254,25 @@ func (d *Dynamic) newEntry(l List, n NewEntry, now time.Time) (Entry, error) {
 		return Entry{}, err
 	}
 	if l == Blocklist && IsBroad(p) && !n.AllowBroad {
-		return Entry{}, fmt.Errorf("%s is broader than /8 (IPv4) or /16 (IPv6); blocking it needs allow_broad", p)
+		return Entry{}, invalidf("%s is broader than /8 (IPv4) or /16 (IPv6); blocking it needs allow_broad", p)
 	}
 	if len(n.Reason) > maxReasonLen || strings.IndexFunc(n.Reason, unicode.IsControl) >= 0 {
-		return Entry{}, fmt.Errorf("reason must be at most %d characters without control characters", maxReasonLen)
+		return Entry{}, invalidf("reason must be at most %d characters without control characters", maxReasonLen)
 	}
 	src := cmp.Or(n.Source, "manual")
 	if len(src) > maxSourceLen || strings.IndexFunc(src, badSourceRune) >= 0 {
-		return Entry{}, fmt.Errorf("source %q must be at most %d letters, digits or . _ - : @ /", src, maxSourceLen)
+		return Entry{}, invalidf("source %q must be at most %d letters, digits or . _ - : @ /", src, maxSourceLen)
 	}
 	sev := cmp.Or(n.Severity, "medium")
 	if !slices.Contains(Severities, sev) {
-		return Entry{}, fmt.Errorf("severity %q is not one of %s", sev, strings.Join(Severities, ", "))
+		return Entry{}, invalidf("severity %q is not one of %s", sev, strings.Join(Severities, ", "))
 	}
 	exp := n.Expires
 	if exp.IsZero() {
 		exp = now.Add(time.Duration(d.ttl.Load()))
 	}
 	if !exp.After(now) {
-		return Entry{}, fmt.Errorf("expires_at %s is not in the future", exp.UTC().Format(time.RFC3339))
+		return Entry{}, invalidf("expires_at %s is not in the future", exp.UTC().Format(time.RFC3339))
 	}
 	return Entry{
 		ID:        newID(now),
@@ -281,13 +293,13 @@ func badSourceRune(r rune) bool {
 // checked: host bits beyond the mask are an error, IPv4-mapped becomes IPv4.
 func canonical(p netip.Prefix) (netip.Prefix, error) {
 	if !p.IsValid() {
-		return netip.Prefix{}, fmt.Errorf("missing or invalid ip/cidr")
+		return netip.Prefix{}, invalidf("missing or invalid ip/cidr")
 	}
 	if p.Addr().Zone() != "" {
-		return netip.Prefix{}, fmt.Errorf("%s: zoned addresses cannot be listed", p)
+		return netip.Prefix{}, invalidf("%s: zoned addresses cannot be listed", p)
 	}
 	if m := p.Masked(); m != p {
-		return netip.Prefix{}, fmt.Errorf("%s has bits set beyond its /%d mask (did you mean %s?)", p, p.Bits(), m)
+		return netip.Prefix{}, invalidf("%s has bits set beyond its /%d mask (did you mean %s?)", p, p.Bits(), m)
 	}
 	if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
 		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rampart-proxy/rampart/internal/acl"
 	"github.com/rampart-proxy/rampart/internal/audit"
 	"github.com/rampart-proxy/rampart/internal/config"
 	"github.com/rampart-proxy/rampart/internal/metrics"
@@ -31,6 +32,8 @@ type Instance interface {
 	Audit() *audit.Log
 	// Metrics returns the Prometheus collectors served on /metrics.
 	Metrics() *metrics.Metrics
+	// ACL returns the IP lists (nil when the instance has none).
+	ACL() *acl.ACL
 }
 
 // API serves /api/v1.
@@ -62,6 +65,7 @@ func New(inst Instance, log *slog.Logger) *API {
 	a.mux.HandleFunc("DELETE /api/v1/pools/{pool}/backends/{id}", a.deregister)
 	a.mux.HandleFunc("POST /api/v1/pools/{pool}/backends/{id}/{action}", a.backendAction)
 	a.mux.HandleFunc("GET /api/v1/audit", a.auditTrail)
+	a.registerACLRoutes()
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusNotFound, "no such endpoint", r.Method+" "+r.URL.Path+" is not part of the admin API")
 	})

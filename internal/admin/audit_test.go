@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rampart-proxy/rampart/internal/acl"
 	"github.com/rampart-proxy/rampart/internal/audit"
 	"github.com/rampart-proxy/rampart/internal/config"
 	"github.com/rampart-proxy/rampart/internal/metrics"
@@ -33,6 +34,7 @@ func (f *fakeInstance) StatusJSON() any           { return map[string]string{"ok
 func (f *fakeInstance) ReloadConfig() error       { return f.reloadErr }
 func (f *fakeInstance) Audit() *audit.Log         { return f.trail }
 func (f *fakeInstance) Metrics() *metrics.Metrics { return nil }
+func (f *fakeInstance) ACL() *acl.ACL             { return nil }
 
 const testConfig = `listeners:
   - {name: public, listen: "127.0.0.1:0"}

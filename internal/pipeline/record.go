@@ -50,6 +50,11 @@ type Record struct {
 	TargetStatusCode       int     `json:"target_status_code"`
 	TargetProcessingTimeMs float64 `json:"target_processing_time_ms"`
 
+	// ACLAction is "allow" or "deny" when an IP list decided, and
+	// ACLSource which one: static:blocklist, feed:NAME, dynamic:ID.
+	ACLAction string `json:"acl_action,omitempty"`
+	ACLSource string `json:"acl_source,omitempty"`
+
 	// Error is a short machine-readable reason when Rampart answered itself
 	// (no_route, no_backend, backend_unreachable, backend_timeout, ...).
 	Error string `json:"error,omitempty"`

@@ -9,9 +9,11 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/rampart-proxy/rampart/internal/acl"
 	"github.com/rampart-proxy/rampart/internal/pipeline"
 )
 
@@ -39,11 +41,14 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.Method, rec.Host, rec.Path, rec.Query = r.Method, r.Host, r.URL.Path, r.URL.RawQuery
 	rec.Protocol = r.Proto
 	rec.UserAgent, rec.Referer = r.Header.Get("User-Agent"), r.Header.Get("Referer")
+	var client netip.Addr
 	if ci, ok := r.Context().Value(connInfoKey{}).(*connInfo); ok {
 		rec.ServerIP, rec.ServerPort = ci.serverIP, ci.serverPort
 		rec.ClientIP, rec.XForwardedFor, rec.ClientPort = ci.peerIP, ci.peerIP, int(ci.peer.Port())
+		client = ci.peer.Addr()
 		if xff := r.Header["X-Forwarded-For"]; len(xff) > 0 && len(lt.trusted) > 0 {
-			client, chain := lt.trusted.clientIP(ci.peer.Addr(), xff)
+			var chain string
+			client, chain = lt.trusted.clientIP(ci.peer.Addr(), xff)
 			if client != ci.peer.Addr() {
 				rec.ClientIP, rec.ClientPort = client.String(), 0
 			}
@@ -52,6 +57,7 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// The response carries it too: responseWriter sets it with the status.
 	rec.RequestID = requestID(r.Header.Get("X-Request-Id"))
+	denied := e.checkACL(rec, client)
 
 	rw := &responseWriter{ResponseWriter: w, rec: rec}
 	var body *countingBody
@@ -72,6 +78,11 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 
+	if denied {
+		rec.Error = "blocked"
+		pipeline.WriteError(rw, r.WithContext(pipeline.WithRecord(r.Context(), rec)), http.StatusForbidden)
+		return
+	}
 	rt := t.router.match(r.Host, r.URL.Path)
 	if rt == nil || rt.pool == nil {
 		rec.Error = "no_route"
@@ -80,6 +91,57 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rec.Route, rec.PoolID, rec.Target = rt.name, rt.pool.Name, rt.pool
 	e.srv.proxy.ServeHTTP(rw, r.WithContext(pipeline.WithRecord(r.Context(), rec)))
+}
+
+// checkACL is pipeline stages 1 and 2 (DESIGN §1): an allowlisted client
+// passes and skips the later checks, a blocklisted one is refused. The
+// client is the one established above, so a trusted proxy's X-Forwarded-For
+// is honoured and anyone else's is not.
+func (e *entry) checkACL(rec *pipeline.Record, client netip.Addr) (denied bool) {
+	d := e.srv.acl.Check(client)
+	switch d.Action {
+	case acl.ActionAllow:
+		rec.ACLAction, rec.ACLSource = "allow", d.Source
+	case acl.ActionDeny:
+		rec.ACLAction, rec.ACLSource = "deny", d.Source
+		e.srv.metrics.Blocked("acl", sourceKind(d.Source))
+		return true
+	}
+	return false
+}
+
+// admit is the connection guard: a blocklisted peer is closed at accept,
+// before a byte is read (or, later, a TLS handshake is spent on it).
+func (e *entry) admit(c net.Conn) bool {
+	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
+	if err != nil {
+		return true
+	}
+	d := e.srv.acl.Check(ap.Addr())
+	if d.Action != acl.ActionDeny {
+		return true
+	}
+	e.srv.metrics.Blocked("acl_accept", sourceKind(d.Source))
+	t := e.srv.table.Load()
+	rec := pipeline.NewRecord()
+	rec.Timestamp = time.Now()
+	rec.Listener = *e.l.name.Load()
+	rec.LBInstance = t.instance
+	rec.ClientIP, rec.ClientPort = ap.Addr().Unmap().String(), int(ap.Port())
+	rec.ACLAction, rec.ACLSource = "deny", d.Source
+	rec.Error = "blocked_at_accept"
+	t.accessLog.Log(rec)
+	pipeline.Release(rec)
+	return false
+}
+
+// sourceKind turns a decision source into a metric label of bounded
+// cardinality: feed names come from the config, dynamic entry ids do not.
+func sourceKind(src string) string {
+	if strings.HasPrefix(src, "dynamic:") {
+		return "dynamic"
+	}
+	return src
 }
 
 // refused logs a request the HTTP engine refused before it reached the

@@ -127,6 +127,7 @@ func TestQuarantine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	secondInstance(t, cfg)
 	s2, err := New(cfg, testLogger())
 	if err != nil {
 		t.Fatal(err)
@@ -354,6 +355,7 @@ func TestDeregisterAndRegister(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	secondInstance(t, cfg)
 	s2, err := New(cfg, testLogger())
 	if err != nil {
 		t.Fatal(err)
@@ -873,4 +875,12 @@ func TestReloadListenerSettingsApplyAtOnce(t *testing.T) {
 	if v := a.header().Get("X-Forwarded-For"); v != "1.2.3.4, 127.0.0.1" {
 		t.Fatalf("after reload: X-Forwarded-For %q, want the trusted chain", v)
 	}
+}
+
+// secondInstance lets cfg start a second server in this process while the
+// first still runs on the same data_dir (a restart, without stopping the
+// first, which the test goes on using): the dynamic blocklist store admits
+// one opener, so the second gets its own.
+func secondInstance(t *testing.T, cfg *config.Config) {
+	cfg.Security.DynamicBlocklist.Store = filepath.Join(t.TempDir(), "blocklist.db")
 }

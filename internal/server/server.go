@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/rampart-proxy/rampart/internal/accesslog"
+	"github.com/rampart-proxy/rampart/internal/acl"
 	"github.com/rampart-proxy/rampart/internal/admin"
 	"github.com/rampart-proxy/rampart/internal/audit"
 	"github.com/rampart-proxy/rampart/internal/config"
@@ -31,6 +32,8 @@ type Server struct {
 	audit *audit.Log // lives for the whole process, like reg
 	// metrics live for the whole process too: counters survive reloads.
 	metrics *metrics.Metrics
+	// acl holds the IP lists; dynamic entries and feed data survive reloads.
+	acl *acl.ACL
 
 	// table is everything a request reads from the config, replaced as a
 	// whole on reload so a request sees one config from start to end.
@@ -42,6 +45,7 @@ type Server struct {
 	admin     *http.Server
 	adminLn   net.Listener
 	started   time.Time
+	stopped   bool
 	reloads   atomic.Int64
 }
 
@@ -75,16 +79,22 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	}
 	s := &Server{log: log, reg: reg, proxy: proxy.NewHandler(), cfg: cfg, listeners: map[string]*listener{}}
 	s.metrics = metrics.New(s)
+	if s.acl, err = acl.New(cfg, acl.Options{Logger: log}); err != nil {
+		reg.Close()
+		return nil, err
+	}
 	reg.Apply(cfg.Pools)
 	al, err := accesslog.Open(cfg.Resolve(cfg.Logging.AccessLog.Path))
 	if err != nil {
 		reg.Close()
+		s.acl.Close()
 		return nil, fmt.Errorf("access log: %w", err)
 	}
 	s.table.Store(s.buildTable(cfg, al))
 	auditPath, auditKey := cfg.AuditPaths()
 	if s.audit, err = audit.Open(audit.Options{Path: auditPath, KeyFile: auditKey, Logger: log}); err != nil {
 		reg.Close()
+		s.acl.Close()
 		al.Close()
 		return nil, err
 	}
@@ -109,6 +119,9 @@ func (s *Server) Registry() *proxy.Registry { return s.reg }
 
 // Metrics returns the Prometheus collectors (for the admin API's /metrics).
 func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
+
+// ACL returns the IP lists (for the admin API).
+func (s *Server) ACL() *acl.ACL { return s.acl }
 
 // Pools implements metrics.Source.
 func (s *Server) Pools() []proxy.PoolStatus { return s.reg.Status() }
@@ -223,6 +236,7 @@ func (s *Server) serve(l *listener) {
 	e := &entry{srv: s, l: l}
 	l.srv = &http1.Server{
 		Handler:           e,
+		Admit:             e.admit,
 		ConnContext:       withConnInfo,
 		OnRefused:         e.refused,
 		H2C:               l.cfg.H2C,
@@ -332,6 +346,16 @@ func (s *Server) apply(cfg *config.Config) error {
 		}
 		al = nal
 	}
+	if err := s.acl.Reload(cfg); err != nil {
+		for _, l := range bound {
+			l.ln.Close()
+		}
+		if al != oldAL {
+			al.Close()
+		}
+		s.log.Error("reload refused: IP lists", "problems", err.Error())
+		return err
+	}
 	s.reg.Apply(cfg.Pools)
 	for addr, lc := range keep {
 		l := s.listeners[addr]
@@ -368,6 +392,11 @@ func (s *Server) shutdownListener(l *listener, timeout time.Duration) {
 // then closes what is left.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return nil // a second call (tests, signal races) has nothing left to do
+	}
+	s.stopped = true
 	ls := make([]*listener, 0, len(s.listeners))
 	for _, l := range s.listeners {
 		ls = append(ls, l)
@@ -395,6 +424,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.reg.Close()
 	s.table.Load().accessLog.Close()
 	s.audit.Close()
+	s.acl.Close()
 	return firstErr
 }
 

@@ -39,6 +39,10 @@ type Server struct {
 	// ConnContext derives a connection's context (per-connection data the
 	// handler reads, such as the parsed peer address).
 	ConnContext func(ctx context.Context, c net.Conn) context.Context
+	// Admit, when set, is asked about every accepted connection before
+	// anything is read from it (the connection guard: IP blocklists); a
+	// refused connection is closed at once.
+	Admit func(c net.Conn) bool
 	// OnRefused is told about every request refused before reaching the
 	// handler (malformed, oversized, too slow), for logs and metrics.
 	OnRefused func(connCtx context.Context, status int, reason string)
@@ -135,6 +139,10 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		backoff = 0
+		if s.Admit != nil && !s.Admit(rwc) {
+			rwc.Close()
+			continue
+		}
 		c := s.newConn(rwc)
 		if !s.track(c) {
 			c.close()
