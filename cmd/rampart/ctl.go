@@ -21,6 +21,8 @@ const ctlUsage = `usage: rampart ctl [--admin URL] <command>
   backend drain       --pool P --backend ID [--wait]    no new requests; in-flight ones finish
   backend quarantine  --pool P --backend ID             out of rotation now, in-flight requests cut
   backend restore     --pool P --backend ID             back into rotation
+  block add|list|remove  ...                            the dynamic blocklist (rampart ctl block for details)
+  allow add|list|remove  ...                            the dynamic allowlist
   reload                                                re-read the config file
   status
 
@@ -55,6 +57,10 @@ func cmdCtl(args []string, stdout, stderr io.Writer) int {
 		return c.do(http.MethodPost, "/api/v1/config/reload", nil)
 	case "backend":
 		return c.backend(rest[1:])
+	case "block":
+		return c.acl("blocklist", rest[1:])
+	case "allow":
+		return c.acl("allowlist", rest[1:])
 	}
 	fs.Usage()
 	return 2
@@ -155,6 +161,10 @@ func (c *ctlClient) do(method, path string, body []byte) int {
 			fmt.Fprintf(c.errw, "rampart ctl: HTTP %d: %s\n", resp.StatusCode, bytes.TrimSpace(data))
 		}
 		return 1
+	}
+	if len(data) == 0 {
+		fmt.Fprintf(c.out, "done (HTTP %d)\n", resp.StatusCode)
+		return 0
 	}
 	c.out.Write(data)
 	return 0
