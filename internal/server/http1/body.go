@@ -21,7 +21,8 @@ func frame(r *http.Request, c *conn) error {
 	switch {
 	case len(hosts) > 1:
 		return refuse(http.StatusBadRequest, "several Host headers")
-	case len(hosts) == 0 && r.ProtoMinor == 1 && r.URL.Host == "":
+	case len(hosts) == 0 && r.ProtoMinor == 1:
+		// Even with an absolute-form target (RFC 9112 §3.2: MUST).
 		return refuse(http.StatusBadRequest, "missing Host header")
 	case len(hosts) == 1 && !validHost(hosts[0]):
 		return refuse(http.StatusBadRequest, "malformed Host header")
@@ -34,6 +35,9 @@ func frame(r *http.Request, c *conn) error {
 	} else if len(hosts) == 1 {
 		r.Host = hosts[0]
 	}
+	// As net/http: the Host field lives in r.Host only, so middlewares that
+	// copy r.Header and add r.Host (Coraza's does) see it once.
+	delete(h, "Host")
 
 	r.Close = shouldClose(r)
 	te, cl := h["Transfer-Encoding"], h["Content-Length"]
@@ -47,6 +51,10 @@ func frame(r *http.Request, c *conn) error {
 		}
 		if len(cl) > 0 {
 			return refuse(http.StatusBadRequest, "both Content-Length and Transfer-Encoding")
+		}
+		if tr := h["Trailer"]; hasToken(tr, "Content-Length") || hasToken(tr, "Transfer-Encoding") || hasToken(tr, "Trailer") {
+			// Framing fields announced as trailers (net/http refuses them too).
+			return refuse(http.StatusBadRequest, "framing field declared as trailer")
 		}
 		delete(h, "Transfer-Encoding")
 		r.TransferEncoding = chunkedTE
@@ -105,7 +113,7 @@ func parseContentLength(s string) (int64, bool) {
 func shouldClose(r *http.Request) bool {
 	conn := r.Header["Connection"]
 	if r.ProtoMinor == 0 {
-		return !hasToken(conn, "keep-alive")
+		return hasToken(conn, "close") || !hasToken(conn, "keep-alive")
 	}
 	return hasToken(conn, "close")
 }
@@ -155,6 +163,7 @@ func (c *conn) newBody(r *http.Request, n int64) *body {
 		b.src = &io.LimitedReader{R: c.br, N: n}
 	}
 	_, b.expect = r.Header["Expect"]
+	c.canContinue.Store(b.expect)
 	return b
 }
 
@@ -176,12 +185,9 @@ func (b *body) read(p []byte) (int, error) {
 	}
 	if b.expect {
 		b.expect = false
-		if !b.c.resp.wroteHeader {
-			b.c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
-			if err := b.c.bw.Flush(); err != nil {
-				b.err = err
-				return 0, err
-			}
+		if err := b.c.sendContinue(); err != nil {
+			b.err = err
+			return 0, err
 		}
 	}
 	n, err := b.src.Read(p)
@@ -225,44 +231,62 @@ func (b *body) finish() bool {
 	}
 	const maxDrain = 256 << 10
 	var buf [4096]byte
-	for drained := 0; drained <= maxDrain; {
-		n, err := b.read(buf[:])
+	for drained := 0; ; {
+		n, err := b.read(buf[:min(len(buf), maxDrain+1-drained)])
 		drained += n
 		if err == io.EOF {
-			return true
+			return drained <= maxDrain
 		}
-		if err != nil {
+		if err != nil || drained > maxDrain {
 			return false
 		}
 	}
-	return false
+}
+
+// abandon ends the body without reading the rest, when the connection is
+// closed anyway. The caller stops a read in progress first (a deadline).
+func (b *body) abandon() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
 }
 
 // skipTrailers consumes the trailer section after the last chunk. Request
 // trailers are not forwarded (as in nginx); they are read so the next
-// request starts at the right byte.
+// request starts at the right byte. Like the chunk lines (RFC 9112 erratum
+// 7633), its lines must end in CRLF: where a chunked body ends is where
+// smuggling happens, so no other parser may see the end elsewhere.
 func skipTrailers(br *bufio.Reader) error {
-	var line []byte
 	for total := 0; ; {
-		line = line[:0]
-		n, err := readLine(br, &line, 8192)
+		line, err := br.ReadSlice('\n')
 		if err != nil {
-			if errors.Is(err, errLineTooLong) {
-				return errors.New("http1: trailer section too large")
+			if err == bufio.ErrBufferFull {
+				return errTrailersTooLarge
 			}
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
 			return err
 		}
+		n := len(line) - 2
+		if n < 0 || line[n] != '\r' {
+			return refuse(http.StatusBadRequest, "trailer line not ended by CRLF")
+		}
 		if n == 0 {
 			return nil
 		}
 		if total += n; total > 8192 {
-			return errors.New("http1: trailer section too large")
+			return errTrailersTooLarge
+		}
+		// Discarded, but held to the header rules (no bare CR either): what
+		// net/http would refuse is not a request Rampart serves.
+		if _, _, err := splitField(string(line[:n])); err != nil {
+			return err
 		}
 	}
 }
+
+var errTrailersTooLarge = errors.New("http1: trailer section too large")
 
 // contentLengthString avoids strconv's allocation for small bodies.
 func contentLengthString(n int64) string {

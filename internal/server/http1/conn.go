@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -50,6 +49,58 @@ type conn struct {
 	// is finished; Shutdown closes only connections that are not active.
 	active   atomic.Bool
 	hijacked atomic.Bool
+
+	// cr is what br reads from. While flushOnRead is set (the connection's
+	// own goroutine is between handlers), answers still buffered for
+	// pipelining are flushed before a read that may block, so a client
+	// waiting for them is never stuck behind it.
+	cr          connReader
+	flushOnRead atomic.Bool
+
+	// contMu orders the automatic 100 Continue, which a body read may send
+	// from any goroutine (a proxy's transport reads bodies on its own),
+	// with the handler's writes; canContinue says the client still waits
+	// for it.
+	contMu      sync.Mutex
+	canContinue atomic.Bool
+}
+
+type connReader struct{ c *conn }
+
+func (cr *connReader) Read(p []byte) (int, error) {
+	c := cr.c
+	if c.flushOnRead.Load() && c.bw.Buffered() > 0 {
+		if err := c.bw.Flush(); err != nil {
+			return 0, err
+		}
+	}
+	return c.rwc.Read(p)
+}
+
+// sendContinue sends the 100 Continue a client waiting with Expect wants
+// before its body, unless the final answer has made it moot.
+func (c *conn) sendContinue() error {
+	if !c.canContinue.Load() {
+		return nil
+	}
+	c.contMu.Lock()
+	defer c.contMu.Unlock()
+	if !c.canContinue.Load() {
+		return nil
+	}
+	c.canContinue.Store(false)
+	c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+	return c.bw.Flush()
+}
+
+// noContinue is called before the final answer is written: no 100
+// Continue follows it, and one being sent is complete first.
+func (c *conn) noContinue() {
+	if c.canContinue.Load() {
+		c.contMu.Lock()
+		c.canContinue.Store(false)
+		c.contMu.Unlock()
+	}
 }
 
 var (
@@ -59,8 +110,9 @@ var (
 
 func (s *Server) newConn(rwc net.Conn) *conn {
 	c := &conn{srv: s, rwc: rwc}
+	c.cr.c = c
 	c.br = readerPool.Get().(*bufio.Reader)
-	c.br.Reset(rwc)
+	c.br.Reset(&c.cr)
 	c.bw = writerPool.Get().(*bufio.Writer)
 	c.bw.Reset(rwc)
 	ctx := s.baseCtx
@@ -85,16 +137,23 @@ func (c *conn) serve() {
 		}
 	}()
 	s := c.srv
-	for {
+	c.flushOnRead.Store(true)
+	// A new connection waits ReadHeaderTimeout, not IdleTimeout, for its
+	// first byte: a client that connects and stays silent is bounded by
+	// the header timeout.
+	c.setReadDeadline(time.Now().Add(s.readHeaderTimeout()))
+	for first := true; ; first = false {
 		// Between requests the connection is idle: it may wait IdleTimeout
 		// for the next one, then has ReadHeaderTimeout to send the head.
 		if c.br.Buffered() == 0 {
 			if s.shuttingDown() {
 				return
 			}
-			// Re-armed only when it has moved more than a second closer.
+			// Re-armed only when it has moved more than a second (an eighth
+			// of a short timeout) closer, or is further than IdleTimeout.
 			now := time.Now()
-			if idle := s.idleTimeout(); c.readDeadline.Sub(now) < idle-time.Second {
+			idle := s.idleTimeout()
+			if d := c.readDeadline.Sub(now); !first && (d < idle-min(idle/8, time.Second) || d > idle) {
 				c.setReadDeadline(now.Add(idle))
 			}
 			if _, err := c.br.Peek(1); err != nil {
@@ -174,18 +233,29 @@ func (c *conn) handle(r *http.Request) (keep bool) {
 		}
 		if p := recover(); p != nil {
 			if b != nil {
-				b.finish()
+				// The connection closes: stop a read in progress in another
+				// goroutine, and keep later ones off the pooled reader.
+				c.setReadDeadline(time.Now())
+				b.abandon()
 			}
 			panic(p) // serve logs it and closes the connection
 		}
 	}()
+	c.flushOnRead.Store(false)
 	c.srv.Handler.ServeHTTP(w, r)
 	if c.hijacked.Load() {
 		return false
 	}
 	keep = w.finish()
-	if b != nil && !b.finish() {
-		keep = false
+	c.flushOnRead.Store(true)
+	if b != nil {
+		// Draining what the handler left of the body may wait for the
+		// client: the answer goes out first (see connReader), and the
+		// client has ReadHeaderTimeout to send what it announced.
+		c.setReadDeadline(time.Now().Add(c.srv.readHeaderTimeout()))
+		if !b.finish() {
+			keep = false
+		}
 	}
 	return keep && !r.Close
 }
@@ -200,14 +270,13 @@ func (c *conn) refuse(err error) {
 	if !errors.As(err, &pe) {
 		// Timeout, reset or EOF in the middle of a head: nothing to answer
 		// that the client would read, except a slow client's 408.
+		// (The parser's own refusals are all parseErrors: anything else is
+		// the connection failing.)
 		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			pe = &parseError{status: http.StatusRequestTimeout, reason: "request head not received in time"}
-		} else if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded) {
+		if !errors.As(err, &ne) || !ne.Timeout() {
 			return
-		} else {
-			pe = &parseError{status: http.StatusBadRequest, reason: err.Error()}
 		}
+		pe = &parseError{status: http.StatusRequestTimeout, reason: "request head not received in time"}
 	}
 	if c.srv.OnRefused != nil {
 		c.srv.OnRefused(c.ctx, pe.status, pe.reason)
@@ -215,8 +284,9 @@ func (c *conn) refuse(err error) {
 	text := http.StatusText(pe.status)
 	body := strconv.Itoa(pe.status) + " " + text + "\n"
 	c.rwc.SetWriteDeadline(time.Now().Add(time.Second))
+	// Answers to earlier pipelined requests may still be buffered: they go
+	// out first.
 	bw := c.bw
-	bw.Reset(c.rwc)
 	writeStatusLine(bw, pe.status)
 	bw.WriteString("Content-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\nContent-Length: ")
 	bw.WriteString(strconv.Itoa(len(body)))
@@ -241,7 +311,11 @@ func (c *conn) handOffH2() {
 		}
 		return
 	}
-	c.rwc.SetReadDeadline(time.Time{})
+	c.setReadDeadline(time.Time{})
+	c.flushOnRead.Store(false)
+	if c.bw.Flush() != nil {
+		return
+	}
 	pre := &prereadConn{Conn: c.rwc, r: io.MultiReader(strings.NewReader("PRI * HTTP/2.0\r\n"), c.br)}
 	c.hijacked.Store(true) // the HTTP/2 server owns it now
 	c.srv.untrack(c)
@@ -256,10 +330,12 @@ type prereadConn struct {
 func (c *prereadConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 func (c *conn) close() {
+	// A hijacked connection belongs to the handler (or the HTTP/2 server)
+	// now: forget it, so Shutdown does not wait for it, but leave it open.
+	c.srv.untrack(c)
 	if c.hijacked.Load() {
 		return
 	}
-	c.srv.untrack(c)
 	c.rwc.Close()
 	c.br.Reset(nil)
 	readerPool.Put(c.br)

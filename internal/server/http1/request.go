@@ -66,7 +66,7 @@ func (h *head) readHead(br *bufio.Reader, lim *Limits) (lineEnd int, err error) 
 		}
 	}
 	lineEnd = len(h.buf)
-	if bytes.HasPrefix(h.buf, []byte("PRI * HTTP/2.0")) {
+	if string(h.buf) == "PRI * HTTP/2.0\n" {
 		return lineEnd, errH2Preface
 	}
 	budget := lim.MaxHeaderBytes
@@ -87,7 +87,7 @@ func (h *head) readHead(br *bufio.Reader, lim *Limits) (lineEnd int, err error) 
 			return 0, refuse(http.StatusRequestHeaderFieldsTooLarge, "too many header fields")
 		}
 		budget -= line + 2
-		if budget <= 0 {
+		if budget < 0 {
 			return 0, refuse(http.StatusRequestHeaderFieldsTooLarge, "header block too large")
 		}
 	}
@@ -157,7 +157,7 @@ func (h *head) parse(r *http.Request, lineEnd int) error {
 	case "HTTP/1.0":
 		r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/1.0", 1, 0
 	default:
-		if strings.HasPrefix(proto, "HTTP/") && len(proto) == 8 && proto[6] == '.' {
+		if len(proto) == 8 && strings.HasPrefix(proto, "HTTP/") && isDigit(proto[5]) && proto[6] == '.' && isDigit(proto[7]) {
 			return refuse(http.StatusHTTPVersionNotSupported, "unsupported HTTP version")
 		}
 		return refuse(http.StatusBadRequest, "malformed request line")
@@ -179,26 +179,11 @@ func (h *head) parse(r *http.Request, lineEnd int) error {
 	vals := make([]string, strings.Count(rest, "\n"))
 	for i := 0; rest != ""; i++ {
 		nl := strings.IndexByte(rest, '\n')
-		field := rest[:nl]
+		name, value, err := splitField(rest[:nl])
+		if err != nil {
+			return err
+		}
 		rest = rest[nl+1:]
-		if field[0] == ' ' || field[0] == '\t' {
-			// obs-fold: RFC 9112 §5.2 lets a server reject it, and a proxy
-			// must not pass on a header that others may unfold differently.
-			return refuse(http.StatusBadRequest, "obsolete line folding in header")
-		}
-		colon := strings.IndexByte(field, ':')
-		if colon <= 0 {
-			return refuse(http.StatusBadRequest, "malformed header field")
-		}
-		name := field[:colon]
-		if !validToken(name) {
-			// Covers whitespace before the colon (RFC 9112 §5.1: MUST reject).
-			return refuse(http.StatusBadRequest, "malformed header name")
-		}
-		value := trimOWS(field[colon+1:])
-		if !validValue(value) {
-			return refuse(http.StatusBadRequest, "control character in header value")
-		}
 		key := textproto.CanonicalMIMEHeaderKey(name)
 		if vv, dup := hdr[key]; dup {
 			hdr[key] = append(vv, value)
@@ -211,12 +196,40 @@ func (h *head) parse(r *http.Request, lineEnd int) error {
 	return nil
 }
 
+// splitField checks one header or trailer field line (without its line
+// ending) and splits it into name and value.
+func splitField(field string) (name, value string, err error) {
+	if field[0] == ' ' || field[0] == '\t' {
+		// obs-fold: RFC 9112 §5.2 lets a server reject it, and a proxy
+		// must not pass on a header that others may unfold differently.
+		return "", "", refuse(http.StatusBadRequest, "obsolete line folding in header")
+	}
+	colon := strings.IndexByte(field, ':')
+	if colon <= 0 {
+		return "", "", refuse(http.StatusBadRequest, "malformed header field")
+	}
+	name = field[:colon]
+	if !validToken(name) {
+		// Covers whitespace before the colon (RFC 9112 §5.1: MUST reject).
+		return "", "", refuse(http.StatusBadRequest, "malformed header name")
+	}
+	value = trimOWS(field[colon+1:])
+	if !validValue(value) {
+		return "", "", refuse(http.StatusBadRequest, "control character in header value")
+	}
+	return name, value, nil
+}
+
 // parseTarget sets r.URL and, for the absolute form, r.Host.
 func parseTarget(r *http.Request, target string) error {
 	u := r.URL
 	*u = url.URL{}
+	if r.Method == http.MethodConnect {
+		// Whatever the target's form: Rampart opens no tunnels.
+		return refuse(http.StatusMethodNotAllowed, "CONNECT is not supported")
+	}
 	switch {
-	case target[0] == '/' && strings.IndexByte(target, '%') < 0:
+	case target[0] == '/' && plainPath(target):
 		// origin-form without escapes, by far the most common: no parsing
 		// beyond splitting off the query.
 		if q := strings.IndexByte(target, '?'); q >= 0 {
@@ -231,8 +244,6 @@ func parseTarget(r *http.Request, target string) error {
 		}
 		u.Path = "*"
 		return nil
-	case r.Method == http.MethodConnect:
-		return refuse(http.StatusMethodNotAllowed, "CONNECT is not supported")
 	}
 	parsed, err := url.ParseRequestURI(target)
 	if err != nil || (parsed.Scheme != "" && parsed.Scheme != "http" && parsed.Scheme != "https") ||
@@ -242,6 +253,38 @@ func parseTarget(r *http.Request, target string) error {
 	*u = *parsed
 	return nil
 }
+
+// plainPath reports whether the path of an origin-form target has only
+// bytes that url.URL neither unescapes nor keeps a RawPath for, so that
+// splitting off the query gives what url.ParseRequestURI gives. Anything
+// else ("!", "*", "(", non-ASCII, escapes) is parsed by net/url, or the
+// URL's EscapedPath, which builds the upstream request line, would differ.
+func plainPath(target string) bool {
+	for i := 0; i < len(target); i++ {
+		c := target[i]
+		if c == '?' {
+			return true
+		}
+		if !isPlainPathChar[c] {
+			return false
+		}
+	}
+	return true
+}
+
+var isPlainPathChar = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "$&+,-./:;=@_~" {
+		t[c] = true
+	}
+	return t
+}()
 
 func commonMethod(m string) string {
 	switch m {
@@ -287,6 +330,8 @@ var isTokenChar = func() (t [256]bool) {
 	}
 	return t
 }()
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 func validToken(s string) bool {
 	if s == "" {

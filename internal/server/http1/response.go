@@ -82,12 +82,22 @@ func (w *response) WriteHeader(code int) {
 // writeInterim sends a 1xx answer (103 Early Hints) at once, with the
 // headers set so far.
 func (w *response) writeInterim(code int) {
-	if w.err != nil {
+	if w.err != nil || w.req.ProtoMinor == 0 {
+		// RFC 9110 §15.2: no 1xx to an HTTP/1.0 client.
 		return
 	}
-	bw := w.c.bw
+	c := w.c
+	c.contMu.Lock() // not in the middle of an automatic 100 Continue
+	defer c.contMu.Unlock()
+	if code == http.StatusContinue {
+		c.canContinue.Store(false)
+	}
+	bw := c.bw
 	writeStatusLine(bw, code)
 	for k, vv := range w.header {
+		if k == "Content-Length" || k == "Transfer-Encoding" {
+			continue // RFC 9110 §8.6: never in a 1xx
+		}
 		for _, v := range vv {
 			writeField(bw, k, v)
 		}
@@ -100,6 +110,7 @@ func (w *response) writeInterim(code int) {
 // buffer, choosing the body framing.
 func (w *response) writeHead() {
 	w.sentHeader = true
+	w.c.noContinue()
 	bw := w.c.bw
 	h := w.header
 	delete(h, "Transfer-Encoding") // framing is Rampart's choice, never the handler's
@@ -234,8 +245,14 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if w.sentHeader && w.status != http.StatusSwitchingProtocols {
 		return nil, nil, errors.New("http1: hijack after the response was sent")
 	}
-	w.hijacked = true
 	c := w.c
+	c.noContinue()
+	// What is buffered (a 101 head, answers to pipelined requests) goes out
+	// before the handler writes to the connection itself.
+	if err := c.bw.Flush(); err != nil {
+		return nil, nil, err
+	}
+	w.hijacked = true
 	// The connection is the handler's now, with no deadline of ours.
 	c.setReadDeadline(time.Time{})
 	c.hijacked.Store(true)
@@ -283,14 +300,23 @@ func (w *response) finish() bool {
 		// or take the next response as part of this one.
 		w.closeAfter = true
 	}
+	if w.status == http.StatusSwitchingProtocols {
+		// The client speaks another protocol now, and without a hijack
+		// nothing on this side does.
+		w.closeAfter = true
+	}
 	return !w.closeAfter
 }
 
 var zeroLength = []string{"0"}
 
 // writeField writes one header line. CR and LF in a value become spaces
-// (as net/http does), so no handler can split the response.
+// and a name that is not a token is dropped (as net/http does), so no
+// handler can split the response.
 func writeField(bw *bufio.Writer, k, v string) {
+	if !validToken(k) {
+		return
+	}
 	bw.WriteString(k)
 	bw.WriteString(": ")
 	if strings.ContainsAny(v, "\r\n") {

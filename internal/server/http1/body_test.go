@@ -1,0 +1,342 @@
+package http1
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestContentLengthBody(t *testing.T) {
+	ch := make(chan seen, 2)
+	ts := newTestServer(t, capture(ch))
+	c := ts.dial(t)
+	// The body is followed at once by the next request: it must be read
+	// exactly, not a byte more.
+	c.write("POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello worldGET /b HTTP/1.1\r\nHost: a\r\n\r\n")
+	c.expectStatus("POST", 200)
+	c.expectStatus("GET", 200)
+	a, b := recv(t, ch), recv(t, ch)
+	eq(t, "body", a.Body, "hello world")
+	eq(t, "ContentLength", a.ContentLength, int64(11))
+	if a.BodyErr != nil {
+		t.Fatal(a.BodyErr)
+	}
+	eq(t, "second path", b.Path, "/b")
+}
+
+func TestContentLengthBodyArrivingSlowly(t *testing.T) {
+	ch := make(chan seen, 1)
+	ts := newTestServer(t, capture(ch))
+	c := ts.dial(t)
+	c.write("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n\r\nab")
+	time.Sleep(20 * time.Millisecond)
+	c.write("cd")
+	time.Sleep(20 * time.Millisecond)
+	c.write("ef")
+	c.expectStatus("POST", 200)
+	eq(t, "body", recv(t, ch).Body, "abcdef")
+}
+
+func TestTruncatedBody(t *testing.T) {
+	ch := make(chan seen, 1)
+	ts := newTestServer(t, capture(ch))
+	c := ts.dial(t)
+	c.write("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
+	c.c.(interface{ CloseWrite() error }).CloseWrite()
+	s := recv(t, ch)
+	if !errors.Is(s.BodyErr, io.ErrUnexpectedEOF) {
+		t.Fatalf("body error = %v, want unexpected EOF", s.BodyErr)
+	}
+}
+
+func TestChunkedBody(t *testing.T) {
+	ch := make(chan seen, 2)
+	ts := newTestServer(t, capture(ch))
+	c := ts.dial(t)
+	c.write("POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n" +
+		"5;ext=1\r\nhello\r\n" +
+		"6;a;b=\"c d\"\r\n world\r\n" +
+		"0;last\r\nX-Trailer: t\r\nY: u\r\n\r\n" +
+		"GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+	c.expectStatus("POST", 200)
+	c.expectStatus("GET", 200)
+	a, b := recv(t, ch), recv(t, ch)
+	if a.BodyErr != nil {
+		t.Fatal(a.BodyErr)
+	}
+	eq(t, "body", a.Body, "hello world")
+	eq(t, "ContentLength", a.ContentLength, int64(-1))
+	eq(t, "TransferEncoding", fmt.Sprint(a.TransferEncoding), "[chunked]")
+	if _, ok := a.Header["Transfer-Encoding"]; ok {
+		t.Error("Transfer-Encoding left in the header map")
+	}
+	eq(t, "next path", b.Path, "/next")
+}
+
+// A body the handler cannot parse ends the connection: whatever follows the
+// garbage is never served as a request.
+func TestInvalidChunkedBody(t *testing.T) {
+	for _, tc := range []struct{ name, body string }{
+		{"non-hex size", "zz\r\nhello\r\n0\r\n\r\n"},
+		{"size with space", " 5\r\nhello\r\n0\r\n\r\n"},
+		{"size too large", "1ffffffffffffffffff\r\nhello\r\n0\r\n\r\n"},
+		{"bare LF after size", "5\nhello\r\n0\r\n\r\n"},
+		{"missing CRLF after data", "5\r\nhelloXX0\r\n\r\n"},
+		{"data longer than size", "3\r\nhello\r\n0\r\n\r\n"},
+		{"bare CR in trailer", "0\r\nX: a\rb\r\n\r\n"},
+		{"obs-fold in trailer", "0\r\nX: a\r\n b\r\n\r\n"},
+		{"no colon in trailer", "0\r\nGET /smuggled HTTP/1.1\r\n\r\n"},
+		{"bare LF ends trailers", "0\r\n\n"},
+		{"bare LF after trailer", "0\r\nX: a\n\r\n"},
+		{"trailer line too long", "0\r\nX: " + strings.Repeat("a", 5000) + "\r\n\r\n"},
+		{"trailer section too large", "0\r\n" + strings.Repeat("X: "+strings.Repeat("a", 1000)+"\r\n", 9) + "\r\n"},
+	} {
+		for _, reads := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/handler reads %v", tc.name, reads), func(t *testing.T) {
+				var paths []string
+				readErr := make(chan error, 4)
+				ts := newTestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					paths = append(paths, r.URL.Path)
+					if reads {
+						_, err := io.ReadAll(r.Body)
+						readErr <- err
+					}
+					io.WriteString(w, "done")
+				}))
+				c := ts.dial(t)
+				c.write("POST /first HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" + tc.body +
+					"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n")
+				if reads {
+					if err := recv(t, readErr); err == nil {
+						t.Fatal("handler read the body without an error")
+					}
+				}
+				c.expectStatus("POST", 200)
+				c.expectClosed()
+				if fmt.Sprint(paths) != "[/first]" {
+					t.Fatalf("handler saw %v", paths)
+				}
+			})
+		}
+	}
+}
+
+// A handler that does not read the body: a small remainder is drained and
+// the connection carries the next request; more than 256 KiB closes it.
+func TestUnreadBody(t *testing.T) {
+	const maxDrain = 256 << 10
+	for _, tc := range []struct {
+		name    string
+		size    int
+		chunked bool
+		keep    bool
+	}{
+		{"small", 100, false, true},
+		{"small chunked", 100, true, true},
+		{"exactly 256 KiB", maxDrain, false, true},
+		{"exactly 256 KiB chunked", maxDrain, true, true},
+		{"256 KiB + 1", maxDrain + 1, false, false},
+		{"256 KiB + 1 chunked", maxDrain + 1, true, false},
+		{"1 MiB", 1 << 20, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := newTestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Length", "2")
+				io.WriteString(w, "no")
+			}))
+			c := ts.dial(t)
+			head := fmt.Sprintf("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n", tc.size)
+			body := strings.Repeat("b", tc.size)
+			if tc.chunked {
+				head = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+				var sb strings.Builder
+				for rest := tc.size; rest > 0; rest -= min(rest, 1000) {
+					fmt.Fprintf(&sb, "%x\r\n%s\r\n", min(rest, 1000), strings.Repeat("b", min(rest, 1000)))
+				}
+				sb.WriteString("0\r\n\r\n")
+				body = sb.String()
+			}
+			// The client writes while it reads: the server answers before
+			// it drains.
+			go io.WriteString(c.c, head+body+"GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+			c.expectStatus("POST", 200)
+			if tc.keep {
+				c.expectStatus("GET", 200)
+				if n := ts.calls.Load(); n != 2 {
+					t.Fatalf("handler called %d times", n)
+				}
+				return
+			}
+			c.expectClosed()
+			if n := ts.calls.Load(); n != 1 {
+				t.Fatalf("handler called %d times", n)
+			}
+		})
+	}
+}
+
+// A client announcing a body it never sends gets its answer at once, and the
+// connection is closed within the server's header timeout instead of
+// waiting for the body forever.
+func TestUnreadBodyNeverSent(t *testing.T) {
+	ts := newTestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusForbidden)
+	}), func(s *Server) { s.ReadHeaderTimeout = 300 * time.Millisecond })
+	c := ts.dial(t)
+	c.write("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\nabc")
+	c.c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	c.expectStatus("POST", 403)
+	start := time.Now()
+	c.expectClosed()
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("closed after %v", d)
+	}
+}
+
+func TestExpectContinue(t *testing.T) {
+	t.Run("handler reads", func(t *testing.T) {
+		ch := make(chan seen, 1)
+		ts := newTestServer(t, capture(ch))
+		c := ts.dial(t)
+		c.write("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n")
+		if l := c.line(); l != "HTTP/1.1 100 Continue\r\n" {
+			t.Fatalf("got %q", l)
+		}
+		if l := c.line(); l != "\r\n" {
+			t.Fatalf("got %q", l)
+		}
+		c.write("hello")
+		c.expectStatus("POST", 200)
+		eq(t, "body", recv(t, ch).Body, "hello")
+		// Keep-alive goes on.
+		c.write("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+		c.expectStatus("GET", 200)
+	})
+	t.Run("handler answers first", func(t *testing.T) {
+		ts := newTestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+		}))
+		c := ts.dial(t)
+		c.write("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+		// The final answer comes first, no 100 Continue before it.
+		c.expectStatus("POST", 413)
+		c.expectClosed()
+	})
+	t.Run("status chosen but not sent yet", func(t *testing.T) {
+		// WriteHeader without a length only decides the status; the
+		// client still waits for 100 Continue when the body is read.
+		ts := newTestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusCreated)
+			b, _ := io.ReadAll(r.Body)
+			w.Write(b)
+		}))
+		c := ts.dial(t)
+		c.write("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+		if l := c.line(); l != "HTTP/1.1 100 Continue\r\n" {
+			t.Fatalf("got %q", l)
+		}
+		c.line()
+		c.write("hello")
+		if _, body := c.expectStatus("POST", 201); body != "hello" {
+			t.Fatalf("body %q", body)
+		}
+	})
+}
+
+// A proxy reads the body from its transport's goroutine while the handler
+// goroutine relays interim answers: the automatic 100 Continue and the
+// handler's writes must not interleave (run with -race).
+func TestExpectContinueConcurrentRead(t *testing.T) {
+	for range 20 {
+		ts := newTestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			done := make(chan string)
+			go func() {
+				b, _ := io.ReadAll(r.Body)
+				done <- string(b)
+			}()
+			w.Header().Set("Link", "</a.css>; rel=preload")
+			w.WriteHeader(http.StatusEarlyHints)
+			w.Header().Del("Link")
+			b := <-done
+			w.Header().Set("Content-Length", fmt.Sprint(len(b)))
+			io.WriteString(w, b)
+		}))
+		c := ts.dial(t)
+		c.write("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+		// 100 and 103 in either order, each complete.
+		got := map[int]bool{}
+		for !got[100] {
+			resp, _ := c.response("POST")
+			if resp.StatusCode != 100 && resp.StatusCode != 103 {
+				t.Fatalf("status %d before the body was sent", resp.StatusCode)
+			}
+			got[resp.StatusCode] = true
+		}
+		c.write("hello")
+		for {
+			resp, body := c.response("POST")
+			if resp.StatusCode == 103 && !got[103] {
+				got[103] = true
+				continue
+			}
+			if resp.StatusCode != 200 || body != "hello" {
+				t.Fatalf("final %d %q", resp.StatusCode, body)
+			}
+			break
+		}
+	}
+}
+
+// A goroutine that outlives the handler cannot read the connection's bytes
+// through the request body.
+func TestBodyReadAfterHandlerReturned(t *testing.T) {
+	var late atomic.Value
+	release := make(chan struct{})
+	done := make(chan struct{})
+	ts := newTestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/hold" {
+			io.WriteString(w, "next")
+			return
+		}
+		body := r.Body
+		go func() {
+			defer close(done)
+			<-release
+			buf := make([]byte, 100)
+			n, err := body.Read(buf)
+			late.Store(fmt.Sprintf("%d %v", n, err))
+		}()
+		io.WriteString(w, "held")
+	}))
+	c := ts.dial(t)
+	c.write("POST /hold HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")
+	c.expectStatus("POST", 200)
+	close(release)
+	<-done
+	if s := late.Load().(string); !strings.HasPrefix(s, "0 ") || strings.HasSuffix(s, "<nil>") {
+		t.Fatalf("late read = %s", s)
+	}
+	// The connection's next request is intact.
+	c.write("GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+	if _, body := c.expectStatus("GET", 200); body != "next" {
+		t.Fatalf("body %q", body)
+	}
+}
+
+// A client that sends the optional empty line after a POST body (RFC 9112
+// §2.2) and then waits gets its answer at once.
+func TestCRLFAfterBody(t *testing.T) {
+	ts := newTestServer(t, nil)
+	c := ts.dial(t)
+	c.write("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi\r\n")
+	c.c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	c.expectStatus("POST", 200)
+	c.c.SetReadDeadline(time.Now().Add(testTimeout))
+	c.write("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	c.expectStatus("GET", 200)
+}
