@@ -6,10 +6,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httputil"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/rampart-proxy/rampart/internal/httpwire"
 )
 
 // frame decides how the request's body is delimited (RFC 9112 §6) and
@@ -52,7 +53,7 @@ func frame(r *http.Request, c *conn) error {
 		if len(cl) > 0 {
 			return refuse(http.StatusBadRequest, "both Content-Length and Transfer-Encoding")
 		}
-		if tr := h["Trailer"]; hasToken(tr, "Content-Length") || hasToken(tr, "Transfer-Encoding") || hasToken(tr, "Trailer") {
+		if tr := h["Trailer"]; httpwire.HasToken(tr, "Content-Length") || httpwire.HasToken(tr, "Transfer-Encoding") || httpwire.HasToken(tr, "Trailer") {
 			// Framing fields announced as trailers (net/http refuses them too).
 			return refuse(http.StatusBadRequest, "framing field declared as trailer")
 		}
@@ -61,7 +62,7 @@ func frame(r *http.Request, c *conn) error {
 		r.ContentLength = -1
 		r.Body = c.newBody(r, -1)
 	case len(cl) > 0:
-		n, ok := parseContentLength(cl[0])
+		n, ok := httpwire.ParseContentLength(cl[0])
 		for _, v := range cl[1:] {
 			if v != cl[0] {
 				ok = false
@@ -93,42 +94,14 @@ func frame(r *http.Request, c *conn) error {
 
 var chunkedTE = []string{"chunked"}
 
-func parseContentLength(s string) (int64, bool) {
-	if s == "" || len(s) > 18 {
-		return 0, false
-	}
-	var n int64
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n, true
-}
-
 // shouldClose applies RFC 9112 §9.3: HTTP/1.1 is persistent unless the
 // client says "close"; HTTP/1.0 only when it asks for keep-alive.
 func shouldClose(r *http.Request) bool {
 	conn := r.Header["Connection"]
 	if r.ProtoMinor == 0 {
-		return hasToken(conn, "close") || !hasToken(conn, "keep-alive")
+		return httpwire.HasToken(conn, "close") || !httpwire.HasToken(conn, "keep-alive")
 	}
-	return hasToken(conn, "close")
-}
-
-func hasToken(vv []string, tok string) bool {
-	for _, v := range vv {
-		for len(v) > 0 {
-			var t string
-			t, v, _ = strings.Cut(v, ",")
-			if strings.EqualFold(trimOWS(t), tok) {
-				return true
-			}
-		}
-	}
-	return false
+	return httpwire.HasToken(conn, "close")
 }
 
 var errBodyClosed = errors.New("http1: request body read after the handler returned")
@@ -287,18 +260,3 @@ func skipTrailers(br *bufio.Reader) error {
 }
 
 var errTrailersTooLarge = errors.New("http1: trailer section too large")
-
-// contentLengthString avoids strconv's allocation for small bodies.
-func contentLengthString(n int64) string {
-	if n >= 0 && n < int64(len(smallInts)) {
-		return smallInts[n]
-	}
-	return strconv.FormatInt(n, 10)
-}
-
-var smallInts = func() (s [1024]string) {
-	for i := range s {
-		s[i] = strconv.Itoa(i)
-	}
-	return
-}()

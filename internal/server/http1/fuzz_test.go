@@ -32,6 +32,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rampart-proxy/rampart/internal/httpwire"
 )
 
 // acceptedSeeds are requests the engine serves.
@@ -115,7 +117,7 @@ func fuzzHandler(w http.ResponseWriter, r *http.Request) {
 		mc.violations = append(mc.violations, fmt.Sprintf(format, args...))
 	}
 	mc.methods = append(mc.methods, r.Method)
-	if !validToken(r.Method) || r.Method == http.MethodConnect {
+	if !httpwire.ValidToken(r.Method) || r.Method == http.MethodConnect {
 		bad("method %q", r.Method)
 	}
 	if r.Proto != "HTTP/1.1" && r.Proto != "HTTP/1.0" || r.ProtoMajor != 1 || r.Proto[7] != byte('0'+r.ProtoMinor) {
@@ -128,11 +130,11 @@ func fuzzHandler(w http.ResponseWriter, r *http.Request) {
 		bad("host %q", r.Host)
 	}
 	for k, vv := range r.Header {
-		if !validToken(k) || k != textproto.CanonicalMIMEHeaderKey(k) || len(vv) == 0 {
+		if !httpwire.ValidToken(k) || k != textproto.CanonicalMIMEHeaderKey(k) || len(vv) == 0 {
 			bad("header name %q", k)
 		}
 		for _, v := range vv {
-			if !validValue(v) || v != trimOWS(v) {
+			if !httpwire.ValidValue(v) || v != httpwire.TrimOWS(v) {
 				bad("header value %q", v)
 			}
 		}

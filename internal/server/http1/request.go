@@ -2,12 +2,13 @@ package http1
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"net/http"
 	"net/textproto"
 	"net/url"
 	"strings"
+
+	"github.com/rampart-proxy/rampart/internal/httpwire"
 )
 
 // Limits bound what a client may send before the request reaches a handler.
@@ -93,41 +94,15 @@ func (h *head) readHead(br *bufio.Reader, lim *Limits) (lineEnd int, err error) 
 	}
 }
 
-var errLineTooLong = errors.New("line too long")
+var errLineTooLong = httpwire.ErrLineTooLong
 
-// readLine appends one line to *dst without its line ending, followed by a
-// '\n' separator, and returns its length. A line longer than max is refused
-// while it is still arriving. A bare CR anywhere is refused (RFC 9112 §2.2:
-// it could be read as a line break by another parser); a bare LF ends a
-// line, as nginx and net/http accept.
+// readLine is httpwire.ReadLine with a bare CR answered 400.
 func readLine(br *bufio.Reader, dst *[]byte, max int) (int, error) {
-	start := len(*dst)
-	for {
-		frag, err := br.ReadSlice('\n')
-		*dst = append(*dst, frag...)
-		if len(*dst)-start > max+2 {
-			return 0, errLineTooLong
-		}
-		if err == nil {
-			break
-		}
-		if err != bufio.ErrBufferFull {
-			return 0, err
-		}
-	}
-	b := (*dst)[start:]
-	n := len(b) - 1 // drop '\n'
-	if n > 0 && b[n-1] == '\r' {
-		n--
-	}
-	if n > max {
-		return 0, errLineTooLong
-	}
-	if bytes.IndexByte(b[:n], '\r') >= 0 {
+	n, err := httpwire.ReadLine(br, dst, max)
+	if errors.Is(err, httpwire.ErrBareCR) {
 		return 0, refuse(http.StatusBadRequest, "bare CR in request head")
 	}
-	*dst = append((*dst)[:start+n], '\n')
-	return n, nil
+	return n, err
 }
 
 // parse fills r from the head in h.buf. All strings of the request are
@@ -148,7 +123,7 @@ func (h *head) parse(r *http.Request, lineEnd int) error {
 	}
 	sp2 += sp1 + 1
 	method, target, proto := line[:sp1], line[sp1+1:sp2], line[sp2+1:]
-	if !validToken(method) {
+	if !httpwire.ValidToken(method) {
 		return refuse(http.StatusBadRequest, "malformed method")
 	}
 	switch proto {
@@ -209,12 +184,12 @@ func splitField(field string) (name, value string, err error) {
 		return "", "", refuse(http.StatusBadRequest, "malformed header field")
 	}
 	name = field[:colon]
-	if !validToken(name) {
+	if !httpwire.ValidToken(name) {
 		// Covers whitespace before the colon (RFC 9112 §5.1: MUST reject).
 		return "", "", refuse(http.StatusBadRequest, "malformed header name")
 	}
-	value = trimOWS(field[colon+1:])
-	if !validValue(value) {
+	value = httpwire.TrimOWS(field[colon+1:])
+	if !httpwire.ValidValue(value) {
 		return "", "", refuse(http.StatusBadRequest, "control character in header value")
 	}
 	return name, value, nil
@@ -306,56 +281,7 @@ func commonMethod(m string) string {
 	return m
 }
 
-func trimOWS(v string) string {
-	for v != "" && (v[0] == ' ' || v[0] == '\t') {
-		v = v[1:]
-	}
-	for v != "" && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
-		v = v[:len(v)-1]
-	}
-	return v
-}
-
-// tchar of RFC 9110 §5.6.2.
-var isTokenChar = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
-
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
-
-func validToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !isTokenChar[s[i]] {
-			return false
-		}
-	}
-	return true
-}
-
-// validValue accepts field-content of RFC 9110 §5.5: visible characters,
-// obs-text, SP and HTAB; no other control character (NUL, CR, LF, DEL).
-func validValue(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < 0x20 && c != '\t') || c == 0x7f {
-			return false
-		}
-	}
-	return true
-}
 
 // validTarget refuses control characters, spaces and fragments in the
 // request target; anything else is left to the URL parser.

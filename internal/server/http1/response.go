@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/rampart-proxy/rampart/internal/httpwire"
 )
 
 // response is the http.ResponseWriter of one request. It is reused for
@@ -62,7 +64,7 @@ func (w *response) WriteHeader(code int) {
 	w.wroteHeader = true
 	w.status = code
 	if cl := w.header["Content-Length"]; len(cl) == 1 {
-		if n, ok := parseContentLength(cl[0]); ok {
+		if n, ok := httpwire.ParseContentLength(cl[0]); ok {
 			w.declared = n
 		} else {
 			delete(w.header, "Content-Length")
@@ -132,7 +134,7 @@ func (w *response) writeHead() {
 		w.declared = -1
 		w.closeAfter = true
 	}
-	if !w.closeAfter && hasToken(h["Connection"], "close") {
+	if !w.closeAfter && httpwire.HasToken(h["Connection"], "close") {
 		w.closeAfter = true
 	}
 	if w.c.srv.shuttingDown() {
@@ -289,8 +291,8 @@ func (w *response) finish() bool {
 		}
 		for _, names := range w.header["Trailer"] {
 			for name := range strings.SplitSeq(names, ",") {
-				for _, v := range w.header[http.CanonicalHeaderKey(trimOWS(name))] {
-					writeField(bw, trimOWS(name), v)
+				for _, v := range w.header[http.CanonicalHeaderKey(httpwire.TrimOWS(name))] {
+					writeField(bw, httpwire.TrimOWS(name), v)
 				}
 			}
 		}
@@ -314,7 +316,7 @@ var zeroLength = []string{"0"}
 // and a name that is not a token is dropped (as net/http does), so no
 // handler can split the response.
 func writeField(bw *bufio.Writer, k, v string) {
-	if !validToken(k) {
+	if !httpwire.ValidToken(k) {
 		return
 	}
 	bw.WriteString(k)
