@@ -2,18 +2,22 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
 	"time"
 )
 
-const ctlUsage = `usage: rampart ctl [--admin URL] <command>
+const ctlUsage = `usage: rampart ctl [--admin URL] [--token-file FILE] [--cacert FILE] [--cert FILE --key FILE] <command>
 
   backend list        [--pool P]
   backend register    --pool P --backend ID --address HOST:PORT [--weight N]
@@ -25,9 +29,19 @@ const ctlUsage = `usage: rampart ctl [--admin URL] <command>
   allow add|list|remove  ...                            the dynamic allowlist
   reload                                                re-read the config file
   status
+  token hash  < TOKEN_FILE      print the SHA-256 of the token on stdin, for admin.tokens[].sha256
+  token new   > TOKEN_FILE      print a new random token; its SHA-256 goes to stderr
 
 --admin defaults to $RAMPART_ADMIN or http://127.0.0.1:9090.
+The bearer token comes from --token-file, --token or $RAMPART_ADMIN_TOKEN (in that
+order; --token shows the token to other users in the process list). A token is only
+sent over https, or over http to a loopback address.
+--cacert verifies the admin API's certificate; --cert and --key present a client
+certificate (mTLS).
 `
+
+// stdin is what `ctl token hash` reads (a variable for tests).
+var stdin io.Reader = os.Stdin
 
 // cmdCtl is the CLI over the admin API, modelled on
 // `aws elb deregister-instances-from-load-balancer`.
@@ -40,6 +54,11 @@ func cmdCtl(args []string, stdout, stderr io.Writer) int {
 		def = "http://127.0.0.1:9090"
 	}
 	adminURL := fs.String("admin", def, "admin API base URL")
+	token := fs.String("token", "", "bearer token (prefer --token-file or $RAMPART_ADMIN_TOKEN)")
+	tokenFile := fs.String("token-file", "", "file holding the bearer token")
+	caCert := fs.String("cacert", "", "CA bundle (PEM) that verifies the admin API's certificate")
+	cert := fs.String("cert", "", "client certificate (PEM) for mTLS")
+	key := fs.String("key", "", "client certificate's private key (PEM)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -48,8 +67,14 @@ func cmdCtl(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	c := &ctlClient{base: strings.TrimRight(*adminURL, "/"), out: stdout, errw: stderr,
-		http: &http.Client{Timeout: 2 * time.Hour}}
+	if rest[0] == "token" {
+		return ctlToken(rest[1:], stdout, stderr)
+	}
+	c := &ctlClient{base: strings.TrimRight(*adminURL, "/"), out: stdout, errw: stderr}
+	if err := c.setup(*token, *tokenFile, *caCert, *cert, *key); err != nil {
+		fmt.Fprintf(stderr, "rampart ctl: %v\n", err)
+		return 2
+	}
 	switch rest[0] {
 	case "status":
 		return c.do(http.MethodGet, "/api/v1/status", nil)
@@ -66,8 +91,91 @@ func cmdCtl(args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
+// setup prepares the HTTP client: the token to send, the CA to trust
+// and the client certificate to present.
+func (c *ctlClient) setup(token, tokenFile, caCert, cert, key string) error {
+	u, err := url.Parse(c.base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("--admin %q is not an http:// or https:// URL", c.base)
+	}
+	switch {
+	case tokenFile != "":
+		data, err := os.ReadFile(tokenFile)
+		if err != nil {
+			return fmt.Errorf("--token-file: %v", err)
+		}
+		token = string(data)
+	case token == "":
+		token = os.Getenv("RAMPART_ADMIN_TOKEN")
+	}
+	if token != "" {
+		t, err := cleanToken(token)
+		if err != nil {
+			return err
+		}
+		if u.Scheme == "http" && !loopbackHost(u.Hostname()) {
+			return fmt.Errorf("refusing to send a token in clear to %s: use an https:// admin URL", u.Host)
+		}
+		c.token = t
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if caCert != "" || cert != "" || key != "" {
+		if u.Scheme != "https" {
+			return errors.New("--cacert, --cert and --key need an https:// admin URL")
+		}
+		tc := &tls.Config{MinVersion: tls.VersionTLS12}
+		if caCert != "" {
+			pem, err := os.ReadFile(caCert)
+			if err != nil {
+				return fmt.Errorf("--cacert: %v", err)
+			}
+			tc.RootCAs = x509.NewCertPool()
+			if !tc.RootCAs.AppendCertsFromPEM(pem) {
+				return fmt.Errorf("--cacert %s holds no PEM certificate", caCert)
+			}
+		}
+		if (cert == "") != (key == "") {
+			return errors.New("--cert and --key go together")
+		}
+		if cert != "" {
+			kp, err := tls.LoadX509KeyPair(cert, key)
+			if err != nil {
+				return fmt.Errorf("--cert/--key: %v", err)
+			}
+			tc.Certificates = []tls.Certificate{kp}
+		}
+		tr.TLSClientConfig = tc
+	}
+	c.http = &http.Client{Timeout: 2 * time.Hour, Transport: tr}
+	return nil
+}
+
+// cleanToken trims surrounding white space (a file's final newline) and
+// checks what is left can be sent in a header.
+func cleanToken(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return "", errors.New("the token is empty")
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return "", errors.New("the token must be printable ASCII without spaces")
+		}
+	}
+	return s, nil
+}
+
+func loopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(h)
+	return err == nil && ip.IsLoopback()
+}
+
 type ctlClient struct {
 	base      string
+	token     string // sent as Authorization: Bearer; never printed
 	out, errw io.Writer
 	http      *http.Client
 }
@@ -141,6 +249,9 @@ func (c *ctlClient) do(method, path string, body []byte) int {
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

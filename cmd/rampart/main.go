@@ -14,7 +14,7 @@ const usage = `usage: rampart <command> [flags]
 commands:
   serve     -c FILE [--demo-backends]   run the load balancer
   validate  -c FILE                     check a config file, print FILE:LINE: problem
-  ctl       backend ...                 operate a running instance over its admin API
+  ctl       backend ... | token hash    operate a running instance over its admin API; hash a token
   audit     pubkey | verify FILE        print the audit trail's public key, verify a trail
   version                               print the version
 `

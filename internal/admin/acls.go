@@ -24,13 +24,8 @@ import (
 //	DELETE /api/v1/acls/{list}/{entry...} an IP or a CIDR (the slash may be sent as %2F)
 //	GET    /api/v1/acls/feeds
 //
-// {list} is blocklist or allowlist.
-func (a *API) registerACLRoutes() {
-	a.mux.HandleFunc("GET /api/v1/acls/feeds", a.aclFeeds)
-	a.mux.HandleFunc("GET /api/v1/acls/{list}", a.aclList)
-	a.mux.HandleFunc("POST /api/v1/acls/{list}", a.aclAdd)
-	a.mux.HandleFunc("DELETE /api/v1/acls/{list}/{entry...}", a.aclRemove)
-}
+// {list} is blocklist or allowlist. The routes and their roles are in the
+// routes table (admin.go).
 
 func listOf(w http.ResponseWriter, r *http.Request) (acl.List, bool) {
 	switch r.PathValue("list") {
@@ -148,15 +143,21 @@ func (a *API) aclAdd(w http.ResponseWriter, r *http.Request) {
 	var body aclEntryBody
 	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
 	dec.DisallowUnknownFields()
+	action := "acl." + l.String() + ".add"
 	if err := dec.Decode(&body); err != nil {
-		problemExt(w, http.StatusBadRequest, "invalid body", err.Error(), nil)
+		err = fmt.Errorf("%w: %v", errInvalidBody, err)
+		if a.recordRefusal(w, r, action, netip.Prefix{}, err) {
+			problemExt(w, http.StatusBadRequest, "invalid body", err.Error(), nil)
+		}
 		return
 	}
 	n, err := body.toNewEntry(time.Now())
 	if err != nil {
-		var fe fieldError
-		errors.As(err, &fe)
-		problemExt(w, http.StatusBadRequest, "invalid entry", err.Error(), map[string]any{"field": fe.field})
+		if a.recordRefusal(w, r, action, netip.Prefix{}, err) {
+			var fe fieldError
+			errors.As(err, &fe)
+			problemExt(w, http.StatusBadRequest, "invalid entry", err.Error(), map[string]any{"field": fe.field})
+		}
 		return
 	}
 	if n.Source == "" {
@@ -166,7 +167,7 @@ func (a *API) aclAdd(w http.ResponseWriter, r *http.Request) {
 	a.mu.Lock()
 	before, existed := dyn.Get(l, n.Prefix)
 	e, err := dyn.Add(l, n)
-	ev := aclEvent(r, "acl."+l.String()+".add", n.Prefix, existed, before, e, err)
+	ev := aclEvent(r, action, n.Prefix, existed, before, e, err)
 	recorded := a.record(w, r, ev, aclOutcome(ev, err))
 	a.mu.Unlock()
 	if !recorded {
@@ -184,10 +185,11 @@ func (a *API) aclRemove(w http.ResponseWriter, r *http.Request) {
 	if !ok || a.aclUnavailable(w) {
 		return
 	}
-	raw := r.PathValue("entry")
-	p, err := acl.ParseEntry(raw)
+	p, err := acl.ParseEntry(r.PathValue("entry"))
 	if err != nil {
-		problemExt(w, http.StatusBadRequest, "invalid entry", err.Error(), map[string]any{"field": "entry"})
+		if a.recordRefusal(w, r, "acl."+l.String()+".remove", netip.Prefix{}, err) {
+			problemExt(w, http.StatusBadRequest, "invalid entry", err.Error(), map[string]any{"field": "entry"})
+		}
 		return
 	}
 	dyn := a.inst.ACL().Dynamic()
@@ -220,9 +222,20 @@ func aclError(w http.ResponseWriter, err error) {
 	}
 }
 
+// recordRefusal records a call refused before it touched a list (bad body
+// or entry): refused calls are in the trail like the others.
+func (a *API) recordRefusal(w http.ResponseWriter, r *http.Request, action string, p netip.Prefix, err error) bool {
+	ev := aclEvent(r, action, p, false, acl.Entry{}, acl.Entry{}, err)
+	return a.record(w, r, ev, aclOutcome(ev, err))
+}
+
 // aclEvent describes a dynamic-list change for the audit trail.
 func aclEvent(r *http.Request, action string, p netip.Prefix, existed bool, before, after acl.Entry, err error) audit.Event {
-	ev := audit.Event{Actor: apiActor(r), Action: action, Resource: audit.Resource{Type: "acl_entry", ID: p.String()},
+	id := ""
+	if p.IsValid() {
+		id = p.String()
+	}
+	ev := audit.Event{Actor: apiActor(r), Action: action, Resource: audit.Resource{Type: "acl_entry", ID: id},
 		Details: requestDetails(r), Result: audit.ResultSuccess}
 	if existed {
 		ev.Before = before

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rampart-proxy/rampart/internal/acl"
@@ -40,7 +41,18 @@ type Instance interface {
 type API struct {
 	inst Instance
 	log  *slog.Logger
-	mux  *http.ServeMux
+	opts Options
+	mux  *routeMux
+	// roles is the least role of each registered pattern, from routes.
+	roles map[string]Role
+
+	// state is the authentication settings of the admin config in force,
+	// rebuilt when a reload replaces it.
+	state   atomic.Pointer[authState]
+	stateMu sync.Mutex
+	limiter *failureLimiter
+
+	metrics http.Handler // nil without metrics
 
 	// mu serialises mutating calls, so that the state read as "before",
 	// the action and its audit entry are not interleaved with another
@@ -48,33 +60,117 @@ type API struct {
 	mu sync.Mutex
 }
 
-// New returns the admin handler.
-func New(inst Instance, log *slog.Logger) *API {
-	a := &API{inst: inst, log: log, mux: http.NewServeMux()}
-	a.mux.HandleFunc("GET /api/v1/status", a.status)
+// route is one admin API endpoint and the least role that may call it.
+type route struct {
+	pattern string // http.ServeMux pattern: "METHOD /path"
+	role    Role
+	handle  func(*API, http.ResponseWriter, *http.Request)
+}
+
+// routes is every endpoint of the admin API with the least role that may
+// call it: the mux is built from this table, requests are authorised from
+// it, and the tests call every entry with every role. An endpoint added
+// any other way is refused (500) and fails the tests.
+//
+// viewer reads; operator also changes backends and reloads the config;
+// admin may do everything (no endpoint needs more than operator yet).
+var routes = []route{
+	{"GET /api/v1/status", RoleViewer, (*API).status},
 	// Prometheus scrapes /metrics by convention; DESIGN §4 lists it under /api/v1.
+	{"GET /metrics", RoleViewer, (*API).serveMetrics},
+	{"GET /api/v1/metrics", RoleViewer, (*API).serveMetrics},
+	{"POST /api/v1/config/reload", RoleOperator, (*API).reload},
+	{"GET /api/v1/pools", RoleViewer, (*API).pools},
+	{"GET /api/v1/pools/{pool}", RoleViewer, (*API).pool},
+	{"GET /api/v1/pools/{pool}/backends", RoleViewer, (*API).pool},
+	{"POST /api/v1/pools/{pool}/backends", RoleOperator, (*API).register},
+	{"DELETE /api/v1/pools/{pool}/backends/{id}", RoleOperator, (*API).deregister},
+	{"POST /api/v1/pools/{pool}/backends/{id}/{action}", RoleOperator, (*API).backendAction},
+	{"GET /api/v1/audit", RoleViewer, (*API).auditTrail},
+	{"GET /api/v1/acls/feeds", RoleViewer, (*API).aclFeeds},
+	{"GET /api/v1/acls/{list}", RoleViewer, (*API).aclList},
+	{"POST /api/v1/acls/{list}", RoleOperator, (*API).aclAdd},
+	{"DELETE /api/v1/acls/{list}/{entry...}", RoleOperator, (*API).aclRemove},
+	// Anything else is 404, to authenticated callers only.
+	{"/", RoleViewer, (*API).notFound},
+}
+
+// routeMux is an http.ServeMux that remembers its patterns, so that a
+// test can hold them against the routes table.
+type routeMux struct {
+	*http.ServeMux
+	patterns []string
+}
+
+func (m *routeMux) Handle(pattern string, h http.Handler) {
+	m.patterns = append(m.patterns, pattern)
+	m.ServeMux.Handle(pattern, h)
+}
+
+func (m *routeMux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
+	m.Handle(pattern, http.HandlerFunc(h))
+}
+
+// New returns the admin handler.
+func New(inst Instance, log *slog.Logger, opts Options) *API {
+	a := &API{inst: inst, log: log, opts: opts, mux: &routeMux{ServeMux: http.NewServeMux()},
+		roles: map[string]Role{}, limiter: newFailureLimiter(opts.Now)}
 	if m := inst.Metrics(); m != nil {
-		a.mux.Handle("GET /metrics", m.Handler())
-		a.mux.Handle("GET /api/v1/metrics", m.Handler())
+		a.metrics = m.Handler()
 	}
-	a.mux.HandleFunc("POST /api/v1/config/reload", a.reload)
-	a.mux.HandleFunc("GET /api/v1/pools", a.pools)
-	a.mux.HandleFunc("GET /api/v1/pools/{pool}", a.pool)
-	a.mux.HandleFunc("GET /api/v1/pools/{pool}/backends", a.pool)
-	a.mux.HandleFunc("POST /api/v1/pools/{pool}/backends", a.register)
-	a.mux.HandleFunc("DELETE /api/v1/pools/{pool}/backends/{id}", a.deregister)
-	a.mux.HandleFunc("POST /api/v1/pools/{pool}/backends/{id}/{action}", a.backendAction)
-	a.mux.HandleFunc("GET /api/v1/audit", a.auditTrail)
-	a.registerACLRoutes()
-	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		problem(w, http.StatusNotFound, "no such endpoint", r.Method+" "+r.URL.Path+" is not part of the admin API")
-	})
+	for _, rt := range routes {
+		handle := rt.handle
+		a.mux.HandleFunc(rt.pattern, func(w http.ResponseWriter, r *http.Request) { handle(a, w, r) })
+		a.roles[rt.pattern] = rt.role
+	}
 	return a
 }
 
+// ServeHTTP authenticates the caller, checks its role against the
+// route's and serves the route.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	a.mux.ServeHTTP(w, r)
+	p, ok := a.authenticate(w, r)
+	if !ok {
+		return
+	}
+	_, pattern := a.mux.Handler(r)
+	need, declared := a.roles[pattern]
+	if !declared {
+		a.log.Error("admin API: endpoint without a declared role refused; add it to the routes table", "pattern", pattern)
+		problem(w, http.StatusInternalServerError, "endpoint has no declared role", "this endpoint is refused until it declares the role it needs")
+		return
+	}
+	if p.role < need {
+		a.log.Warn("admin API: call refused for lack of role", "actor_id", p.actor.ID, "auth_method", p.actor.AuthMethod,
+			"client_ip", p.actor.IP, "role", p.role.String(), "needs", need.String(), "method", r.Method, "path", r.URL.Path)
+		problem(w, http.StatusForbidden, "forbidden", fmt.Sprintf("%s has role %s; %s %s needs %s",
+			callerName(p), p.role, r.Method, r.URL.Path, need))
+		return
+	}
+	a.mux.ServeHTTP(w, r.WithContext(withPrincipal(r.Context(), p)))
+}
+
+func callerName(p principal) string {
+	switch p.actor.AuthMethod {
+	case "token":
+		return "token " + strconv.Quote(p.actor.ID)
+	case "mtls":
+		return "certificate " + strconv.Quote(p.actor.ID)
+	}
+	return "this caller"
+}
+
+func (a *API) notFound(w http.ResponseWriter, r *http.Request) {
+	problem(w, http.StatusNotFound, "no such endpoint", r.Method+" "+r.URL.Path+" is not part of the admin API")
+}
+
+func (a *API) serveMetrics(w http.ResponseWriter, r *http.Request) {
+	if a.metrics == nil {
+		a.notFound(w, r)
+		return
+	}
+	a.metrics.ServeHTTP(w, r)
 }
 
 func (a *API) status(w http.ResponseWriter, r *http.Request) {

@@ -40,16 +40,19 @@ import (
 // instead, so it is not lost entirely, and the audit package stops
 // accepting appends until a restart has re-read the trail.
 
-// apiActor is the caller of an admin API request. The admin API listens
-// on loopback only and has no authentication yet, so the actor is known
-// by address alone; ID will hold the token name or certificate subject
-// once tokens and mTLS arrive.
+// apiActor is the caller of an admin API request, as ServeHTTP
+// authenticated it: the token name or certificate subject in ID, and the
+// auth_method ("token", "mtls" or "loopback").
 func apiActor(r *http.Request) audit.Actor {
+	if p, ok := r.Context().Value(principalKey{}).(principal); ok {
+		return p.actor
+	}
+	// Not reached through ServeHTTP (which always sets the caller).
 	ip := r.RemoteAddr
 	if h, _, err := net.SplitHostPort(ip); err == nil {
 		ip = h
 	}
-	return audit.Actor{Type: "api", IP: ip, AuthMethod: "loopback"}
+	return audit.Actor{Type: "api", IP: ip, AuthMethod: "none"}
 }
 
 func requestDetails(r *http.Request) map[string]any {

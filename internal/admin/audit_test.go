@@ -27,14 +27,16 @@ type fakeInstance struct {
 	reg       *proxy.Registry
 	trail     *audit.Log
 	reloadErr error
+	metrics   *metrics.Metrics
+	acl       *acl.ACL
 }
 
 func (f *fakeInstance) Registry() *proxy.Registry { return f.reg }
 func (f *fakeInstance) StatusJSON() any           { return map[string]string{"ok": "yes"} }
 func (f *fakeInstance) ReloadConfig() error       { return f.reloadErr }
 func (f *fakeInstance) Audit() *audit.Log         { return f.trail }
-func (f *fakeInstance) Metrics() *metrics.Metrics { return nil }
-func (f *fakeInstance) ACL() *acl.ACL             { return nil }
+func (f *fakeInstance) Metrics() *metrics.Metrics { return f.metrics }
+func (f *fakeInstance) ACL() *acl.ACL             { return f.acl }
 
 const testConfig = `listeners:
   - {name: public, listen: "127.0.0.1:0"}
@@ -50,6 +52,7 @@ pools:
 type env struct {
 	t    *testing.T
 	inst *fakeInstance
+	api  *API
 	srv  *httptest.Server
 	log  string // audit log path
 
@@ -60,6 +63,13 @@ type env struct {
 }
 
 func newEnv(t *testing.T) *env {
+	t.Helper()
+	return newEnvWith(t, envOptions{})
+}
+
+// newEnvWith is newEnv with authentication options; the instance also has
+// metrics, so that /metrics is served.
+func newEnvWith(t *testing.T, opts envOptions) *env {
 	t.Helper()
 	dir := t.TempDir()
 	cfg, err := config.Parse(filepath.Join(dir, "rampart.yaml"), []byte(testConfig))
@@ -78,8 +88,18 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { trail.Close() })
-	e := &env{t: t, inst: &fakeInstance{reg: reg, trail: trail}, log: logPath}
-	api := New(e.inst, slog.New(slog.DiscardHandler))
+	lists, err := acl.New(cfg, acl.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lists.Close() })
+	e := &env{t: t, inst: &fakeInstance{reg: reg, trail: trail, metrics: metrics.New(fakeSource{reg}), acl: lists}, log: logPath}
+	logger := slog.New(slog.DiscardHandler)
+	if opts.logTo != nil {
+		logger = slog.New(slog.NewTextHandler(opts.logTo, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	api := New(e.inst, logger, opts.Options)
+	e.api = api
 	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		api.ServeHTTP(&spyWriter{ResponseWriter: w, env: e}, r)
 	}))

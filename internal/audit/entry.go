@@ -15,14 +15,15 @@ type Actor struct {
 	// Type is "api" (an admin API caller), "system" (Rampart acting on
 	// its own: detectors, signals, recovery) or "cli".
 	Type string `json:"type"`
-	// ID names the actor: the token name or certificate subject once the
-	// admin API authenticates callers, the detector for "system".
+	// ID names the actor: the token name or the client certificate's CN
+	// (or first SAN) for "api" (empty for an unauthenticated loopback
+	// caller), the detector for "system".
 	ID string `json:"id"`
 	// IP is the caller's address; empty for "system".
 	IP string `json:"ip"`
-	// AuthMethod is how the actor was identified: "loopback" (the only
-	// method today: the admin API listens on loopback only), later
-	// "token" or "mtls"; "internal" for "system".
+	// AuthMethod is how the actor was identified: "token", "mtls", or
+	// "loopback" (an admin API without authentication configured, which
+	// answers loopback callers only); "internal" for "system".
 	AuthMethod string `json:"auth_method"`
 }
 

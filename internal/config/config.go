@@ -34,11 +34,19 @@ type Config struct {
 	lines map[string]int `yaml:"-"`
 }
 
-// Admin is the management listener.
+// Admin is the management listener and how its callers are authenticated
+// (admin.go has the details and their validation).
 type Admin struct {
-	// Listen defaults to loopback; a non-loopback address is refused until
-	// the admin API has authentication (mTLS or tokens).
+	// Listen defaults to loopback; a non-loopback address is refused
+	// unless callers must authenticate (tls.client_ca_file or tokens).
 	Listen string `yaml:"listen"`
+	// TLS serves the admin API over TLS 1.2+, with client certificates
+	// (mTLS) when ClientCAFile is set.
+	TLS *AdminTLS `yaml:"tls"`
+	// Tokens are bearer tokens, stored as their SHA-256.
+	Tokens []AdminToken `yaml:"tokens"`
+	// AuthFailures bounds authentication attempts per client address.
+	AuthFailures AuthFailures `yaml:"auth_failures"`
 }
 
 // Listener is one client-facing socket.
@@ -158,9 +166,7 @@ func (c *Config) applyDefaults() {
 	if c.DataDir == "" {
 		c.DataDir = DefaultDataDir
 	}
-	if c.Admin.Listen == "" {
-		c.Admin.Listen = DefaultAdminListen
-	}
+	c.Admin.applyDefaults()
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = Duration(DefaultShutdownTimeout)
 	}

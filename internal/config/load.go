@@ -223,10 +223,19 @@ func sectionName(goType string) string {
 	if elem, ok := strings.CutPrefix(goType, "[]"); ok {
 		// "listeners: foo" must say a list is expected, not one listener.
 		elem = strings.TrimPrefix(elem, "config.")
+		if elem == "AdminToken" {
+			return "a list of admin tokens"
+		}
 		return "a list of " + strings.ToLower(elem) + "s"
 	}
 	goType = strings.TrimPrefix(goType, "config.")
 	switch goType {
+	case "AdminTLS":
+		return "admin.tls"
+	case "AdminToken":
+		return "an admin token"
+	case "AuthFailures":
+		return "admin.auth_failures"
 	case "Config":
 		return "the top level"
 	case "Admin":

@@ -34,18 +34,6 @@ func (v *validator) add(path, format string, args ...any) {
 	v.ps = append(v.ps, Problem{v.cfg.File, v.cfg.Line(path), fmt.Sprintf(format, args...)})
 }
 
-func (v *validator) admin() {
-	host, err := checkHostPort(v.cfg.Admin.Listen, true, true)
-	if err != nil {
-		v.add("admin.listen", "admin.listen %q: %v", v.cfg.Admin.Listen, err)
-		return
-	}
-	if ip, err := netip.ParseAddr(host); host == "localhost" || (err == nil && ip.IsLoopback()) {
-		return
-	}
-	v.add("admin.listen", "admin.listen %q is not a loopback address; the admin API has no authentication yet, so it may only listen on 127.0.0.1 or ::1", v.cfg.Admin.Listen)
-}
-
 func (v *validator) listeners() {
 	if len(v.cfg.Listeners) == 0 {
 		v.add("listeners", "at least one listener is required (e.g. listeners: [{name: public, listen: \":8080\"}])")

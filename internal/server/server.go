@@ -179,13 +179,20 @@ func (s *Server) Start() error {
 		s.serve(l)
 	}
 	s.adminLn = adminLn
+	// The admin section is read per request and per accepted connection
+	// (through Config, so they wait while Start or a reload holds s.mu):
+	// tokens, roles, limits and TLS material apply on reload.
+	// api.Listener serves TLS 1.2+, requiring client certificates with
+	// admin.tls.client_ca_file, when admin.tls is set.
+	api := admin.New(s, s.log, admin.Options{Config: func() *config.Admin { return &s.Config().Admin }})
 	s.admin = &http.Server{
-		Handler:           admin.New(s, s.log),
+		Handler:           api,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
-	go s.admin.Serve(adminLn)
-	s.log.Info("admin API listening", "address", adminLn.Addr().String())
+	go s.admin.Serve(api.Listener(adminLn))
+	s.log.Info("admin API listening", "address", adminLn.Addr().String(), "tls", s.cfg.Admin.TLS != nil,
+		"mtls", s.cfg.Admin.MTLS(), "tokens", len(s.cfg.Admin.Tokens))
 	s.started = time.Now()
 	return nil
 }

@@ -74,14 +74,15 @@ func findModuleRoot() (string, error) {
 }
 
 // cleanEnv is the environment for rampart processes: without proxy
-// variables (all traffic is loopback) and without RAMPART_ADMIN, so every
-// ctl call names its admin URL explicitly.
+// variables (all traffic is loopback) and without RAMPART_ADMIN and
+// RAMPART_ADMIN_TOKEN, so every ctl call names its admin URL and token
+// explicitly.
 func cleanEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		switch strings.ToUpper(k) {
-		case "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "RAMPART_ADMIN":
+		case "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "RAMPART_ADMIN", "RAMPART_ADMIN_TOKEN":
 			continue
 		}
 		env = append(env, kv)
