@@ -12,6 +12,8 @@ package metrics
 import (
 	"net/http"
 	"strconv"
+	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -41,6 +43,12 @@ type Metrics struct {
 	duration *prometheus.HistogramVec
 	upstream *prometheus.HistogramVec
 	blocked  *prometheus.CounterVec
+
+	// series caches resolved request series per listener and pool. The
+	// label sets come from the config, so the cache is small; a reload
+	// that renames things leaves a few stale entries behind, harmlessly.
+	seriesMu sync.Mutex
+	series   atomic.Pointer[map[seriesKey]*poolSeries]
 }
 
 // New registers Rampart's collectors, the Go runtime's and the process's.
@@ -87,11 +95,90 @@ func (m *Metrics) ObserveRequest(rec *pipeline.Record) {
 	if pool == "" {
 		pool = "none"
 	}
-	m.requests.WithLabelValues(rec.Listener, pool, statusLabel(rec.StatusCode)).Inc()
-	m.duration.WithLabelValues(rec.Listener, pool).Observe(rec.RequestTimeMs / 1000)
+	ps := m.seriesFor(rec.Listener, pool)
+	ps.count(rec.StatusCode).Inc()
+	ps.duration.Observe(rec.RequestTimeMs / 1000)
 	if rec.UpstreamTimeMs >= 0 && rec.BackendID != "" {
-		m.upstream.WithLabelValues(pool, rec.BackendID).Observe(rec.UpstreamTimeMs / 1000)
+		ps.upstreamFor(rec.BackendID).Observe(rec.UpstreamTimeMs / 1000)
 	}
+}
+
+// poolSeries caches the resolved series of one listener and pool:
+// resolving label values costs a hash and a lock per call, which the
+// request path would pay three times per request.
+type poolSeries struct {
+	m              *Metrics
+	listener, pool string
+	duration       prometheus.Observer
+	codes          [600]atomic.Pointer[prometheus.Counter]
+	mu             sync.Mutex
+	upstream       atomic.Pointer[map[string]prometheus.Observer]
+}
+
+type seriesKey struct{ listener, pool string }
+
+// seriesFor returns the cached series, creating them on first use (copy on
+// write: the request path only reads an immutable map).
+func (m *Metrics) seriesFor(listener, pool string) *poolSeries {
+	if cur := m.series.Load(); cur != nil {
+		if ps := (*cur)[seriesKey{listener, pool}]; ps != nil {
+			return ps
+		}
+	}
+	m.seriesMu.Lock()
+	defer m.seriesMu.Unlock()
+	old := map[seriesKey]*poolSeries{}
+	if cur := m.series.Load(); cur != nil {
+		old = *cur
+	}
+	if ps := old[seriesKey{listener, pool}]; ps != nil {
+		return ps
+	}
+	ps := &poolSeries{m: m, listener: listener, pool: pool, duration: m.duration.WithLabelValues(listener, pool)}
+	next := make(map[seriesKey]*poolSeries, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[seriesKey{listener, pool}] = ps
+	m.series.Store(&next)
+	return ps
+}
+
+func (ps *poolSeries) count(code int) prometheus.Counter {
+	if code < 0 || code >= len(ps.codes) {
+		return ps.m.requests.WithLabelValues(ps.listener, ps.pool, "other")
+	}
+	if c := ps.codes[code].Load(); c != nil {
+		return *c
+	}
+	c := ps.m.requests.WithLabelValues(ps.listener, ps.pool, statusLabels[code])
+	ps.codes[code].Store(&c)
+	return c
+}
+
+func (ps *poolSeries) upstreamFor(backend string) prometheus.Observer {
+	if cur := ps.upstream.Load(); cur != nil {
+		if o := (*cur)[backend]; o != nil {
+			return o
+		}
+	}
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	old := map[string]prometheus.Observer{}
+	if cur := ps.upstream.Load(); cur != nil {
+		old = *cur
+	}
+	if o := old[backend]; o != nil {
+		return o
+	}
+	o := ps.m.upstream.WithLabelValues(ps.pool, backend)
+	next := make(map[string]prometheus.Observer, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[backend] = o
+	ps.upstream.Store(&next)
+	return o
 }
 
 // Blocked counts a refusal. reason must come from a fixed set.
@@ -105,13 +192,6 @@ var statusLabels = func() (s [600]string) {
 	}
 	return
 }()
-
-func statusLabel(code int) string {
-	if code >= 0 && code < len(statusLabels) {
-		return statusLabels[code]
-	}
-	return "other"
-}
 
 // scrapeCollector reads state that other parts of Rampart own.
 type scrapeCollector struct{ src Source }
