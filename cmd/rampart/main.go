@@ -16,6 +16,7 @@ commands:
   validate  -c FILE                     check a config file, print FILE:LINE: problem
   ctl       backend ... | token hash    operate a running instance over its admin API; hash a token
   audit     pubkey | verify FILE        print the audit trail's public key, verify a trail
+  logs      purge --ip ADDR [-c FILE]   remove a client's lines from the access logs
   version                               print the version
 `
 
@@ -35,6 +36,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdValidate(args[1:], stdout, stderr)
 	case "audit":
 		return cmdAudit(args[1:], stdout, stderr)
+	case "logs":
+		return cmdLogs(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "rampart", version)
 		return 0

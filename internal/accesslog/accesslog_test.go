@@ -12,7 +12,7 @@ import (
 
 func TestLogWritesOneJSONLinePerRecord(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "access.log")
-	l, err := Open(path)
+	l, err := Open(path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func TestLogWritesOneJSONLinePerRecord(t *testing.T) {
 // After Close (a reload replaced the logger) a late request is counted as
 // dropped, never a panic on a closed channel.
 func TestLogAfterCloseIsCountedNotFatal(t *testing.T) {
-	l, err := Open(filepath.Join(t.TempDir(), "access.log"))
+	l, err := Open(filepath.Join(t.TempDir(), "access.log"), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestLogAfterCloseIsCountedNotFatal(t *testing.T) {
 }
 
 func TestOpenEmptyPathDisables(t *testing.T) {
-	l, err := Open("")
+	l, err := Open("", Options{})
 	if err != nil || l != nil {
 		t.Fatalf("Open(\"\") = %v, %v; want nil, nil", l, err)
 	}

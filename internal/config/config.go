@@ -146,7 +146,9 @@ func (c *Config) AuditPaths() (logPath, keyFile string) {
 
 // AccessLog is where per-request JSON lines go; an empty path disables it.
 type AccessLog struct {
-	Path string `yaml:"path"` // file path, "-" for stdout, "" for off
+	Path     string            `yaml:"path"` // file path, "-" for stdout, "" for off
+	Sanitize AccessLogSanitize `yaml:"sanitize"`
+	Rotation AccessLogRotation `yaml:"rotation"`
 }
 
 // Algorithms lists the balancing algorithms Rampart implements.
@@ -170,6 +172,7 @@ func (c *Config) applyDefaults() {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = Duration(DefaultShutdownTimeout)
 	}
+	c.accessLogDefaults()
 	for i := range c.Listeners {
 		l := &c.Listeners[i]
 		if l.Protocol == "" {

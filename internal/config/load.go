@@ -250,6 +250,10 @@ func sectionName(goType string) string {
 		return "outlier_detection"
 	case "AccessLog":
 		return "access_log"
+	case "AccessLogSanitize":
+		return "access_log.sanitize"
+	case "AccessLogRotation":
+		return "access_log.rotation"
 	case "AuditLog":
 		return "audit_log"
 	}

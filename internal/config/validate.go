@@ -200,6 +200,7 @@ func (v *validator) logging() {
 	} else if a.Path != "" && a.Path == a.SigningKeyFile {
 		v.add("logging.audit_log.signing_key_file", "logging.audit_log.signing_key_file must not be the audit log itself")
 	}
+	v.accessLog()
 	p := v.cfg.Logging.AccessLog.Path
 	if p == "" || p == "-" {
 		return

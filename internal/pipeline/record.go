@@ -55,9 +55,23 @@ type Record struct {
 	ACLAction string `json:"acl_action,omitempty"`
 	ACLSource string `json:"acl_source,omitempty"`
 
+	// TLS and security-stage facts of DESIGN §5. Stages that do not exist
+	// yet leave them empty; the access log writes them anyway so that its
+	// schema does not change when they land.
+	SSLProtocol      string   `json:"ssl_protocol"`
+	SSLCipher        string   `json:"ssl_cipher"`
+	JA3              string   `json:"ja3"`
+	JA4              string   `json:"ja4"`
+	ConnectionReused bool     `json:"connection_reused"`
+	RateLimited      bool     `json:"rate_limited"`
+	WAFAction        string   `json:"waf_action"`
+	WAFRulesMatched  []string `json:"waf_rules_matched"`
+	GeoCountry       string   `json:"geo_country"`
+	ASN              int      `json:"asn"`
+
 	// Error is a short machine-readable reason when Rampart answered itself
 	// (no_route, no_backend, backend_unreachable, backend_timeout, ...).
-	Error string `json:"error,omitempty"`
+	Error string `json:"error"`
 
 	// Target is the router's decision for the proxy stage (a *proxy.Pool).
 	// It rides on the record so a request carries one context value.

@@ -84,7 +84,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	reg.Apply(cfg.Pools)
-	al, err := accesslog.Open(cfg.Resolve(cfg.Logging.AccessLog.Path))
+	al, err := accesslog.Open(cfg.Resolve(cfg.Logging.AccessLog.Path), accesslog.ConfigOptions(cfg.Logging.AccessLog, log))
 	if err != nil {
 		reg.Close()
 		s.acl.Close()
@@ -341,8 +341,11 @@ func (s *Server) apply(cfg *config.Config) error {
 	}
 	al := s.table.Load().accessLog
 	oldAL := al
-	if cfg.Logging.AccessLog.Path != s.cfg.Logging.AccessLog.Path {
-		nal, err := accesslog.Open(cfg.Resolve(cfg.Logging.AccessLog.Path))
+	// A new logger also for new sanitize/rotation settings on the same
+	// path: the old one finishes its lines, and both coordinate on the
+	// file through its lock (see accesslog/rotate.go).
+	if !cfg.Logging.AccessLog.Equal(s.cfg.Logging.AccessLog) {
+		nal, err := accesslog.Open(cfg.Resolve(cfg.Logging.AccessLog.Path), accesslog.ConfigOptions(cfg.Logging.AccessLog, s.log))
 		if err != nil {
 			for _, l := range bound {
 				l.ln.Close()
