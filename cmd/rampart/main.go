@@ -14,6 +14,7 @@ const usage = `usage: rampart <command> [flags]
 commands:
   serve     -c FILE [--demo-backends]   run the load balancer
   validate  -c FILE                     check a config file, print FILE:LINE: problem
+  doctor    [-c FILE]                   print the host's SYN-flood posture (syncookies, backlogs)
   ctl       backend ... | token hash    operate a running instance over its admin API; hash a token
   audit     pubkey | verify FILE        print the audit trail's public key, verify a trail
   logs      purge --ip ADDR [-c FILE]   remove a client's lines from the access logs
@@ -34,6 +35,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdCtl(args[1:], stdout, stderr)
 	case "validate":
 		return cmdValidate(args[1:], stdout, stderr)
+	case "doctor":
+		return cmdDoctor(args[1:], stdout, stderr)
 	case "audit":
 		return cmdAudit(args[1:], stdout, stderr)
 	case "logs":

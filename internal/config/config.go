@@ -67,6 +67,10 @@ type Route struct {
 	Name  string     `yaml:"name"`
 	Match RouteMatch `yaml:"match"`
 	Pool  string     `yaml:"pool"`
+	// MaxBodyBytes overrides security.request_limits.max_body_bytes.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// Headers adds to or overrides security.headers.add for this route.
+	Headers *RouteHeaders `yaml:"headers"`
 }
 
 // RouteMatch selects requests. Host is exact ("api.example.com"), a one-label
@@ -169,6 +173,7 @@ func (c *Config) applyDefaults() {
 		c.DataDir = DefaultDataDir
 	}
 	c.Admin.applyDefaults()
+	c.applyHardeningDefaults()
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = Duration(DefaultShutdownTimeout)
 	}

@@ -11,12 +11,17 @@ import (
 	"time"
 )
 
-// Security groups the checks that decide whether traffic may pass. Only the
-// IP lists and the dynamic blocklist exist so far; rate limits and the WAF
-// join this section when they are implemented.
+// Security groups the checks that decide whether traffic may pass: IP
+// lists, the dynamic blocklist and connection/protocol hardening; rate
+// limits and the WAF join this section when they are implemented.
 type Security struct {
 	IPLists          IPLists          `yaml:"ip_lists"`
 	DynamicBlocklist DynamicBlocklist `yaml:"dynamic_blocklist"`
+	// Connection and protocol hardening (hardening.go).
+	SynFloodProtection  SynFloodProtection  `yaml:"syn_flood_protection"`
+	SlowlorisProtection SlowlorisProtection `yaml:"slowloris_protection"`
+	RequestLimits       RequestLimits       `yaml:"request_limits"`
+	Headers             Headers             `yaml:"headers"`
 }
 
 // IPLists are the static allow and block lists and the threat feeds. An

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httputil"
+	"strconv"
 	"sync"
 
 	"github.com/rampart-proxy/rampart/internal/pipeline"
@@ -149,7 +150,13 @@ func (poolTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 func errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	rec := pipeline.FromContext(r.Context())
 	status, reason := http.StatusBadGateway, "backend_unreachable"
+	var se interface{ HTTPStatus() int }
 	switch {
+	case errors.As(err, &se) && se.HTTPStatus() >= 400:
+		// The client's request body broke a limit (max_body_bytes, body
+		// timeout, minimum rate): the answer is about the request.
+		status = se.HTTPStatus()
+		reason = "request_body_" + strconv.Itoa(status)
 	case errors.Is(err, ErrNoBackend):
 		status, reason = http.StatusServiceUnavailable, "no_backend"
 		rec.BackendID, rec.BackendServer = "", ""

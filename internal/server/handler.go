@@ -59,7 +59,7 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.RequestID = requestID(r.Header.Get("X-Request-Id"))
 	denied := e.checkACL(rec, client)
 
-	rw := &responseWriter{ResponseWriter: w, rec: rec}
+	rw := &responseWriter{ResponseWriter: w, rec: rec, hs: t.headers}
 	var body *countingBody
 	if r.Body != nil && r.Body != http.NoBody {
 		body = &countingBody{ReadCloser: r.Body}
@@ -90,6 +90,19 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec.Route, rec.PoolID, rec.Target = rt.name, rt.pool.Name, rt.pool
+	rw.hs = rt.headers
+	if rt.maxBody > 0 && r.ContentLength > rt.maxBody {
+		// Refused on the announced size, before a byte of the body is
+		// read; the connection closes (WriteError says so) without
+		// reading the rest.
+		rec.Error = "body_too_large"
+		e.srv.metrics.Blocked("request_limits", "max_body_bytes")
+		pipeline.WriteError(rw, r.WithContext(pipeline.WithRecord(r.Context(), rec)), http.StatusRequestEntityTooLarge)
+		return
+	}
+	if body != nil {
+		body.limit = rt.maxBody // a chunked body is cut off where it crosses it
+	}
 	e.srv.proxy.ServeHTTP(rw, r.WithContext(pipeline.WithRecord(r.Context(), rec)))
 }
 
@@ -111,28 +124,54 @@ func (e *entry) checkACL(rec *pipeline.Record, client netip.Addr) (denied bool) 
 }
 
 // admit is the connection guard: a blocklisted peer is closed at accept,
-// before a byte is read (or, later, a TLS handshake is spent on it).
+// before a byte is read (or, later, a TLS handshake is spent on it); then
+// the per-IP connection limits apply, except to allowlisted peers.
 func (e *entry) admit(c net.Conn) bool {
 	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
 	if err != nil {
 		return true
 	}
 	d := e.srv.acl.Check(ap.Addr())
-	if d.Action != acl.ActionDeny {
-		return true
+	if d.Action == acl.ActionDeny {
+		e.srv.metrics.Blocked("acl_accept", sourceKind(d.Source))
+		e.logAccept(ap, "deny", d.Source, "blocked_at_accept")
+		return false
 	}
-	e.srv.metrics.Blocked("acl_accept", sourceKind(d.Source))
+	// Every admitted connection is counted (allowlisted ones too, so the
+	// close hook releases what was counted whatever the lists say by
+	// then); the limits are not applied to allowlisted peers.
+	t := e.srv.table.Load()
+	maxOpen, maxNew := t.maxConnsPerIP, t.maxNewPerIP
+	if d.Action == acl.ActionAllow {
+		maxOpen, maxNew = 0, 0
+	}
+	if reason := e.srv.conns.admit(ap.Addr().Unmap(), maxOpen, maxNew, time.Now()); reason != "" {
+		e.srv.metrics.Blocked("conn_limit", reason)
+		e.logAccept(ap, "", "", "conn_limit: "+reason)
+		return false
+	}
+	return true
+}
+
+// closed is the engine's close hook: it releases what admit counted.
+func (e *entry) closed(c net.Conn) {
+	if a, ok := peerAddr(c); ok {
+		e.srv.conns.release(a, time.Now())
+	}
+}
+
+// logAccept writes the access-log record of a connection refused at accept.
+func (e *entry) logAccept(ap netip.AddrPort, action, source, reason string) {
 	t := e.srv.table.Load()
 	rec := pipeline.NewRecord()
 	rec.Timestamp = time.Now()
 	rec.Listener = *e.l.name.Load()
 	rec.LBInstance = t.instance
 	rec.ClientIP, rec.ClientPort = ap.Addr().Unmap().String(), int(ap.Port())
-	rec.ACLAction, rec.ACLSource = "deny", d.Source
-	rec.Error = "blocked_at_accept"
+	rec.ACLAction, rec.ACLSource = action, source
+	rec.Error = reason
 	t.accessLog.Log(rec)
 	pipeline.Release(rec)
-	return false
 }
 
 // sourceKind turns a decision source into a metric label of bounded
@@ -208,6 +247,7 @@ func withConnInfo(ctx context.Context, c net.Conn) context.Context {
 type responseWriter struct {
 	http.ResponseWriter
 	rec      *pipeline.Record
+	hs       *headerSet // security.headers of the route (or the global ones)
 	status   int
 	written  int64
 	idHeader [1]string // the X-Request-Id value, without a slice allocation
@@ -218,6 +258,7 @@ func (w *responseWriter) WriteHeader(code int) {
 		w.status = code
 		w.rec.StatusCode = code
 		w.setRequestID()
+		w.hs.apply(w.ResponseWriter.Header())
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
@@ -227,6 +268,7 @@ func (w *responseWriter) Write(b []byte) (int, error) {
 		w.status = http.StatusOK
 		w.rec.StatusCode = http.StatusOK
 		w.setRequestID()
+		w.hs.apply(w.ResponseWriter.Header())
 	}
 	n, err := w.ResponseWriter.Write(b)
 	w.written += int64(n)
@@ -254,10 +296,15 @@ func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter 
 
 type countingBody struct {
 	io.ReadCloser
-	n int64
+	n        int64
+	limit    int64 // max_body_bytes of the route; 0 until routed
+	exceeded bool
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
+	if b.limit > 0 {
+		return b.readLimited(p)
+	}
 	n, err := b.ReadCloser.Read(p)
 	b.n += int64(n)
 	return n, err

@@ -22,15 +22,28 @@ type router struct {
 }
 
 type route struct {
-	name   string
-	prefix string
-	pool   *proxy.Pool
+	name    string
+	prefix  string
+	pool    *proxy.Pool
+	maxBody int64      // max_body_bytes of the route or the global one
+	headers *headerSet // security.headers with the route's additions
 }
 
+// newRouter builds a router for routes alone (no body limit, default
+// headers).
 func newRouter(routes []config.Route, reg *proxy.Registry) *router {
+	return newRouterFor(&config.Config{Routes: routes}, reg)
+}
+
+func newRouterFor(cfg *config.Config, reg *proxy.Registry) *router {
 	rt := &router{exact: map[string][]*route{}, wildcard: map[string][]*route{}}
-	for _, c := range routes {
-		r := &route{name: c.Name, prefix: c.Match.PathPrefix, pool: reg.Pool(c.Pool)}
+	global := newHeaderSet(&cfg.Security.Headers, nil)
+	for i := range cfg.Routes {
+		c := &cfg.Routes[i]
+		r := &route{name: c.Name, prefix: c.Match.PathPrefix, pool: reg.Pool(c.Pool), maxBody: cfg.BodyLimit(c), headers: global}
+		if c.Headers != nil {
+			r.headers = newHeaderSet(&cfg.Security.Headers, c.Headers)
+		}
 		if r.prefix == "" {
 			r.prefix = "/"
 		}

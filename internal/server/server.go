@@ -34,6 +34,8 @@ type Server struct {
 	metrics *metrics.Metrics
 	// acl holds the IP lists; dynamic entries and feed data survive reloads.
 	acl *acl.ACL
+	// conns counts connections per client address (connection guard).
+	conns *connLimiter
 
 	// table is everything a request reads from the config, replaced as a
 	// whole on reload so a request sees one config from start to end.
@@ -50,10 +52,13 @@ type Server struct {
 }
 
 type table struct {
-	instance  string
-	router    *router
-	listeners map[string]*listenerSettings
-	accessLog *accesslog.Logger
+	instance string
+	router   *router
+	headers  *headerSet // security.headers for answers without a route
+	// per-IP connection limits (0: none), read at every accept
+	maxConnsPerIP, maxNewPerIP int
+	listeners                  map[string]*listenerSettings
+	accessLog                  *accesslog.Logger
 }
 
 type listenerSettings struct {
@@ -77,7 +82,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{log: log, reg: reg, proxy: proxy.NewHandler(), cfg: cfg, listeners: map[string]*listener{}}
+	s := &Server{log: log, reg: reg, proxy: proxy.NewHandler(), cfg: cfg, listeners: map[string]*listener{}, conns: newConnLimiter()}
 	s.metrics = metrics.New(s)
 	if s.acl, err = acl.New(cfg, acl.Options{Logger: log}); err != nil {
 		reg.Close()
@@ -103,10 +108,13 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 
 func (s *Server) buildTable(cfg *config.Config, al *accesslog.Logger) *table {
 	t := &table{
-		instance:  cfg.InstanceName,
-		router:    newRouter(cfg.Routes, s.reg),
-		listeners: map[string]*listenerSettings{},
-		accessLog: al,
+		instance:      cfg.InstanceName,
+		router:        newRouterFor(cfg, s.reg),
+		headers:       newHeaderSet(&cfg.Security.Headers, nil),
+		maxConnsPerIP: cfg.Security.SlowlorisProtection.MaxConnectionsPerIP,
+		maxNewPerIP:   cfg.Security.SlowlorisProtection.MaxNewConnectionsPerIPPerS,
+		listeners:     map[string]*listenerSettings{},
+		accessLog:     al,
 	}
 	for _, l := range cfg.Listeners {
 		t.listeners[l.Name] = &listenerSettings{trusted: newTrustedProxies(l.TrustedProxies)}
@@ -158,6 +166,9 @@ func (s *Server) Config() *config.Config {
 func (s *Server) Start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.checkSYNPosture(s.cfg); err != nil {
+		return err
+	}
 	bound, err := s.bind(s.cfg, s.cfg.Listeners)
 	var ps config.Problems
 	errors.As(err, &ps)
@@ -242,15 +253,16 @@ func unwrapSyscall(err error) error {
 func (s *Server) serve(l *listener) {
 	e := &entry{srv: s, l: l}
 	l.srv = &http1.Server{
-		Handler:           e,
-		Admit:             e.admit,
-		ConnContext:       withConnInfo,
-		OnRefused:         e.refused,
-		H2C:               l.cfg.H2C,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       60 * time.Second,
-		Log:               s.log,
+		Handler:     e,
+		Admit:       e.admit,
+		OnClose:     e.closed,
+		ConnContext: withConnInfo,
+		OnRefused:   e.refused,
+		H2C:         l.cfg.H2C,
+		Log:         s.log,
 	}
+	// Request limits and timeouts; apply() swaps them on reload.
+	l.srv.Configure(enginePolicy(s.cfg))
 	l.done = make(chan struct{})
 	s.listeners[l.cfg.Listen] = l
 	s.log.Info("listening", "listener", l.cfg.Name, "address", l.ln.Addr().String(), "h2c", l.cfg.H2C)
@@ -379,6 +391,11 @@ func (s *Server) apply(cfg *config.Config) error {
 	}
 	for _, l := range bound {
 		s.serve(l)
+	}
+	// New request limits and timeouts apply from the next request, on
+	// connections already open too.
+	for _, l := range s.listeners {
+		l.srv.Configure(enginePolicy(cfg))
 	}
 	if al != oldAL {
 		go func() { time.Sleep(5 * time.Second); oldAL.Close() }()

@@ -8,7 +8,6 @@ import (
 	"net/http/httputil"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/rampart-proxy/rampart/internal/httpwire"
 )
@@ -125,10 +124,9 @@ type body struct {
 }
 
 func (c *conn) newBody(r *http.Request, n int64) *body {
-	// The idle or header deadline must not cut a long upload short.
-	if !c.readDeadline.IsZero() {
-		c.setReadDeadline(time.Time{})
-	}
+	// The idle or header deadline must not cut a long upload short; the
+	// body's own (BodyTimeout, MinBodyRate) replace it.
+	c.startBody()
 	b := &body{c: c}
 	if n < 0 {
 		b.src, b.chunk = httputil.NewChunkedReader(c.br), true
@@ -178,7 +176,11 @@ func (b *body) read(p []byte) (int, error) {
 	}
 	if err == io.EOF {
 		b.sawEOF = true
+		b.c.meter.on = false
 	} else if err != nil {
+		if be, ok := errors.AsType[*bodyError](err); ok {
+			err = be // not hidden by the chunked reader's wrapping
+		}
 		b.err = err
 	}
 	return n, err
@@ -195,6 +197,8 @@ func (b *body) finish() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	defer func() { b.closed = true }()
+	// The drain has the connection's deadline, not the body's.
+	b.c.meter.on = false
 	if b.sawEOF {
 		return true
 	}
@@ -217,11 +221,15 @@ func (b *body) finish() bool {
 }
 
 // abandon ends the body without reading the rest, when the connection is
-// closed anyway. The caller stops a read in progress first (a deadline).
-func (b *body) abandon() {
+// closed anyway, and reports whether it had been read to its end. A caller
+// that may race a read in progress stops it first (a deadline).
+func (b *body) abandon() (complete bool) {
 	b.mu.Lock()
 	b.closed = true
+	b.c.meter.on = false
+	complete = b.sawEOF
 	b.mu.Unlock()
+	return complete
 }
 
 // skipTrailers consumes the trailer section after the last chunk. Request

@@ -63,6 +63,20 @@ type conn struct {
 	// for it.
 	contMu      sync.Mutex
 	canContinue atomic.Bool
+
+	// pol is the policy of the request being served (read once per request).
+	pol *policy
+	// meter watches the arrival of a request body with a BodyTimeout or a
+	// MinBodyRate; connReader hands it the reads while it is on. bodyStop
+	// tells it to give up at the next deadline instead of moving it.
+	meter    rateMeter
+	bodyStop atomic.Bool
+	// writeTimeout and writeDeadline: see connWriter.
+	writeTimeout  time.Duration
+	writeDeadline time.Time
+	// linger: the connection closes with a request body left unread, so
+	// the close waits a little for it (see lingerClose).
+	linger bool
 }
 
 type connReader struct{ c *conn }
@@ -73,6 +87,9 @@ func (cr *connReader) Read(p []byte) (int, error) {
 		if err := c.bw.Flush(); err != nil {
 			return 0, err
 		}
+	}
+	if c.meter.on {
+		return c.readBody(p)
 	}
 	return c.rwc.Read(p)
 }
@@ -114,7 +131,8 @@ func (s *Server) newConn(rwc net.Conn) *conn {
 	c.br = readerPool.Get().(*bufio.Reader)
 	c.br.Reset(&c.cr)
 	c.bw = writerPool.Get().(*bufio.Writer)
-	c.bw.Reset(rwc)
+	c.bw.Reset(&connWriter{c})
+	c.pol = s.pol.Load()
 	ctx := s.baseCtx
 	if s.ConnContext != nil {
 		ctx = s.ConnContext(ctx, rwc)
@@ -141,8 +159,9 @@ func (c *conn) serve() {
 	// A new connection waits ReadHeaderTimeout, not IdleTimeout, for its
 	// first byte: a client that connects and stays silent is bounded by
 	// the header timeout.
-	c.setReadDeadline(time.Now().Add(s.readHeaderTimeout()))
+	c.setReadDeadline(time.Now().Add(c.pol.ReadHeaderTimeout))
 	for first := true; ; first = false {
+		c.pol = s.pol.Load() // for the idle timeout
 		// Between requests the connection is idle: it may wait IdleTimeout
 		// for the next one, then has ReadHeaderTimeout to send the head.
 		if c.br.Buffered() == 0 {
@@ -152,7 +171,7 @@ func (c *conn) serve() {
 			// Re-armed only when it has moved more than a second (an eighth
 			// of a short timeout) closer, or is further than IdleTimeout.
 			now := time.Now()
-			idle := s.idleTimeout()
+			idle := c.pol.IdleTimeout
 			if d := c.readDeadline.Sub(now); !first && (d < idle-min(idle/8, time.Second) || d > idle) {
 				c.setReadDeadline(now.Add(idle))
 			}
@@ -161,10 +180,14 @@ func (c *conn) serve() {
 			}
 		}
 		c.active.Store(true)
+		// The request's policy: one atomic load, so a reload applies from
+		// the next request, also on connections already open.
+		c.pol = s.pol.Load()
+		c.writeTimeout = c.pol.WriteTimeout
 		if !c.headBuffered() {
 			// The head is still arriving: it has ReadHeaderTimeout to
 			// complete, however slowly its bytes trickle (slowloris).
-			c.setReadDeadline(time.Now().Add(s.readHeaderTimeout()))
+			c.setReadDeadline(time.Now().Add(c.pol.ReadHeaderTimeout))
 		}
 		r, err := c.readRequest()
 		if err != nil {
@@ -176,7 +199,9 @@ func (c *conn) serve() {
 			return
 		}
 		if !keep {
-			c.bw.Flush()
+			if c.bw.Flush() == nil && c.linger {
+				c.lingerClose()
+			}
 			return
 		}
 		// Pipelined requests already buffered are answered before the
@@ -205,7 +230,7 @@ func (c *conn) headBuffered() bool {
 // readRequest reads and checks one request head. The returned request is
 // the connection's own, valid until the next call.
 func (c *conn) readRequest() (*http.Request, error) {
-	lineEnd, err := c.head.readHead(c.br, &c.srv.limits)
+	lineEnd, err := c.head.readHead(c.br, &c.pol.Limits)
 	if err != nil {
 		return nil, err
 	}
@@ -214,6 +239,9 @@ func (c *conn) readRequest() (*http.Request, error) {
 	r.URL = &c.url
 	if err := c.head.parse(r, lineEnd); err != nil {
 		return nil, err
+	}
+	if !c.pol.allows(r.Method) {
+		return nil, refuse(http.StatusMethodNotAllowed, "method not allowed")
 	}
 	if err := frame(r, c); err != nil {
 		return nil, err
@@ -235,6 +263,7 @@ func (c *conn) handle(r *http.Request) (keep bool) {
 			if b != nil {
 				// The connection closes: stop a read in progress in another
 				// goroutine, and keep later ones off the pooled reader.
+				c.bodyStop.Store(true)
 				c.setReadDeadline(time.Now())
 				b.abandon()
 			}
@@ -246,18 +275,25 @@ func (c *conn) handle(r *http.Request) (keep bool) {
 	if c.hijacked.Load() {
 		return false
 	}
-	keep = w.finish()
+	keep = w.finish() && !r.Close
 	c.flushOnRead.Store(true)
 	if b != nil {
+		if !keep {
+			// The connection closes anyway: what is left of the body is
+			// not read (a 413 must not wait for the body it refuses), but
+			// the close lingers so the client reads the answer.
+			c.linger = !b.abandon()
+			return false
+		}
 		// Draining what the handler left of the body may wait for the
 		// client: the answer goes out first (see connReader), and the
 		// client has ReadHeaderTimeout to send what it announced.
-		c.setReadDeadline(time.Now().Add(c.srv.readHeaderTimeout()))
+		c.setReadDeadline(time.Now().Add(c.pol.ReadHeaderTimeout))
 		if !b.finish() {
 			keep = false
 		}
 	}
-	return keep && !r.Close
+	return keep
 }
 
 // refuse answers a request that never reached a handler and reports it.
@@ -283,6 +319,7 @@ func (c *conn) refuse(err error) {
 	}
 	text := http.StatusText(pe.status)
 	body := strconv.Itoa(pe.status) + " " + text + "\n"
+	c.writeTimeout = 0
 	c.rwc.SetWriteDeadline(time.Now().Add(time.Second))
 	// Answers to earlier pipelined requests may still be buffered: they go
 	// out first.
@@ -293,11 +330,18 @@ func (c *conn) refuse(err error) {
 	bw.WriteString("\r\n\r\n")
 	bw.WriteString(body)
 	bw.Flush()
-	// Let the client read the answer before the close resets it.
+	c.lingerClose()
+}
+
+// lingerClose lets the client read the answer before the close: closing a
+// socket with unread bytes in it sends a reset, which can destroy the
+// answer in the client's receive buffer. It shuts down the sending side
+// and discards what still comes, bounded in bytes and time.
+func (c *conn) lingerClose() {
 	if tc, ok := c.rwc.(interface{ CloseWrite() error }); ok {
 		tc.CloseWrite()
 		c.rwc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-		io.CopyN(io.Discard, c.rwc, 64<<10)
+		io.CopyN(io.Discard, c.rwc, 256<<10)
 	}
 }
 
@@ -316,6 +360,7 @@ func (c *conn) handOffH2() {
 	if c.bw.Flush() != nil {
 		return
 	}
+	c.clearWriteDeadline()
 	pre := &prereadConn{Conn: c.rwc, r: io.MultiReader(strings.NewReader("PRI * HTTP/2.0\r\n"), c.br)}
 	c.hijacked.Store(true) // the HTTP/2 server owns it now
 	c.srv.untrack(c)
@@ -330,6 +375,9 @@ type prereadConn struct {
 func (c *prereadConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 func (c *conn) close() {
+	if c.srv.OnClose != nil {
+		c.srv.OnClose(c.rwc)
+	}
 	// A hijacked connection belongs to the handler (or the HTTP/2 server)
 	// now: forget it, so Shutdown does not wait for it, but leave it open.
 	c.srv.untrack(c)

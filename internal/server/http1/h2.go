@@ -23,9 +23,9 @@ func newH2Server(s *Server) *h2Server {
 			Handler:           s.Handler,
 			Protocols:         &protos,
 			ConnContext:       s.ConnContext,
-			ReadHeaderTimeout: s.readHeaderTimeout(),
-			IdleTimeout:       s.idleTimeout(),
-			MaxHeaderBytes:    s.limits.MaxHeaderBytes,
+			ReadHeaderTimeout: s.pol.Load().ReadHeaderTimeout,
+			IdleTimeout:       s.pol.Load().IdleTimeout,
+			MaxHeaderBytes:    s.pol.Load().MaxHeaderBytes,
 		},
 		ln: &chanListener{ch: make(chan net.Conn), done: make(chan struct{})},
 	}

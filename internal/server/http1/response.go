@@ -258,6 +258,7 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	// The connection is the handler's now, with no deadline of ours.
 	c.setReadDeadline(time.Time{})
 	c.hijacked.Store(true)
+	c.clearWriteDeadline()
 	hc := &hijackedConn{Conn: c.rwc, br: c.br}
 	return hc, bufio.NewReadWriter(c.br, c.bw), nil
 }

@@ -43,18 +43,29 @@ type Server struct {
 	// anything is read from it (the connection guard: IP blocklists); a
 	// refused connection is closed at once.
 	Admit func(c net.Conn) bool
+	// OnClose, when set, is told when an admitted connection is done with
+	// (closed, or handed over by a hijack or to HTTP/2): the connection
+	// guard releases its per-IP count there. It is called exactly once
+	// for every connection Admit let in.
+	OnClose func(c net.Conn)
 	// OnRefused is told about every request refused before reaching the
 	// handler (malformed, oversized, too slow), for logs and metrics.
 	OnRefused func(connCtx context.Context, status int, reason string)
 
+	// The first Policy (see Policy for each field); Configure replaces it.
 	Limits            Limits        // zero fields take DefaultLimits
 	ReadHeaderTimeout time.Duration // default 10 s
 	IdleTimeout       time.Duration // default 60 s
+	BodyTimeout       time.Duration
+	MinBodyRate       int64
+	RateWindow        time.Duration
+	WriteTimeout      time.Duration
+	AllowedMethods    []string
 	// H2C serves connections that start with the HTTP/2 preface.
 	H2C bool
 	Log *slog.Logger
 
-	limits  Limits
+	pol     atomic.Pointer[policy]
 	baseCtx context.Context
 	once    sync.Once
 	h2      *h2Server
@@ -71,16 +82,11 @@ var ErrServerClosed = http.ErrServerClosed
 
 func (s *Server) init() {
 	s.once.Do(func() {
-		s.limits = s.Limits
-		if s.limits.MaxRequestLineBytes <= 0 {
-			s.limits.MaxRequestLineBytes = DefaultLimits.MaxRequestLineBytes
-		}
-		if s.limits.MaxHeaderBytes <= 0 {
-			s.limits.MaxHeaderBytes = DefaultLimits.MaxHeaderBytes
-		}
-		if s.limits.MaxHeaders <= 0 {
-			s.limits.MaxHeaders = DefaultLimits.MaxHeaders
-		}
+		s.pol.Store(compilePolicy(Policy{
+			Limits: s.Limits, ReadHeaderTimeout: s.ReadHeaderTimeout, IdleTimeout: s.IdleTimeout,
+			BodyTimeout: s.BodyTimeout, MinBodyRate: s.MinBodyRate, RateWindow: s.RateWindow,
+			WriteTimeout: s.WriteTimeout, AllowedMethods: s.AllowedMethods,
+		}))
 		s.baseCtx = context.Background()
 		s.listeners = map[net.Listener]struct{}{}
 		s.conns = map[*conn]struct{}{}
@@ -88,20 +94,6 @@ func (s *Server) init() {
 			s.h2 = newH2Server(s)
 		}
 	})
-}
-
-func (s *Server) readHeaderTimeout() time.Duration {
-	if s.ReadHeaderTimeout > 0 {
-		return s.ReadHeaderTimeout
-	}
-	return 10 * time.Second
-}
-
-func (s *Server) idleTimeout() time.Duration {
-	if s.IdleTimeout > 0 {
-		return s.IdleTimeout
-	}
-	return 60 * time.Second
 }
 
 func (s *Server) shuttingDown() bool { return s.closing.Load() }

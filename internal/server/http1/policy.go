@@ -1,0 +1,211 @@
+package http1
+
+import (
+	"net/http"
+	"time"
+)
+
+// Policy is what the server enforces on every request it reads. The
+// Server's fields give the first one; Configure replaces it while the
+// server runs (a config reload), and requests read afterwards follow the
+// new one. Zero fields take the defaults noted.
+type Policy struct {
+	Limits                          // zero fields take DefaultLimits
+	ReadHeaderTimeout time.Duration // a request head must be complete within it; default 10 s
+	IdleTimeout       time.Duration // a kept-alive connection waits this long for the next request; default 60 s
+	// BodyTimeout bounds the arrival of a whole request body, from its
+	// first byte being wanted to its last; 0: no bound.
+	BodyTimeout time.Duration
+	// MinBodyRate closes a connection whose request body arrives slower
+	// than this many bytes a second, measured over the last RateWindow
+	// (a sliding window moved every quarter window); 0: off.
+	MinBodyRate int64
+	RateWindow  time.Duration // default 5 s
+	// WriteTimeout bounds each write to the client: a client that stops
+	// reading its answer is cut off after it; 0: no bound.
+	WriteTimeout time.Duration
+	// AllowedMethods lists the methods served; others are refused with 405
+	// before any handler runs. Empty: any method (CONNECT is always refused).
+	AllowedMethods []string
+}
+
+// DefaultRateWindow is Policy.RateWindow's default.
+const DefaultRateWindow = 5 * time.Second
+
+// policy is a Policy with defaults applied and the method list indexed.
+type policy struct {
+	Policy
+	methods map[string]struct{} // nil: any
+}
+
+func compilePolicy(p Policy) *policy {
+	c := &policy{Policy: p}
+	if c.MaxRequestLineBytes <= 0 {
+		c.MaxRequestLineBytes = DefaultLimits.MaxRequestLineBytes
+	}
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = DefaultLimits.MaxHeaderBytes
+	}
+	if c.MaxHeaders <= 0 {
+		c.MaxHeaders = DefaultLimits.MaxHeaders
+	}
+	if c.ReadHeaderTimeout <= 0 {
+		c.ReadHeaderTimeout = 10 * time.Second
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 60 * time.Second
+	}
+	if c.RateWindow <= 0 {
+		c.RateWindow = DefaultRateWindow
+	}
+	if len(p.AllowedMethods) > 0 {
+		c.methods = make(map[string]struct{}, len(p.AllowedMethods))
+		for _, m := range p.AllowedMethods {
+			c.methods[m] = struct{}{}
+		}
+	}
+	return c
+}
+
+func (p *policy) allows(method string) bool {
+	if p.methods == nil {
+		return true
+	}
+	_, ok := p.methods[method]
+	return ok
+}
+
+// Configure replaces the policy; requests whose head is read afterwards
+// follow it.
+func (s *Server) Configure(p Policy) {
+	s.init()
+	s.pol.Store(compilePolicy(p))
+}
+
+// bodyError ends a request body that broke a limit. The handler reading
+// the body sees it; HTTPStatus says what to answer (a proxy maps it to its
+// error page instead of a 502).
+type bodyError struct {
+	status int
+	reason string
+}
+
+func (e *bodyError) Error() string   { return "http1: request body: " + e.reason }
+func (e *bodyError) HTTPStatus() int { return e.status }
+func (e *bodyError) Timeout() bool   { return e.status == http.StatusRequestTimeout }
+
+var (
+	errBodyTimeout = &bodyError{http.StatusRequestTimeout, "not received within the body timeout"}
+	errBodyTooSlow = &bodyError{http.StatusRequestTimeout, "arriving below the minimum data rate"}
+)
+
+// rateMeter measures a request body's arrival. It runs only inside the
+// reads that hit the read deadline: the deadline is moved once every
+// quarter window, never per Read.
+type rateMeter struct {
+	on       bool
+	deadline time.Time // end of BodyTimeout; zero: none
+	min      int64
+	step     time.Duration
+	total    int64
+	k        int
+	at       [4]time.Time
+	bytes    [4]int64
+}
+
+// startBody arms the body deadlines (one timer update per body).
+func (c *conn) startBody() {
+	p := c.pol
+	if p == nil || (p.BodyTimeout <= 0 && p.MinBodyRate <= 0) {
+		if !c.readDeadline.IsZero() {
+			c.setReadDeadline(time.Time{})
+		}
+		return
+	}
+	now := time.Now()
+	m := &c.meter
+	*m = rateMeter{on: true, min: p.MinBodyRate, step: p.RateWindow / 4}
+	if p.BodyTimeout > 0 {
+		m.deadline = now.Add(p.BodyTimeout)
+	}
+	for i := range m.at {
+		m.at[i] = now
+	}
+	c.setReadDeadline(m.next(now))
+}
+
+func (m *rateMeter) next(now time.Time) time.Time {
+	if m.min <= 0 {
+		return m.deadline
+	}
+	t := now.Add(m.step)
+	if !m.deadline.IsZero() && m.deadline.Before(t) {
+		return m.deadline
+	}
+	return t
+}
+
+// readBody is connReader.Read while a body with deadlines arrives.
+func (c *conn) readBody(p []byte) (int, error) {
+	m := &c.meter
+	for {
+		n, err := c.rwc.Read(p)
+		m.total += int64(n)
+		if err == nil || !isTimeoutErr(err) {
+			return n, err
+		}
+		now := time.Now()
+		if !m.deadline.IsZero() && !now.Before(m.deadline) {
+			return n, errBodyTimeout
+		}
+		if m.min <= 0 || c.bodyStop.Load() {
+			return n, err // someone else's deadline (a panicking handler)
+		}
+		m.k++
+		j := m.k % len(m.at)
+		if m.k >= len(m.at) {
+			elapsed := now.Sub(m.at[j])
+			if got := m.total - m.bytes[j]; elapsed > 0 && float64(got) < float64(m.min)*elapsed.Seconds() {
+				return n, errBodyTooSlow
+			}
+		}
+		m.at[j], m.bytes[j] = now, m.total
+		c.setReadDeadline(m.next(now))
+		if n > 0 {
+			return n, nil
+		}
+	}
+}
+
+func isTimeoutErr(err error) bool {
+	ne, ok := err.(interface{ Timeout() bool })
+	return ok && ne.Timeout()
+}
+
+// connWriter is what the connection's buffered writer writes to. With a
+// WriteTimeout it moves the write deadline before a write, but only when
+// the deadline has come more than an eighth of the timeout (at most a
+// second) closer: a busy keep-alive connection re-arms it about once a
+// second, not once per response.
+type connWriter struct{ c *conn }
+
+func (cw *connWriter) Write(p []byte) (int, error) {
+	c := cw.c
+	if wt := c.writeTimeout; wt > 0 && !c.hijacked.Load() {
+		now := time.Now()
+		if c.writeDeadline.Sub(now) < wt-min(wt/8, time.Second) {
+			c.writeDeadline = now.Add(wt)
+			c.rwc.SetWriteDeadline(c.writeDeadline)
+		}
+	}
+	return c.rwc.Write(p)
+}
+
+// clearWriteDeadline leaves the connection without a write deadline of
+// ours (hijack, HTTP/2 hand-off).
+func (c *conn) clearWriteDeadline() {
+	if !c.writeDeadline.IsZero() {
+		c.writeDeadline = time.Time{}
+		c.rwc.SetWriteDeadline(time.Time{})
+	}
+}
