@@ -11,12 +11,13 @@ import (
 	"time"
 )
 
-// Security groups the checks that decide whether traffic may pass. Only the
-// IP lists and the dynamic blocklist exist so far; rate limits and the WAF
-// join this section when they are implemented.
+// Security groups the checks that decide whether traffic may pass: the IP
+// lists, the dynamic blocklist and rate limits; the WAF joins this section
+// when it is implemented.
 type Security struct {
 	IPLists          IPLists          `yaml:"ip_lists"`
 	DynamicBlocklist DynamicBlocklist `yaml:"dynamic_blocklist"`
+	RateLimits       RateLimits       `yaml:"rate_limits"`
 }
 
 // IPLists are the static allow and block lists and the threat feeds. An

@@ -20,6 +20,7 @@ func (c *Config) Validate() Problems {
 	pools := v.pools()
 	v.routes(pools)
 	v.ipLists()
+	v.rateLimits()
 	v.logging()
 	sortProblems(v.ps)
 	return v.ps

@@ -55,6 +55,11 @@ type Record struct {
 	ACLAction string `json:"acl_action,omitempty"`
 	ACLSource string `json:"acl_source,omitempty"`
 
+	// RateLimited is set when a rate limit refused the request, and
+	// RateLimitTier says which: global, per_ip, per_user or endpoint.
+	RateLimited   bool   `json:"rate_limited"`
+	RateLimitTier string `json:"rate_limit_tier,omitempty"`
+
 	// Error is a short machine-readable reason when Rampart answered itself
 	// (no_route, no_backend, backend_unreachable, backend_timeout, ...).
 	Error string `json:"error,omitempty"`
