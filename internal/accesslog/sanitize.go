@@ -178,6 +178,7 @@ func (e *encoder) appendLine(b []byte, r *pipeline.Record) []byte {
 	b = e.str(b, "route", r.Route, kindPlain, false)
 	b = e.str(b, "backend_id", r.BackendID, kindPlain, false)
 	b = appendInt(b, "attempts", int64(r.Attempts))
+	b = e.str(b, "rate_limit_tier", r.RateLimitTier, kindPlain, false)
 	b = e.str(b, "acl_action", r.ACLAction, kindPlain, false)
 	b = e.str(b, "acl_source", r.ACLSource, kindPlain, false)
 	b = e.str(b, "error", r.Error, kindPlain, false)

@@ -12,8 +12,8 @@ import (
 )
 
 // Security groups the checks that decide whether traffic may pass: IP
-// lists, the dynamic blocklist and connection/protocol hardening; rate
-// limits and the WAF join this section when they are implemented.
+// lists, the dynamic blocklist, connection/protocol hardening and rate
+// limits; the WAF joins this section when it is implemented.
 type Security struct {
 	IPLists          IPLists          `yaml:"ip_lists"`
 	DynamicBlocklist DynamicBlocklist `yaml:"dynamic_blocklist"`
@@ -22,6 +22,7 @@ type Security struct {
 	SlowlorisProtection SlowlorisProtection `yaml:"slowloris_protection"`
 	RequestLimits       RequestLimits       `yaml:"request_limits"`
 	Headers             Headers             `yaml:"headers"`
+	RateLimits          RateLimits          `yaml:"rate_limits"`
 }
 
 // IPLists are the static allow and block lists and the threat feeds. An

@@ -21,6 +21,7 @@ func (c *Config) Validate() Problems {
 	v.routes(pools)
 	v.ipLists()
 	v.hardening()
+	v.rateLimits()
 	v.logging()
 	sortProblems(v.ps)
 	return v.ps

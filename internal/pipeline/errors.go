@@ -14,6 +14,13 @@ import (
 // plain text. Answers about the request body (408, 413) close the
 // connection, so what is left of the body is never read.
 func WriteError(w http.ResponseWriter, r *http.Request, status int) {
+	WriteErrorDetail(w, r, status, "", nil)
+}
+
+// WriteErrorDetail is WriteError with a line of detail chosen by the
+// operator or by Rampart (never taken from the request or a backend), and
+// extra response header fields (Retry-After, ...).
+func WriteErrorDetail(w http.ResponseWriter, r *http.Request, status int, detail string, extra http.Header) {
 	rec := FromContext(r.Context())
 	h := w.Header()
 	for k := range h {
@@ -26,12 +33,23 @@ func WriteError(w http.ResponseWriter, r *http.Request, status int) {
 	var body string
 	if PrefersJSON(r.Header["Accept"]) {
 		h["Content-Type"] = []string{"application/json"}
-		// The reason is a fixed status text and the id is checked (see
-		// server.requestID): neither needs escaping.
-		body = `{"status":` + strconv.Itoa(status) + `,"error":"` + text + `","request_id":"` + rec.RequestID + "\"}\n"
+		// The reason is a fixed status text, the detail is Rampart's or
+		// the operator's, and the id is checked (see server.requestID).
+		body = `{"status":` + strconv.Itoa(status) + `,"error":"` + text + `"`
+		if detail != "" {
+			body += `,"detail":` + strconv.Quote(detail)
+		}
+		body += `,"request_id":"` + rec.RequestID + "\"}\n"
 	} else {
 		h["Content-Type"] = []string{"text/plain; charset=utf-8"}
-		body = strconv.Itoa(status) + " " + text + "\nrequest_id: " + rec.RequestID + "\n"
+		body = strconv.Itoa(status) + " " + text + "\n"
+		if detail != "" {
+			body += detail + "\n"
+		}
+		body += "request_id: " + rec.RequestID + "\n"
+	}
+	for k, v := range extra {
+		h[k] = v
 	}
 	h["X-Content-Type-Options"] = []string{"nosniff"}
 	h["Cache-Control"] = []string{"no-store"}

@@ -68,6 +68,7 @@ type Record struct {
 	WAFRulesMatched  []string `json:"waf_rules_matched"`
 	GeoCountry       string   `json:"geo_country"`
 	ASN              int      `json:"asn"`
+	RateLimitTier    string   `json:"rate_limit_tier,omitempty"`
 
 	// Error is a short machine-readable reason when Rampart answered itself
 	// (no_route, no_backend, backend_unreachable, backend_timeout, ...).

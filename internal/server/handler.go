@@ -83,6 +83,9 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		pipeline.WriteError(rw, r.WithContext(pipeline.WithRecord(r.Context(), rec)), http.StatusForbidden)
 		return
 	}
+	if t.limits != nil && rec.ACLAction != "allow" && e.rateLimit(t.limits, rw, r, rec, client, start) {
+		return
+	}
 	rt := t.router.match(r.Host, r.URL.Path)
 	if rt == nil || rt.pool == nil {
 		rec.Error = "no_route"

@@ -21,6 +21,7 @@ import (
 	"github.com/rampart-proxy/rampart/internal/config"
 	"github.com/rampart-proxy/rampart/internal/metrics"
 	"github.com/rampart-proxy/rampart/internal/proxy"
+	"github.com/rampart-proxy/rampart/internal/ratelimit"
 	"github.com/rampart-proxy/rampart/internal/server/http1"
 )
 
@@ -36,6 +37,8 @@ type Server struct {
 	acl *acl.ACL
 	// conns counts connections per client address (connection guard).
 	conns *connLimiter
+	// limits holds the rate limiters; client state survives reloads.
+	limits *limiters
 
 	// table is everything a request reads from the config, replaced as a
 	// whole on reload so a request sees one config from start to end.
@@ -59,6 +62,7 @@ type table struct {
 	maxConnsPerIP, maxNewPerIP int
 	listeners                  map[string]*listenerSettings
 	accessLog                  *accesslog.Logger
+	limits                     *rlTable // nil: no rate limits configured
 }
 
 type listenerSettings struct {
@@ -84,6 +88,8 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	}
 	s := &Server{log: log, reg: reg, proxy: proxy.NewHandler(), cfg: cfg, listeners: map[string]*listener{}, conns: newConnLimiter()}
 	s.metrics = metrics.New(s)
+	s.limits = newLimiters(log)
+	s.metrics.Registry().MustRegister(adaptiveCollector{s.limits})
 	if s.acl, err = acl.New(cfg, acl.Options{Logger: log}); err != nil {
 		reg.Close()
 		return nil, err
@@ -115,6 +121,7 @@ func (s *Server) buildTable(cfg *config.Config, al *accesslog.Logger) *table {
 		maxNewPerIP:   cfg.Security.SlowlorisProtection.MaxNewConnectionsPerIPPerS,
 		listeners:     map[string]*listenerSettings{},
 		accessLog:     al,
+		limits:        s.limits.build(cfg),
 	}
 	for _, l := range cfg.Listeners {
 		t.listeners[l.Name] = &listenerSettings{trusted: newTrustedProxies(l.TrustedProxies)}
@@ -452,6 +459,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.table.Load().accessLog.Close()
 	s.audit.Close()
 	s.acl.Close()
+	s.limits.close()
 	return firstErr
 }
 
@@ -465,6 +473,13 @@ type Status struct {
 	Listeners []ListenerStatus   `json:"listeners"`
 	Pools     []proxy.PoolStatus `json:"pools"`
 	AccessLog map[string]any     `json:"access_log"`
+	// RateLimits shows adaptive mode's state when it is enabled.
+	RateLimits *RateLimitStatus `json:"rate_limits,omitempty"`
+}
+
+// RateLimitStatus is the rate limiting part of Status.
+type RateLimitStatus struct {
+	Adaptive *ratelimit.AdaptiveStatus `json:"adaptive,omitempty"`
 }
 
 // ListenerStatus is one listener in Status.
@@ -487,6 +502,9 @@ func (s *Server) Status() Status {
 	s.mu.Unlock()
 	st.Pools = s.reg.Status()
 	st.AccessLog = map[string]any{"dropped_lines": s.table.Load().accessLog.Dropped()}
+	if a := s.limits.adaptiveStatus(); a != nil {
+		st.RateLimits = &RateLimitStatus{Adaptive: a}
+	}
 	return st
 }
 
