@@ -17,6 +17,9 @@ import (
 const (
 	OffenceRateLimit = "rate_limit" // a request refused with 429 by a per-IP limit
 	OffenceWAF       = "waf"        // a request the WAF scored as an attack
+	// OffenceAdminAuth is a failed authentication on the admin API. Its
+	// rule is fixed: 20 failures within 10 minutes block for 1h, then 24h.
+	OffenceAdminAuth = "admin_auth"
 )
 
 // An Offender turns repeated offences of one client into dynamic blocks
@@ -67,6 +70,7 @@ func (o *Offender) setRules(ab *config.AutoBlock) {
 	rules := map[string]config.EffectiveRule{
 		OffenceRateLimit: ab.RateLimitRule(),
 		OffenceWAF:       ab.WAFRule(),
+		OffenceAdminAuth: {Count: 20, Window: 10 * time.Minute, Ladder: []time.Duration{time.Hour, 24 * time.Hour}},
 	}
 	o.rules.Store(&rules)
 	o.mu.Lock()

@@ -187,3 +187,18 @@ func TestOffenderKeepsLongerManualBlock(t *testing.T) {
 		t.Errorf("short manual block not extended: %+v", e)
 	}
 }
+
+func TestOffenderAdminAuth(t *testing.T) {
+	o, d, clk := newTestOffender(t, config.AutoBlock{})
+	const ip = "192.0.2.77"
+	offend(o, ip, OffenceAdminAuth, 19)
+	if _, ok := blockOf(t, d, ip); ok {
+		t.Fatal("blocked after 19 admin authentication failures")
+	}
+	clk.Advance(9 * time.Minute)
+	offend(o, ip, OffenceAdminAuth, 1)
+	e, ok := blockOf(t, d, ip)
+	if !ok || e.ExpiresAt.Sub(clk.Now()) != time.Hour || e.Source != "auto:admin_auth" {
+		t.Fatalf("after 20 failures in 9m: %+v, %v; want a 1h auto:admin_auth block", e, ok)
+	}
+}

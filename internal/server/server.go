@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -202,7 +203,17 @@ func (s *Server) Start() error {
 	// tokens, roles, limits and TLS material apply on reload.
 	// api.Listener serves TLS 1.2+, requiring client certificates with
 	// admin.tls.client_ca_file, when admin.tls is set.
-	api := admin.New(s, s.log, admin.Options{Config: func() *config.Admin { return &s.Config().Admin }})
+	api := admin.New(s, s.log, admin.Options{
+		Config: func() *config.Admin { return &s.Config().Admin },
+		// Repeated failures feed the offender API, so a remote guesser
+		// ends up on the dynamic blocklist. Loopback is not reported: a
+		// blocked 127.0.0.1 would take the local data plane down with it.
+		OnAuthFailure: func(ip netip.Addr) {
+			if !ip.IsLoopback() {
+				s.acl.Offense(ip, acl.OffenceAdminAuth)
+			}
+		},
+	})
 	s.admin = &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: 10 * time.Second,
