@@ -28,6 +28,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rampart-proxy/rampart/internal/audit"
 	"github.com/rampart-proxy/rampart/internal/config"
 )
 
@@ -73,6 +74,9 @@ type Options struct {
 	// HTTPClient fetches URL feeds. Default: a client with a 60 s timeout
 	// that refuses redirects from https to http.
 	HTTPClient *http.Client
+	// Events, when set, receives every automatic block (auto_block rules)
+	// for the audit trail. It is called on a goroutine of its own.
+	Events func(audit.Event)
 }
 
 // ACL is the assembled IP access control: static lists, feeds, dynamic
@@ -129,6 +133,7 @@ func New(cfg *config.Config, o Options) (*ACL, error) {
 		return nil, err
 	}
 	a.off = newOffender(a.dyn, &db.AutoBlock, a.now, a.log)
+	a.off.events = o.Events
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.apply(cfg, static)

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
-
+	"github.com/rampart-proxy/rampart/internal/audit"
 	"github.com/rampart-proxy/rampart/internal/config"
 )
 
@@ -39,7 +39,8 @@ type Offender struct {
 	now func() time.Time
 	log *slog.Logger
 
-	rules atomic.Pointer[map[string]config.EffectiveRule]
+	rules  atomic.Pointer[map[string]config.EffectiveRule]
+	events func(audit.Event) // nil: automatic blocks are only logged
 
 	mu   sync.Mutex // guards seen and the records in it
 	seen *simplelru.LRU[netip.Prefix, *offenderRecord]
@@ -173,5 +174,11 @@ func (o *Offender) Offense(ip netip.Addr, kind string) {
 		o.log.Error("auto_block: cannot add block", "client", key, "kind", kind, "err", err)
 	case added:
 		o.log.Warn("auto_block: client blocked", "client", key, "kind", kind, "strike", strike, "duration", dur, "id", e.ID)
+		if o.events != nil {
+			go o.events(audit.Event{Actor: audit.System("auto_block"), Action: audit.ActionAutoBlock,
+				Resource: audit.Resource{Type: "acl_entry", ID: key.String()},
+				Details:  map[string]any{"kind": kind, "offences": r.Count, "window": r.Window.String(), "strike": strike, "duration": dur.String()},
+				Result:   audit.ResultSuccess, After: e})
+		}
 	}
 }

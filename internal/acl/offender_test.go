@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rampart-proxy/rampart/internal/audit"
 	"github.com/rampart-proxy/rampart/internal/config"
 )
 
@@ -200,5 +201,20 @@ func TestOffenderAdminAuth(t *testing.T) {
 	e, ok := blockOf(t, d, ip)
 	if !ok || e.ExpiresAt.Sub(clk.Now()) != time.Hour || e.Source != "auto:admin_auth" {
 		t.Fatalf("after 20 failures in 9m: %+v, %v; want a 1h auto:admin_auth block", e, ok)
+	}
+}
+
+func TestOffenderReportsAutomaticBlocks(t *testing.T) {
+	o, _, _ := newTestOffender(t, config.AutoBlock{})
+	got := make(chan audit.Event, 1)
+	o.events = func(ev audit.Event) { got <- ev }
+	offend(o, "198.51.100.99", OffenceRateLimit, 3)
+	select {
+	case ev := <-got:
+		if ev.Action != audit.ActionAutoBlock || ev.Actor.ID != "auto_block" || ev.Resource.ID != "198.51.100.99/32" || ev.Details["kind"] != OffenceRateLimit {
+			t.Errorf("event %+v", ev)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no audit event for an automatic block")
 	}
 }

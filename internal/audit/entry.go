@@ -58,6 +58,10 @@ const (
 	ActionBackendRestore    = "backend.restore"
 	ActionTornTail          = "audit.torn_tail_truncated"
 	ActionCheckpointRebuilt = "audit.checkpoint_rebuilt"
+	// Automatic actions, taken by Rampart itself.
+	ActionBackendEject       = "backend.eject"          // passive outlier detection
+	ActionAutoBlock          = "acl.blocklist.auto_add" // auto_block rules
+	ActionAdaptiveTransition = "ratelimit.adaptive.transition"
 )
 
 // Event is what a caller records; Append turns it into an Entry.

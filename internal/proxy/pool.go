@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rampart-proxy/rampart/internal/audit"
 	"github.com/rampart-proxy/rampart/internal/config"
 )
 
@@ -26,6 +27,10 @@ type Pool struct {
 	// in use by requests at all times, so a reload that changes its
 	// settings installs a new one rather than writing to its fields.
 	transport atomic.Pointer[http.Transport]
+
+	// events is the registry's sink for automatic actions (shared by
+	// every pool, set by the server).
+	events *atomic.Pointer[func(audit.Event)]
 
 	mu     sync.Mutex // guards health
 	health *healthChecker

@@ -7,7 +7,9 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 
+	"github.com/rampart-proxy/rampart/internal/audit"
 	"github.com/rampart-proxy/rampart/internal/config"
 )
 
@@ -22,7 +24,15 @@ type Registry struct {
 	cfgs  map[string]config.Pool
 	ovr   *overrides
 	store stateFile
+
+	// events receives automatic actions (outlier ejections) for the audit
+	// trail; nil until SetEvents.
+	events atomic.Pointer[func(audit.Event)]
 }
+
+// SetEvents sets the sink for automatic actions. It is called from a
+// goroutine of its own, never on the request path.
+func (r *Registry) SetEvents(sink func(audit.Event)) { r.events.Store(&sink) }
 
 // StateFileName is the file in the data directory that holds backend overrides.
 const StateFileName = "backends.json"
@@ -48,6 +58,7 @@ func (r *Registry) Apply(pools []config.Pool) {
 		p := r.pools[c.Name]
 		if p == nil {
 			p = newPool(c.Name)
+			p.events = &r.events
 			r.pools[c.Name] = p
 		}
 		old, had := r.cfgs[c.Name]

@@ -58,7 +58,9 @@ func (p *Pool) forward(req *http.Request, direct *directRequest) (*http.Response
 		lastErr = err
 		dialFailed := isDialError(err)
 		if dialFailed {
-			b.observeConnectFailure(s.cfg.OutlierDetection)
+			if why := b.observeConnectFailure(s.cfg.OutlierDetection); why != "" {
+				p.ejected(b, why, s.cfg.OutlierDetection)
+			}
 		}
 		if !(dialFailed || errors.Is(err, errQuarantined)) || !retryable || req.Context().Err() != nil {
 			return nil, err
@@ -133,7 +135,10 @@ func (p *Pool) observe(b *Backend, rec *pipeline.Record, resp *http.Response, st
 	rec.UpstreamTimeMs = ms
 	rec.TargetProcessingTimeMs = ms
 	rec.TargetStatusCode = resp.StatusCode
-	b.observeStatus(resp.StatusCode, p.settings.Load().cfg.OutlierDetection)
+	od := p.settings.Load().cfg.OutlierDetection
+	if why := b.observeStatus(resp.StatusCode, od); why != "" {
+		p.ejected(b, why, od)
+	}
 }
 
 // trackedBody releases the backend's in-flight slot when the proxy is done

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/rampart-proxy/rampart/internal/acl"
+	"github.com/rampart-proxy/rampart/internal/audit"
 	"github.com/rampart-proxy/rampart/internal/config"
 	"github.com/rampart-proxy/rampart/internal/pipeline"
 	"github.com/rampart-proxy/rampart/internal/ratelimit"
@@ -30,6 +30,7 @@ type limiters struct {
 	adaptive *ratelimit.Adaptive
 	stop     chan struct{}
 	clock    func() time.Time
+	events   func(audit.Event) // the audit trail; nil in tests without one
 }
 
 func newLimiters(log *slog.Logger) *limiters {
@@ -217,6 +218,13 @@ func (l *limiters) transition(from, to string, st ratelimit.AdaptiveStatus) {
 	}
 	l.log.Log(context.Background(), lv, "rate_limits.adaptive: state change", "from", from, "to", to,
 		"normal_rate", st.NormalRate, "current_rate", st.CurrentRate, "per_ip_requests_per_second", st.PerIPRate)
+	if l.events != nil {
+		go l.events(audit.Event{Actor: audit.System("adaptive_rate_limit"), Action: audit.ActionAdaptiveTransition,
+			Resource: audit.Resource{Type: "rate_limits", ID: "adaptive"},
+			Details:  map[string]any{"normal_rate": st.NormalRate, "current_rate": st.CurrentRate},
+			Result:   audit.ResultSuccess,
+			Before:   map[string]any{"state": from}, After: map[string]any{"state": to, "per_ip_requests_per_second": st.PerIPRate}})
+	}
 }
 
 // adaptiveStatus is nil unless adaptive mode runs.

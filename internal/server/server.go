@@ -91,7 +91,9 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	s.metrics = metrics.New(s)
 	s.limits = newLimiters(log)
 	s.metrics.Registry().MustRegister(adaptiveCollector{s.limits})
-	if s.acl, err = acl.New(cfg, acl.Options{Logger: log}); err != nil {
+	s.limits.events = s.auditAutomatic
+	reg.SetEvents(s.auditAutomatic)
+	if s.acl, err = acl.New(cfg, acl.Options{Logger: log, Events: s.auditAutomatic}); err != nil {
 		reg.Close()
 		return nil, err
 	}
@@ -158,6 +160,21 @@ func (s *Server) AccessLogDropped() int64 { return s.table.Load().accessLog.Drop
 
 // Reloads implements metrics.Source.
 func (s *Server) Reloads() int64 { return s.reloads.Load() }
+
+// auditAutomatic records an action Rampart took by itself (outlier
+// ejection, automatic block, adaptive rate-limit change). The components
+// call it on a goroutine of their own, so a request never waits for the
+// fsync; such an entry can be lost in a crash, unlike an API call's,
+// which is answered only after it is on disk.
+func (s *Server) auditAutomatic(ev audit.Event) {
+	if s.audit == nil {
+		return
+	}
+	if _, err := s.audit.Append(context.Background(), ev); err != nil {
+		s.log.Error("automatic action NOT recorded in the audit trail", "action", ev.Action,
+			"resource", ev.Resource.ID, "pool", ev.Resource.Pool, "error", err.Error())
+	}
+}
 
 // Audit returns the audit trail (for the admin API and automatic actions).
 func (s *Server) Audit() *audit.Log { return s.audit }
