@@ -87,6 +87,7 @@ var routes = []route{
 	{"DELETE /api/v1/pools/{pool}/backends/{id}", RoleOperator, (*API).deregister},
 	{"POST /api/v1/pools/{pool}/backends/{id}/{action}", RoleOperator, (*API).backendAction},
 	{"GET /api/v1/audit", RoleViewer, (*API).auditTrail},
+	{"POST /api/v1/audit/verify", RoleOperator, (*API).auditVerify},
 	{"GET /api/v1/acls/feeds", RoleViewer, (*API).aclFeeds},
 	{"GET /api/v1/acls/{list}", RoleViewer, (*API).aclList},
 	{"POST /api/v1/acls/{list}", RoleOperator, (*API).aclAdd},

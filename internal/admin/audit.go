@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
+	"time"
 	"unicode/utf8"
 
 	"github.com/rampart-proxy/rampart/internal/audit"
@@ -227,10 +229,19 @@ func (a *API) auditTrail(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	for k := range q {
-		if k != "order" && k != "limit" && k != "cursor" {
-			problem(w, http.StatusBadRequest, "unknown parameter", fmt.Sprintf("unknown query parameter %q: use order, limit and cursor", k))
+		if k != "order" && k != "limit" && k != "cursor" && k != "since" {
+			problem(w, http.StatusBadRequest, "unknown parameter", fmt.Sprintf("unknown query parameter %q: use order, limit, cursor and since", k))
 			return
 		}
+	}
+	var since time.Time
+	if v := q.Get("since"); v != "" {
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			problem(w, http.StatusBadRequest, "invalid since", "since must be an RFC 3339 time, e.g. 2026-11-22T06:00:00Z")
+			return
+		}
+		since = t
 	}
 	order := q.Get("order")
 	if order == "" {
@@ -258,7 +269,7 @@ func (a *API) auditTrail(w http.ResponseWriter, r *http.Request) {
 		}
 		cursor = n
 	}
-	entries, next, err := l.Page(order == "desc", cursor, limit)
+	entries, next, err := pageSince(l, order == "desc", cursor, limit, since)
 	if err != nil {
 		a.log.Error("reading the audit trail", "error", err.Error())
 		problem(w, http.StatusInternalServerError, "cannot read the audit trail", "see the server log")
@@ -271,6 +282,95 @@ func (a *API) auditTrail(w http.ResponseWriter, r *http.Request) {
 		"public_key": audit.EncodePublicKey(l.PublicKey())}
 	if next != 0 {
 		body["next_cursor"] = next
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+// pageSince is Log.Page keeping only entries stamped at or after since
+// (all of them when since is zero). Entries are appended in time order, so
+// oldest-first skips ahead to since, and newest-first stops at it.
+func pageSince(l *audit.Log, desc bool, cursor uint64, limit int, since time.Time) ([]json.RawMessage, uint64, error) {
+	if since.IsZero() {
+		return l.Page(desc, cursor, limit)
+	}
+	var out []json.RawMessage
+	for {
+		page, next, err := l.Page(desc, cursor, limit)
+		if err != nil {
+			return nil, 0, err
+		}
+		for i, raw := range page {
+			var e struct {
+				Seq       uint64    `json:"seq"`
+				Timestamp time.Time `json:"timestamp"`
+			}
+			if err := json.Unmarshal(raw, &e); err != nil {
+				return nil, 0, err
+			}
+			if e.Timestamp.Before(since) {
+				if desc {
+					return out, 0, nil // everything further is older
+				}
+				continue
+			}
+			out = append(out, raw)
+			if len(out) == limit {
+				if i < len(page)-1 || next != 0 {
+					return out, e.Seq, nil
+				}
+				return out, 0, nil
+			}
+		}
+		if next == 0 {
+			return out, 0, nil
+		}
+		cursor = next
+	}
+}
+
+// auditVerify serves POST /api/v1/audit/verify: the running trail checked
+// against this instance's public key and checkpoint, exactly as `rampart
+// audit verify` would. A tampered trail is a 200 with valid:false: the
+// check itself worked. The check is recorded in the trail.
+func (a *API) auditVerify(w http.ResponseWriter, r *http.Request) {
+	l := a.inst.Audit()
+	if l == nil {
+		problem(w, http.StatusServiceUnavailable, "no audit trail", "this instance has no audit trail open")
+		return
+	}
+	// The checkpoint first: the log read afterwards reaches at least as far.
+	cp, err := audit.ReadCheckpoint(l.CheckpointPath())
+	if err != nil {
+		cp = nil
+	}
+	body := map[string]any{"file": l.Path(), "public_key": audit.EncodePublicKey(l.PublicKey())}
+	f, err := os.Open(l.Path())
+	if err != nil {
+		problem(w, http.StatusInternalServerError, "cannot read the audit trail", "see the server log")
+		a.log.Error("audit verify: opening the trail", "error", err.Error())
+		return
+	}
+	rep, verr := audit.Verify(f, l.PublicKey(), cp)
+	f.Close()
+	var ve *audit.VerifyError
+	switch {
+	case verr == nil:
+		body["valid"], body["report"] = true, rep
+	case errors.As(verr, &ve):
+		body["valid"], body["error"], body["line"], body["event_id"] = false, ve.Error(), ve.Line, ve.EventID
+	default:
+		problem(w, http.StatusInternalServerError, "cannot read the audit trail", "see the server log")
+		a.log.Error("audit verify", "error", verr.Error())
+		return
+	}
+	ev := audit.Event{Actor: apiActor(r), Action: audit.ActionVerify, Resource: audit.Resource{Type: "audit", ID: "trail"},
+		Details: requestDetails(r), Result: audit.ResultSuccess}
+	ev.Details["valid"] = body["valid"]
+	if !ev.Details["valid"].(bool) {
+		ev.Details["error"] = clip(fmt.Sprint(body["error"]))
+	}
+	if !a.record(w, r, ev, "the trail was verified") {
+		return
 	}
 	writeJSON(w, http.StatusOK, body)
 }

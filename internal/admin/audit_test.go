@@ -326,13 +326,6 @@ func TestAuditPaging(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		e.call("POST", "/api/v1/config/reload", "")
 	}
-	seqs := func(page map[string]any) []float64 {
-		var out []float64
-		for _, x := range page["entries"].([]any) {
-			out = append(out, x.(map[string]any)["seq"].(float64))
-		}
-		return out
-	}
 	for _, tc := range []struct {
 		query string
 		want  string
@@ -356,13 +349,71 @@ func TestAuditPaging(t *testing.T) {
 		"?limit=1001":   "limit must be a number from 1 to 1000",
 		"?order=newest": "order must be asc (oldest first) or desc (newest first)",
 		"?cursor=-1":    "cursor must be the next_cursor of a previous page",
-		"?since=1":      `unknown query parameter "since": use order, limit and cursor`,
+		"?since=1":      "since must be an RFC 3339 time, e.g. 2026-11-22T06:00:00Z",
+		"?from=1":       `unknown query parameter "from": use order, limit, cursor and since`,
 	} {
 		code, h, body := e.call("GET", "/api/v1/audit"+q, "")
 		if code != 400 || h.Get("Content-Type") != "application/problem+json" || body["detail"] != want {
 			t.Errorf("GET /api/v1/audit%s: %d %v, want 400 %q", q, code, body, want)
 		}
 	}
+}
+
+// since keeps entries stamped at or after it, in both orders.
+func TestAuditSince(t *testing.T) {
+	e := newEnv(t)
+	for range 3 {
+		if code, _, _ := e.call("POST", "/api/v1/pools/web/backends/b1/restore", ""); code != 200 {
+			t.Fatalf("restore: %d", code)
+		}
+	}
+	for q, want := range map[string]string{
+		"?since=2000-01-01T00:00:00Z":                   "[3,2,1]",
+		"?since=2000-01-01T00:00:00Z&order=asc":         "[1,2,3]",
+		"?since=2999-01-01T00:00:00Z":                   "[]",
+		"?since=2000-01-01T00:00:00Z&order=asc&limit=2": "[1,2]",
+	} {
+		code, _, page := e.call("GET", "/api/v1/audit"+q, "")
+		if code != 200 || jsonString(seqs(page)) != want {
+			t.Errorf("GET /api/v1/audit%s: %d seqs %v, want %s", q, code, seqs(page), want)
+		}
+	}
+}
+
+// POST /audit/verify checks the running trail; a tampered one is reported
+// with the first bad line, and the check itself is recorded.
+func TestAuditVerifyEndpoint(t *testing.T) {
+	e := newEnv(t)
+	e.call("POST", "/api/v1/pools/web/backends/b1/restore", "")
+	e.call("POST", "/api/v1/pools/web/backends/b1/restore", "")
+	code, _, body := e.call("POST", "/api/v1/audit/verify", "")
+	if code != 200 || body["valid"] != true {
+		t.Fatalf("intact trail: %d %v", code, body)
+	}
+	data, err := os.ReadFile(e.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tampered := strings.Replace(string(data), "backend.restore", "backend.RESTORE", 1)
+	if tampered == string(data) {
+		t.Fatal("nothing to tamper with")
+	}
+	if err := os.WriteFile(e.log, []byte(tampered), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, body = e.call("POST", "/api/v1/audit/verify", "")
+	if code != 200 || body["valid"] != false || body["line"] != 1.0 {
+		t.Fatalf("tampered trail: %d %v, want valid:false at line 1", code, body)
+	}
+}
+
+// seqs lists the seq of every entry of a GET /api/v1/audit page.
+func seqs(page map[string]any) []float64 {
+	out := []float64{}
+	for _, x := range page["entries"].([]any) {
+		out = append(out, x.(map[string]any)["seq"].(float64))
+	}
+	return out
 }
 
 func jsonString(v any) string {

@@ -58,6 +58,7 @@ const (
 	ActionBackendRestore    = "backend.restore"
 	ActionTornTail          = "audit.torn_tail_truncated"
 	ActionCheckpointRebuilt = "audit.checkpoint_rebuilt"
+	ActionVerify            = "audit.verify" // POST /api/v1/audit/verify
 	// Automatic actions, taken by Rampart itself.
 	ActionBackendEject       = "backend.eject"          // passive outlier detection
 	ActionAutoBlock          = "acl.blocklist.auto_add" // auto_block rules
