@@ -15,7 +15,8 @@ commands:
   serve     -c FILE [--demo-backends]   run the load balancer
   validate  -c FILE                     check a config file, print FILE:LINE: problem
   doctor    [-c FILE]                   print the host's SYN-flood posture (syncookies, backlogs)
-  ctl       backend ... | token hash    operate a running instance over its admin API; hash a token
+  ctl       backend|block|allow|reload|status|token ...
+                                        operate a running instance over its admin API
   audit     pubkey | verify FILE        print the audit trail's public key, verify a trail
   logs      purge --ip ADDR [-c FILE]   remove a client's lines from the access logs
   version                               print the version
