@@ -9,6 +9,8 @@
 //     check, blocklists included.
 //  2. the blocklist: static entries, then threat feeds, then dynamic block
 //     entries (added by operators or by auto_block). A match denies.
+//  3. GeoIP (geo.go): blocked countries, blocked ASNs, then
+//     allow_countries, from MaxMind-format databases. A match denies.
 //
 // An ACL is long-lived: Reload swaps in new static lists and feed settings
 // atomically while dynamic entries, feed data and offender history stay.
@@ -102,6 +104,7 @@ type ACL struct {
 type snapshot struct {
 	allow, block *Table
 	feeds        []*feed // blocklist feeds in config order
+	geo          *geoSet // nil without a geoip database
 }
 
 // New builds the ACL for cfg: it reads the static lists and list files
@@ -123,6 +126,9 @@ func New(cfg *config.Config, o Options) (*ACL, error) {
 		return nil, err
 	}
 	if err := checkFeeds(cfg); err != nil {
+		return nil, err
+	}
+	if static.geo, err = buildGeo(cfg, nil); err != nil {
 		return nil, err
 	}
 	a.storePath = cfg.DynamicStorePath()
@@ -148,7 +154,11 @@ func CheckLists(cfg *config.Config) error {
 	if _, err := buildStatic(cfg); err != nil {
 		return err
 	}
-	return checkFeeds(cfg)
+	if err := checkFeeds(cfg); err != nil {
+		return err
+	}
+	_, err := buildGeo(cfg, nil)
+	return err
 }
 
 // checkFeeds refuses feed settings the config validator would refuse, for
@@ -175,7 +185,7 @@ func checkFeeds(cfg *config.Config) error {
 // loaded (file feeds read, URL feeds from their local copy) before the
 // swap, so that the new snapshot never lacks data the old one had.
 func (a *ACL) apply(cfg *config.Config, static staticLists) {
-	next := &snapshot{allow: static.allow, block: static.block}
+	next := &snapshot{allow: static.allow, block: static.block, geo: static.geo}
 	keep := map[string]bool{}
 	var started []*feed
 	for _, fc := range cfg.Security.IPLists.Feeds {
@@ -215,33 +225,72 @@ func (a *ACL) apply(cfg *config.Config, static staticLists) {
 }
 
 // Check decides for addr; IPv4-mapped IPv6 addresses are checked as IPv4.
-// It takes no locks and does not allocate.
+// It takes no locks and does not allocate. The GeoIP databases are
+// consulted only when a geoip rule is set and no list decided.
 func (a *ACL) Check(addr netip.Addr) Decision {
+	d, _ := a.check(addr, false)
+	return d
+}
+
+// CheckGeo is Check that also returns what the GeoIP databases say about
+// addr, for the access log: one lookup per configured database, whatever
+// the decision. Without a database it is Check and a zero Geo.
+func (a *ACL) CheckGeo(addr netip.Addr) (Decision, Geo) {
+	return a.check(addr, true)
+}
+
+func (a *ACL) check(addr netip.Addr, wantGeo bool) (Decision, Geo) {
 	addr = addr.Unmap()
 	s := a.lists.Load()
+	var geo Geo
+	looked := false
+	if wantGeo && s.geo != nil {
+		geo, looked = s.geo.lookup(addr), true
+	}
 	if src, p, ok := s.allow.Lookup(addr); ok {
-		return Decision{ActionAllow, src, p}
+		return Decision{ActionAllow, src, p}, geo
 	}
 	if src, p, ok := a.dyn.Lookup(Allowlist, addr); ok {
-		return Decision{ActionAllow, src, p}
+		return Decision{ActionAllow, src, p}, geo
 	}
 	if src, p, ok := s.block.Lookup(addr); ok {
-		return Decision{ActionDeny, src, p}
+		return Decision{ActionDeny, src, p}, geo
 	}
 	for _, f := range s.feeds {
 		if src, p, ok := f.table.Load().Lookup(addr); ok {
-			return Decision{ActionDeny, src, p}
+			return Decision{ActionDeny, src, p}, geo
 		}
 	}
 	if src, p, ok := a.dyn.Lookup(Blocklist, addr); ok {
-		return Decision{ActionDeny, src, p}
+		return Decision{ActionDeny, src, p}, geo
 	}
-	return Decision{}
+	if s.geo != nil && s.geo.rules {
+		if !looked {
+			geo = s.geo.lookup(addr)
+		}
+		if d, ok := s.geo.decide(geo); ok {
+			return d, geo
+		}
+	}
+	return Decision{}, geo
 }
 
+// Geo looks addr up in the GeoIP databases (a zero Geo without them).
+func (a *ACL) Geo(addr netip.Addr) Geo {
+	s := a.lists.Load()
+	if s.geo == nil {
+		return Geo{}
+	}
+	return s.geo.lookup(addr.Unmap())
+}
+
+// GeoEnabled reports whether a GeoIP database is configured.
+func (a *ACL) GeoEnabled() bool { return a.lists.Load().geo != nil }
+
 // Reload applies a new config. The static lists and list files are read
-// completely first; on any error nothing changes and the error is
-// returned. Dynamic entries, the data of feeds that remain and what is
+// completely first, and GeoIP databases whose path or file changed are
+// opened; on any error nothing changes (the running databases stay) and
+// the error is returned. Dynamic entries, the data of feeds that remain and what is
 // known about offenders are kept. The dynamic store cannot move while
 // running: a changed store path is refused.
 func (a *ACL) Reload(cfg *config.Config) error {
@@ -259,6 +308,9 @@ func (a *ACL) Reload(cfg *config.Config) error {
 	}
 	if p := cfg.DynamicStorePath(); p != a.storePath {
 		return fmt.Errorf("dynamic_blocklist store moved from %s to %s; that takes a restart", a.storePath, p)
+	}
+	if static.geo, err = buildGeo(cfg, a.lists.Load().geo); err != nil {
+		return err
 	}
 	a.apply(cfg, static)
 	return nil

@@ -132,6 +132,7 @@ func readListFile(path, name string, f Format, allowBroad bool, add func(netip.P
 // staticLists are the allow and block tables built from one config.
 type staticLists struct {
 	allow, block *Table
+	geo          *geoSet // filled by New and Reload, not by buildStatic
 }
 
 // buildStatic builds the static lists of cfg: the entries written in the

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/oschwald/maxminddb-golang/v2"
 )
 
 // Security groups the checks that decide whether traffic may pass: IP
@@ -41,7 +43,36 @@ type IPLists struct {
 	// would lock everyone out, so it is refused.
 	AllowBroad bool   `yaml:"allow_broad"`
 	Feeds      []Feed `yaml:"feeds"`
+	GeoIP      GeoIP  `yaml:"geoip"`
 }
+
+// GeoIP decides by the country and the autonomous system (ASN) of the
+// client, looked up in MaxMind-format databases (MaxMind GeoLite2/GeoIP2
+// Country or City and ASN, DB-IP Lite Country and ASN). It applies after
+// the allow and block lists: an allowlisted client passes whatever its
+// country, a blocklisted one is refused whatever its country.
+type GeoIP struct {
+	// CountryDB and ASNDB are .mmdb files, relative to the config file.
+	// Either may be set alone; with one set every access-log record gets
+	// geo_country or asn, whether or not any rule below uses it.
+	CountryDB string `yaml:"country_db"`
+	ASNDB     string `yaml:"asn_db"`
+	// BlockCountries refuses clients located in these countries (ISO
+	// 3166-1 alpha-2 codes, upper case: "NL", "US").
+	BlockCountries []string `yaml:"block_countries"`
+	// AllowCountries refuses clients located anywhere else, including
+	// addresses the database does not know. It cannot be combined with
+	// BlockCountries.
+	AllowCountries []string `yaml:"allow_countries"`
+	// BlockASNs refuses clients announced by these autonomous systems.
+	BlockASNs []int64 `yaml:"block_asns"`
+}
+
+// Enabled reports whether a database is configured.
+func (g *GeoIP) Enabled() bool { return g.CountryDB != "" || g.ASNDB != "" }
+
+// MaxASN is the largest autonomous system number (32-bit ASNs, RFC 6793).
+const MaxASN = 1<<32 - 1
 
 // Feed is a threat feed: a blocklist maintained by someone else and
 // fetched again every Refresh.
@@ -288,7 +319,94 @@ func (v *validator) ipLists() {
 	for i := range l.Feeds {
 		v.feed(fmt.Sprintf("%s.feeds[%d]", base, i), &l.Feeds[i], names)
 	}
+	v.geoIP()
 	v.dynamicBlocklist()
+}
+
+// geoIP checks the geoip section: country codes are two upper-case
+// letters, ASNs are 32-bit and positive, every rule has the database it
+// needs, and the databases open as MaxMind DBs of the right kind.
+func (v *validator) geoIP() {
+	const base = "security.ip_lists.geoip"
+	g := &v.cfg.Security.IPLists.GeoIP
+	for _, list := range []struct {
+		key   string
+		codes []string
+	}{{"block_countries", g.BlockCountries}, {"allow_countries", g.AllowCountries}} {
+		for i, c := range list.codes {
+			if !IsCountryCode(c) {
+				hint := ""
+				if u := strings.ToUpper(c); IsCountryCode(u) {
+					hint = fmt.Sprintf(" (did you mean %s?)", u)
+				}
+				v.add(fmt.Sprintf("%s.%s[%d]", base, list.key, i), "%s: %q is not a country code: use two upper-case letters (ISO 3166-1 alpha-2)%s", list.key, c, hint)
+			}
+		}
+	}
+	for i, n := range g.BlockASNs {
+		if n <= 0 || n > MaxASN {
+			v.add(fmt.Sprintf("%s.block_asns[%d]", base, i), "block_asns: %d is not an AS number (1 to %d)", n, int64(MaxASN))
+		}
+	}
+	if len(g.AllowCountries) > 0 && len(g.BlockCountries) > 0 {
+		v.add(base+".allow_countries", "use allow_countries or block_countries, not both: allow_countries already refuses every country it does not list")
+	}
+	if (len(g.AllowCountries) > 0 || len(g.BlockCountries) > 0) && g.CountryDB == "" {
+		v.add(base, "block_countries and allow_countries need country_db")
+	}
+	if len(g.BlockASNs) > 0 && g.ASNDB == "" {
+		v.add(base, "block_asns needs asn_db")
+	}
+	if g.CountryDB != "" {
+		if err := CheckGeoDB(v.cfg.Resolve(g.CountryDB), GeoCountryDB); err != nil {
+			v.add(base+".country_db", "country_db: %q: %v", g.CountryDB, err)
+		}
+	}
+	if g.ASNDB != "" {
+		if err := CheckGeoDB(v.cfg.Resolve(g.ASNDB), GeoASNDB); err != nil {
+			v.add(base+".asn_db", "asn_db: %q: %v", g.ASNDB, err)
+		}
+	}
+}
+
+// IsCountryCode reports whether s is two upper-case ASCII letters.
+func IsCountryCode(s string) bool {
+	return len(s) == 2 && s[0] >= 'A' && s[0] <= 'Z' && s[1] >= 'A' && s[1] <= 'Z'
+}
+
+// GeoDBKind is what a GeoIP database is expected to hold.
+type GeoDBKind uint8
+
+const (
+	GeoCountryDB GeoDBKind = iota // country.iso_code (Country or City)
+	GeoASNDB                      // autonomous_system_number (ASN or ISP)
+)
+
+// CheckGeoDB opens path as a MaxMind DB and refuses one that is plainly
+// of the other kind (an ASN database given as country_db, or the reverse),
+// which would otherwise look up nothing, silently.
+func CheckGeoDB(path string, kind GeoDBKind) error {
+	r, err := maxminddb.Open(path)
+	if err != nil {
+		return fmt.Errorf("cannot be opened as a MaxMind database: %v", unwrapPathError(err))
+	}
+	defer r.Close()
+	return CheckGeoDBType(r.Metadata.DatabaseType, kind)
+}
+
+// CheckGeoDBType checks a database_type from a MaxMind DB's metadata
+// against the kind of database expected. Unknown types are accepted.
+func CheckGeoDBType(dbType string, kind GeoDBKind) error {
+	t := strings.ToLower(dbType)
+	asn := strings.Contains(t, "asn") || strings.Contains(t, "isp")
+	geo := strings.Contains(t, "country") || strings.Contains(t, "city")
+	switch {
+	case kind == GeoCountryDB && asn && !geo:
+		return fmt.Errorf("is an ASN database (%s), not a country database", dbType)
+	case kind == GeoASNDB && geo && !asn:
+		return fmt.Errorf("is a country database (%s), not an ASN database", dbType)
+	}
+	return nil
 }
 
 func (v *validator) feed(p string, f *Feed, names map[string]bool) {

@@ -135,11 +135,11 @@ security:
   ip_lists:
     alowlist: [10.0.0.0/8]
 `, 11, `unknown key "alowlist"`},
-		{"geoip is not implemented yet", `
+		{"unknown key in geoip", `
 security:
   ip_lists:
-    geoip: {country_db: geo/country.mmdb}
-`, 11, `unknown key "geoip"`},
+    geoip: {country_dbs: geo/country.mmdb}
+`, 11, `unknown key "country_dbs"`},
 		{"feed without format", `
 security:
   ip_lists:

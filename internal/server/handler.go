@@ -110,11 +110,13 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // checkACL is pipeline stages 1 and 2 (DESIGN §1): an allowlisted client
-// passes and skips the later checks, a blocklisted one is refused. The
-// client is the one established above, so a trusted proxy's X-Forwarded-For
-// is honoured and anyone else's is not.
+// passes and skips the later checks, a blocklisted one (or one the geoip
+// rules refuse) is refused. The client is the one established above, so a
+// trusted proxy's X-Forwarded-For is honoured and anyone else's is not.
+// With a GeoIP database the record gets the client's country and ASN.
 func (e *entry) checkACL(rec *pipeline.Record, client netip.Addr) (denied bool) {
-	d := e.srv.acl.Check(client)
+	d, geo := e.srv.acl.CheckGeo(client)
+	rec.GeoCountry, rec.ASN = geo.Country, geo.ASN
 	switch d.Action {
 	case acl.ActionAllow:
 		rec.ACLAction, rec.ACLSource = "allow", d.Source
@@ -135,6 +137,13 @@ func (e *entry) admit(c net.Conn) bool {
 		return true
 	}
 	d := e.srv.acl.Check(ap.Addr())
+	if d.Action == acl.ActionDeny && strings.HasPrefix(d.Source, acl.SourceGeoPrefix) {
+		// The country or network of a trusted proxy says nothing about
+		// its clients, who are checked by request (X-Forwarded-For).
+		if lt := e.srv.table.Load().listeners[*e.l.name.Load()]; lt != nil && lt.trusted.contains(ap.Addr().Unmap()) {
+			d = acl.Decision{}
+		}
+	}
 	if d.Action == acl.ActionDeny {
 		e.srv.metrics.Blocked("acl_accept", sourceKind(d.Source))
 		e.logAccept(ap, "deny", d.Source, "blocked_at_accept")
