@@ -31,6 +31,20 @@ type RequestLimits struct {
 	MaxBodyBytes        int64 `yaml:"max_body_bytes"` // routes[].max_body_bytes overrides it
 	// AllowedMethods are served; any other method is answered 405.
 	AllowedMethods []string `yaml:"allowed_methods"`
+	// AllowEncodedSlashes lets %2F and %5C (an encoded slash or backslash)
+	// through in a path; by default such a request is refused with 400,
+	// because the backend may decode them into path separators that
+	// routing and policy never saw.
+	AllowEncodedSlashes bool `yaml:"allow_encoded_slashes"`
+}
+
+// HTTP2Limits bound each HTTP/2 (h2c) connection. The header list a
+// stream may send is request_limits.max_header_bytes.
+type HTTP2Limits struct {
+	MaxConcurrentStreams      int `yaml:"max_concurrent_streams"`
+	MaxHeaderTableSize        int `yaml:"max_header_table_size"`
+	MaxReadFrameSize          int `yaml:"max_read_frame_size"`
+	MaxReceiveBufferPerStream int `yaml:"max_receive_buffer_per_stream"`
 }
 
 // Headers shapes every answer: the backend's Server header is dropped and
@@ -72,6 +86,11 @@ const (
 	DefaultMaxHeaders          = 100
 	DefaultMaxBodyBytes        = 10 << 20
 	DefaultMaxSynBacklog       = 65536
+
+	DefaultH2MaxConcurrentStreams = 100
+	DefaultH2MaxHeaderTableSize   = 4096
+	DefaultH2MaxReadFrameSize     = 16384
+	DefaultH2MaxReceiveBuffer     = 1 << 20
 )
 
 // DefaultAllowedMethods: TRACE (reflects requests, cross-site tracing) and
@@ -115,6 +134,20 @@ func (c *Config) applyHardeningDefaults() {
 	}
 	if r.AllowedMethods == nil {
 		r.AllowedMethods = slices.Clone(DefaultAllowedMethods)
+	}
+	// HTTP/2 limits are never off either.
+	h2 := &c.Security.HTTP2
+	if h2.MaxConcurrentStreams == 0 {
+		h2.MaxConcurrentStreams = DefaultH2MaxConcurrentStreams
+	}
+	if h2.MaxHeaderTableSize == 0 {
+		h2.MaxHeaderTableSize = DefaultH2MaxHeaderTableSize
+	}
+	if h2.MaxReadFrameSize == 0 {
+		h2.MaxReadFrameSize = DefaultH2MaxReadFrameSize
+	}
+	if h2.MaxReceiveBufferPerStream == 0 {
+		h2.MaxReceiveBufferPerStream = DefaultH2MaxReceiveBuffer
 	}
 	h := &c.Security.Headers
 	if h.RemoveServer == nil {
@@ -209,6 +242,21 @@ func (v *validator) hardening() {
 			v.add(p, "CONNECT cannot be allowed: Rampart opens no tunnels")
 		case m == "" || strings.ToUpper(m) != m || strings.ContainsAny(m, " \t:/()<>@,;\"[]?={}"):
 			v.add(p, "method %q is not an upper-case HTTP method token", m)
+		}
+	}
+	h2 := &v.cfg.Security.HTTP2
+	for _, f := range []struct {
+		key      string
+		val      int
+		min, max int
+	}{
+		{"max_concurrent_streams", h2.MaxConcurrentStreams, 1, 1000},
+		{"max_header_table_size", h2.MaxHeaderTableSize, 1, 65536},
+		{"max_read_frame_size", h2.MaxReadFrameSize, 16384, 1 << 24},
+		{"max_receive_buffer_per_stream", h2.MaxReceiveBufferPerStream, 65535, 4<<20 - 1},
+	} {
+		if f.val < f.min || f.val > f.max {
+			v.add("security.http2."+f.key, "%s %d must be between %d and %d", f.key, f.val, f.min, f.max)
 		}
 	}
 	v.headerMap("security.headers.add", v.cfg.Security.Headers.Add)

@@ -28,6 +28,9 @@ func TestHardeningDefaults(t *testing.T) {
 	if !*h.RemoveServer || h.Add["X-Frame-Options"] != "DENY" || h.Add["X-Content-Type-Options"] != "nosniff" {
 		t.Errorf("headers defaults = %v %v", *h.RemoveServer, h.Add)
 	}
+	if h2 := cfg.Security.HTTP2; h2 != (HTTP2Limits{100, 4096, 16384, 1 << 20}) || r.AllowEncodedSlashes {
+		t.Errorf("http2 defaults = %+v, allow_encoded_slashes %v", h2, r.AllowEncodedSlashes)
+	}
 	f := cfg.Security.SynFloodProtection
 	if !f.SYNFloodEnabled() || !f.SYNCookies() || f.MaxSynBacklog != 65536 || f.OnMismatch != "warn" {
 		t.Errorf("syn_flood_protection defaults = %+v", f)
@@ -90,6 +93,8 @@ func TestHardeningValidation(t *testing.T) {
 		{"bad header name", "security:\n  headers:\n    add:\n      \"X Frame\": DENY\n", 12, `header name "X Frame" is not a valid token`},
 		{"on_mismatch", "security:\n  syn_flood_protection:\n    on_mismatch: panic\n", 11, `on_mismatch "panic"`},
 		{"unknown key", "security:\n  slowloris_protection:\n    header_timeout: 5\n", 11, "header_timeout"},
+		{"h2 streams", "security:\n  http2:\n    max_concurrent_streams: 5000\n", 11, "max_concurrent_streams 5000 must be between 1 and 1000"},
+		{"h2 frame", "security:\n  http2: {max_read_frame_size: 100}\n", 10, "max_read_frame_size 100 must be between 16384"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -23,6 +23,7 @@ type Security struct {
 	SynFloodProtection  SynFloodProtection  `yaml:"syn_flood_protection"`
 	SlowlorisProtection SlowlorisProtection `yaml:"slowloris_protection"`
 	RequestLimits       RequestLimits       `yaml:"request_limits"`
+	HTTP2               HTTP2Limits         `yaml:"http2"`
 	Headers             Headers             `yaml:"headers"`
 	RateLimits          RateLimits          `yaml:"rate_limits"`
 }

@@ -270,6 +270,22 @@ func (d *directBody) releaseConn(reusable bool) {
 	uc.c.Close()
 }
 
+// plainPath reports whether p is non-empty and written the same escaped
+// and unescaped (no byte needs percent-encoding), so it can go on the
+// request line as it is.
+func plainPath(p string) bool {
+	if p == "" {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~/!$&'()*+,;=:@", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
 // writeRequest writes the client's request head as the backend must see it,
 // applying the same rules as rewrite() on the httputil path: hop-by-hop
 // headers and the headers named in Connection are dropped, incoming
@@ -279,7 +295,7 @@ func writeRequest(w *bufio.Writer, d *directRequest) error {
 	r := d.req
 	w.WriteString(r.Method)
 	w.WriteByte(' ')
-	if r.URL.RawQuery != "" || r.URL.RawPath != "" || r.URL.Opaque != "" || r.URL.Path == "" {
+	if r.URL.RawQuery != "" || r.URL.RawPath != "" || r.URL.Opaque != "" || !plainPath(r.URL.Path) {
 		w.WriteString(r.URL.RequestURI())
 	} else {
 		w.WriteString(r.URL.Path)

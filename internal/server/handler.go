@@ -83,6 +83,15 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		pipeline.WriteError(rw, r.WithContext(pipeline.WithRecord(r.Context(), rec)), http.StatusForbidden)
 		return
 	}
+	// Everything after this point (rate limits, routing, the backend)
+	// sees the normalised path (pathnorm.go).
+	if why := normalizePath(r.URL, t.allowEncodedSlashes); why != "" {
+		rec.Error = "refused: " + string(why)
+		e.srv.metrics.Blocked("path", string(why))
+		pipeline.WriteError(rw, r.WithContext(pipeline.WithRecord(r.Context(), rec)), http.StatusBadRequest)
+		return
+	}
+	rec.Path = r.URL.Path
 	if t.limits != nil && rec.ACLAction != "allow" && e.rateLimit(t.limits, rw, r, rec, client, start) {
 		return
 	}

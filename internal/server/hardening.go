@@ -23,6 +23,7 @@ import (
 func enginePolicy(cfg *config.Config) http1.Policy {
 	s := &cfg.Security.SlowlorisProtection
 	r := &cfg.Security.RequestLimits
+	h2 := &cfg.Security.HTTP2
 	return http1.Policy{
 		Limits: http1.Limits{
 			MaxRequestLineBytes: r.MaxRequestLineBytes,
@@ -35,6 +36,12 @@ func enginePolicy(cfg *config.Config) http1.Policy {
 		MinBodyRate:       s.MinDataRateBytesPerSecond,
 		WriteTimeout:      config.Seconds(s.WriteTimeoutSeconds),
 		AllowedMethods:    r.AllowedMethods,
+		HTTP2: http1.HTTP2Limits{
+			MaxConcurrentStreams:      h2.MaxConcurrentStreams,
+			MaxHeaderTableSize:        h2.MaxHeaderTableSize,
+			MaxReadFrameSize:          h2.MaxReadFrameSize,
+			MaxReceiveBufferPerStream: h2.MaxReceiveBufferPerStream,
+		},
 	}
 }
 

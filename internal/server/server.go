@@ -64,6 +64,7 @@ type table struct {
 	listeners                  map[string]*listenerSettings
 	accessLog                  *accesslog.Logger
 	limits                     *rlTable // nil: no rate limits configured
+	allowEncodedSlashes        bool     // security.request_limits.allow_encoded_slashes
 }
 
 type listenerSettings struct {
@@ -125,6 +126,8 @@ func (s *Server) buildTable(cfg *config.Config, al *accesslog.Logger) *table {
 		listeners:     map[string]*listenerSettings{},
 		accessLog:     al,
 		limits:        s.limits.build(cfg),
+
+		allowEncodedSlashes: cfg.Security.RequestLimits.AllowEncodedSlashes,
 	}
 	for _, l := range cfg.Listeners {
 		t.listeners[l.Name] = &listenerSettings{trusted: newTrustedProxies(l.TrustedProxies)}
@@ -293,8 +296,11 @@ func (s *Server) serve(l *listener) {
 		OnClose:     e.closed,
 		ConnContext: withConnInfo,
 		OnRefused:   e.refused,
-		H2C:         l.cfg.H2C,
-		Log:         s.log,
+		OnHTTP2Error: func(errType string) {
+			s.metrics.Blocked("http2", errType)
+		},
+		H2C: l.cfg.H2C,
+		Log: s.log,
 	}
 	// Request limits and timeouts; apply() swaps them on reload.
 	l.srv.Configure(enginePolicy(s.cfg))

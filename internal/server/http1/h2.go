@@ -7,12 +7,34 @@ import (
 	"sync"
 )
 
+// HTTP2Limits bound every HTTP/2 connection; zero fields take
+// DefaultHTTP2Limits. The header list a stream may send is the policy's
+// MaxHeaderBytes (net/http adds its per-field allowance).
+type HTTP2Limits struct {
+	MaxConcurrentStreams      int // streams open at once per connection
+	MaxHeaderTableSize        int // HPACK dynamic table, both directions
+	MaxReadFrameSize          int // largest frame accepted from a client
+	MaxReceiveBufferPerStream int // flow-control window of a request body
+}
+
+// DefaultHTTP2Limits are HTTP2Limits' defaults.
+var DefaultHTTP2Limits = HTTP2Limits{
+	MaxConcurrentStreams:      100,
+	MaxHeaderTableSize:        4096,
+	MaxReadFrameSize:          16 << 10,
+	MaxReceiveBufferPerStream: 1 << 20,
+}
+
 // h2Server serves the h2c connections the HTTP/1 loop recognised by their
 // preface, with net/http's HTTP/2 implementation (flow control, stream
-// limits, rapid-reset mitigation) fed from a channel listener.
+// limits, rapid-reset and CONTINUATION-flood mitigation) fed from a channel
+// listener. Its limits are those of the policy in force when the first
+// listener starts serving; a reload does not change them (net/http reads
+// them while connections run).
 type h2Server struct {
-	srv *http.Server
-	ln  *chanListener
+	srv   *http.Server
+	ln    *chanListener
+	start sync.Once
 }
 
 func newH2Server(s *Server) *h2Server {
@@ -20,20 +42,51 @@ func newH2Server(s *Server) *h2Server {
 	protos.SetUnencryptedHTTP2(true)
 	h := &h2Server{
 		srv: &http.Server{
-			Handler:           s.Handler,
-			Protocols:         &protos,
-			ConnContext:       s.ConnContext,
-			ReadHeaderTimeout: s.pol.Load().ReadHeaderTimeout,
-			IdleTimeout:       s.pol.Load().IdleTimeout,
-			MaxHeaderBytes:    s.pol.Load().MaxHeaderBytes,
+			Handler:     s.Handler,
+			Protocols:   &protos,
+			ConnContext: s.ConnContext,
 		},
 		ln: &chanListener{ch: make(chan net.Conn), done: make(chan struct{})},
 	}
 	if s.Log != nil {
 		h.srv.ErrorLog = slog.NewLogLogger(s.Log.Handler(), slog.LevelDebug)
 	}
-	go h.srv.Serve(h.ln)
 	return h
+}
+
+// serve applies p's limits and starts serving, once.
+func (h *h2Server) serve(p *policy, countError func(string)) {
+	h.start.Do(func() {
+		l := p.HTTP2
+		d := DefaultHTTP2Limits
+		if l.MaxConcurrentStreams <= 0 {
+			l.MaxConcurrentStreams = d.MaxConcurrentStreams
+		}
+		if l.MaxHeaderTableSize <= 0 {
+			l.MaxHeaderTableSize = d.MaxHeaderTableSize
+		}
+		if l.MaxReadFrameSize <= 0 {
+			l.MaxReadFrameSize = d.MaxReadFrameSize
+		}
+		if l.MaxReceiveBufferPerStream <= 0 {
+			l.MaxReceiveBufferPerStream = d.MaxReceiveBufferPerStream
+		}
+		h.srv.ReadHeaderTimeout = p.ReadHeaderTimeout
+		h.srv.IdleTimeout = p.IdleTimeout
+		h.srv.MaxHeaderBytes = p.MaxHeaderBytes
+		h.srv.HTTP2 = &http.HTTP2Config{
+			MaxConcurrentStreams:          l.MaxConcurrentStreams,
+			MaxDecoderHeaderTableSize:     l.MaxHeaderTableSize,
+			MaxEncoderHeaderTableSize:     l.MaxHeaderTableSize,
+			MaxReadFrameSize:              l.MaxReadFrameSize,
+			MaxReceiveBufferPerStream:     l.MaxReceiveBufferPerStream,
+			MaxReceiveBufferPerConnection: max(l.MaxReceiveBufferPerStream, 1<<20),
+			WriteByteTimeout:              p.WriteTimeout,
+			PermitProhibitedCipherSuites:  false,
+			CountError:                    countError,
+		}
+		go h.srv.Serve(h.ln)
+	})
 }
 
 // hand gives c to the HTTP/2 server; if it is shutting down, c is closed.

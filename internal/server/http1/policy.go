@@ -27,6 +27,9 @@ type Policy struct {
 	// AllowedMethods lists the methods served; others are refused with 405
 	// before any handler runs. Empty: any method (CONNECT is always refused).
 	AllowedMethods []string
+	// HTTP2 bounds h2c connections (zero fields: DefaultHTTP2Limits). It
+	// is read when the first listener starts; later changes do not apply.
+	HTTP2 HTTP2Limits
 }
 
 // DefaultRateWindow is Policy.RateWindow's default.

@@ -51,6 +51,9 @@ type Server struct {
 	// OnRefused is told about every request refused before reaching the
 	// handler (malformed, oversized, too slow), for logs and metrics.
 	OnRefused func(connCtx context.Context, status int, reason string)
+	// OnHTTP2Error, when set, is told of every HTTP/2 protocol error by
+	// its net/http name (e.g. "too_many_early_resets"), for metrics.
+	OnHTTP2Error func(errType string)
 
 	// The first Policy (see Policy for each field); Configure replaces it.
 	Limits            Limits        // zero fields take DefaultLimits
@@ -109,6 +112,9 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.listeners[ln] = struct{}{}
 	s.mu.Unlock()
+	if s.h2 != nil {
+		s.h2.serve(s.pol.Load(), s.OnHTTP2Error)
+	}
 	defer func() {
 		s.mu.Lock()
 		delete(s.listeners, ln)
