@@ -55,6 +55,7 @@ type conn struct {
 	// pipelining are flushed before a read that may block, so a client
 	// waiting for them is never stuck behind it.
 	cr          connReader
+	cw          connWriter
 	flushOnRead atomic.Bool
 
 	// contMu orders the automatic 100 Continue, which a body read may send
@@ -123,15 +124,39 @@ func (c *conn) noContinue() {
 var (
 	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
 	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
+	// idleWriter stands in for a connection's write buffer while it waits
+	// for its next request: the 4 KiB buffer goes back to the pool, which
+	// is most of what an idle keep-alive connection costs. Nothing writes
+	// to an idle connection, so this shared, always-empty writer is only
+	// ever asked for Buffered(), which is 0.
+	idleWriter = bufio.NewWriterSize(io.Discard, 16)
 )
+
+// releaseWriter parks the write buffer while the connection is idle;
+// acquireWriter takes one back before the next request.
+func (c *conn) releaseWriter() {
+	if c.bw != idleWriter && c.bw.Buffered() == 0 {
+		c.bw.Reset(nil)
+		writerPool.Put(c.bw)
+		c.bw = idleWriter
+	}
+}
+
+func (c *conn) acquireWriter() {
+	if c.bw == idleWriter {
+		c.bw = writerPool.Get().(*bufio.Writer)
+		c.bw.Reset(&c.cw)
+	}
+}
 
 func (s *Server) newConn(rwc net.Conn) *conn {
 	c := &conn{srv: s, rwc: rwc}
 	c.cr.c = c
 	c.br = readerPool.Get().(*bufio.Reader)
 	c.br.Reset(&c.cr)
+	c.cw.c = c
 	c.bw = writerPool.Get().(*bufio.Writer)
-	c.bw.Reset(&connWriter{c})
+	c.bw.Reset(&c.cw)
 	c.pol = s.pol.Load()
 	ctx := s.baseCtx
 	if s.ConnContext != nil {
@@ -175,10 +200,12 @@ func (c *conn) serve() {
 			if d := c.readDeadline.Sub(now); !first && (d < idle-min(idle/8, time.Second) || d > idle) {
 				c.setReadDeadline(now.Add(idle))
 			}
+			c.releaseWriter()
 			if _, err := c.br.Peek(1); err != nil {
 				return
 			}
 		}
+		c.acquireWriter()
 		c.active.Store(true)
 		// The request's policy: one atomic load, so a reload applies from
 		// the next request, also on connections already open.
@@ -387,8 +414,8 @@ func (c *conn) close() {
 	c.rwc.Close()
 	c.br.Reset(nil)
 	readerPool.Put(c.br)
-	c.bw.Reset(nil)
-	writerPool.Put(c.bw)
+	c.releaseWriter()
+	c.bw = idleWriter
 }
 
 func (s *Server) logger() *slog.Logger {
