@@ -59,6 +59,11 @@ type Listener struct {
 	// TrustedProxies are peers (addresses or CIDRs) whose X-Forwarded-For
 	// is believed; from anyone else it is replaced.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// ProxyProtocol makes every connection from a trusted proxy start with
+	// a PROXY protocol v1 or v2 header, whose source address is the client;
+	// connections from other peers are plain HTTP. Fixed for the life of the
+	// socket (a change applies after a restart).
+	ProxyProtocol bool `yaml:"proxy_protocol"`
 }
 
 // Route maps host and path to a pool. Routes are tried most specific first

@@ -69,6 +69,9 @@ func (v *validator) listeners() {
 				v.add(fmt.Sprintf("%s.trusted_proxies[%d]", p, j), "listener %q: trusted proxy %q is not an IP address or CIDR", l.Name, tp)
 			}
 		}
+		if l.ProxyProtocol && len(l.TrustedProxies) == 0 {
+			v.add(p+".proxy_protocol", "listener %q: proxy_protocol needs trusted_proxies (the PROXY header is read only from those peers)", l.Name)
+		}
 	}
 }
 

@@ -23,6 +23,9 @@ import (
 type entry struct {
 	srv *Server
 	l   *listener
+	// pp: the listener reads PROXY protocol headers (see preface); its
+	// connections are counted for the client after the header, not here.
+	pp bool
 }
 
 func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -158,6 +161,9 @@ func (e *entry) admit(c net.Conn) bool {
 		e.logAccept(ap, "deny", d.Source, "blocked_at_accept")
 		return false
 	}
+	if e.pp {
+		return true // preface checks and counts the client
+	}
 	// Every admitted connection is counted (allowlisted ones too, so the
 	// close hook releases what was counted whatever the lists say by
 	// then); the limits are not applied to allowlisted peers.
@@ -176,6 +182,12 @@ func (e *entry) admit(c net.Conn) bool {
 
 // closed is the engine's close hook: it releases what admit counted.
 func (e *entry) closed(c net.Conn) {
+	if e.pp {
+		if pc, ok := c.(*ppConn); ok && pc.counted {
+			e.srv.conns.release(pc.client.Addr(), time.Now())
+		}
+		return
+	}
 	if a, ok := peerAddr(c); ok {
 		e.srv.conns.release(a, time.Now())
 	}

@@ -302,11 +302,17 @@ func (s *Server) serve(l *listener) {
 		H2C: l.cfg.H2C,
 		Log: s.log,
 	}
+	if l.cfg.ProxyProtocol {
+		// Fixed for the socket's life: admit and closed count connections
+		// one way or the other by it.
+		e.pp = true
+		l.srv.Preface = e.preface
+	}
 	// Request limits and timeouts; apply() swaps them on reload.
 	l.srv.Configure(enginePolicy(s.cfg))
 	l.done = make(chan struct{})
 	s.listeners[l.cfg.Listen] = l
-	s.log.Info("listening", "listener", l.cfg.Name, "address", l.ln.Addr().String(), "h2c", l.cfg.H2C)
+	s.log.Info("listening", "listener", l.cfg.Name, "address", l.ln.Addr().String(), "h2c", l.cfg.H2C, "proxy_protocol", l.cfg.ProxyProtocol)
 	go func() {
 		defer close(l.done)
 		if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http1.ErrServerClosed) {
@@ -376,6 +382,9 @@ func (s *Server) apply(cfg *config.Config) error {
 			keep[lc.Listen] = lc
 			if old.cfg.H2C != lc.H2C {
 				s.log.Warn("h2c change on a running listener applies after restart", "listener", lc.Name)
+			}
+			if old.cfg.ProxyProtocol != lc.ProxyProtocol {
+				s.log.Warn("proxy_protocol change on a running listener applies after restart", "listener", lc.Name)
 			}
 			continue
 		}

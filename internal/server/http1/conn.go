@@ -24,8 +24,12 @@ import (
 type conn struct {
 	srv *Server
 	rwc net.Conn
-	br  *bufio.Reader
-	bw  *bufio.Writer
+	// hc is the connection as the hooks (ConnContext, OnClose, HTTP/2) see
+	// it: rwc, or what Server.Preface made of it. Only the connection's own
+	// goroutine changes it, before the hooks read it.
+	hc net.Conn
+	br *bufio.Reader
+	bw *bufio.Writer
 
 	// ctx is ConnContext's result. It is never cancelled: without a
 	// background read (net/http's per-request cost) a client that leaves is
@@ -150,7 +154,7 @@ func (c *conn) acquireWriter() {
 }
 
 func (s *Server) newConn(rwc net.Conn) *conn {
-	c := &conn{srv: s, rwc: rwc}
+	c := &conn{srv: s, rwc: rwc, hc: rwc}
 	c.cr.c = c
 	c.br = readerPool.Get().(*bufio.Reader)
 	c.br.Reset(&c.cr)
@@ -158,16 +162,36 @@ func (s *Server) newConn(rwc net.Conn) *conn {
 	c.bw = writerPool.Get().(*bufio.Writer)
 	c.bw.Reset(&c.cw)
 	c.pol = s.pol.Load()
-	ctx := s.baseCtx
-	if s.ConnContext != nil {
-		ctx = s.ConnContext(ctx, rwc)
+	if s.Preface == nil {
+		c.setContext()
 	}
-	c.ctx = ctx
-	c.tmpl = *(&http.Request{RemoteAddr: rwc.RemoteAddr().String()}).WithContext(c.ctx)
 	c.head.hdr = make(http.Header, 16)
 	c.resp.c = c
 	c.resp.header = make(http.Header, 16)
 	return c
+}
+
+// setContext derives the connection's context and request template from hc.
+func (c *conn) setContext() {
+	ctx := c.srv.baseCtx
+	if c.srv.ConnContext != nil {
+		ctx = c.srv.ConnContext(ctx, c.hc)
+	}
+	c.ctx = ctx
+	c.tmpl = *(&http.Request{RemoteAddr: c.hc.RemoteAddr().String()}).WithContext(c.ctx)
+}
+
+// preface runs Server.Preface and reports whether the connection goes on.
+func (c *conn) preface() bool {
+	hc, ok := c.srv.Preface(c.rwc, c.br)
+	if hc != nil {
+		c.hc = hc
+	}
+	if !ok {
+		return false
+	}
+	c.setContext()
+	return true
 }
 
 // serve runs the connection's request loop until the client leaves, an
@@ -185,6 +209,10 @@ func (c *conn) serve() {
 	// first byte: a client that connects and stays silent is bounded by
 	// the header timeout.
 	c.setReadDeadline(time.Now().Add(c.pol.ReadHeaderTimeout))
+	// A preamble shares that timeout.
+	if s.Preface != nil && !c.preface() {
+		return
+	}
 	for first := true; ; first = false {
 		c.pol = s.pol.Load() // for the idle timeout
 		// Between requests the connection is idle: it may wait IdleTimeout
@@ -388,7 +416,7 @@ func (c *conn) handOffH2() {
 		return
 	}
 	c.clearWriteDeadline()
-	pre := &prereadConn{Conn: c.rwc, r: io.MultiReader(strings.NewReader("PRI * HTTP/2.0\r\n"), c.br)}
+	pre := &prereadConn{Conn: c.hc, r: io.MultiReader(strings.NewReader("PRI * HTTP/2.0\r\n"), c.br)}
 	c.hijacked.Store(true) // the HTTP/2 server owns it now
 	c.srv.untrack(c)
 	c.srv.h2.hand(pre)
@@ -403,7 +431,7 @@ func (c *prereadConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 func (c *conn) close() {
 	if c.srv.OnClose != nil {
-		c.srv.OnClose(c.rwc)
+		c.srv.OnClose(c.hc)
 	}
 	// A hijacked connection belongs to the handler (or the HTTP/2 server)
 	// now: forget it, so Shutdown does not wait for it, but leave it open.

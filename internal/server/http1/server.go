@@ -23,6 +23,7 @@
 package http1
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"log/slog"
@@ -48,6 +49,15 @@ type Server struct {
 	// guard releases its per-IP count there. It is called exactly once
 	// for every connection Admit let in.
 	OnClose func(c net.Conn)
+	// Preface, when set, runs on the connection's goroutine before its
+	// first request is read, within the first request's header timeout: it
+	// may read a preamble (a PROXY protocol header) from r, whose bytes past
+	// it stay buffered for the request, and returns the connection that
+	// ConnContext, OnClose and the HTTP/2 server see in c's place (e.g. with
+	// the client's address as RemoteAddr). ok false closes the connection;
+	// a non-nil hc is still what OnClose is given. Without Preface,
+	// ConnContext runs at accept and nothing is added to the hot path.
+	Preface func(c net.Conn, r *bufio.Reader) (hc net.Conn, ok bool)
 	// OnRefused is told about every request refused before reaching the
 	// handler (malformed, oversized, too slow), for logs and metrics.
 	OnRefused func(connCtx context.Context, status int, reason string)
