@@ -10,6 +10,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // store keeps dynamic entries in a bbolt file, one bucket per list, keyed
@@ -46,7 +47,7 @@ func openStore(path string) (*store, error) {
 	_, statErr := os.Stat(path)
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("dynamic blocklist store %s is locked by another process (is another rampart using this data_dir?)", path)
 		}
 		return nil, fmt.Errorf("dynamic blocklist store %s: %w", path, err)

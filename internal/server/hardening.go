@@ -138,13 +138,6 @@ func (l *connLimiter) open(a netip.Addr) int {
 	return 0
 }
 
-// limitedConn marks a connection the limiter counted, so that the close
-// hook releases exactly those.
-type limitedConn struct {
-	net.Conn
-	addr netip.Addr
-}
-
 // peerAddr returns c's unmapped remote address.
 func peerAddr(c net.Conn) (netip.Addr, bool) {
 	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {

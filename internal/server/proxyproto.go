@@ -86,11 +86,10 @@ func readV1(br *bufio.Reader) (netip.AddrPort, bool, error) {
 	}
 	var line []byte
 	for n := len(ppV1Sig) + 1; ; {
-		b, err := br.Peek(n)
-		if err != nil {
+		if _, err := br.Peek(n); err != nil {
 			return netip.AddrPort{}, false, err
 		}
-		b, _ = br.Peek(min(br.Buffered(), ppV1Max))
+		b, _ := br.Peek(min(br.Buffered(), ppV1Max))
 		if i := bytes.IndexByte(b, '\n'); i >= 0 {
 			line = b[:i+1]
 			break

@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -218,11 +217,6 @@ func (c *client) expectOpen(d time.Duration) {
 
 func isReset(err error) bool {
 	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
-}
-
-// isTimeout reports a deadline error.
-func isTimeout(err error) bool {
-	return errors.Is(err, os.ErrDeadlineExceeded)
 }
 
 // roundTrip sends one request on a fresh connection and returns the answer.

@@ -287,7 +287,7 @@ func TestInterimResponses(t *testing.T) {
 	// RFC 9110 §15.2: no 1xx to an HTTP/1.0 client.
 	c = ts.dial(t)
 	c.write("GET / HTTP/1.0\r\n\r\n")
-	if resp, body = c.expectStatus("GET", 200); body != "done" {
+	if _, body = c.expectStatus("GET", 200); body != "done" {
 		t.Fatalf("final %q", body)
 	}
 }
