@@ -34,21 +34,10 @@ off the end of the log then go unnoticed.
 
 // cmdAudit is `rampart audit pubkey|verify`.
 func cmdAudit(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, auditUsage)
-		return 2
-	}
-	switch args[0] {
-	case "pubkey":
-		return auditPubkey(args[1:], stdout, stderr)
-	case "verify":
-		return auditVerify(args[1:], stdout, stderr)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, auditUsage)
-		return 0
-	}
-	fmt.Fprintf(stderr, "rampart audit: unknown command %q\n\n%s", args[0], auditUsage)
-	return 2
+	return subcommand("audit", auditUsage, args, stdout, stderr, map[string]command{
+		"pubkey": auditPubkey,
+		"verify": auditVerify,
+	})
 }
 
 // auditPubkey prints the public half of the signing key that the config

@@ -24,19 +24,7 @@ written after the purge started are not purged: block the client first if it sti
 
 // cmdLogs is `rampart logs purge`.
 func cmdLogs(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, logsUsage)
-		return 2
-	}
-	switch args[0] {
-	case "purge":
-		return logsPurge(args[1:], stdout, stderr)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, logsUsage)
-		return 0
-	}
-	fmt.Fprintf(stderr, "rampart logs: unknown command %q\n\n%s", args[0], logsUsage)
-	return 2
+	return subcommand("logs", logsUsage, args, stdout, stderr, map[string]command{"purge": logsPurge})
 }
 
 func logsPurge(args []string, stdout, stderr io.Writer) int {
