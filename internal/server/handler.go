@@ -81,9 +81,11 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 
+	// Every stage from here on finds the record in the request's context.
+	r = r.WithContext(pipeline.WithRecord(r.Context(), rec))
 	if denied {
 		rec.Error = "blocked"
-		pipeline.WriteError(rw, r.WithContext(pipeline.WithRecord(r.Context(), rec)), http.StatusForbidden)
+		pipeline.WriteError(rw, r, http.StatusForbidden)
 		return
 	}
 	// Everything after this point (rate limits, routing, the backend)
@@ -91,7 +93,7 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if why := normalizePath(r.URL, t.allowEncodedSlashes); why != "" {
 		rec.Error = "refused: " + string(why)
 		e.srv.metrics.Blocked("path", string(why))
-		pipeline.WriteError(rw, r.WithContext(pipeline.WithRecord(r.Context(), rec)), http.StatusBadRequest)
+		pipeline.WriteError(rw, r, http.StatusBadRequest)
 		return
 	}
 	rec.Path = r.URL.Path
@@ -101,7 +103,7 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt := t.router.match(r.Host, r.URL.Path)
 	if rt == nil || rt.pool == nil {
 		rec.Error = "no_route"
-		pipeline.WriteError(rw, r.WithContext(pipeline.WithRecord(r.Context(), rec)), http.StatusNotFound)
+		pipeline.WriteError(rw, r, http.StatusNotFound)
 		return
 	}
 	rec.Route, rec.PoolID, rec.Target = rt.name, rt.pool.Name, rt.pool
@@ -112,13 +114,13 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// reading the rest.
 		rec.Error = "body_too_large"
 		e.srv.metrics.Blocked("request_limits", "max_body_bytes")
-		pipeline.WriteError(rw, r.WithContext(pipeline.WithRecord(r.Context(), rec)), http.StatusRequestEntityTooLarge)
+		pipeline.WriteError(rw, r, http.StatusRequestEntityTooLarge)
 		return
 	}
 	if body != nil {
 		body.limit = rt.maxBody // a chunked body is cut off where it crosses it
 	}
-	e.srv.proxy.ServeHTTP(rw, r.WithContext(pipeline.WithRecord(r.Context(), rec)))
+	e.srv.proxy.ServeHTTP(rw, r)
 }
 
 // checkACL is pipeline stages 1 and 2 (DESIGN §1): an allowlisted client

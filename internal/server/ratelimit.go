@@ -406,7 +406,7 @@ func (e *entry) refuseRate(w http.ResponseWriter, r *http.Request, rec *pipeline
 		"X-Ratelimit-Reset":     {strconv.FormatInt(ceilSeconds(res.Reset), 10)},
 		"Retry-After":           {strconv.FormatInt(retry, 10)},
 	}
-	pipeline.WriteErrorDetail(w, r.WithContext(pipeline.WithRecord(r.Context(), rec)), status, msg, hdr)
+	pipeline.WriteErrorDetail(w, r, status, msg, hdr)
 }
 
 func ceilSeconds(d time.Duration) int64 {
