@@ -7,6 +7,8 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"net/http"
+	"net/textproto"
 	"strings"
 )
 
@@ -133,4 +135,68 @@ func HasToken(vv []string, tok string) bool {
 		}
 	}
 	return false
+}
+
+// FieldError says what is wrong with a header or trailer field line.
+type FieldError string
+
+func (e FieldError) Error() string { return string(e) }
+
+// The ways a field line can be malformed.
+const (
+	ErrObsFold    FieldError = "obsolete line folding in header"
+	ErrFieldLine  FieldError = "malformed header field"
+	ErrFieldName  FieldError = "malformed header name"
+	ErrFieldValue FieldError = "control character in header value"
+)
+
+// SplitField checks one field line (without its line ending) and splits
+// it into name and value. obs-fold is refused (RFC 9112 §5.2: a proxy must
+// not pass on a header others may unfold differently), and so is
+// whitespace before the colon (§5.1), which the token check covers.
+func SplitField(field string) (name, value string, err error) {
+	if field == "" {
+		return "", "", ErrFieldLine
+	}
+	if field[0] == ' ' || field[0] == '\t' {
+		return "", "", ErrObsFold
+	}
+	colon := strings.IndexByte(field, ':')
+	if colon <= 0 {
+		return "", "", ErrFieldLine
+	}
+	name = field[:colon]
+	if !ValidToken(name) {
+		return "", "", ErrFieldName
+	}
+	value = TrimOWS(field[colon+1:])
+	if !ValidValue(value) {
+		return "", "", ErrFieldValue
+	}
+	return name, value, nil
+}
+
+// ParseFields clears hdr and fills it from block: field lines, each ended
+// by '\n' (as ReadLine leaves them). Every value is a substring of block,
+// and all value slices share one backing array: one allocation for the
+// whole block instead of one per field.
+func ParseFields(hdr http.Header, block string) error {
+	clear(hdr)
+	vals := make([]string, strings.Count(block, "\n"))
+	for i := 0; block != ""; i++ {
+		var field string
+		field, block, _ = strings.Cut(block, "\n")
+		name, value, err := SplitField(field)
+		if err != nil {
+			return err
+		}
+		key := textproto.CanonicalMIMEHeaderKey(name)
+		if vv, dup := hdr[key]; dup {
+			hdr[key] = append(vv, value)
+		} else {
+			vals[i] = value
+			hdr[key] = vals[i : i+1 : i+1]
+		}
+	}
+	return nil
 }

@@ -78,29 +78,10 @@ func (uc *upstreamConn) readResponse(req *http.Request, body *directBody) (*http
 	resp.StatusCode = int(code[0]-'0')*100 + int(code[1]-'0')*10 + int(code[2]-'0')
 	resp.Status = status
 
-	hdr := uc.hdr
-	clear(hdr)
-	vals := make([]string, fields)
-	for i := 0; rest != ""; i++ {
-		var field string
-		field, rest, _ = strings.Cut(rest, "\n")
-		colon := strings.IndexByte(field, ':')
-		if colon <= 0 || !httpwire.ValidToken(field[:colon]) {
-			return nil, errBadResponse("header field " + fmt.Sprintf("%.40q", field))
-		}
-		value := httpwire.TrimOWS(field[colon+1:])
-		if !httpwire.ValidValue(value) {
-			return nil, errBadResponse("control character in a header value")
-		}
-		key := textproto.CanonicalMIMEHeaderKey(field[:colon])
-		if vv, dup := hdr[key]; dup {
-			hdr[key] = append(vv, value)
-		} else {
-			vals[i] = value
-			hdr[key] = vals[i : i+1 : i+1]
-		}
+	if err := httpwire.ParseFields(uc.hdr, rest); err != nil {
+		return nil, errBadResponse(err.Error())
 	}
-	resp.Header = hdr
+	resp.Header = uc.hdr
 	body.resp = resp
 	return resp, uc.frameResponse(resp, req, body)
 }
@@ -208,11 +189,9 @@ func (c *chunkedBody) readTrailer() error {
 		if fields >= 64 || len(buf) > 16<<10 {
 			return errBadResponse("trailer section too large")
 		}
-		field := string(buf[start : start+n])
-		name, value, ok := strings.Cut(field, ":")
-		value = httpwire.TrimOWS(value)
-		if !ok || !httpwire.ValidToken(name) || !httpwire.ValidValue(value) {
-			return errBadResponse("trailer field")
+		name, value, err := httpwire.SplitField(string(buf[start : start+n]))
+		if err != nil {
+			return errBadResponse("trailer: " + err.Error())
 		}
 		if c.resp.Trailer == nil {
 			c.resp.Trailer = http.Header{}

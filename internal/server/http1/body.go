@@ -261,8 +261,8 @@ func skipTrailers(br *bufio.Reader) error {
 		}
 		// Discarded, but held to the header rules (no bare CR either): what
 		// net/http would refuse is not a request Rampart serves.
-		if _, _, err := splitField(string(line[:n])); err != nil {
-			return err
+		if _, _, err := httpwire.SplitField(string(line[:n])); err != nil {
+			return refuse(http.StatusBadRequest, err.Error())
 		}
 	}
 }

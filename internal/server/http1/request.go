@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"errors"
 	"net/http"
-	"net/textproto"
 	"net/url"
 	"strings"
 
@@ -147,52 +146,11 @@ func (h *head) parse(r *http.Request, lineEnd int) error {
 	}
 
 	// Header fields.
-	hdr := h.hdr
-	clear(hdr)
-	rest := s[lineEnd:]
-	// One backing array for every field's value slice.
-	vals := make([]string, strings.Count(rest, "\n"))
-	for i := 0; rest != ""; i++ {
-		nl := strings.IndexByte(rest, '\n')
-		name, value, err := splitField(rest[:nl])
-		if err != nil {
-			return err
-		}
-		rest = rest[nl+1:]
-		key := textproto.CanonicalMIMEHeaderKey(name)
-		if vv, dup := hdr[key]; dup {
-			hdr[key] = append(vv, value)
-		} else {
-			vals[i] = value
-			hdr[key] = vals[i : i+1 : i+1]
-		}
+	if err := httpwire.ParseFields(h.hdr, s[lineEnd:]); err != nil {
+		return refuse(http.StatusBadRequest, err.Error())
 	}
-	r.Header = hdr
+	r.Header = h.hdr
 	return nil
-}
-
-// splitField checks one header or trailer field line (without its line
-// ending) and splits it into name and value.
-func splitField(field string) (name, value string, err error) {
-	if field[0] == ' ' || field[0] == '\t' {
-		// obs-fold: RFC 9112 §5.2 lets a server reject it, and a proxy
-		// must not pass on a header that others may unfold differently.
-		return "", "", refuse(http.StatusBadRequest, "obsolete line folding in header")
-	}
-	colon := strings.IndexByte(field, ':')
-	if colon <= 0 {
-		return "", "", refuse(http.StatusBadRequest, "malformed header field")
-	}
-	name = field[:colon]
-	if !httpwire.ValidToken(name) {
-		// Covers whitespace before the colon (RFC 9112 §5.1: MUST reject).
-		return "", "", refuse(http.StatusBadRequest, "malformed header name")
-	}
-	value = httpwire.TrimOWS(field[colon+1:])
-	if !httpwire.ValidValue(value) {
-		return "", "", refuse(http.StatusBadRequest, "control character in header value")
-	}
-	return name, value, nil
 }
 
 // parseTarget sets r.URL and, for the absolute form, r.Host.
