@@ -13,6 +13,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/rampart-proxy/rampart/internal/fsutil"
 )
 
 // PurgeResult is what Purge did to one file.
@@ -79,7 +81,7 @@ func Purge(path string, ip netip.Addr, now time.Time) ([]PurgeResult, error) {
 		if err != nil {
 			return nil, fmt.Errorf("rotate %s: %w", path, err)
 		}
-		syncDir(y.dir)
+		_ = fsutil.SyncDir(y.dir) // best effort: the files themselves are synced
 	}
 
 	// The files to purge are those there now. A file that a running
@@ -192,7 +194,7 @@ func purgeFile(lk *fileLock, path string, gz bool, ip netip.Addr) (PurgeResult, 
 				os.Remove(tmp)
 				return res, err
 			}
-			syncDir(dir)
+			_ = fsutil.SyncDir(dir) // best effort: the files themselves are synced
 			return res, nil
 		}
 		lk.Unlock()

@@ -47,6 +47,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/rampart-proxy/rampart/internal/fsutil"
 )
 
 const (
@@ -481,7 +483,7 @@ func compressBackup(y layout, lk *fileLock, src string) error {
 		os.Remove(tmp)
 		return err
 	}
-	syncDir(y.dir)
+	_ = fsutil.SyncDir(y.dir) // best effort: the files themselves are synced
 	return os.Remove(src)
 }
 
@@ -522,11 +524,4 @@ func writeTemp(dir, base string, like os.FileInfo, fill func(io.Writer) error) (
 		return "", err
 	}
 	return f.Name(), nil
-}
-
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/rampart-proxy/rampart/internal/config"
+	"github.com/rampart-proxy/rampart/internal/fsutil"
 )
 
 // FeedStatus is what is known about one threat feed; the admin API serves
@@ -277,7 +278,7 @@ func (f *feed) fetch(ctx context.Context, fc config.Feed, format Format, val val
 	if tmp != nil {
 		err := copyTo.err
 		if err == nil {
-			err = commitFile(tmp, f.cachePath(fc))
+			err = fsutil.CommitTemp(tmp, f.cachePath(fc))
 		}
 		if err != nil {
 			// The feed itself is fine; only the restart copy is missing.
@@ -403,20 +404,6 @@ func (s *softWriter) Write(p []byte) (int, error) {
 		_, s.err = s.w.Write(p)
 	}
 	return len(p), nil
-}
-
-// commitFile makes tmp durable under path: fsync, rename, directory fsync.
-func commitFile(tmp *os.File, path string) error {
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
 }
 
 // newFeedClient is the HTTP client for feeds: bounded in time, and never

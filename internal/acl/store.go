@@ -11,6 +11,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/rampart-proxy/rampart/internal/fsutil"
 )
 
 // store keeps dynamic entries in a bbolt file, one bucket per list, keyed
@@ -75,22 +77,13 @@ func openStore(path string) (*store, error) {
 	})
 	if err == nil && os.IsNotExist(statErr) {
 		// A new file's directory entry must be durable too.
-		err = syncDir(dir)
+		err = fsutil.SyncDir(dir)
 	}
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("dynamic blocklist store %s: %w", path, err)
 	}
 	return s, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // load returns every stored entry of l. A record that cannot be decoded

@@ -8,7 +8,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
+
+	"github.com/rampart-proxy/rampart/internal/fsutil"
 )
 
 // Checkpoint is the signed head record kept beside the log. A hash chain
@@ -108,25 +109,5 @@ func readCheckpointIfAny(path string) (*Checkpoint, error) {
 // directory fsync. A crash leaves either the old or the new checkpoint,
 // never a torn one.
 func (cp *Checkpoint) write(path string) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, ".checkpoint-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(bytes.Clone(cp.line), '\n')); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
+	return fsutil.WriteFileAtomic(path, ".checkpoint-*", append(bytes.Clone(cp.line), '\n'))
 }

@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/rampart-proxy/rampart/internal/fsutil"
 )
 
 // The signing key is an Ed25519 private key stored as PKCS#8 PEM ("PRIVATE
@@ -113,7 +115,7 @@ func createKey(path string) (ed25519.PrivateKey, error) {
 	if _, err := LoadKey(path); err != nil {
 		return nil, err
 	}
-	return key, syncDir(dir)
+	return key, fsutil.SyncDir(dir)
 }
 
 // EncodePublicKey is the text form of a public key used everywhere
@@ -144,14 +146,4 @@ func ParsePublicKey(s string) (ed25519.PublicKey, error) {
 		return nil, fmt.Errorf("public key is a %T, want Ed25519", k)
 	}
 	return nil, errors.New("public key is neither 44 characters of base64 nor a PEM PUBLIC KEY")
-}
-
-// syncDir makes a directory entry (a created or renamed file) durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/rampart-proxy/rampart/internal/fsutil"
 )
 
 // Options says where a trail lives.
@@ -143,7 +145,7 @@ func openCore(path, keyPath string, o Options) (c *core, err error) {
 		return nil, err
 	}
 	if errors.Is(statErr, fs.ErrNotExist) {
-		if err := syncDir(dir); err != nil {
+		if err := fsutil.SyncDir(dir); err != nil {
 			return nil, fmt.Errorf("audit: %w", err)
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/rampart-proxy/rampart/internal/fsutil"
 )
 
 // recover reads the tail of the log at open, reconciles it with the
@@ -152,7 +154,7 @@ func (c *core) saveTorn(b []byte) (string, error) {
 	if err := f.Close(); err != nil {
 		return "", err
 	}
-	return name, syncDir(filepath.Dir(name))
+	return name, fsutil.SyncDir(filepath.Dir(name))
 }
 
 // readTail returns the last complete line of f[:size] (nil if there is

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/rampart-proxy/rampart/internal/config"
+	"github.com/rampart-proxy/rampart/internal/fsutil"
 )
 
 // overrides are the operator's runtime changes to pool membership and
@@ -73,29 +74,5 @@ func (s stateFile) save(o *overrides) error {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, ".backends-*.json")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), s.path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return fsutil.WriteFileAtomic(s.path, ".backends-*.json", data)
 }
