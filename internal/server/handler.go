@@ -146,15 +146,15 @@ func (e *entry) checkACL(rec *pipeline.Record, client netip.Addr) (denied bool) 
 // before a byte is read (or, later, a TLS handshake is spent on it); then
 // the per-IP connection limits apply, except to allowlisted peers.
 func (e *entry) admit(c net.Conn) bool {
-	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
-	if err != nil {
+	ap, ok := addrPort(c.RemoteAddr())
+	if !ok {
 		return true
 	}
 	d := e.srv.acl.Check(ap.Addr())
 	if d.Action == acl.ActionDeny && strings.HasPrefix(d.Source, acl.SourceGeoPrefix) {
 		// The country or network of a trusted proxy says nothing about
 		// its clients, who are checked by request (X-Forwarded-For).
-		if lt := e.srv.table.Load().listeners[*e.l.name.Load()]; lt != nil && lt.trusted.contains(ap.Addr().Unmap()) {
+		if lt := e.srv.table.Load().listeners[*e.l.name.Load()]; lt != nil && lt.trusted.contains(ap.Addr()) {
 			d = acl.Decision{}
 		}
 	}
@@ -174,7 +174,7 @@ func (e *entry) admit(c net.Conn) bool {
 	if d.Action == acl.ActionAllow {
 		maxOpen, maxNew = 0, 0
 	}
-	if reason := e.srv.conns.admit(ap.Addr().Unmap(), maxOpen, maxNew, time.Now()); reason != "" {
+	if reason := e.srv.conns.admit(ap.Addr(), maxOpen, maxNew, time.Now()); reason != "" {
 		e.srv.metrics.Blocked("conn_limit", reason)
 		e.logAccept(ap, "", "", "conn_limit: "+reason)
 		return false
@@ -190,8 +190,8 @@ func (e *entry) closed(c net.Conn) {
 		}
 		return
 	}
-	if a, ok := peerAddr(c); ok {
-		e.srv.conns.release(a, time.Now())
+	if ap, ok := addrPort(c.RemoteAddr()); ok {
+		e.srv.conns.release(ap.Addr(), time.Now())
 	}
 }
 
@@ -267,12 +267,12 @@ type connInfoKey struct{}
 // withConnInfo is the listeners' http.Server.ConnContext.
 func withConnInfo(ctx context.Context, c net.Conn) context.Context {
 	ci := &connInfo{}
-	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
-		ci.peer = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-		ci.peerIP = ci.peer.Addr().String()
+	if ap, ok := addrPort(c.RemoteAddr()); ok {
+		ci.peer = ap
+		ci.peerIP = ap.Addr().String()
 	}
-	if ap, err := netip.ParseAddrPort(c.LocalAddr().String()); err == nil {
-		ci.serverIP, ci.serverPort = ap.Addr().Unmap().String(), int(ap.Port())
+	if ap, ok := addrPort(c.LocalAddr()); ok {
+		ci.serverIP, ci.serverPort = ap.Addr().String(), int(ap.Port())
 	}
 	return context.WithValue(ctx, connInfoKey{}, ci)
 }

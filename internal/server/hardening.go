@@ -138,14 +138,15 @@ func (l *connLimiter) open(a netip.Addr) int {
 	return 0
 }
 
-// peerAddr returns c's unmapped remote address.
-func peerAddr(c net.Conn) (netip.Addr, bool) {
-	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		a, ok := netip.AddrFromSlice(ta.IP)
-		return a.Unmap(), ok
+// addrPort returns a connection address as an unmapped netip.AddrPort,
+// without formatting and parsing it for TCP connections.
+func addrPort(a net.Addr) (netip.AddrPort, bool) {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), ap.IsValid()
 	}
-	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
-	return ap.Addr().Unmap(), err == nil
+	ap, err := netip.ParseAddrPort(a.String())
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), err == nil
 }
 
 // headerSet is security.headers compiled for one route: the headers to set

@@ -204,11 +204,10 @@ func (c *ppConn) RemoteAddr() net.Addr { return net.TCPAddrFromAddrPort(c.client
 // checked the peer against the IP lists but counted nothing: the per-IP
 // limits apply to the client, known only now.
 func (e *entry) preface(c net.Conn, br *bufio.Reader) (net.Conn, bool) {
-	peer, err := netip.ParseAddrPort(c.RemoteAddr().String())
-	if err != nil {
+	peer, ok := addrPort(c.RemoteAddr())
+	if !ok {
 		return nil, false
 	}
-	peer = netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port())
 	pc := &ppConn{Conn: c, client: peer}
 	t := e.srv.table.Load()
 	lt := t.listeners[*e.l.name.Load()]
