@@ -97,9 +97,7 @@ func (a *Admin) applyDefaults() {
 		a.TLS.ClientRole = DefaultAdminClientRole
 	}
 	f := &a.AuthFailures
-	if f.Max == 0 {
-		f.Max = DefaultAuthFailuresMax
-	}
+	zeroDefault(&f.Max, DefaultAuthFailuresMax)
 	if f.Window == 0 {
 		f.Window = Duration(DefaultAuthFailuresWindow)
 	}

@@ -203,9 +203,7 @@ func (c *Config) applyDefaults() {
 		if p.ConnectTimeout == 0 {
 			p.ConnectTimeout = Duration(DefaultConnectTimeout)
 		}
-		if p.MaxIdleConnsPerBackend == 0 {
-			p.MaxIdleConnsPerBackend = DefaultMaxIdlePerBE
-		}
+		zeroDefault(&p.MaxIdleConnsPerBackend, DefaultMaxIdlePerBE)
 		// An explicit "retries: 0" turns retries off; only a missing key
 		// takes the default.
 		if _, set := c.lines["pools["+strconv.Itoa(i)+"].retries"]; p.Retries == 0 && !set {

@@ -120,35 +120,19 @@ func (c *Config) applyHardeningDefaults() {
 	defaultInt(c, sp+"max_new_connections_per_ip_per_second", &s.MaxNewConnectionsPerIPPerS, DefaultMaxNewConnsPerIPSec)
 	// Request limits are never "off": a missing or 0 value is the default.
 	r := &c.Security.RequestLimits
-	if r.MaxRequestLineBytes == 0 {
-		r.MaxRequestLineBytes = DefaultMaxRequestLineBytes
-	}
-	if r.MaxHeaderBytes == 0 {
-		r.MaxHeaderBytes = DefaultMaxHeaderBytes
-	}
-	if r.MaxHeaders == 0 {
-		r.MaxHeaders = DefaultMaxHeaders
-	}
-	if r.MaxBodyBytes == 0 {
-		r.MaxBodyBytes = DefaultMaxBodyBytes
-	}
+	zeroDefault(&r.MaxRequestLineBytes, DefaultMaxRequestLineBytes)
+	zeroDefault(&r.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	zeroDefault(&r.MaxHeaders, DefaultMaxHeaders)
+	zeroDefault(&r.MaxBodyBytes, DefaultMaxBodyBytes)
 	if r.AllowedMethods == nil {
 		r.AllowedMethods = slices.Clone(DefaultAllowedMethods)
 	}
 	// HTTP/2 limits are never off either.
 	h2 := &c.Security.HTTP2
-	if h2.MaxConcurrentStreams == 0 {
-		h2.MaxConcurrentStreams = DefaultH2MaxConcurrentStreams
-	}
-	if h2.MaxHeaderTableSize == 0 {
-		h2.MaxHeaderTableSize = DefaultH2MaxHeaderTableSize
-	}
-	if h2.MaxReadFrameSize == 0 {
-		h2.MaxReadFrameSize = DefaultH2MaxReadFrameSize
-	}
-	if h2.MaxReceiveBufferPerStream == 0 {
-		h2.MaxReceiveBufferPerStream = DefaultH2MaxReceiveBuffer
-	}
+	zeroDefault(&h2.MaxConcurrentStreams, DefaultH2MaxConcurrentStreams)
+	zeroDefault(&h2.MaxHeaderTableSize, DefaultH2MaxHeaderTableSize)
+	zeroDefault(&h2.MaxReadFrameSize, DefaultH2MaxReadFrameSize)
+	zeroDefault(&h2.MaxReceiveBufferPerStream, DefaultH2MaxReceiveBuffer)
 	h := &c.Security.Headers
 	if h.RemoveServer == nil {
 		t := true
@@ -161,9 +145,7 @@ func (c *Config) applyHardeningDefaults() {
 		}
 	}
 	f := &c.Security.SynFloodProtection
-	if f.MaxSynBacklog == 0 {
-		f.MaxSynBacklog = DefaultMaxSynBacklog
-	}
+	zeroDefault(&f.MaxSynBacklog, DefaultMaxSynBacklog)
 	if f.OnMismatch == "" {
 		f.OnMismatch = "warn"
 	}
@@ -309,4 +291,13 @@ func validToken(s string) bool {
 		}
 	}
 	return true
+}
+
+// zeroDefault sets *p to d when it holds the zero value (the key was
+// missing or 0, which for these limits means "the default").
+func zeroDefault[T comparable](p *T, d T) {
+	var zero T
+	if *p == zero {
+		*p = d
+	}
 }

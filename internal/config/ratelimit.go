@@ -136,18 +136,14 @@ func (e *EndpointLimit) KeyIsUser() bool { return e.Key == "user" }
 
 // Settings returns a with defaults filled in.
 func (a Adaptive) Settings() Adaptive {
-	if a.TriggerMultiplier == 0 {
-		a.TriggerMultiplier = DefaultTriggerMultiplier
-	}
+	zeroDefault(&a.TriggerMultiplier, DefaultTriggerMultiplier)
 	if a.TriggerDuration == 0 {
 		a.TriggerDuration = Duration(DefaultTriggerDuration)
 	}
 	if a.RecoveryDuration == 0 {
 		a.RecoveryDuration = a.TriggerDuration
 	}
-	if a.MinRate == 0 {
-		a.MinRate = DefaultAdaptiveMinRate
-	}
+	zeroDefault(&a.MinRate, DefaultAdaptiveMinRate)
 	return a
 }
 
