@@ -4,6 +4,8 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"testing"
+
+	"github.com/gaissmai/bart"
 )
 
 func mustPrefix(t testing.TB, s string) netip.Prefix {
@@ -120,8 +122,8 @@ func TestHostSetMatchesMap(t *testing.T) {
 		want[v] = true
 	}
 	h := newHostSet(append([]uint32(nil), in...))
-	if len(h.low) != len(want) {
-		t.Fatalf("hostSet holds %d, want %d distinct", len(h.low), len(want))
+	if h.len() != len(want) {
+		t.Fatalf("hostSet holds %d, want %d distinct", h.len(), len(want))
 	}
 	for _, v := range in {
 		for _, q := range []uint32{v, v - 1, v + 1, v ^ 0x10000} {
@@ -165,6 +167,101 @@ func TestTableLookupDoesNotAllocate(t *testing.T) {
 			if n := testing.AllocsPerRun(100, func() { tab.Lookup(addr) }); n != 0 {
 				t.Errorf("hostSetMin %d: Lookup(%s) allocates %v times", min, a, n)
 			}
+		}
+	}
+}
+
+// netSet4 must give the same longest-prefix match as bart on random,
+// heavily nested prefix sets, probed at every prefix boundary and at
+// random addresses.
+func TestNetSet4MatchesBart(t *testing.T) {
+	for seed := range uint64(20) {
+		r := rand.New(rand.NewPCG(seed, 3))
+		ref := new(bart.Lite)
+		var ps []netip.Prefix
+		n := 50 + r.IntN(3000)
+		for i := range n {
+			v := r.Uint32()
+			switch i % 4 {
+			case 0:
+				v &= 0x0a0b_ffff // nest inside a few /16s
+			case 1:
+				v = v&0x0000_00ff | 0xc633_6400 // inside one /24
+			}
+			bits := []int{0, 1, 8, 12, 16, 17, 20, 23, 24, 25, 28, 30, 31, 32}[r.IntN(14)]
+			if seed%2 == 0 && bits < 8 {
+				bits = 24
+			}
+			p := netip.PrefixFrom(addr4(v), bits).Masked()
+			ps = append(ps, p)
+			ref.Insert(p)
+		}
+		s := newNetSet4(ps)
+		probe := func(v uint32) {
+			a := addr4(v)
+			want, wok := ref.LookupPrefixLPM(netip.PrefixFrom(a, 32))
+			bits, ok := s.lookup(v)
+			if ok != wok || (ok && bits != want.Bits()) {
+				t.Fatalf("seed %d: lookup(%s) = /%d %v, want %s %v", seed, a, bits, ok, want, wok)
+			}
+		}
+		for _, p := range ps {
+			lo := p.Addr().As4()
+			v := uint32(lo[0])<<24 | uint32(lo[1])<<16 | uint32(lo[2])<<8 | uint32(lo[3])
+			hi := v | uint32(uint64(1)<<(32-p.Bits())-1)
+			for _, q := range []uint32{v, v - 1, hi, hi + 1, v + (hi-v)/2} {
+				probe(q)
+			}
+		}
+		for range 20_000 {
+			probe(r.Uint32())
+		}
+	}
+}
+
+// A Table answers the same through its flat IPv4 structures as through
+// bart alone.
+func TestTableFlatMatchesBart(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	var entries []netip.Prefix
+	for i := range 5000 {
+		bits := 32
+		if i%3 == 0 {
+			bits = 16 + r.IntN(16)
+		}
+		entries = append(entries, netip.PrefixFrom(addr4(r.Uint32()&0x0fff_ffff), bits).Masked())
+	}
+	entries = append(entries, netip.MustParsePrefix("2001:db8::/32"))
+	build := func(hostMin, netMin int) *Table {
+		oldH, oldN := hostSetMin, netSet4Min
+		hostSetMin, netSet4Min = hostMin, netMin
+		defer func() { hostSetMin, netSet4Min = oldH, oldN }()
+		b := NewTableBuilder("s")
+		for _, p := range entries {
+			b.Add(p)
+		}
+		return b.Build()
+	}
+	flat, tree := build(1, 1), build(1<<30, 1<<30)
+	if flat.hosts == nil || flat.nets4 == nil || tree.hosts != nil || tree.nets4 != nil {
+		t.Fatal("thresholds did not select the structures")
+	}
+	if flat.Len() != tree.Len() {
+		t.Errorf("Len %d, want %d", flat.Len(), tree.Len())
+	}
+	for range 200_000 {
+		a := addr4(r.Uint32() & 0x0fff_ffff)
+		_, p1, ok1 := flat.Lookup(a)
+		_, p2, ok2 := tree.Lookup(a)
+		if ok1 != ok2 || p1 != p2 {
+			t.Fatalf("Lookup(%s) = %s %v, want %s %v", a, p1, ok1, p2, ok2)
+		}
+	}
+	for _, a := range []string{"2001:db8::1", "::ffff:" + entries[1].Addr().String()} {
+		_, p1, ok1 := flat.Lookup(netip.MustParseAddr(a))
+		_, p2, ok2 := tree.Lookup(netip.MustParseAddr(a))
+		if ok1 != ok2 || p1 != p2 {
+			t.Fatalf("Lookup(%s) = %s %v, want %s %v", a, p1, ok1, p2, ok2)
 		}
 	}
 }
