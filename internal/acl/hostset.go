@@ -9,20 +9,17 @@ import (
 // caches, which is what lookups in a blocklist of millions of addresses
 // do. An address's upper bits choose a bucket of 16 slots in 32 bytes,
 // half a cache line, which holds the lower bits of the bucket's members;
-// a lookup reads that one bucket and compares all 16 slots at once,
-// four per 64-bit word, without a branch on the data. That matters more
-// than the memory touched: a sorted array needs the same one or two
-// cache misses but mispredicts a branch at every search step, and each
-// misprediction stalls the lookups the CPU would otherwise have started
-// while the miss was outstanding. Measured with 10 million addresses, a
-// lookup went from 146 ns (sorted runs, interpolation search) to the
-// figures in bench_test.go.
+// a lookup reads that one bucket and compares all 16 slots at once, four
+// per 64-bit word, without a branch on the data. That matters more than
+// the memory touched: a sorted array needs as many cache misses but
+// mispredicts a branch at most search steps, and each misprediction
+// stalls the lookups the CPU would otherwise overlap with the miss.
 //
 // The bucket count is a power of two chosen for 8 to 16 members per
-// bucket, so that with addresses spread like real blocklists few
-// buckets overflow (2% with 10 million random ones); the members of one that does (a densely listed
-// range) are kept as a sorted run in spill, found through a marker in the
-// bucket's first slot.
+// bucket, so that few buckets overflow (2% with 10 million random
+// addresses); the members of one that does (a densely listed range) are
+// kept as a sorted run in spill, found through a marker in the bucket's
+// first slot.
 type hostSet struct {
 	shift   uint                // bucket index = a >> shift
 	buckets []hostBucket        // len 1 << (32 - shift)
