@@ -122,6 +122,16 @@ for p in nginx haproxy caddy; do
   fi
 done
 want rampart && TARGETS+=(rampart)
+# Variants: bench/rampart-NAME.yaml is target rampart-NAME, run only when
+# ONLY names it; its port is on its "# bench-port:" line.
+for f in "$BENCH_DIR"/rampart-*.yaml; do
+  [[ -e $f ]] || continue
+  v=$(basename "$f" .yaml)
+  [[ " $ONLY " == *" $v "* ]] || continue
+  PORT[$v]=$(awk '/^# bench-port:/ {print $3; exit}' "$f")
+  [[ -n ${PORT[$v]} ]] || die "$f has no '# bench-port:' line"
+  TARGETS+=("$v")
+done
 if [[ $CANDIDATES == 1 ]]; then
   for c in stdlib fasthttp stdlib-rawclient; do
     want "$c" && TARGETS+=("$c")
@@ -237,7 +247,7 @@ http://$HOST:${PORT[caddy]} {
 }
 EOF
 
-  cp "$BENCH_DIR/rampart.yaml" "$OUT/rampart.yaml"
+  cp "$BENCH_DIR"/rampart.yaml "$BENCH_DIR"/rampart-*.yaml "$OUT/"
 }
 write_configs
 
@@ -326,13 +336,12 @@ start_target() {
     GOMAXPROCS=1 XDG_DATA_HOME="$OUT/caddy/data" XDG_CONFIG_HOME="$OUT/caddy/config" \
       "${PIN_PROXY[@]}" caddy run --config "$OUT/Caddyfile" --adapter caddyfile >"$logf" 2>&1 &
     ;;
-  rampart)
+  rampart | rampart-*)
     if [[ $RAMPART_OK != 1 ]]; then
-      log "SKIP rampart: binary did not build"
+      log "SKIP $name: binary did not build"
       return 1
     fi
-    mkdir -p /tmp/rampart-bench-data
-    GOMAXPROCS=1 "${PIN_PROXY[@]}" "$OUT/rampart" serve -c "$OUT/rampart.yaml" >"$logf" 2>&1 &
+    GOMAXPROCS=1 "${PIN_PROXY[@]}" "$OUT/rampart" serve -c "$OUT/$name.yaml" >"$logf" 2>&1 &
     ;;
   stdlib | fasthttp | stdlib-rawclient)
     # shellcheck disable=SC2046 # profile_args is zero or two words
