@@ -54,7 +54,8 @@ type BackendTLS struct {
 	// a one-label wildcard such as *.api.internal.example.com).
 	AllowedSANs []string `yaml:"allowed_sans"`
 	// CRLFile holds one or more CRLs (PEM or DER), each signed by a
-	// certificate of CACertificate; a backend whose chain holds a listed
+	// certificate of CACertificate (so the CRL of an intermediate CA needs
+	// the intermediate there too); a backend whose chain holds a listed
 	// serial is refused.
 	CRLFile string `yaml:"crl_file"`
 
@@ -326,7 +327,7 @@ func loadCRLs(path string, cas []*x509.Certificate) ([]*x509.RevocationList, []b
 			}
 		}
 		if issuer == nil {
-			return nil, nil, fmt.Errorf("CRL %d (issuer %q) is not signed by a certificate in ca_certificate", n+1, crl.Issuer.String())
+			return nil, nil, fmt.Errorf("CRL %d (issuer %q) is not signed by a certificate in ca_certificate (a CRL of an intermediate CA needs that intermediate in ca_certificate)", n+1, crl.Issuer.String())
 		}
 		if !crl.NextUpdate.IsZero() && now.After(crl.NextUpdate) {
 			return nil, nil, fmt.Errorf("CRL %d (issuer %q) is stale: its next update was due %s; fetch a current CRL", n+1, crl.Issuer.String(), crl.NextUpdate.UTC().Format(time.RFC3339))
