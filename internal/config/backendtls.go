@@ -10,9 +10,10 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
+
+	yaml "go.yaml.in/yaml/v3"
 )
 
 // Backend re-encryption and mTLS (DESIGN §3 pools[].backend_tls).
@@ -34,13 +35,13 @@ import (
 
 // BackendTLS is how a pool connects to its backends over TLS.
 type BackendTLS struct {
-	Enabled bool `yaml:"enabled"`
+	Enabled OnByDefault `yaml:"enabled"`
 	// VerifyCertificate checks the backend's chain against CACertificate,
 	// its name (AllowedSANs, or else SNIHostname or the backend's host)
 	// and CRLFile. Turning it off leaves the connection encrypted but
 	// open to any impostor on the path.
-	VerifyCertificate bool   `yaml:"verify_certificate"`
-	CACertificate     string `yaml:"ca_certificate"`
+	VerifyCertificate OnByDefault `yaml:"verify_certificate"`
+	CACertificate     string      `yaml:"ca_certificate"`
 	// ClientCertificate and ClientKey are presented to backends that ask
 	// for a client certificate (mTLS).
 	ClientCertificate string `yaml:"client_certificate"`
@@ -79,10 +80,34 @@ type BackendTLSMaterial struct {
 // Material returns what validation loaded, or nil when the block is
 // disabled (or the config was not validated).
 func (b *BackendTLS) Material() *BackendTLSMaterial {
-	if b == nil || !b.Enabled {
+	if !b.On() {
 		return nil
 	}
 	return b.material
+}
+
+// On reports whether the block is present and enabled.
+func (b *BackendTLS) On() bool { return b != nil && b.Enabled.On() }
+
+// Verifies reports whether backend certificates are verified (the default).
+func (b *BackendTLS) Verifies() bool { return b.VerifyCertificate.On() }
+
+// OnByDefault is a boolean key whose default is true. A value that is not
+// a boolean is reported by the decoder and leaves the default, so it does
+// not also trigger the checks of "false".
+type OnByDefault struct{ off bool }
+
+// On reports the value.
+func (o OnByDefault) On() bool { return !o.off }
+
+// UnmarshalYAML accepts true or false.
+func (o *OnByDefault) UnmarshalYAML(n *yaml.Node) error {
+	var v bool
+	if err := n.Decode(&v); err != nil {
+		return err
+	}
+	o.off = !v
+	return nil
 }
 
 // backendTLSVersions are the accepted min_version values. TLS 1.0 and 1.1
@@ -92,19 +117,13 @@ var backendTLSVersions = map[string]uint16{"TLSv1.2": tls.VersionTLS12, "TLSv1.3
 // DefaultBackendTLSMinVersion is min_version when it is not set.
 const DefaultBackendTLSMinVersion = "TLSv1.2"
 
-// backendTLSDefaults fills the defaults of pools[i].backend_tls: a block
-// that is present is enabled and verifies unless it says otherwise.
+// backendTLSDefaults fills the defaults of pools[i].backend_tls (a block
+// that is present is enabled and verifies unless it says otherwise: see
+// OnByDefault).
 func (c *Config) backendTLSDefaults(i int) {
 	b := c.Pools[i].BackendTLS
 	if b == nil {
 		return
-	}
-	p := "pools[" + strconv.Itoa(i) + "].backend_tls."
-	if _, set := c.lines[p+"enabled"]; !set {
-		b.Enabled = true
-	}
-	if _, set := c.lines[p+"verify_certificate"]; !set {
-		b.VerifyCertificate = true
 	}
 	zeroDefault(&b.MinVersion, DefaultBackendTLSMinVersion)
 }
@@ -113,7 +132,7 @@ func (c *Config) backendTLSDefaults(i int) {
 func (v *validator) backendTLS(i int) {
 	pl := &v.cfg.Pools[i]
 	b := pl.BackendTLS
-	if b == nil || !b.Enabled {
+	if !b.On() {
 		return
 	}
 	p := fmt.Sprintf("pools[%d].backend_tls", i)
@@ -127,7 +146,7 @@ func (v *validator) backendTLS(i int) {
 	m := &BackendTLSMaterial{}
 	ok := true
 	fp := sha256.New()
-	fmt.Fprintf(fp, "%t|%s|%s|%q\n", b.VerifyCertificate, b.SNIHostname, b.MinVersion, b.AllowedSANs)
+	fmt.Fprintf(fp, "%t|%s|%s|%q\n", b.Verifies(), b.SNIHostname, b.MinVersion, b.AllowedSANs)
 
 	if ver, known := backendTLSVersions[b.MinVersion]; known {
 		m.MinVersion = ver
@@ -150,7 +169,7 @@ func (v *validator) backendTLS(i int) {
 	// name list or a CRL checked against an unverified certificate would
 	// be a false sense of security.
 	var cas []*x509.Certificate
-	if !b.VerifyCertificate {
+	if !b.Verifies() {
 		for _, k := range []struct {
 			key string
 			set bool
@@ -204,7 +223,7 @@ func (v *validator) backendTLS(i int) {
 		}
 	}
 
-	if b.CRLFile != "" && b.VerifyCertificate && cas != nil {
+	if b.CRLFile != "" && b.Verifies() && cas != nil {
 		crls, data, err := loadCRLs(v.cfg.Resolve(b.CRLFile), cas)
 		if err != nil {
 			ok = false

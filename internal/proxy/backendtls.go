@@ -40,7 +40,7 @@ func newBackendTLS(c *config.BackendTLS) *backendTLS {
 		return nil
 	}
 	bt := &backendTLS{
-		verify:      c.VerifyCertificate,
+		verify:      c.Verifies(),
 		roots:       m.Roots,
 		sni:         c.SNIHostname,
 		fingerprint: m.Fingerprint,
