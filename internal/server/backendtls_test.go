@@ -33,7 +33,7 @@ type backendPKI struct {
 	clientCAPool *x509.CertPool
 }
 
-func newBackendPKI(t *testing.T) *backendPKI {
+func newBackendPKI(t testing.TB) *backendPKI {
 	t.Helper()
 	k := &backendPKI{dir: t.TempDir()}
 	k.root = testcerts.NewCA(t, "internal root CA")
@@ -47,12 +47,12 @@ func newBackendPKI(t *testing.T) *backendPKI {
 
 // leaf issues a backend certificate from the intermediate, as a chain
 // (leaf then intermediate) the backend sends.
-func (k *backendPKI) leaf(t *testing.T, dns ...string) tls.Certificate {
+func (k *backendPKI) leaf(t testing.TB, dns ...string) tls.Certificate {
 	t.Helper()
 	return keyPair(t, k.inter, testcerts.Leaf{CN: dns[0], DNS: dns}, k.inter.PEM)
 }
 
-func keyPair(t *testing.T, ca *testcerts.CA, l testcerts.Leaf, chain []byte) tls.Certificate {
+func keyPair(t testing.TB, ca *testcerts.CA, l testcerts.Leaf, chain []byte) tls.Certificate {
 	t.Helper()
 	c, key := ca.Issue(t, l)
 	cert, err := tls.X509KeyPair(append(c, chain...), key)
@@ -83,7 +83,7 @@ type tlsBackend struct {
 
 // newTLSBackend starts a TLS backend with cert; adjust, when not nil,
 // changes its tls.Config (versions, client authentication).
-func newTLSBackend(t *testing.T, id string, cert tls.Certificate, adjust func(*tls.Config)) *tlsBackend {
+func newTLSBackend(t testing.TB, id string, cert tls.Certificate, adjust func(*tls.Config)) *tlsBackend {
 	t.Helper()
 	b := &tlsBackend{testBackend: &testBackend{id: id}}
 	cfg := &tls.Config{
