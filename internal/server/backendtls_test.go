@@ -379,7 +379,7 @@ func TestBackendTLSHealthCheck(t *testing.T) {
 	k := newBackendPKI(t)
 	good := newTLSBackend(t, "good", k.leaf(t, "b1.api.internal.example.com"), nil)
 	bad := newTLSBackend(t, "bad", k.leaf(t, "evil.other.example.com"), nil)
-	hc := "    health_check: {path: /healthz, interval: 300ms, timeout: 250ms, healthy_threshold: 1, unhealthy_threshold: 1}\n"
+	hc := "    health_check: {path: /healthz, interval: 1s, timeout: 900ms, healthy_threshold: 1, unhealthy_threshold: 1}\n"
 	e := startEnv(t, tlsPool(tlsBlock("ca_certificate", fmt.Sprintf("%q", k.caFile), "allowed_sans", sanPattern), hc, good.testBackend, bad.testBackend))
 	eventually(t, "bad-certificate backend marked unhealthy", func() bool { return !e.backend("p", "bad").Healthy() })
 	eventually(t, "good backend probed over TLS", func() bool { return good.probes.Load() > 0 })
@@ -395,5 +395,26 @@ func TestBackendTLSHealthCheck(t *testing.T) {
 	// Requests now only go to the healthy backend.
 	if got := e.countHits(4, "/x", nil); got["good"] != 4 {
 		t.Errorf("hits %v, want all on good", got)
+	}
+}
+
+// An upgrade (WebSocket) to a TLS backend goes through http.Transport's
+// TLS dial and carries bytes both ways.
+func TestBackendTLSWebSocket(t *testing.T) {
+	k := newBackendPKI(t)
+	b := newTLSBackend(t, "a", k.leaf(t, "b1.api.internal.example.com"), nil)
+	b.setHandler(wsEcho)
+	e := startEnv(t, tlsPool(tlsBlock("ca_certificate", fmt.Sprintf("%q", k.caFile), "allowed_sans", sanPattern), "", b.testBackend))
+	conn, br, res := wsDial(t, e.srv.Addr("web"))
+	if res.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("status %d, want 101", res.StatusCode)
+	}
+	io.WriteString(conn, "over tls")
+	got := make([]byte, 8)
+	if _, err := io.ReadFull(br, got); err != nil || string(got) != "over tls" {
+		t.Fatalf("echo %q, %v", got, err)
+	}
+	if n := b.handshakes.Load(); n != 1 {
+		t.Errorf("%d handshakes, want 1", n)
 	}
 }
