@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -428,5 +429,42 @@ func TestBackendTLSWebSocket(t *testing.T) {
 	}
 	if n := b.handshakes.Load(); n != 1 {
 		t.Errorf("%d handshakes, want 1", n)
+	}
+}
+
+// A backend that accepts the connection but never answers the handshake
+// is given up after connect_timeout, with a reason in the log.
+func TestBackendTLSHandshakeTimeout(t *testing.T) {
+	k := newBackendPKI(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	held := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held <- c // never read from nor written to
+		}
+	}()
+	defer func() {
+		for {
+			select {
+			case c := <-held:
+				c.Close()
+			default:
+				return
+			}
+		}
+	}()
+	silent := &testBackend{id: "a", srv: &httptest.Server{Listener: ln}}
+	e := startEnv(t, tlsPool(tlsBlock("ca_certificate", fmt.Sprintf("%q", k.caFile)), "    connect_timeout: 300ms\n", silent))
+	assertGeneric(t, e.get("/x"), http.StatusBadGateway)
+	if l := lastLogLine(t, e, 1); l["error"] != "backend_tls: handshake timed out" {
+		t.Errorf("access log error %q", l["error"])
 	}
 }
