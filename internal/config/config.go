@@ -100,6 +100,8 @@ type Pool struct {
 	ConnectTimeout   Duration          `yaml:"connect_timeout"`
 	// MaxIdleConnsPerBackend sizes the keep-alive pool to each backend.
 	MaxIdleConnsPerBackend int `yaml:"max_idle_conns_per_backend"`
+	// BackendTLS re-encrypts to the backends, with mTLS (backendtls.go).
+	BackendTLS *BackendTLS `yaml:"backend_tls"`
 }
 
 // Backend is one upstream server.
@@ -236,6 +238,7 @@ func (c *Config) applyDefaults() {
 				o.EjectionTime = Duration(30 * time.Second)
 			}
 		}
+		c.backendTLSDefaults(i)
 	}
 }
 

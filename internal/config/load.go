@@ -256,6 +256,8 @@ func sectionName(goType string) string {
 		return "access_log.rotation"
 	case "AuditLog":
 		return "audit_log"
+	case "BackendTLS":
+		return "backend_tls"
 	}
 	return "a " + strings.ToLower(goType)
 }

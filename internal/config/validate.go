@@ -142,6 +142,7 @@ func (v *validator) pools() map[string]bool {
 				v.add(op, "pool %q: outlier_detection needs consecutive_5xx or consecutive_connect_failures", pl.Name)
 			}
 		}
+		v.backendTLS(i)
 	}
 	return names
 }

@@ -162,6 +162,10 @@ func errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 		rec.BackendID, rec.BackendServer = "", ""
 	case errors.Is(err, ErrBackendCut):
 		reason = "backend_cut"
+	case tlsReason(err) != "":
+		// Why the backend was refused (backend_tls: certificate revoked,
+		// ...) goes to the log; the client gets the generic 502.
+		reason = tlsReason(err)
 	case errors.Is(err, context.DeadlineExceeded):
 		status, reason = http.StatusGatewayTimeout, "backend_timeout"
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:

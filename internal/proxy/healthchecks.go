@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"slices"
 	"sync"
@@ -18,9 +19,13 @@ import (
 type healthChecker struct {
 	pool   *Pool
 	cfg    config.HealthCheck
-	client *http.Client
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	// client probes over the pool's backend TLS as it was when the client
+	// was made (clientTLS); a reload that changes it gets a new client.
+	client    *http.Client
+	clientTLS *backendTLS
 
 	mu     sync.Mutex
 	counts map[*Backend]*probeCount
@@ -33,17 +38,35 @@ func startHealthChecker(p *Pool, cfg config.HealthCheck) *healthChecker {
 	h := &healthChecker{
 		pool: p, cfg: cfg, cancel: cancel, done: make(chan struct{}),
 		counts: map[*Backend]*probeCount{},
-		client: &http.Client{
-			Timeout: cfg.Timeout.D(),
-			Transport: &http.Transport{
-				Proxy:             nil,
-				DisableKeepAlives: true,
-			},
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
 	}
 	go h.run(ctx)
 	return h
+}
+
+// clientFor returns the probe client for the pool's backend TLS bt: probes
+// use the same TLS settings as requests (dialBackend), so a backend whose
+// certificate requests would refuse is not reported healthy.
+func (h *healthChecker) clientFor(bt *backendTLS) *http.Client {
+	if h.client != nil && h.clientTLS == bt {
+		return h.client
+	}
+	tr := &http.Transport{
+		Proxy:             nil,
+		DisableKeepAlives: true,
+	}
+	if bt != nil {
+		timeout := h.cfg.Timeout.D()
+		tr.DialTLSContext = func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return dialBackend(ctx, bt, addr, timeout)
+		}
+	}
+	h.client = &http.Client{
+		Timeout:       h.cfg.Timeout.D(),
+		Transport:     tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	h.clientTLS = bt
+	return h.client
 }
 
 func (h *healthChecker) stop() {
@@ -69,6 +92,11 @@ func (h *healthChecker) run(ctx context.Context) {
 func (h *healthChecker) probeAll(ctx context.Context) {
 	backends := h.pool.Backends()
 	h.forgetRemoved(backends)
+	client := h.clientFor(h.pool.tls.Load())
+	scheme := "http://"
+	if h.clientTLS != nil {
+		scheme = "https://"
+	}
 	var wg sync.WaitGroup
 	for _, b := range backends {
 		if b.State() == StateQuarantined {
@@ -77,22 +105,22 @@ func (h *healthChecker) probeAll(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			h.record(b, h.probe(ctx, b))
+			h.record(b, h.probe(ctx, client, scheme, b))
 		}()
 	}
 	wg.Wait()
 }
 
 // probe passes on any 2xx or 3xx answer within the timeout.
-func (h *healthChecker) probe(ctx context.Context, b *Backend) bool {
+func (h *healthChecker) probe(ctx context.Context, client *http.Client, scheme string, b *Backend) bool {
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout.D())
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+b.Address+h.cfg.Path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+b.Address+h.cfg.Path, nil)
 	if err != nil {
 		return false
 	}
 	req.Header.Set("User-Agent", "rampart-health-check")
-	resp, err := h.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return false
 	}

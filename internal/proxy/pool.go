@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"net"
 	"net/http"
 	"sync"
@@ -27,6 +28,8 @@ type Pool struct {
 	// in use by requests at all times, so a reload that changes its
 	// settings installs a new one rather than writing to its fields.
 	transport atomic.Pointer[http.Transport]
+	// tls is the compiled backend_tls (backendtls.go), nil for plaintext.
+	tls atomic.Pointer[backendTLS]
 
 	// events is the registry's sink for automatic actions (shared by
 	// every pool, set by the server).
@@ -52,12 +55,15 @@ type poolSettings struct {
 func newPool(name string) *Pool {
 	p := &Pool{Name: name}
 	p.members.Store(&members{byID: map[string]*Backend{}, selector: emptySelector{}})
-	p.transport.Store(newTransport(config.Pool{}))
+	p.transport.Store(newTransport(config.Pool{}, nil))
 	return p
 }
 
-func newTransport(c config.Pool) *http.Transport {
-	return &http.Transport{
+// newTransport returns the http.Transport for requests the direct client
+// does not take. With bt it dials TLS itself (the same dial as the direct
+// client's), and requests to it use the https scheme.
+func newTransport(c config.Pool, bt *backendTLS) *http.Transport {
+	t := &http.Transport{
 		Proxy:                 nil, // never follow HTTP_PROXY from the environment
 		DialContext:           (&net.Dialer{Timeout: c.ConnectTimeout.D(), KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:          0,
@@ -67,6 +73,13 @@ func newTransport(c config.Pool) *http.Transport {
 		ResponseHeaderTimeout: 0,
 		ForceAttemptHTTP2:     false,
 	}
+	if bt != nil {
+		timeout := c.ConnectTimeout.D()
+		t.DialTLSContext = func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return dialBackend(ctx, bt, addr, timeout)
+		}
+	}
+	return t
 }
 
 type emptySelector struct{}
@@ -77,10 +90,24 @@ func (emptySelector) Select(string, []*Backend) *Backend { return nil }
 func (p *Pool) configure(c config.Pool) {
 	hk, _ := config.ParseHashKey(c.HashKey)
 	old := p.settings.Swap(&poolSettings{cfg: c, algorithm: c.Algorithm, hashKey: hk})
+	// New backend TLS settings or files (a new CRL, CA or client
+	// certificate) must apply to the next request: connections made
+	// under the old ones are closed, and never reused (connPool.get).
+	bt := p.tls.Load()
+	tlsChanged := !bt.matches(c.BackendTLS.Material())
+	if tlsChanged {
+		bt = newBackendTLS(c.BackendTLS)
+		p.tls.Store(bt)
+	}
 	// Unchanged settings keep the transport and its idle connections.
-	if old == nil || old.cfg.ConnectTimeout != c.ConnectTimeout || old.cfg.MaxIdleConnsPerBackend != c.MaxIdleConnsPerBackend {
-		prev := p.transport.Swap(newTransport(c))
+	if old == nil || tlsChanged || old.cfg.ConnectTimeout != c.ConnectTimeout || old.cfg.MaxIdleConnsPerBackend != c.MaxIdleConnsPerBackend {
+		prev := p.transport.Swap(newTransport(c, bt))
 		prev.CloseIdleConnections()
+	}
+	if tlsChanged {
+		for _, b := range p.Backends() {
+			b.conns.closeIdle()
+		}
 	}
 }
 

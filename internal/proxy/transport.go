@@ -99,9 +99,13 @@ func (p *Pool) roundTripTo(b *Backend, req *http.Request, rec *pipeline.Record, 
 	stop := context.AfterFunc(cut, func() { cancel(ErrBackendCut) })
 	start := time.Now()
 	out := req.WithContext(ctx)
+	tr := p.transport.Load()
 	out.URL.Scheme = "http"
+	if tr.DialTLSContext != nil { // backend_tls (newTransport)
+		out.URL.Scheme = "https"
+	}
 	out.URL.Host = b.Address
-	resp, err := p.transport.Load().RoundTrip(out)
+	resp, err := tr.RoundTrip(out)
 	if err != nil {
 		stop()
 		cancel(nil)
@@ -188,8 +192,10 @@ func isIdempotent(method string) bool {
 }
 
 // isDialError reports whether the request never reached the backend, which
-// is what makes a retry safe even for requests that are not idempotent.
+// is what makes a retry safe even for requests that are not idempotent. A
+// backend refused at the TLS handshake never saw the request either.
 func isDialError(err error) bool {
 	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
+	var bte *BackendTLSError
+	return errors.As(err, &op) && op.Op == "dial" || errors.As(err, &bte)
 }

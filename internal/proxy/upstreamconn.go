@@ -40,10 +40,13 @@ type upstreamConn struct {
 	// head and hdr are reused by every response read on the connection.
 	head []byte
 	hdr  http.Header
+	// tls is the backend TLS the connection was made under (nil:
+	// plaintext); it is reused only while that is still the pool's.
+	tls *backendTLS
 }
 
-func newUpstreamConn(c net.Conn) *upstreamConn {
-	return &upstreamConn{c: c, br: bufio.NewReaderSize(c, 4096), bw: bufio.NewWriterSize(c, 4096), hdr: make(http.Header, 16)}
+func newUpstreamConn(c net.Conn, bt *backendTLS) *upstreamConn {
+	return &upstreamConn{c: c, br: bufio.NewReaderSize(c, 4096), bw: bufio.NewWriterSize(c, 4096), hdr: make(http.Header, 16), tls: bt}
 }
 
 // connPool is a backend's list of idle keep-alive connections, used LIFO so
@@ -53,15 +56,16 @@ type connPool struct {
 	idle []*upstreamConn
 }
 
-// get and put take the time from the caller, which has it already.
-func (cp *connPool) get(now time.Time) *upstreamConn {
+// get and put take the time from the caller, which has it already. get
+// returns only a connection made under bt, the pool's backend TLS now.
+func (cp *connPool) get(now time.Time, bt *backendTLS) *upstreamConn {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	for n := len(cp.idle); n > 0; n = len(cp.idle) {
 		uc := cp.idle[n-1]
 		cp.idle[n-1] = nil
 		cp.idle = cp.idle[:n-1]
-		if now.Sub(uc.lastUsed) < idleConnTimeout {
+		if now.Sub(uc.lastUsed) < idleConnTimeout && uc.tls == bt {
 			return uc
 		}
 		uc.c.Close()
@@ -135,16 +139,16 @@ var errStaleConn = errors.New("reused backend connection was closed by the backe
 // connection's last use, so the pool needs no clock reads of its own.
 func (p *Pool) roundTripDirect(ctx context.Context, b *Backend, d *directRequest, start time.Time, connectTimeout time.Duration, maxIdle int) (*http.Response, error) {
 	gen := b.generation()
+	bt := p.tls.Load()
 	for attempt := 0; ; attempt++ {
-		uc := b.conns.get(start)
+		uc := b.conns.get(start, bt)
 		reused := uc != nil
 		if !reused {
-			dl := net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
-			c, err := dl.DialContext(ctx, "tcp", b.Address)
+			c, err := dialBackend(ctx, bt, b.Address, connectTimeout)
 			if err != nil {
 				return nil, err
 			}
-			uc = newUpstreamConn(c)
+			uc = newUpstreamConn(c, bt)
 		}
 		if !b.track(uc, gen) {
 			// Quarantined or cut since it was selected: not this backend.
@@ -190,6 +194,11 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 	}
 	if _, err := uc.br.Peek(1); err != nil {
 		stop()
+		if tlsAlert(err) {
+			// A TLS 1.3 backend refuses a client certificate only
+			// after the handshake, on this first read.
+			return nil, tlsFailure(err)
+		}
 		return nil, errStaleConn
 	}
 	for {
