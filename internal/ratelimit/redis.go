@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -47,6 +48,7 @@ type Redis struct {
 	log    *slog.Logger
 	up     atomic.Bool
 	errs   atomic.Uint64
+	syncs  atomic.Uint64 // completed redis_sync rounds
 	stateM sync.Mutex // orders state changes with their log lines
 	known  bool       // a state was logged (the first one always is)
 
@@ -70,6 +72,7 @@ func NewRedis(o RedisOptions) *Redis {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	r := &Redis{o: o, log: o.Logger, stop: make(chan struct{})}
+	setRedisLogger.Do(func() { redis.SetLogger(redisLogger{o.Logger}) })
 	r.c = redis.NewClient(&redis.Options{
 		Network: o.Network, Addr: o.Addr, Username: o.Username, Password: o.Password, DB: o.DB,
 		TLSConfig: o.TLS, DialTimeout: o.DialTimeout, ReadTimeout: o.Timeout, WriteTimeout: o.Timeout,
@@ -104,6 +107,9 @@ func (r *Redis) Errors() uint64 { return r.errs.Load() }
 
 // Options returns the options the store was made with.
 func (r *Redis) Options() RedisOptions { return r.o }
+
+// Syncs is the number of completed redis_sync rounds.
+func (r *Redis) Syncs() uint64 { return r.syncs.Load() }
 
 // SetSyncWindows replaces the limiters the sync loop keeps in step.
 func (r *Redis) SetSyncWindows(ws []*SyncWindow) {
@@ -206,7 +212,18 @@ func (r *Redis) Sync(items []syncItem) []syncItem {
 		}
 		w.update(items)
 	}
+	r.syncs.Add(1)
 	return items
+}
+
+// go-redis logs pool trouble through one process-wide logger; its lines
+// go to the log at debug level (the store logs each state change itself).
+var setRedisLogger sync.Once
+
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.Debug("rate_limits.distributed: go-redis: " + fmt.Sprintf(format, v...))
 }
 
 // syncBatch bounds the commands of one pipeline.

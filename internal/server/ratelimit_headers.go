@@ -78,4 +78,3 @@ func setRateHeaders(h http.Header, rl *rlTable, res *ratelimit.Result, p *rlPoli
 		h["Ratelimit"] = []string{p.name + ";r=" + strconv.Itoa(res.Remaining()) + ";t=" + strconv.FormatInt(reset, 10)}
 	}
 }
-
