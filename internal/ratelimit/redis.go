@@ -94,6 +94,11 @@ func NewRedis(o RedisOptions) *Redis {
 
 // Close stops the loops and closes the connections.
 func (r *Redis) Close() {
+	// Requests still holding the old config fall back quietly.
+	r.stateM.Lock()
+	r.up.Store(false)
+	r.known = true
+	r.stateM.Unlock()
 	close(r.stop)
 	r.done.Wait()
 	r.c.Close()
