@@ -49,8 +49,8 @@ type Redis struct {
 	up     atomic.Bool
 	errs   atomic.Uint64
 	syncs  atomic.Uint64 // completed redis_sync rounds
-	stateM sync.Mutex // orders state changes with their log lines
-	known  bool       // a state was logged (the first one always is)
+	stateM sync.Mutex    // orders state changes with their log lines
+	known  bool          // a state was logged (the first one always is)
 
 	mu      sync.Mutex
 	windows []*SyncWindow // synced by the loop
