@@ -81,11 +81,7 @@ func NewRedis(o RedisOptions) *Redis {
 		// not the request, waits for it.
 		MaxRetries: -1,
 	})
-	if err := r.ping(); err != nil {
-		r.failed(err)
-	} else {
-		r.setUp(true, nil)
-	}
+	r.check()
 	r.done.Add(2)
 	go r.healthLoop()
 	go r.syncLoop()
@@ -123,19 +119,24 @@ func (r *Redis) SetSyncWindows(ws []*SyncWindow) {
 	r.mu.Unlock()
 }
 
-func (r *Redis) ping() error {
+// check pings Redis and updates the state. Coming up, it loads the
+// scripts first: a restarted Redis has lost them.
+func (r *Redis) check() {
 	ctx, cancel := context.WithTimeout(context.Background(), r.o.DialTimeout+r.o.Timeout)
 	defer cancel()
-	if err := r.c.Ping(ctx).Err(); err != nil {
-		return err
-	}
-	// Redis may have restarted without its scripts.
-	for _, s := range scripts {
-		if err := s.Load(ctx, r.c).Err(); err != nil {
-			return err
+	err := r.c.Ping(ctx).Err()
+	if err == nil && !r.Up() {
+		for _, s := range scripts {
+			if err = s.Load(ctx, r.c).Err(); err != nil {
+				break
+			}
 		}
 	}
-	return nil
+	if err != nil {
+		r.failed(err)
+	} else if !r.Up() {
+		r.setUp(true, nil)
+	}
 }
 
 // failed counts a failed call and marks Redis down, unless the caller
@@ -172,11 +173,7 @@ func (r *Redis) healthLoop() {
 		case <-r.stop:
 			return
 		case <-tk.C:
-			if err := r.ping(); err != nil {
-				r.failed(err)
-			} else if !r.Up() {
-				r.setUp(true, nil)
-			}
+			r.check()
 		}
 	}
 }

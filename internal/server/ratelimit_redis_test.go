@@ -252,3 +252,56 @@ func TestRedisFailClosed(t *testing.T) {
 		t.Errorf("log line of a fail_closed 503: %v", l)
 	}
 }
+
+// redis_sync on the global tier (503s, fresh clients) and on an endpoint
+// (one client): the fleet admits each limit within 10% although every
+// instance alone would admit it all.
+func TestRedisSyncGlobalAndEndpoint(t *testing.T) {
+	rs := redistest.Start(t, false)
+	b := newTestBackend(t, "a")
+	for _, c := range []struct {
+		name, limits, path string
+		fresh              bool // a fresh client for every request
+		limit, refusal     int
+	}{
+		{"global", "    global: {requests_per_second: 0.001, burst: 100}\n", "/", true, 100, 503},
+		{"endpoint", "    endpoints: [{path: /api/x, limit: 100, window: 1h}]\n", "/api/x", false, 100, 429},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			limits := c.limits + distributedYAML(rs, "redis_sync", ", sync_interval: 20ms, key_prefix: "+c.name+":")
+			e1, e2 := startEnv(t, rlConfig(b, limits)), startEnv(t, rlConfig(b, limits))
+			codes := map[int]int{}
+			n := 0
+			for range 20 {
+				for _, e := range []*testEnv{e1, e2} {
+					for range 5 {
+						n++
+						client := "198.51.100.1"
+						if c.fresh {
+							client = fmt.Sprintf("10.1.%d.%d", n/250, n%250)
+						}
+						codes[e.reqFrom("GET", c.path, client, nil).status]++
+					}
+				}
+				waitSyncs(t, e1)
+				waitSyncs(t, e2)
+			}
+			if codes[200] < c.limit*9/10 || codes[200] > c.limit*11/10 || codes[c.refusal] == 0 {
+				t.Errorf("fleet answered %v to 200 requests, want %d ± 10%% × 200 and %ds", codes, c.limit, c.refusal)
+			}
+			// A reload that keeps the Redis settings keeps the store.
+			e1.srv.limits.mu.Lock()
+			store := e1.srv.limits.redis
+			e1.srv.limits.mu.Unlock()
+			if err := e1.reload(rlConfig(b, limits)); err != nil {
+				t.Fatal(err)
+			}
+			e1.srv.limits.mu.Lock()
+			same := e1.srv.limits.redis == store
+			e1.srv.limits.mu.Unlock()
+			if !same {
+				t.Error("reload with the same redis settings replaced the store")
+			}
+		})
+	}
+}
