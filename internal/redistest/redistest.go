@@ -6,6 +6,8 @@ package redistest
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"os"
@@ -24,6 +26,7 @@ type Server struct {
 	Addr    string // 127.0.0.1:PORT or the socket's path
 	args    []string
 	logPath string // redis-server's output, in the temp directory
+	tls     *tls.Config // StartTLS: how this package's own probes connect
 	cmd     *exec.Cmd
 	waited  chan struct{}
 }
@@ -33,12 +36,31 @@ type Server struct {
 // test is skipped, saying so, only when redis-server is not installed.
 func Start(tb testing.TB, unix bool) *Server {
 	tb.Helper()
+	return start(tb, unix, nil, "", "")
+}
+
+// StartTLS runs redis-server with TLS only, on a free loopback port, with
+// the server certificate and key in the PEM files certFile and keyFile;
+// caFile (PEM) is what its own probes trust. Clients need no certificate.
+func StartTLS(tb testing.TB, certFile, keyFile, caFile string) *Server {
+	tb.Helper()
+	ca, err := os.ReadFile(caFile)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	return start(tb, false, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}, certFile, keyFile)
+}
+
+func start(tb testing.TB, unix bool, tlsCfg *tls.Config, certFile, keyFile string) *Server {
+	tb.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		tb.Skip("redis-server is not installed (scripts/test.sh installs the Debian package redis-server)")
 	}
 	dir := tb.TempDir()
-	s := &Server{tb: tb, logPath: filepath.Join(dir, "redis.log")}
+	s := &Server{tb: tb, logPath: filepath.Join(dir, "redis.log"), tls: tlsCfg}
 	args := []string{"--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no", "--loglevel", "warning"}
 	if unix {
 		s.Network, s.Addr = "unix", filepath.Join(dir, "redis.sock")
@@ -46,7 +68,15 @@ func Start(tb testing.TB, unix bool) *Server {
 	} else {
 		s.Network, s.Addr = "tcp", "127.0.0.1:"+strconv.Itoa(freePort(tb))
 		_, port, _ := net.SplitHostPort(s.Addr)
-		args = append(args, "--bind", "127.0.0.1", "--port", port)
+		args = append(args, "--bind", "127.0.0.1")
+		if tlsCfg != nil {
+			// redis-server wants a CA file even when it asks clients for
+			// no certificate: its own certificate serves.
+			args = append(args, "--port", "0", "--tls-port", port, "--tls-cert-file", certFile, "--tls-key-file", keyFile,
+				"--tls-ca-cert-file", certFile, "--tls-auth-clients", "no")
+		} else {
+			args = append(args, "--port", port)
+		}
 	}
 	s.args = append([]string{bin}, args...)
 	s.Start()
@@ -106,8 +136,16 @@ func (s *Server) Stop() {
 	s.cmd = nil
 }
 
+func (s *Server) dial() (net.Conn, error) {
+	d := &net.Dialer{Timeout: time.Second}
+	if s.tls != nil {
+		return tls.DialWithDialer(d, s.Network, s.Addr, s.tls)
+	}
+	return d.Dial(s.Network, s.Addr)
+}
+
 func (s *Server) ping() error {
-	c, err := net.DialTimeout(s.Network, s.Addr, time.Second)
+	c, err := s.dial()
 	if err != nil {
 		return err
 	}
@@ -130,7 +168,7 @@ func (s *Server) ping() error {
 // for assertions on keys.
 func (s *Server) Do(cmd string) string {
 	s.tb.Helper()
-	c, err := net.DialTimeout(s.Network, s.Addr, time.Second)
+	c, err := s.dial()
 	if err != nil {
 		s.tb.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/rampart-proxy/rampart/internal/config"
 	"github.com/rampart-proxy/rampart/internal/redistest"
+	"github.com/rampart-proxy/rampart/internal/testcerts"
 )
 
 // syncBuffer is a log destination tests can read while servers write.
@@ -301,6 +302,37 @@ func TestRedisSyncGlobalAndEndpoint(t *testing.T) {
 			e1.srv.limits.mu.Unlock()
 			if !same {
 				t.Error("reload with the same redis settings replaced the store")
+			}
+		})
+	}
+}
+
+// distributed.redis.tls: the connection is verified against ca_file; a
+// Redis whose certificate another CA signed is unreachable (here
+// fail_closed: 503).
+func TestRedisTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca := testcerts.NewCA(t, "redis-ca")
+	cert, key := ca.Server(t)
+	certFile, keyFile := testcerts.Write(t, dir, "redis.crt", cert), testcerts.Write(t, dir, "redis.key", key)
+	caFile := testcerts.Write(t, dir, "ca.pem", ca.PEM)
+	otherCA := testcerts.Write(t, dir, "other.pem", testcerts.NewCA(t, "other").PEM)
+	rs := redistest.StartTLS(t, certFile, keyFile, caFile)
+	b := newTestBackend(t, "a")
+	for _, c := range []struct {
+		name, ca string
+		want     int
+	}{{"trusted", caFile, 200}, {"other CA", otherCA, 503}} {
+		t.Run(c.name, func(t *testing.T) {
+			e := startEnv(t, rlConfig(b, "    endpoints: [{path: /pay, limit: 1, window: 1h}]\n"+
+				fmt.Sprintf("    distributed: {mode: redis_exact, on_redis_failure: fail_closed, key_prefix: %q, redis: {address: %q, tls: {ca_file: %q}}}\n", c.name, rs.Addr, c.ca)))
+			if r := e.reqFrom("POST", "/pay", "198.51.100.1", nil); r.status != c.want {
+				t.Fatalf("first: %d, want %d", r.status, c.want)
+			}
+			if c.want == 200 {
+				if r := e.reqFrom("POST", "/pay", "198.51.100.1", nil); r.status != 429 {
+					t.Fatalf("second: %d, want the fleet's 429", r.status)
+				}
 			}
 		})
 	}
