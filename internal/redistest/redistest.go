@@ -25,7 +25,7 @@ type Server struct {
 	Network string // "tcp" or "unix"
 	Addr    string // 127.0.0.1:PORT or the socket's path
 	args    []string
-	logPath string // redis-server's output, in the temp directory
+	logPath string      // redis-server's output, in the temp directory
 	tls     *tls.Config // StartTLS: how this package's own probes connect
 	cmd     *exec.Cmd
 	waited  chan struct{}
