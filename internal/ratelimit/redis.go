@@ -209,6 +209,7 @@ func (r *Redis) Sync(items []syncItem) []syncItem {
 			continue
 		}
 		if err := r.syncWindow(w, items); err != nil {
+			w.restore(items)
 			r.failed(err)
 			return items
 		}

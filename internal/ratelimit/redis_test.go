@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -165,5 +166,39 @@ func TestRedisDownAndRecovery(t *testing.T) {
 func TestStableKey(t *testing.T) {
 	if StableKey("alice") != StableKey("alice") || StableKey("alice") == StableKey("bob") {
 		t.Fatal("StableKey is not a stable, distinguishing hash")
+	}
+}
+
+// A sync that fails keeps the deltas: they are pushed once Redis is back.
+func TestSyncWindowKeepsDeltasOverAnOutage(t *testing.T) {
+	srv := redistest.Start(t, false)
+	r := NewRedis(RedisOptions{Network: srv.Network, Addr: srv.Addr, Prefix: "t:", DialTimeout: time.Second,
+		Timeout: time.Second, SyncInterval: time.Hour, HealthInterval: 20 * time.Millisecond})
+	defer r.Close()
+	w := NewSyncWindow("w", WindowLimit{Limit: 100, Window: time.Hour}, 0)
+	r.SetSyncWindows([]*SyncWindow{w})
+	for range 7 {
+		w.Allow(testIP, Now())
+	}
+	srv.Stop()
+	items := w.collect(nil, Now())
+	if len(items) != 1 || items[0].currDelta != 7 {
+		t.Fatalf("collected %+v", items)
+	}
+	if err := r.syncWindow(w, items); err == nil {
+		t.Fatal("sync succeeded without Redis")
+	}
+	w.restore(items)
+	srv.Start()
+	deadline := time.Now().Add(10 * time.Second)
+	for !r.Up() {
+		if r.Sync(nil); time.Now().After(deadline) {
+			t.Fatal("store not up again")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	r.Sync(nil)
+	if got := srv.Do(fmt.Sprintf("GET t:w:%s:%d", hexKey(testIP), items[0].idx)); got != "7" {
+		t.Fatalf("fleet count in Redis after the outage: %q, want 7", got)
 	}
 }

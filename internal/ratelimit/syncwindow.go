@@ -170,3 +170,32 @@ func (w *SyncWindow) update(items []syncItem) {
 		s.mu.Unlock()
 	}
 }
+
+// restore gives back the deltas of items whose push failed, so a later
+// sync pushes them: Redis missing an outage's requests would let the
+// fleet admit them twice.
+func (w *SyncWindow) restore(items []syncItem) {
+	for i := range items {
+		it := &items[i]
+		s := w.t.shard(&it.key)
+		s.mu.Lock()
+		if j, ok := s.m[it.key]; ok {
+			st := &s.vals[j]
+			switch st.idx {
+			case it.idx:
+				st.prevFleet -= min(st.prevFleet, it.prevDelta)
+				st.currFleet -= min(st.currFleet, it.currDelta)
+				st.prevDelta += it.prevDelta
+				st.currDelta += it.currDelta
+			case it.idx + 1: // rolled meanwhile: the old current is the previous
+				st.prevFleet -= min(st.prevFleet, it.currDelta)
+				st.prevDelta += it.currDelta
+			}
+			if !st.dirty {
+				st.dirty = true
+				s.dirty = append(s.dirty, it.key)
+			}
+		}
+		s.mu.Unlock()
+	}
+}
