@@ -34,7 +34,8 @@ func (b *ExactBucket) SetRate(r Rate) { b.params.Store(newGCRA(r)) }
 
 // bucketScript is GCRA on the theoretical arrival time in KEYS[1], in
 // microseconds (ARGV: interval, tolerance). It returns {allowed, slack or
-// retry-after, reset}, all in microseconds.
+// retry-after, reset}, all in microseconds. Numbers written back are
+// formatted with %.0f: Lua's default (%.14g) would round them.
 var bucketScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -46,7 +47,7 @@ if tat - now > tau then
   return {0, tat - tau - now, tat - now}
 end
 tat = tat + interval
-redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
+redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', string.format('%.0f', math.ceil((tat - now) / 1000) + 1000))
 return {1, now + tau + interval - tat, tat - now}
 `)
 
@@ -123,7 +124,7 @@ local ok = 0
 if p * (win - into) / win + c + 1 <= limit then
   ok = 1
   redis.call('HSET', KEYS[1], 'i', string.format('%.0f', idx), 'p', p, 'c', c + 1)
-  redis.call('PEXPIRE', KEYS[1], 2 * win + 1000)
+  redis.call('PEXPIRE', KEYS[1], string.format('%.0f', 2 * win + 1000))
 end
 return {ok, p, c, into}
 `)
