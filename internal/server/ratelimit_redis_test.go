@@ -337,3 +337,33 @@ func TestRedisTLS(t *testing.T) {
 		})
 	}
 }
+
+// A per_user tier in redis_exact: one user's requests through two
+// instances share the tier's burst (keys are SHA-256 of the identity, alike
+// on every instance).
+func TestRedisExactUserTier(t *testing.T) {
+	rs := redistest.Start(t, false)
+	b := newTestBackend(t, "a")
+	limits := `    per_user:
+      key: {header: X-API-Key}
+      tiers: {pro: {requests_per_second: 0.001, burst: 10, distributed: redis_exact}}
+      users: {k1: pro}
+` + distributedYAML(rs, "local", "")
+	e1, e2 := startEnv(t, rlConfig(b, limits)), startEnv(t, rlConfig(b, limits))
+	ok := 0
+	for i := range 16 {
+		e := e1
+		if i%2 == 1 {
+			e = e2
+		}
+		if e.reqFrom("GET", "/", fmt.Sprintf("198.51.100.%d", i+1), http.Header{"X-Api-Key": {"k1"}}).status == 200 {
+			ok++
+		}
+	}
+	if ok != 10 {
+		t.Fatalf("fleet admitted %d of k1's requests, want exactly 10", ok)
+	}
+	if n := rs.Do("EVAL \"return #redis.call('KEYS','rampart:rl:user:pro:*')\" 0"); n != ":1" {
+		t.Errorf("user keys: %s, want :1", n)
+	}
+}
