@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_pkgs=()
-# (no Debian packages are needed by the current tests; later suites add
-# redis-server, pebble, ... here)
+# --- redis: distributed rate limits (internal/ratelimit, internal/server) ---
+command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
+# --- end redis ---
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq "${need_pkgs[@]}"; else sudo apt-get update -qq && sudo apt-get install -y -qq "${need_pkgs[@]}"; fi
 fi

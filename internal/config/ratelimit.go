@@ -21,23 +21,31 @@ type RateLimits struct {
 	Endpoints []EndpointLimit `yaml:"endpoints"`
 	PerUser   *PerUser        `yaml:"per_user"`
 	Adaptive  *Adaptive       `yaml:"adaptive"`
-	// Distributed: only mode local (each of Instances enforces limit/N)
-	// is implemented.
+	// Distributed shares the limits across instances (distributed.go).
 	Distributed *Distributed `yaml:"distributed"`
 	// MaxTrackedClients bounds the clients each limiter remembers.
 	MaxTrackedClients int `yaml:"max_tracked_clients"`
+	// IETFHeaders adds RateLimit-Policy and RateLimit
+	// (draft-ietf-httpapi-ratelimit-headers) to 429s and allowed responses.
+	IETFHeaders bool `yaml:"ietf_headers"`
+	// HeadersOnSuccess adds X-RateLimit-* to allowed responses too.
+	HeadersOnSuccess bool `yaml:"headers_on_success"`
 }
 
 // GlobalLimit is the instance's total request rate.
 type GlobalLimit struct {
 	RequestsPerSecond float64 `yaml:"requests_per_second"`
 	Burst             int     `yaml:"burst"` // default: requests_per_second
+	// Distributed overrides distributed.mode for this tier.
+	Distributed string `yaml:"distributed"`
 }
 
 // BucketLimit is a token bucket: requests_per_second, up to burst at once.
 type BucketLimit struct {
 	RequestsPerSecond float64 `yaml:"requests_per_second"`
 	Burst             int     `yaml:"burst"` // default: requests_per_second (at least 1)
+	// Distributed overrides distributed.mode for this tier.
+	Distributed string `yaml:"distributed"`
 }
 
 // EndpointLimit is a sliding window on one path (exact, or a prefix when it
@@ -52,6 +60,8 @@ type EndpointLimit struct {
 	Key string `yaml:"key"`
 	// Message is added to the 429 page; the default names the limit.
 	Message string `yaml:"message"`
+	// Distributed overrides distributed.mode for this endpoint.
+	Distributed string `yaml:"distributed"`
 }
 
 // PerUser limits identified users by tier instead of by IP.
@@ -94,12 +104,6 @@ type Adaptive struct {
 	// MinRate: below this many requests/s nothing counts as an attack
 	// (a quiet instance's baseline is noise). Default 10.
 	MinRate float64 `yaml:"min_rate"`
-}
-
-// Distributed shares limits across instances.
-type Distributed struct {
-	Mode      string `yaml:"mode"`      // local
-	Instances int    `yaml:"instances"` // local: N, each instance enforces limit/N
 }
 
 // Rate limit defaults.
@@ -220,19 +224,7 @@ func (v *validator) rateLimits() {
 			v.add(p+".min_rate", "adaptive: min_rate must not be negative")
 		}
 	}
-	if d := r.Distributed; d != nil {
-		p := base + ".distributed"
-		switch d.Mode {
-		case "", "local":
-		case "redis_sync", "redis_exact":
-			v.add(p+".mode", "distributed mode %q is not implemented in this version; use local", d.Mode)
-		default:
-			v.add(p+".mode", "unknown distributed mode %q (local)", d.Mode)
-		}
-		if d.Instances < 0 {
-			v.add(p+".instances", "distributed.instances must be 1 or more")
-		}
-	}
+	v.distributed(base, r)
 }
 
 func (v *validator) perUser(p string, u *PerUser) {

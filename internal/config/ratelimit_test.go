@@ -106,12 +106,13 @@ security:
       users:
         k1: gold
 `, 15, `tier "gold" of user "k1" is not defined`},
-		{"redis not built", `
+		{"redis mode without redis", `
 security:
   rate_limits:
+    per_ip: {requests_per_second: 5}
     distributed:
       mode: redis_exact
-`, 12, "not implemented"},
+`, 13, "mode redis_exact needs distributed.redis"},
 		{"adaptive without per_ip", `
 security:
   rate_limits:

@@ -85,7 +85,8 @@ type shard[V any] struct {
 	vals      []V
 	free      []int32
 	nextSweep int
-	_         [56]byte // keep shards on separate cache lines (128 bytes)
+	dirty     []Key    // SyncWindow: keys touched since the last sync
+	_         [32]byte // keep shards on separate cache lines (128 bytes)
 }
 
 const minSweep = 64

@@ -31,11 +31,20 @@ type limiters struct {
 	stop     chan struct{}
 	clock    func() time.Time
 	events   func(audit.Event) // the audit trail; nil in tests without one
+
+	// The distributed limits (ratelimit_redis.go): the Redis store, its
+	// identity (to keep it across reloads that do not change it) and the
+	// tiers' distributed limiters by mode and name.
+	redis        *ratelimit.Redis
+	redisID      string
+	redisErrBase uint64        // errors of stores closed by reloads
+	redisHealth  time.Duration // ping interval (0: the store's default)
+	remotes      map[string]*rlRemote
 }
 
 func newLimiters(log *slog.Logger) *limiters {
 	return &limiters{log: log, buckets: map[string]*ratelimit.Bucket{}, windows: map[string]*ratelimit.Window{},
-		stop: make(chan struct{}), clock: time.Now}
+		stop: make(chan struct{}), clock: time.Now, remotes: map[string]*rlRemote{}}
 }
 
 // rlTable is the compiled rate_limits of one config, part of the table.
@@ -45,6 +54,19 @@ type rlTable struct {
 	adaptive  *ratelimit.Adaptive
 	endpoints []rlEndpoint
 	user      *rlUser
+
+	// Distributed limiters of the tiers not local (nil: local).
+	globalRemote, perIPRemote *rlRemote
+	// Headers: IETF RateLimit fields, X-RateLimit-* on allowed answers.
+	ietf, onSuccess           bool
+	globalPolicy, perIPPolicy *rlPolicy
+}
+
+// rlPolicy names a tier in the IETF fields: RateLimit-Policy's value is
+// precomputed, RateLimit's is the name plus the check's numbers.
+type rlPolicy struct {
+	name   string // an sf-string, quoted
+	header string // "name";q=Q;w=W
 }
 
 type rlEndpoint struct {
@@ -54,10 +76,13 @@ type rlEndpoint struct {
 	byUser  bool
 	win     *ratelimit.Window
 	msg     string
+	remote  *rlRemote
+	policy  *rlPolicy
 }
 
 type rlUser struct {
 	header, claim string
+	stableKeys    bool // identities keyed alike on every instance (Redis modes)
 	verifier      *ratelimit.Verifier
 	users         map[string]*rlTier // identity → tier
 	deflt         *rlTier            // verified identities not listed
@@ -66,6 +91,8 @@ type rlUser struct {
 type rlTier struct {
 	name   string
 	bucket *ratelimit.Bucket
+	remote *rlRemote
+	policy *rlPolicy
 }
 
 func (l *limiters) bucket(name string, r ratelimit.Rate, maxKeys int, keep map[string]bool) *ratelimit.Bucket {
@@ -88,22 +115,45 @@ func (l *limiters) build(cfg *config.Config) *rlTable {
 	rc := &cfg.Security.RateLimits
 	n := rc.Instances()
 	maxKeys := rc.MaxTrackedClients
-	t := &rlTable{}
-	keepB, keepW := map[string]bool{}, map[string]bool{}
+	t := &rlTable{ietf: rc.IETFHeaders, onSuccess: rc.HeadersOnSuccess}
+	keepB, keepW, keepR := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	// The Redis store, when a tier needs one; limits in a Redis mode are
+	// the fleet's, their local fallbacks limit/N.
+	var dist config.Distributed
+	if rc.Distributed != nil {
+		dist = rc.Distributed.Settings()
+	}
+	var store *ratelimit.Redis
+	if dist.Redis != nil && l.usesRedis(rc) {
+		store = l.redisStore(cfg, dist)
+	} else {
+		l.closeRedis()
+	}
+	failClosed := dist.OnRedisFailure == config.FailClosed
+	remote := func(own, name string, rate *ratelimit.Rate, win ratelimit.WindowLimit) *rlRemote {
+		return l.remote(store, failClosed, rc.TierMode(own), name, rate, win, keepR)
+	}
 	if g := rc.Global; g != nil {
-		r := config.BucketLimit{RequestsPerSecond: g.RequestsPerSecond, Burst: g.Burst}.Rate(n)
+		b := config.BucketLimit{RequestsPerSecond: g.RequestsPerSecond, Burst: g.Burst}
+		r := b.Rate(n)
 		if l.global == nil {
 			l.global = ratelimit.NewGlobal(r)
 		} else {
 			l.global.SetRate(r)
 		}
 		t.global = l.global
+		fleet := b.Rate(1)
+		t.globalRemote = remote(g.Distributed, "global", &fleet, ratelimit.WindowLimit{})
+		t.globalPolicy = bucketPolicy("global", fleet)
 	} else {
 		l.global = nil
 	}
 	if rc.PerIP != nil {
 		base := rc.PerIP.Rate(n)
 		t.perIP = l.bucket("per_ip", base, maxKeys, keepB)
+		fleet := rc.PerIP.Rate(1)
+		t.perIPRemote = remote(rc.PerIP.Distributed, "per_ip", &fleet, ratelimit.WindowLimit{})
+		t.perIPPolicy = bucketPolicy("per-ip", fleet)
 		if a := rc.Adaptive; a != nil && a.Enabled {
 			s := a.Settings()
 			set := ratelimit.AdaptiveSettings{Multiplier: s.TriggerMultiplier, Trigger: s.TriggerDuration.D(),
@@ -122,10 +172,13 @@ func (l *limiters) build(cfg *config.Config) *rlTable {
 		l.stopAdaptive()
 	}
 	if u := rc.PerUser; u != nil {
-		ut := &rlUser{header: u.Key.Header, claim: u.Key.JWTClaim, users: map[string]*rlTier{}}
+		ut := &rlUser{header: u.Key.Header, claim: u.Key.JWTClaim, users: map[string]*rlTier{}, stableKeys: store != nil}
 		tiers := map[string]*rlTier{}
 		for name, b := range u.Tiers {
-			tiers[name] = &rlTier{name: name, bucket: l.bucket("user:"+name, b.Rate(n), maxKeys, keepB)}
+			fleet := b.Rate(1)
+			tiers[name] = &rlTier{name: name, bucket: l.bucket("user:"+name, b.Rate(n), maxKeys, keepB),
+				remote: remote(b.Distributed, "user:"+name, &fleet, ratelimit.WindowLimit{}),
+				policy: bucketPolicy("per-user-"+name, fleet)}
 		}
 		for id, tier := range u.Users {
 			ut.users[id] = tiers[tier]
@@ -164,8 +217,10 @@ func (l *limiters) build(cfg *config.Config) *rlTable {
 		if msg == "" {
 			msg = "rate limit for " + e.Path + ": " + strconv.Itoa(e.Limit) + " requests per " + e.Window.D().String()
 		}
+		fleet := ratelimit.WindowLimit{Limit: e.Limit, Window: e.Window.D()}
 		ep := rlEndpoint{path: strings.TrimSuffix(e.Path, "*"), prefix: strings.HasSuffix(e.Path, "*"),
-			methods: e.Methods, byUser: e.KeyIsUser(), win: w, msg: msg}
+			methods: e.Methods, byUser: e.KeyIsUser(), win: w, msg: msg,
+			remote: remote(e.Distributed, name, nil, fleet), policy: windowPolicy("endpoint "+e.Path, fleet)}
 		t.endpoints = append(t.endpoints, ep)
 	}
 	for name := range l.buckets {
@@ -178,10 +233,43 @@ func (l *limiters) build(cfg *config.Config) *rlTable {
 			delete(l.windows, name)
 		}
 	}
+	var syncs []*ratelimit.SyncWindow
+	for name, d := range l.remotes {
+		switch {
+		case !keepR[name]:
+			delete(l.remotes, name)
+		case d.sync != nil:
+			syncs = append(syncs, d.sync)
+		}
+	}
+	if l.redis != nil {
+		l.redis.SetSyncWindows(syncs)
+	}
 	if t.global == nil && t.perIP == nil && t.user == nil && len(t.endpoints) == 0 {
 		return nil
 	}
 	return t
+}
+
+// usesRedis reports whether a tier of rc runs in a Redis mode.
+func (l *limiters) usesRedis(rc *config.RateLimits) bool {
+	redis := func(own string) bool { return rc.TierMode(own) != config.ModeLocal }
+	if (rc.Global != nil && redis(rc.Global.Distributed)) || (rc.PerIP != nil && redis(rc.PerIP.Distributed)) {
+		return true
+	}
+	for _, e := range rc.Endpoints {
+		if redis(e.Distributed) {
+			return true
+		}
+	}
+	if rc.PerUser != nil {
+		for _, b := range rc.PerUser.Tiers {
+			if redis(b.Distributed) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (l *limiters) stopAdaptive() {
@@ -209,6 +297,7 @@ func (l *limiters) close() {
 	if l.adaptive != nil {
 		l.stopAdaptive()
 	}
+	l.closeRedis()
 }
 
 func (l *limiters) transition(from, to string, st ratelimit.AdaptiveStatus) {
@@ -290,11 +379,31 @@ func (e *entry) rateLimit(rl *rlTable, w http.ResponseWriter, r *http.Request, r
 	if rl.adaptive != nil {
 		rl.adaptive.Hit()
 	}
+	// The tightest allowed check so far, for headers on allowed answers.
+	var shown ratelimit.Result
+	var shownPolicy *rlPolicy
+	note := func(res *ratelimit.Result, p *rlPolicy) {
+		if !rl.ietf && !rl.onSuccess {
+			return
+		}
+		if shownPolicy == nil || res.Remaining() < shown.Remaining() {
+			shown, shownPolicy = *res, p
+		}
+	}
 	if rl.global != nil {
-		if res := rl.global.Allow(now); !res.Allowed {
-			e.refuseRate(w, r, rec, client, tierGlobal, "", &res, http.StatusServiceUnavailable)
+		res, st := rl.globalRemote.allow(r.Context(), ratelimit.Key{}, now)
+		if st == remoteUseLocal {
+			res = rl.global.Allow(now)
+		}
+		if st == remoteUnavailable {
+			e.refuseUnavailable(w, r, rec, tierGlobal)
 			return true
 		}
+		if !res.Allowed {
+			e.refuseRate(rl, w, r, rec, client, tierGlobal, "", &res, rl.globalPolicy, http.StatusServiceUnavailable)
+			return true
+		}
+		note(&res, rl.globalPolicy)
 	}
 	// Who the client is: a user when per_user identifies one, else its IP.
 	var userKey ratelimit.Key
@@ -306,7 +415,11 @@ func (e *entry) rateLimit(rl *rlTable, w http.ResponseWriter, r *http.Request, r
 				tier = rl.user.deflt // a verified identity not listed
 			}
 			if tier != nil {
-				userKey = ratelimit.StringKey(id)
+				if rl.user.stableKeys {
+					userKey = ratelimit.StableKey(id)
+				} else {
+					userKey = ratelimit.StringKey(id)
+				}
 			}
 		}
 	}
@@ -314,15 +427,33 @@ func (e *entry) rateLimit(rl *rlTable, w http.ResponseWriter, r *http.Request, r
 	ipKey := ratelimit.IPKey(client)
 	switch {
 	case tier != nil:
-		if res := tier.bucket.Allow(userKey, now); !res.Allowed {
-			e.refuseRate(w, r, rec, client, tierUser, "", &res, http.StatusTooManyRequests)
+		res, st := tier.remote.allow(r.Context(), userKey, now)
+		if st == remoteUseLocal {
+			res = tier.bucket.Allow(userKey, now)
+		}
+		if st == remoteUnavailable {
+			e.refuseUnavailable(w, r, rec, tierUser)
 			return true
 		}
+		if !res.Allowed {
+			e.refuseRate(rl, w, r, rec, client, tierUser, "", &res, tier.policy, http.StatusTooManyRequests)
+			return true
+		}
+		note(&res, tier.policy)
 	case rl.perIP != nil && ipOK:
-		if res := rl.perIP.Allow(ipKey, now); !res.Allowed {
-			e.refuseRate(w, r, rec, client, tierPerIP, "", &res, http.StatusTooManyRequests)
+		res, st := rl.perIPRemote.allow(r.Context(), ipKey, now)
+		if st == remoteUseLocal {
+			res = rl.perIP.Allow(ipKey, now)
+		}
+		if st == remoteUnavailable {
+			e.refuseUnavailable(w, r, rec, tierPerIP)
 			return true
 		}
+		if !res.Allowed {
+			e.refuseRate(rl, w, r, rec, client, tierPerIP, "", &res, rl.perIPPolicy, http.StatusTooManyRequests)
+			return true
+		}
+		note(&res, rl.perIPPolicy)
 	}
 	for i := range rl.endpoints {
 		ep := &rl.endpoints[i]
@@ -335,10 +466,22 @@ func (e *entry) rateLimit(rl *rlTable, w http.ResponseWriter, r *http.Request, r
 		} else if !ipOK {
 			continue
 		}
-		if res := ep.win.Allow(k, now); !res.Allowed {
-			e.refuseRate(w, r, rec, client, tierEndpoint, ep.msg, &res, http.StatusTooManyRequests)
+		res, st := ep.remote.allow(r.Context(), k, now)
+		if st == remoteUseLocal {
+			res = ep.win.Allow(k, now)
+		}
+		if st == remoteUnavailable {
+			e.refuseUnavailable(w, r, rec, tierEndpoint)
 			return true
 		}
+		if !res.Allowed {
+			e.refuseRate(rl, w, r, rec, client, tierEndpoint, ep.msg, &res, ep.policy, http.StatusTooManyRequests)
+			return true
+		}
+		note(&res, ep.policy)
+	}
+	if shownPolicy != nil {
+		setRateHeaders(w.Header(), rl, &shown, shownPolicy, false)
 	}
 	return false
 }
@@ -389,24 +532,29 @@ func cutPrefixFold(s, prefix string) (string, bool) {
 }
 
 // refuseRate answers a limited request: Rampart's generic error page, the
-// X-RateLimit-* fields and Retry-After (RFC 6585), the record's verdict, the
-// metric and, for 429s, an offence against the client (repeated offences
-// lead to a dynamic block).
-func (e *entry) refuseRate(w http.ResponseWriter, r *http.Request, rec *pipeline.Record, client netip.Addr, tier, msg string, res *ratelimit.Result, status int) {
+// X-RateLimit-* fields and Retry-After (RFC 6585) and, when configured,
+// the IETF RateLimit fields; the record's verdict, the metric and, for
+// 429s, an offence against the client (repeated offences lead to a
+// dynamic block).
+func (e *entry) refuseRate(rl *rlTable, w http.ResponseWriter, r *http.Request, rec *pipeline.Record, client netip.Addr, tier, msg string, res *ratelimit.Result, p *rlPolicy, status int) {
 	rec.RateLimited, rec.RateLimitTier = true, tier
 	rec.Error = "rate_limited"
 	e.srv.metrics.Blocked("rate_limit", tier)
 	if status == http.StatusTooManyRequests && client.IsValid() {
 		e.srv.acl.Offense(client, acl.OffenceRateLimit)
 	}
-	retry := max(ceilSeconds(res.RetryAfter), 1)
-	hdr := http.Header{
-		"X-Ratelimit-Limit":     {strconv.Itoa(res.Limit)},
-		"X-Ratelimit-Remaining": {strconv.Itoa(res.Remaining())},
-		"X-Ratelimit-Reset":     {strconv.FormatInt(ceilSeconds(res.Reset), 10)},
-		"Retry-After":           {strconv.FormatInt(retry, 10)},
-	}
+	hdr := http.Header{}
+	setRateHeaders(hdr, rl, res, p, true)
 	pipeline.WriteErrorDetail(w, r, status, msg, hdr)
+}
+
+// refuseUnavailable answers while a tier's Redis is unreachable and
+// on_redis_failure is fail_closed: 503, not the client's offence.
+func (e *entry) refuseUnavailable(w http.ResponseWriter, r *http.Request, rec *pipeline.Record, tier string) {
+	rec.RateLimited, rec.RateLimitTier = true, tier
+	rec.Error = "rate_limit_unavailable"
+	e.srv.metrics.Blocked("rate_limit", "redis_unavailable")
+	pipeline.WriteErrorDetail(w, r, http.StatusServiceUnavailable, "", http.Header{"Retry-After": {"1"}})
 }
 
 func ceilSeconds(d time.Duration) int64 {

@@ -91,7 +91,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	s := &Server{log: log, reg: reg, proxy: proxy.NewHandler(), cfg: cfg, listeners: map[string]*listener{}, conns: newConnLimiter()}
 	s.metrics = metrics.New(s)
 	s.limits = newLimiters(log)
-	s.metrics.Registry().MustRegister(adaptiveCollector{s.limits})
+	s.metrics.Registry().MustRegister(adaptiveCollector{s.limits}, redisCollector{s.limits})
 	s.limits.events = s.auditAutomatic
 	reg.SetEvents(s.auditAutomatic)
 	if s.acl, err = acl.New(cfg, acl.Options{Logger: log, Events: s.auditAutomatic}); err != nil {
@@ -516,13 +516,15 @@ type Status struct {
 	Listeners []ListenerStatus   `json:"listeners"`
 	Pools     []proxy.PoolStatus `json:"pools"`
 	AccessLog map[string]any     `json:"access_log"`
-	// RateLimits shows adaptive mode's state when it is enabled.
+	// RateLimits shows adaptive mode's state and the Redis store of
+	// distributed limits when they are configured.
 	RateLimits *RateLimitStatus `json:"rate_limits,omitempty"`
 }
 
 // RateLimitStatus is the rate limiting part of Status.
 type RateLimitStatus struct {
 	Adaptive *ratelimit.AdaptiveStatus `json:"adaptive,omitempty"`
+	Redis    *RedisStatus              `json:"redis,omitempty"` // distributed limits' store
 }
 
 // ListenerStatus is one listener in Status.
@@ -545,8 +547,8 @@ func (s *Server) Status() Status {
 	s.mu.Unlock()
 	st.Pools = s.reg.Status()
 	st.AccessLog = map[string]any{"dropped_lines": s.table.Load().accessLog.Dropped()}
-	if a := s.limits.adaptiveStatus(); a != nil {
-		st.RateLimits = &RateLimitStatus{Adaptive: a}
+	if a, rs := s.limits.adaptiveStatus(), s.limits.redisStatus(); a != nil || rs != nil {
+		st.RateLimits = &RateLimitStatus{Adaptive: a, Redis: rs}
 	}
 	return st
 }
