@@ -255,6 +255,7 @@ func (cw *connWriter) Write(p []byte) (int, error) {
 	n, err := c.rwc.Write(p)
 	if err != nil && isTimeoutErr(err) {
 		c.slow(WriteTimeout)
+		c.discardUnsent()
 	}
 	return n, err
 }

@@ -49,55 +49,48 @@ func (c *conn) slow(indicator string) {
 }
 
 // writeMeter measures how fast the client takes an answer that is waiting
-// for it. It runs only inside writes that hit the write deadline, which
-// with a MinReadRate is moved every half step at most, never per write:
-// checkpoints are taken when a write is blocked, so a client that simply
-// has nothing to read (a slow backend, a long poll) is never measured.
+// for it: bytes written against the time spent blocked in writes, so a
+// client that simply has nothing to read (a slow backend, a long poll, a
+// trickling event stream) is never measured, only one that does not take
+// what is there. Every step of blocked time is a checkpoint; the rate is
+// judged over the last four (RateWindow of blocked time).
 type writeMeter struct {
 	step  time.Duration // RateWindow / 4
-	total int64
+	total int64         // bytes written
+	busy  time.Duration // time spent inside writes
 	k     int
-	at    [4]time.Time
+	at    [4]time.Duration // busy at each checkpoint
 	bytes [4]int64
 }
 
-func (m *writeMeter) restart(now time.Time) {
-	m.k = 0
-	for i := range m.at {
-		m.at[i], m.bytes[i] = now, m.total
+// tooSlow takes a checkpoint once a step of blocked time has passed since
+// the last, and reports whether the bytes written over the last four steps
+// fall below min a second.
+func (m *writeMeter) tooSlow(min int64) bool {
+	last := m.at[m.k%len(m.at)]
+	if m.busy-last < m.step {
+		return false
 	}
-}
-
-// tooSlow records a checkpoint and reports whether the bytes written over
-// the last four steps (the window) fall below min a second.
-func (m *writeMeter) tooSlow(now time.Time, min int64) bool {
 	m.k++
 	j := m.k % len(m.at)
 	if m.k >= len(m.at) {
-		elapsed := now.Sub(m.at[j])
+		elapsed := m.busy - m.at[j]
 		if got := m.total - m.bytes[j]; elapsed > 0 && float64(got) < float64(min)*elapsed.Seconds() {
 			return true
 		}
 	}
-	m.at[j], m.bytes[j] = now, m.total
+	m.at[j], m.bytes[j] = m.busy, m.total
 	return false
 }
 
-// writeMetered is connWriter.Write with a MinReadRate. The deadline is at
-// most a step ahead (or WriteTimeout, if shorter), so a blocked write wakes
-// up once a step to check the rate and the write timeout.
+// writeMetered is connWriter.Write with a MinReadRate. It costs a clock
+// read after each write; the deadline is moved at most once every half
+// step (never per write), so a write blocked outright still wakes up
+// every step to be judged.
 func (c *conn) writeMetered(p []byte, now time.Time) (int, error) {
 	m := &c.wmeter
 	wt := c.writeTimeout
 	step := m.step
-	if wt > 0 && wt < step {
-		step = wt
-	}
-	if now.After(c.writeDeadline) {
-		// The deadline passed while nothing was being written: the client
-		// had nothing to read, so measuring starts afresh.
-		m.restart(now)
-	}
 	if c.writeDeadline.Sub(now) < step/2 {
 		c.writeDeadline = now.Add(step)
 		c.rwc.SetWriteDeadline(c.writeDeadline)
@@ -106,21 +99,35 @@ func (c *conn) writeMetered(p []byte, now time.Time) (int, error) {
 	written := 0
 	for {
 		n, err := c.rwc.Write(p[written:])
+		after := time.Now()
+		m.busy += after.Sub(now)
+		now = after
 		written += n
 		m.total += int64(n)
+		if m.tooSlow(c.minReadRate) {
+			c.slow(SlowRead)
+			c.discardUnsent()
+			return written, errSlowRead
+		}
 		if err == nil || !isTimeoutErr(err) {
 			return written, err
 		}
-		now = time.Now()
 		if wt > 0 && now.Sub(start) >= wt {
 			c.slow(WriteTimeout)
+			c.discardUnsent()
 			return written, err
-		}
-		if m.tooSlow(now, c.minReadRate) {
-			c.slow(SlowRead)
-			return written, errSlowRead
 		}
 		c.writeDeadline = now.Add(step)
 		c.rwc.SetWriteDeadline(c.writeDeadline)
+	}
+}
+
+// discardUnsent makes the coming close drop what the kernel still holds
+// for a client that does not read (megabytes of socket buffer) and reset
+// the connection, instead of trickling it out to the slow reader for
+// minutes after Rampart gave up on it.
+func (c *conn) discardUnsent() {
+	if tc, ok := c.rwc.(interface{ SetLinger(sec int) error }); ok {
+		tc.SetLinger(0)
 	}
 }
