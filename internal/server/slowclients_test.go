@@ -395,3 +395,30 @@ func TestSlowReadThroughProxy(t *testing.T) {
 		t.Errorf("write_timeout indicators %q", v)
 	}
 }
+
+// BenchmarkSlowClientScore is what every request pays for its record's
+// slow_client_score: nothing while no client is scored, a locked LRU peek
+// while some are.
+func BenchmarkSlowClientScore(b *testing.B) {
+	cfg := &config.Config{}
+	cfg.Security.SlowlorisProtection = config.SlowlorisProtection{SlowClientScoreThreshold: 5, SlowClientHalfLifeSeconds: 600, SlowClientMaxTrackedIPs: 100000}
+	ip := netip.MustParseAddr("192.0.2.1")
+	now := time.Now()
+	b.Run("none_scored", func(b *testing.B) {
+		sc := newSlowClients(cfg)
+		b.ReportAllocs()
+		for range b.N {
+			sc.score(ip, now)
+		}
+	})
+	b.Run("10000_scored", func(b *testing.B) {
+		sc := newSlowClients(cfg)
+		for i := range 10000 {
+			sc.add(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), now)
+		}
+		b.ReportAllocs()
+		for range b.N {
+			sc.score(ip, now)
+		}
+	})
+}
