@@ -9,6 +9,9 @@ import (
 	"github.com/rampart-proxy/rampart/internal/server"
 )
 
+// procSysRoot is where doctor reads the kernel's settings (tests change it).
+var procSysRoot = "/proc/sys"
+
 // cmdDoctor prints the host's SYN-flood posture and, with -c, how it
 // compares with security.syn_flood_protection and what apply_sysctls
 // would write. It changes nothing.
@@ -28,7 +31,7 @@ func cmdDoctor(args []string, stdout, stderr io.Writer) int {
 		}
 		f = &cfg.Security.SynFloodProtection
 	}
-	p := server.ReadSYNPosture("/proc/sys")
+	p := server.ReadSYNPosture(procSysRoot)
 	show := func(n int) string {
 		if n < 0 {
 			return "unknown"
