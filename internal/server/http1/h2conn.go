@@ -17,6 +17,8 @@ import (
 // frame by frame (a 9-byte header, then a skip of the payload: no copy, no
 // allocation). A client resetting more than maxResets streams within a
 // second gets a GOAWAY (ENHANCE_YOUR_CALM) and the connection is closed.
+// (net/http sends GOAWAY only for errors of its own types, which a reader
+// cannot return, so the GOAWAY is written here, between two of its frames.)
 type h2Conn struct {
 	net.Conn
 	r       io.Reader
@@ -118,13 +120,18 @@ func (c *h2Conn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// goAway sends GOAWAY between two of the server's frames, if it can do so
-// without waiting, and closes the connection.
+// goAway sends GOAWAY between two of the server's frames and closes the
+// connection. A server write in progress is waited for, at most a second
+// (a flooding client may not be reading): then the close comes without it.
 func (c *h2Conn) goAway() {
 	if c.onFlood != nil {
 		c.onFlood()
 	}
-	if c.wmu.TryLock() {
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		c.wmu.Lock()
+		defer c.wmu.Unlock()
 		if !c.goingAway && c.out.atBoundary() {
 			var f [17]byte
 			f[2] = 8 // payload length
@@ -135,8 +142,13 @@ func (c *h2Conn) goAway() {
 			c.Conn.Write(f[:])
 		}
 		c.goingAway = true
-		c.wmu.Unlock()
+	}()
+	t := time.NewTimer(time.Second)
+	select {
+	case <-sent:
+	case <-t.C:
 	}
+	t.Stop()
 	c.Close()
 }
 

@@ -249,8 +249,9 @@ func TestH2CMaxResetsPerSecond(t *testing.T) {
 				floods.Add(1)
 			}
 		}
+		// HTTP/2 limits are read when serving starts: set them before.
+		s.Configure(Policy{HTTP2: HTTP2Limits{MaxResetsPerSecond: 20}})
 	})
-	ts.srv.Configure(Policy{HTTP2: HTTP2Limits{MaxResetsPerSecond: 20}})
 	dial := func() (net.Conn, *http2.Framer) {
 		c, err := net.DialTimeout("tcp", ts.addr, testTimeout)
 		if err != nil {
