@@ -181,6 +181,7 @@ func (e *encoder) appendLine(b []byte, r *pipeline.Record) []byte {
 	b = e.str(b, "rate_limit_tier", r.RateLimitTier, kindPlain, false)
 	b = e.str(b, "acl_action", r.ACLAction, kindPlain, false)
 	b = e.str(b, "acl_source", r.ACLSource, kindPlain, false)
+	b = appendFloat(b, "slow_client_score", r.SlowClientScore)
 	b = e.str(b, "error", r.Error, kindPlain, false)
 	return append(b, "}\n"...)
 }

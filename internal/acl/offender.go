@@ -20,6 +20,10 @@ const (
 	// OffenceAdminAuth is a failed authentication on the admin API. Its
 	// rule is fixed: 20 failures within 10 minutes block for 1h, then 24h.
 	OffenceAdminAuth = "admin_auth"
+	// OffenceSlowClient is a slow-client indicator (trickled head, slow
+	// body, slow read) from a client whose slow-client score is over
+	// slowloris_protection.slow_client_score_threshold.
+	OffenceSlowClient = "slow_client"
 )
 
 // An Offender turns repeated offences of one client into dynamic blocks
@@ -69,9 +73,10 @@ func newOffender(dyn *Dynamic, ab *config.AutoBlock, now func() time.Time, log *
 // is kept.
 func (o *Offender) setRules(ab *config.AutoBlock) {
 	rules := map[string]config.EffectiveRule{
-		OffenceRateLimit: ab.RateLimitRule(),
-		OffenceWAF:       ab.WAFRule(),
-		OffenceAdminAuth: {Count: 20, Window: 10 * time.Minute, Ladder: []time.Duration{time.Hour, 24 * time.Hour}},
+		OffenceRateLimit:  ab.RateLimitRule(),
+		OffenceWAF:        ab.WAFRule(),
+		OffenceSlowClient: ab.SlowClientRule(),
+		OffenceAdminAuth:  {Count: 20, Window: 10 * time.Minute, Ladder: []time.Duration{time.Hour, 24 * time.Hour}},
 	}
 	o.rules.Store(&rules)
 	o.mu.Lock()

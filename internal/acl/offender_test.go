@@ -218,3 +218,25 @@ func TestOffenderReportsAutomaticBlocks(t *testing.T) {
 		t.Fatal("no audit event for an automatic block")
 	}
 }
+
+// slow_client offences follow auto_block.slow_clients: by default 3
+// within 10 minutes block for 1h, then 24h; a custom rule applies.
+func TestOffenderSlowClients(t *testing.T) {
+	o, d, clk := newTestOffender(t, config.AutoBlock{})
+	const ip = "198.51.100.9"
+	offend(o, ip, OffenceSlowClient, 2)
+	if _, ok := blockOf(t, d, ip); ok {
+		t.Fatal("blocked after 2 slow_client offences")
+	}
+	offend(o, ip, OffenceSlowClient, 1)
+	e, ok := blockOf(t, d, ip)
+	if !ok || e.Source != "auto:slow_client" || e.ExpiresAt.Sub(clk.Now()) != time.Hour {
+		t.Fatalf("after 3 offences: %+v %v", e, ok)
+	}
+	off := false
+	o2, d2, _ := newTestOffender(t, config.AutoBlock{SlowClients: config.OffenceRule{Enabled: &off}})
+	offend(o2, ip, OffenceSlowClient, 10)
+	if _, ok := blockOf(t, d2, ip); ok {
+		t.Fatal("blocked with slow_clients disabled")
+	}
+}

@@ -21,6 +21,19 @@ type SlowlorisProtection struct {
 	MinDataRateBytesPerSecond  int64 `yaml:"min_data_rate_bytes_per_second"`
 	MaxConnectionsPerIP        int   `yaml:"max_connections_per_ip"`
 	MaxNewConnectionsPerIPPerS int   `yaml:"max_new_connections_per_ip_per_second"`
+
+	// Behavioural detection (slow_clients.go in internal/server): every
+	// slow indicator a client's connection ends with (a trickled head, a
+	// slow body, a slow read, a write timeout) adds a point to the
+	// client's score, which halves every SlowClientHalfLifeSeconds. While
+	// the score is at or above SlowClientScoreThreshold each further
+	// indicator is reported to the dynamic blocklist as a slow_client
+	// offence (auto_block.slow_clients). Threshold 0: detection off.
+	SlowClientScoreThreshold  float64 `yaml:"slow_client_score_threshold"`
+	SlowClientHalfLifeSeconds int     `yaml:"slow_client_half_life_seconds"`
+	// SlowClientMaxTrackedIPs bounds the memory of scores; the least
+	// recently scored clients are forgotten first.
+	SlowClientMaxTrackedIPs int `yaml:"slow_client_max_tracked_ips"`
 }
 
 // RequestLimits bound what a request may carry before it reaches routing.
@@ -45,6 +58,9 @@ type HTTP2Limits struct {
 	MaxHeaderTableSize        int `yaml:"max_header_table_size"`
 	MaxReadFrameSize          int `yaml:"max_read_frame_size"`
 	MaxReceiveBufferPerStream int `yaml:"max_receive_buffer_per_stream"`
+	// MaxResetsPerSecond: a client resetting more streams within a second
+	// gets GOAWAY (ENHANCE_YOUR_CALM) and its connection is closed.
+	MaxResetsPerSecond int `yaml:"max_resets_per_second"`
 }
 
 // Headers shapes every answer: the backend's Server header is dropped and
@@ -70,6 +86,11 @@ type SynFloodProtection struct {
 	// OnMismatch is what start does when the kernel contradicts
 	// syn_cookies: warn (default) or refuse.
 	OnMismatch string `yaml:"on_mismatch"`
+	// ApplySysctls makes start write the posture into /proc/sys when it
+	// may (root, writable): tcp_syncookies=1 (with syn_cookies: true),
+	// tcp_max_syn_backlog and somaxconn raised to max_syn_backlog. When it
+	// may not, start warns, or refuses with on_mismatch: refuse.
+	ApplySysctls bool `yaml:"apply_sysctls"`
 }
 
 // Defaults of the hardening sections (DESIGN §3).
@@ -87,10 +108,15 @@ const (
 	DefaultMaxBodyBytes        = 10 << 20
 	DefaultMaxSynBacklog       = 65536
 
+	DefaultSlowClientScoreThreshold = 5
+	DefaultSlowClientHalfLife       = 600
+	DefaultSlowClientMaxTrackedIPs  = 100_000
+
 	DefaultH2MaxConcurrentStreams = 100
 	DefaultH2MaxHeaderTableSize   = 4096
 	DefaultH2MaxReadFrameSize     = 16384
 	DefaultH2MaxReceiveBuffer     = 1 << 20
+	DefaultH2MaxResetsPerSecond   = 200
 )
 
 // DefaultAllowedMethods: TRACE (reflects requests, cross-site tracing) and
@@ -118,6 +144,11 @@ func (c *Config) applyHardeningDefaults() {
 	defaultInt(c, sp+"min_data_rate_bytes_per_second", &s.MinDataRateBytesPerSecond, DefaultMinDataRate)
 	defaultInt(c, sp+"max_connections_per_ip", &s.MaxConnectionsPerIP, DefaultMaxConnsPerIP)
 	defaultInt(c, sp+"max_new_connections_per_ip_per_second", &s.MaxNewConnectionsPerIPPerS, DefaultMaxNewConnsPerIPSec)
+	if _, set := c.lines[sp+"slow_client_score_threshold"]; !set {
+		s.SlowClientScoreThreshold = DefaultSlowClientScoreThreshold
+	}
+	defaultInt(c, sp+"slow_client_half_life_seconds", &s.SlowClientHalfLifeSeconds, DefaultSlowClientHalfLife)
+	defaultInt(c, sp+"slow_client_max_tracked_ips", &s.SlowClientMaxTrackedIPs, DefaultSlowClientMaxTrackedIPs)
 	// Request limits are never "off": a missing or 0 value is the default.
 	r := &c.Security.RequestLimits
 	zeroDefault(&r.MaxRequestLineBytes, DefaultMaxRequestLineBytes)
@@ -133,6 +164,7 @@ func (c *Config) applyHardeningDefaults() {
 	zeroDefault(&h2.MaxHeaderTableSize, DefaultH2MaxHeaderTableSize)
 	zeroDefault(&h2.MaxReadFrameSize, DefaultH2MaxReadFrameSize)
 	zeroDefault(&h2.MaxReceiveBufferPerStream, DefaultH2MaxReceiveBuffer)
+	zeroDefault(&h2.MaxResetsPerSecond, DefaultH2MaxResetsPerSecond)
 	h := &c.Security.Headers
 	if h.RemoveServer == nil {
 		t := true
@@ -198,6 +230,15 @@ func (v *validator) hardening() {
 	if s.IdleTimeoutSeconds == 0 {
 		v.add(sp+".idle_timeout_seconds", "idle_timeout_seconds cannot be 0: idle keep-alive connections would never be closed")
 	}
+	if t := s.SlowClientScoreThreshold; t < 0 || t > 1000 || t != t {
+		v.add(sp+".slow_client_score_threshold", "slow_client_score_threshold must be between 0 (off) and 1000")
+	}
+	if h := s.SlowClientHalfLifeSeconds; h < 1 || h > 86400 {
+		v.add(sp+".slow_client_half_life_seconds", "slow_client_half_life_seconds %d must be between 1 and 86400", h)
+	}
+	if n := s.SlowClientMaxTrackedIPs; n < 1 || n > 10_000_000 {
+		v.add(sp+".slow_client_max_tracked_ips", "slow_client_max_tracked_ips %d must be between 1 and 10000000", n)
+	}
 	const rl = "security.request_limits"
 	r := &v.cfg.Security.RequestLimits
 	for _, f := range []struct {
@@ -236,6 +277,7 @@ func (v *validator) hardening() {
 		{"max_header_table_size", h2.MaxHeaderTableSize, 1, 65536},
 		{"max_read_frame_size", h2.MaxReadFrameSize, 16384, 1 << 24},
 		{"max_receive_buffer_per_stream", h2.MaxReceiveBufferPerStream, 65535, 4<<20 - 1},
+		{"max_resets_per_second", h2.MaxResetsPerSecond, 1, 100000},
 	} {
 		if f.val < f.min || f.val > f.max {
 			v.add("security.http2."+f.key, "%s %d must be between %d and %d", f.key, f.val, f.min, f.max)

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestHardeningDefaults(t *testing.T) {
@@ -13,7 +14,8 @@ func TestHardeningDefaults(t *testing.T) {
 	}
 	s := cfg.Security.SlowlorisProtection
 	want := SlowlorisProtection{HeaderTimeoutSeconds: 10, BodyTimeoutSeconds: 30, IdleTimeoutSeconds: 60, WriteTimeoutSeconds: 30,
-		MinDataRateBytesPerSecond: 100, MaxConnectionsPerIP: 100, MaxNewConnectionsPerIPPerS: 20}
+		MinDataRateBytesPerSecond: 100, MaxConnectionsPerIP: 100, MaxNewConnectionsPerIPPerS: 20,
+		SlowClientScoreThreshold: 5, SlowClientHalfLifeSeconds: 600, SlowClientMaxTrackedIPs: 100000}
 	if s != want {
 		t.Errorf("slowloris_protection defaults = %+v, want %+v", s, want)
 	}
@@ -28,11 +30,11 @@ func TestHardeningDefaults(t *testing.T) {
 	if !*h.RemoveServer || h.Add["X-Frame-Options"] != "DENY" || h.Add["X-Content-Type-Options"] != "nosniff" {
 		t.Errorf("headers defaults = %v %v", *h.RemoveServer, h.Add)
 	}
-	if h2 := cfg.Security.HTTP2; h2 != (HTTP2Limits{100, 4096, 16384, 1 << 20}) || r.AllowEncodedSlashes {
+	if h2 := cfg.Security.HTTP2; h2 != (HTTP2Limits{100, 4096, 16384, 1 << 20, 200}) || r.AllowEncodedSlashes {
 		t.Errorf("http2 defaults = %+v, allow_encoded_slashes %v", h2, r.AllowEncodedSlashes)
 	}
 	f := cfg.Security.SynFloodProtection
-	if !f.SYNFloodEnabled() || !f.SYNCookies() || f.MaxSynBacklog != 65536 || f.OnMismatch != "warn" {
+	if !f.SYNFloodEnabled() || !f.SYNCookies() || f.MaxSynBacklog != 65536 || f.OnMismatch != "warn" || f.ApplySysctls {
 		t.Errorf("syn_flood_protection defaults = %+v", f)
 	}
 	if cfg.BodyLimit(&cfg.Routes[0]) != 10485760 {
@@ -77,6 +79,37 @@ security:
 	}
 }
 
+// The slow-client keys: explicit values, and threshold 0 turns detection off.
+func TestSlowClientConfig(t *testing.T) {
+	cfg, err := Parse("s.yaml", []byte(valid+doc(`
+security:
+  slowloris_protection: {slow_client_score_threshold: 0, slow_client_half_life_seconds: 30, slow_client_max_tracked_ips: 10}
+  http2: {max_resets_per_second: 50}
+  syn_flood_protection: {apply_sysctls: true}
+  dynamic_blocklist:
+    auto_block:
+      slow_clients: {count: 2, window: 1m, duration: 5m}
+`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := cfg.Security.SlowlorisProtection
+	if s.SlowClientScoreThreshold != 0 || s.SlowClientHalfLifeSeconds != 30 || s.SlowClientMaxTrackedIPs != 10 {
+		t.Errorf("slowloris_protection = %+v", s)
+	}
+	if cfg.Security.HTTP2.MaxResetsPerSecond != 50 || !cfg.Security.SynFloodProtection.ApplySysctls {
+		t.Errorf("http2 %+v, syn %+v", cfg.Security.HTTP2, cfg.Security.SynFloodProtection)
+	}
+	r := cfg.Security.DynamicBlocklist.AutoBlock.SlowClientRule()
+	if r.Count != 2 || r.Window != time.Minute || len(r.Ladder) != 1 || r.Ladder[0] != 5*time.Minute {
+		t.Errorf("slow_clients rule = %+v", r)
+	}
+	var def AutoBlock
+	if r := def.SlowClientRule(); r.Count != 3 || r.Window != 10*time.Minute || len(r.Ladder) != 2 {
+		t.Errorf("slow_clients default = %+v", r)
+	}
+}
+
 func TestHardeningValidation(t *testing.T) {
 	cases := []struct {
 		name, yaml string
@@ -95,6 +128,14 @@ func TestHardeningValidation(t *testing.T) {
 		{"unknown key", "security:\n  slowloris_protection:\n    header_timeout: 5\n", 11, "header_timeout"},
 		{"h2 streams", "security:\n  http2:\n    max_concurrent_streams: 5000\n", 11, "max_concurrent_streams 5000 must be between 1 and 1000"},
 		{"h2 frame", "security:\n  http2: {max_read_frame_size: 100}\n", 10, "max_read_frame_size 100 must be between 16384"},
+		// Connection hardening, the rest (slow clients, resets, sysctls).
+		{"slow threshold", "security:\n  slowloris_protection:\n    slow_client_score_threshold: -1\n", 11, "slow_client_score_threshold must be between 0 (off) and 1000"},
+		{"slow half-life", "security:\n  slowloris_protection:\n    slow_client_half_life_seconds: 0\n", 11, "slow_client_half_life_seconds 0 must be between 1"},
+		{"slow tracked", "security:\n  slowloris_protection:\n    slow_client_max_tracked_ips: 0\n", 11, "slow_client_max_tracked_ips 0 must be between 1"},
+		{"h2 resets", "security:\n  http2:\n    max_resets_per_second: 1000000\n", 11, "max_resets_per_second 1000000 must be between 1 and 100000"},
+		{"apply_sysctls", "security:\n  syn_flood_protection:\n    apply_sysctls: maybe\n", 11, "a string `maybe` where true/false is expected"},
+		{"slow_clients rule", "security:\n  dynamic_blocklist:\n    auto_block:\n      slow_clients: {count: -2}\n", 12, "slow_clients: count must be 1 or more"},
+		{"slow_clients both", "security:\n  dynamic_blocklist:\n    auto_block:\n      slow_clients:\n        duration: 1h\n        escalation: [1h]\n", 13, "slow_clients: use duration or escalation"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

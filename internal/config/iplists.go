@@ -133,6 +133,10 @@ func (d *DynamicBlocklist) TTL() time.Duration {
 type AutoBlock struct {
 	RateLimitViolations OffenceRule `yaml:"rate_limit_violations"`
 	WAFAttacks          OffenceRule `yaml:"waf_attacks"`
+	// SlowClients blocks a client whose slow-client score stays over
+	// slowloris_protection.slow_client_score_threshold: each slow
+	// indicator beyond the threshold is one offence.
+	SlowClients OffenceRule `yaml:"slow_clients"`
 	// MaxTrackedIPs bounds the memory spent remembering offenders; the
 	// least recently seen are forgotten first.
 	MaxTrackedIPs int `yaml:"max_tracked_ips"`
@@ -175,6 +179,12 @@ func (a *AutoBlock) RateLimitRule() EffectiveRule {
 // WAFRule: see RateLimitRule.
 func (a *AutoBlock) WAFRule() EffectiveRule {
 	return a.WAFAttacks.effective(10, 5*time.Minute, []time.Duration{24 * time.Hour})
+}
+
+// SlowClientRule: see RateLimitRule. By default 3 slow indicators
+// beyond the score threshold within 10 minutes block for 1h, then 24h.
+func (a *AutoBlock) SlowClientRule() EffectiveRule {
+	return a.SlowClients.effective(3, 10*time.Minute, []time.Duration{time.Hour, 24 * time.Hour})
 }
 
 // TrackedIPs is MaxTrackedIPs or its default.
@@ -476,7 +486,7 @@ func (v *validator) dynamicBlocklist() {
 	for _, r := range []struct {
 		key  string
 		rule *OffenceRule
-	}{{"rate_limit_violations", &a.RateLimitViolations}, {"waf_attacks", &a.WAFAttacks}} {
+	}{{"rate_limit_violations", &a.RateLimitViolations}, {"waf_attacks", &a.WAFAttacks}, {"slow_clients", &a.SlowClients}} {
 		p := base + ".auto_block." + r.key
 		if r.rule.Count < 0 {
 			v.add(p+".count", "%s: count must be 1 or more", r.key)

@@ -69,6 +69,9 @@ type Record struct {
 	GeoCountry       string   `json:"geo_country"`
 	ASN              int      `json:"asn"`
 	RateLimitTier    string   `json:"rate_limit_tier,omitempty"`
+	// SlowClientScore is the client's slow-client score when the request
+	// arrived (slowloris_protection.slow_client_*; 0: none).
+	SlowClientScore float64 `json:"slow_client_score"`
 
 	// Error is a short machine-readable reason when Rampart answered itself
 	// (no_route, no_backend, backend_unreachable, backend_timeout, ...).

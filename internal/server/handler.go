@@ -60,6 +60,7 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// The response carries it too: responseWriter sets it with the status.
 	rec.RequestID = requestID(r.Header.Get("X-Request-Id"))
+	rec.SlowClientScore = e.srv.slow.score(client, start)
 	denied := e.checkACL(rec, client)
 
 	rw := &responseWriter{ResponseWriter: w, rec: rec, hs: t.headers}
@@ -230,6 +231,7 @@ func (e *entry) refused(ctx context.Context, status int, reason string) {
 	if ci, ok := ctx.Value(connInfoKey{}).(*connInfo); ok {
 		rec.ServerIP, rec.ServerPort = ci.serverIP, ci.serverPort
 		rec.ClientIP, rec.XForwardedFor, rec.ClientPort = ci.peerIP, ci.peerIP, int(ci.peer.Port())
+		rec.SlowClientScore = e.srv.slow.score(ci.peer.Addr(), rec.Timestamp)
 	}
 	rec.RequestID = requestID("")
 	rec.StatusCode = status

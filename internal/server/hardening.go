@@ -35,12 +35,20 @@ func enginePolicy(cfg *config.Config) http1.Policy {
 		BodyTimeout:       config.Seconds(s.BodyTimeoutSeconds),
 		MinBodyRate:       s.MinDataRateBytesPerSecond,
 		WriteTimeout:      config.Seconds(s.WriteTimeoutSeconds),
-		AllowedMethods:    r.AllowedMethods,
+		// min_data_rate applies in both directions: a client must send its
+		// body and read its answer at least this fast.
+		MinReadRate:    s.MinDataRateBytesPerSecond,
+		AllowedMethods: r.AllowedMethods,
+		// security.headers on the engine's own refusals (400, 408, 413, 414,
+		// 431): the global set (no route is known yet). The engine sends no
+		// Server header, so remove_server holds for them by construction.
+		RefusalHeaders: cfg.Security.Headers.Add,
 		HTTP2: http1.HTTP2Limits{
 			MaxConcurrentStreams:      h2.MaxConcurrentStreams,
 			MaxHeaderTableSize:        h2.MaxHeaderTableSize,
 			MaxReadFrameSize:          h2.MaxReadFrameSize,
 			MaxReceiveBufferPerStream: h2.MaxReceiveBufferPerStream,
+			MaxResetsPerSecond:        h2.MaxResetsPerSecond,
 		},
 	}
 }
@@ -270,7 +278,10 @@ func (p SYNPosture) Problems(f *config.SynFloodProtection) []string {
 // warn.
 func (s *Server) checkSYNPosture(cfg *config.Config) error {
 	f := &cfg.Security.SynFloodProtection
-	p := ReadSYNPosture("/proc/sys")
+	p, err := s.applySYNSysctls(cfg, ReadSYNPosture(s.procSys))
+	if err != nil {
+		return err
+	}
 	probs := p.Problems(f)
 	for _, m := range probs {
 		s.log.Warn("SYN flood posture: "+m, "tcp_syncookies", p.SynCookies, "tcp_max_syn_backlog", p.MaxSynBacklog, "somaxconn", p.Somaxconn)

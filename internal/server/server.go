@@ -40,6 +40,11 @@ type Server struct {
 	conns *connLimiter
 	// limits holds the rate limiters; client state survives reloads.
 	limits *limiters
+	// slow scores slow clients (slowclients.go); scores survive reloads.
+	slow *slowClients
+	// procSys is where the SYN-flood posture is read and applied
+	// (/proc/sys; tests point it at a temporary directory).
+	procSys string
 
 	// table is everything a request reads from the config, replaced as a
 	// whole on reload so a request sees one config from start to end.
@@ -92,6 +97,9 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	s.metrics = metrics.New(s)
 	s.limits = newLimiters(log)
 	s.metrics.Registry().MustRegister(adaptiveCollector{s.limits}, redisCollector{s.limits})
+	s.slow = newSlowClients(cfg)
+	s.metrics.Registry().MustRegister(slowClientCollector{s.slow})
+	s.procSys = "/proc/sys"
 	s.limits.events = s.auditAutomatic
 	reg.SetEvents(s.auditAutomatic)
 	if s.acl, err = acl.New(cfg, acl.Options{Logger: log, Events: s.auditAutomatic}); err != nil {
@@ -296,6 +304,7 @@ func (s *Server) serve(l *listener) {
 		OnClose:     e.closed,
 		ConnContext: withConnInfo,
 		OnRefused:   e.refused,
+		OnSlow:      e.slowIndicator,
 		OnHTTP2Error: func(errType string) {
 			s.metrics.Blocked("http2", errType)
 		},
@@ -429,6 +438,7 @@ func (s *Server) apply(cfg *config.Config) error {
 		return err
 	}
 	s.reg.Apply(cfg.Pools)
+	s.slow.configure(cfg)
 	for addr, lc := range keep {
 		l := s.listeners[addr]
 		l.name.Store(&lc.Name)

@@ -76,9 +76,17 @@ type conn struct {
 	// tells it to give up at the next deadline instead of moving it.
 	meter    rateMeter
 	bodyStop atomic.Bool
-	// writeTimeout and writeDeadline: see connWriter.
+	// writeTimeout and writeDeadline: see connWriter; minReadRate and
+	// wmeter: see writeMetered.
 	writeTimeout  time.Duration
 	writeDeadline time.Time
+	minReadRate   int64
+	wmeter        writeMeter
+	// slowSeen has a bit per slow indicator already reported (see slow).
+	slowSeen atomic.Uint32
+	// handedOff: the HTTP/2 server owns the connection and tells OnClose
+	// when it closes it.
+	handedOff bool
 	// linger: the connection closes with a request body left unread, so
 	// the close waits a little for it (see lingerClose).
 	linger bool
@@ -239,6 +247,8 @@ func (c *conn) serve() {
 		// the next request, also on connections already open.
 		c.pol = s.pol.Load()
 		c.writeTimeout = c.pol.WriteTimeout
+		c.minReadRate = c.pol.MinReadRate
+		c.wmeter.step = c.pol.RateWindow / 4
 		if !c.headBuffered() {
 			// The head is still arriving: it has ReadHeaderTimeout to
 			// complete, however slowly its bytes trickle (slowloris).
@@ -368,19 +378,25 @@ func (c *conn) refuse(err error) {
 			return
 		}
 		pe = &parseError{status: http.StatusRequestTimeout, reason: "request head not received in time"}
+		// The head had started (a silent connection ends in serve's Peek).
+		c.slow(SlowHeader)
 	}
 	if c.srv.OnRefused != nil {
 		c.srv.OnRefused(c.ctx, pe.status, pe.reason)
 	}
 	text := http.StatusText(pe.status)
 	body := strconv.Itoa(pe.status) + " " + text + "\n"
-	c.writeTimeout = 0
+	c.writeTimeout, c.minReadRate = 0, 0
 	c.rwc.SetWriteDeadline(time.Now().Add(time.Second))
 	// Answers to earlier pipelined requests may still be buffered: they go
 	// out first.
 	bw := c.bw
 	writeStatusLine(bw, pe.status)
-	bw.WriteString("Content-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\nContent-Length: ")
+	bw.WriteString("Content-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n")
+	if c.pol != nil {
+		bw.WriteString(c.pol.refusalHeaders) // security.headers
+	}
+	bw.WriteString("Connection: close\r\nContent-Length: ")
 	bw.WriteString(strconv.Itoa(len(body)))
 	bw.WriteString("\r\n\r\n")
 	bw.WriteString(body)
@@ -416,21 +432,16 @@ func (c *conn) handOffH2() {
 		return
 	}
 	c.clearWriteDeadline()
-	pre := &prereadConn{Conn: c.hc, r: io.MultiReader(strings.NewReader("PRI * HTTP/2.0\r\n"), c.br)}
+	h2 := c.srv.h2
+	pre := newH2Conn(c.hc, io.MultiReader(strings.NewReader("PRI * HTTP/2.0\r\n"), c.br), c.srv.OnClose, h2.maxResets, h2.onFlood)
 	c.hijacked.Store(true) // the HTTP/2 server owns it now
+	c.handedOff = true     // and pre tells OnClose when it is closed
 	c.srv.untrack(c)
-	c.srv.h2.hand(pre)
+	h2.hand(pre)
 }
-
-type prereadConn struct {
-	net.Conn
-	r io.Reader
-}
-
-func (c *prereadConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 func (c *conn) close() {
-	if c.srv.OnClose != nil {
+	if c.srv.OnClose != nil && !c.handedOff {
 		c.srv.OnClose(c.hc)
 	}
 	// A hijacked connection belongs to the handler (or the HTTP/2 server)

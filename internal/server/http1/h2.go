@@ -15,6 +15,9 @@ type HTTP2Limits struct {
 	MaxHeaderTableSize        int // HPACK dynamic table, both directions
 	MaxReadFrameSize          int // largest frame accepted from a client
 	MaxReceiveBufferPerStream int // flow-control window of a request body
+	// MaxResetsPerSecond: a client resetting more streams than this within
+	// a second gets GOAWAY and its connection is closed (rapid reset).
+	MaxResetsPerSecond int
 }
 
 // DefaultHTTP2Limits are HTTP2Limits' defaults.
@@ -23,6 +26,7 @@ var DefaultHTTP2Limits = HTTP2Limits{
 	MaxHeaderTableSize:        4096,
 	MaxReadFrameSize:          16 << 10,
 	MaxReceiveBufferPerStream: 1 << 20,
+	MaxResetsPerSecond:        200,
 }
 
 // h2Server serves the h2c connections the HTTP/1 loop recognised by their
@@ -35,6 +39,9 @@ type h2Server struct {
 	srv   *http.Server
 	ln    *chanListener
 	start sync.Once
+	// maxResets and onFlood are set by serve, before any hand-off.
+	maxResets int
+	onFlood   func()
 }
 
 func newH2Server(s *Server) *h2Server {
@@ -70,6 +77,13 @@ func (h *h2Server) serve(p *policy, countError func(string)) {
 		}
 		if l.MaxReceiveBufferPerStream <= 0 {
 			l.MaxReceiveBufferPerStream = d.MaxReceiveBufferPerStream
+		}
+		if l.MaxResetsPerSecond <= 0 {
+			l.MaxResetsPerSecond = d.MaxResetsPerSecond
+		}
+		h.maxResets = l.MaxResetsPerSecond
+		if countError != nil {
+			h.onFlood = func() { countError("max_resets_per_second") }
 		}
 		h.srv.ReadHeaderTimeout = p.ReadHeaderTimeout
 		h.srv.IdleTimeout = p.IdleTimeout

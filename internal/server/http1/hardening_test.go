@@ -238,7 +238,7 @@ func BenchmarkServeHardened(b *testing.B) {
 		b.Fatal(err)
 	}
 	s := &Server{Handler: http.HandlerFunc(benchHandler), BodyTimeout: 30 * time.Second, MinBodyRate: 100,
-		WriteTimeout: 30 * time.Second, AllowedMethods: []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}}
+		WriteTimeout: 30 * time.Second, MinReadRate: 100, AllowedMethods: []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}}
 	go s.Serve(ln)
 	defer s.Close()
 	c, err := net.Dial("tcp", ln.Addr().String())

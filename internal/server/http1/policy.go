@@ -2,6 +2,8 @@ package http1
 
 import (
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -24,6 +26,17 @@ type Policy struct {
 	// WriteTimeout bounds each write to the client: a client that stops
 	// reading its answer is cut off after it; 0: no bound.
 	WriteTimeout time.Duration
+	// MinReadRate closes a connection whose client reads its answer slower
+	// than this many bytes a second while Rampart has bytes waiting for it,
+	// measured over the last RateWindow; 0: off. Unlike WriteTimeout it
+	// also catches a client that reads just enough to keep every single
+	// write under the timeout (slow read).
+	MinReadRate int64
+	// RefusalHeaders are added to the engine's own refusals (400, 405,
+	// 408, 413, 414, 431): security.headers applies to every answer, not
+	// only to those the handler writes. X-Content-Type-Options: nosniff
+	// is always sent; the engine never sends a Server header.
+	RefusalHeaders map[string]string
 	// AllowedMethods lists the methods served; others are refused with 405
 	// before any handler runs. Empty: any method (CONNECT is always refused).
 	AllowedMethods []string
@@ -39,6 +52,8 @@ const DefaultRateWindow = 5 * time.Second
 type policy struct {
 	Policy
 	methods map[string]struct{} // nil: any
+	// refusalHeaders is RefusalHeaders as header lines, in name order.
+	refusalHeaders string
 }
 
 func compilePolicy(p Policy) *policy {
@@ -61,6 +76,7 @@ func compilePolicy(p Policy) *policy {
 	if c.RateWindow <= 0 {
 		c.RateWindow = DefaultRateWindow
 	}
+	c.refusalHeaders = refusalLines(p.RefusalHeaders)
 	if len(p.AllowedMethods) > 0 {
 		c.methods = make(map[string]struct{}, len(p.AllowedMethods))
 		for _, m := range p.AllowedMethods {
@@ -68,6 +84,30 @@ func compilePolicy(p Policy) *policy {
 		}
 	}
 	return c
+}
+
+// refusalLines renders the refusal headers once per policy, so a refusal
+// costs no map walk; names the refusal writes itself are skipped.
+func refusalLines(h map[string]string) string {
+	keys := make([]string, 0, len(h))
+	for k, v := range h {
+		switch http.CanonicalHeaderKey(k) {
+		case "X-Content-Type-Options", "Server", "Content-Type", "Content-Length", "Connection":
+			continue
+		}
+		if v != "" && !strings.ContainsAny(k+v, "\r\n\x00") {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		b.WriteString(http.CanonicalHeaderKey(k))
+		b.WriteString(": ")
+		b.WriteString(h[k])
+		b.WriteString("\r\n")
+	}
+	return b.String()
 }
 
 func (p *policy) allows(method string) bool {
@@ -159,6 +199,7 @@ func (c *conn) readBody(p []byte) (int, error) {
 		}
 		now := time.Now()
 		if !m.deadline.IsZero() && !now.Before(m.deadline) {
+			c.slow(BodyTimeout)
 			return n, errBodyTimeout
 		}
 		if m.min <= 0 || c.bodyStop.Load() {
@@ -169,6 +210,7 @@ func (c *conn) readBody(p []byte) (int, error) {
 		if m.k >= len(m.at) {
 			elapsed := now.Sub(m.at[j])
 			if got := m.total - m.bytes[j]; elapsed > 0 && float64(got) < float64(m.min)*elapsed.Seconds() {
+				c.slow(SlowBody)
 				return n, errBodyTooSlow
 			}
 		}
@@ -192,16 +234,30 @@ func isTimeoutErr(err error) bool {
 // second, not once per response.
 type connWriter struct{ c *conn }
 
+// With a MinReadRate, writeMetered takes over (see writeMeter).
 func (cw *connWriter) Write(p []byte) (int, error) {
 	c := cw.c
-	if wt := c.writeTimeout; wt > 0 && !c.hijacked.Load() {
-		now := time.Now()
-		if c.writeDeadline.Sub(now) < wt-min(wt/8, time.Second) {
-			c.writeDeadline = now.Add(wt)
-			c.rwc.SetWriteDeadline(c.writeDeadline)
-		}
+	if c.hijacked.Load() {
+		return c.rwc.Write(p)
 	}
-	return c.rwc.Write(p)
+	if c.minReadRate > 0 {
+		return c.writeMetered(p, time.Now())
+	}
+	wt := c.writeTimeout
+	if wt <= 0 {
+		return c.rwc.Write(p)
+	}
+	now := time.Now()
+	if c.writeDeadline.Sub(now) < wt-min(wt/8, time.Second) {
+		c.writeDeadline = now.Add(wt)
+		c.rwc.SetWriteDeadline(c.writeDeadline)
+	}
+	n, err := c.rwc.Write(p)
+	if err != nil && isTimeoutErr(err) {
+		c.slow(WriteTimeout)
+		c.discardUnsent()
+	}
+	return n, err
 }
 
 // clearWriteDeadline leaves the connection without a write deadline of

@@ -62,8 +62,14 @@ type Server struct {
 	// handler (malformed, oversized, too slow), for logs and metrics.
 	OnRefused func(connCtx context.Context, status int, reason string)
 	// OnHTTP2Error, when set, is told of every HTTP/2 protocol error by
-	// its net/http name (e.g. "too_many_early_resets"), for metrics.
+	// its net/http name (e.g. "too_many_early_resets"), for metrics, and
+	// of "max_resets_per_second" when a client's resets close its
+	// connection (HTTP2Limits.MaxResetsPerSecond).
 	OnHTTP2Error func(errType string)
+	// OnSlow, when set, is told of every slow-client indicator (SlowHeader,
+	// SlowBody, ...) that ended a connection or its request, at most once
+	// per indicator and connection; c is what OnClose is given.
+	OnSlow func(c net.Conn, indicator string)
 
 	// The first Policy (see Policy for each field); Configure replaces it.
 	Limits            Limits        // zero fields take DefaultLimits
@@ -73,6 +79,7 @@ type Server struct {
 	MinBodyRate       int64
 	RateWindow        time.Duration
 	WriteTimeout      time.Duration
+	MinReadRate       int64
 	AllowedMethods    []string
 	// H2C serves connections that start with the HTTP/2 preface.
 	H2C bool
@@ -98,7 +105,7 @@ func (s *Server) init() {
 		s.pol.Store(compilePolicy(Policy{
 			Limits: s.Limits, ReadHeaderTimeout: s.ReadHeaderTimeout, IdleTimeout: s.IdleTimeout,
 			BodyTimeout: s.BodyTimeout, MinBodyRate: s.MinBodyRate, RateWindow: s.RateWindow,
-			WriteTimeout: s.WriteTimeout, AllowedMethods: s.AllowedMethods,
+			WriteTimeout: s.WriteTimeout, MinReadRate: s.MinReadRate, AllowedMethods: s.AllowedMethods,
 		}))
 		s.baseCtx = context.Background()
 		s.listeners = map[net.Listener]struct{}{}
@@ -212,7 +219,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // ActiveConns returns the number of open HTTP/1 connections (h2c ones
-// are served by net/http and not counted).
+// are served by net/http and not counted here; OnClose still sees them).
 func (s *Server) ActiveConns() int {
 	s.init()
 	s.mu.Lock()

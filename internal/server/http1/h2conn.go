@@ -1,0 +1,177 @@
+package http1
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"time"
+)
+
+// h2Conn is an h2c connection as the HTTP/2 server sees it. It replays the
+// bytes the HTTP/1 loop already read, tells Server.OnClose when the HTTP/2
+// server closes it (so the connection guard counts it for as long as it is
+// open, not only until the hand-off), and counts the client's RST_STREAM
+// frames: net/http offers no hook for them, so the byte stream is followed
+// frame by frame (a 9-byte header, then a skip of the payload: no copy, no
+// allocation). A client resetting more than maxResets streams within a
+// second gets a GOAWAY (ENHANCE_YOUR_CALM) and the connection is closed.
+// (net/http sends GOAWAY only for errors of its own types, which a reader
+// cannot return, so the GOAWAY is written here, between two of its frames.)
+type h2Conn struct {
+	net.Conn
+	r       io.Reader
+	onClose func(net.Conn)
+	inner   net.Conn // what onClose is given
+	closed  sync.Once
+
+	maxResets int // 0: not counted
+	onFlood   func()
+	in        frameTracker
+	resetSec  int64
+	resets    int
+	flooded   bool
+	lastID    uint32 // highest client stream id seen, for GOAWAY
+
+	wmu       sync.Mutex // orders the server's writes with our GOAWAY
+	out       frameTracker
+	goingAway bool
+}
+
+// errResetFlood ends the read side of a connection that reset too many
+// streams; the HTTP/2 server then closes it.
+var errResetFlood = errors.New("http1: HTTP/2 client exceeded max resets per second")
+
+// frameTracker follows HTTP/2 frame boundaries in a byte stream.
+type frameTracker struct {
+	skip int     // payload bytes (or preface bytes) left to pass over
+	hn   int     // header bytes collected
+	hdr  [9]byte // frame header being collected
+}
+
+// atBoundary reports whether the next byte starts a frame.
+func (t *frameTracker) atBoundary() bool { return t.skip == 0 && t.hn == 0 }
+
+// feed follows p and calls frame for every complete frame header.
+func (t *frameTracker) feed(p []byte, frame func(hdr *[9]byte)) {
+	for len(p) > 0 {
+		if t.skip > 0 {
+			n := min(t.skip, len(p))
+			t.skip -= n
+			p = p[n:]
+			continue
+		}
+		n := copy(t.hdr[t.hn:], p)
+		t.hn += n
+		p = p[n:]
+		if t.hn == len(t.hdr) {
+			t.hn = 0
+			t.skip = int(t.hdr[0])<<16 | int(t.hdr[1])<<8 | int(t.hdr[2])
+			if frame != nil {
+				frame(&t.hdr)
+			}
+		}
+	}
+}
+
+const (
+	frameHeaders   = 0x1
+	frameRSTStream = 0x3
+	frameGoAway    = 0x7
+	errCodeCalm    = 0xb // ENHANCE_YOUR_CALM
+	h2PrefaceLen   = 24  // "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+)
+
+func newH2Conn(inner net.Conn, r io.Reader, onClose func(net.Conn), maxResets int, onFlood func()) *h2Conn {
+	c := &h2Conn{Conn: inner, r: r, onClose: onClose, inner: inner, maxResets: maxResets, onFlood: onFlood}
+	c.in.skip = h2PrefaceLen
+	return c
+}
+
+func (c *h2Conn) Read(p []byte) (int, error) {
+	if c.flooded {
+		// Bytes the HTTP/1 loop buffered may still be there: not served.
+		return 0, errResetFlood
+	}
+	n, err := c.r.Read(p)
+	if c.maxResets <= 0 || n == 0 {
+		return n, err
+	}
+	flood := false
+	c.in.feed(p[:n], func(h *[9]byte) {
+		id := binary.BigEndian.Uint32(h[5:]) &^ (1 << 31)
+		switch h[3] {
+		case frameHeaders:
+			c.lastID = max(c.lastID, id)
+		case frameRSTStream:
+			if sec := time.Now().Unix(); sec != c.resetSec {
+				c.resetSec, c.resets = sec, 0
+			}
+			c.resets++
+			flood = flood || c.resets > c.maxResets
+		}
+	})
+	if flood {
+		c.flooded = true
+		c.goAway()
+		return n, errResetFlood
+	}
+	return n, err
+}
+
+// goAway sends GOAWAY between two of the server's frames and closes the
+// connection. A server write in progress is waited for, at most a second
+// (a flooding client may not be reading): then the close comes without it.
+func (c *h2Conn) goAway() {
+	if c.onFlood != nil {
+		c.onFlood()
+	}
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		c.wmu.Lock()
+		defer c.wmu.Unlock()
+		if !c.goingAway && c.out.atBoundary() {
+			var f [17]byte
+			f[2] = 8 // payload length
+			f[3] = frameGoAway
+			binary.BigEndian.PutUint32(f[9:], c.lastID)
+			binary.BigEndian.PutUint32(f[13:], errCodeCalm)
+			c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+			c.Conn.Write(f[:])
+		}
+		c.goingAway = true
+	}()
+	t := time.NewTimer(time.Second)
+	select {
+	case <-sent:
+	case <-t.C:
+	}
+	t.Stop()
+	c.Close()
+}
+
+func (c *h2Conn) Write(p []byte) (int, error) {
+	if c.maxResets <= 0 {
+		return c.Conn.Write(p)
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.goingAway {
+		return 0, net.ErrClosed
+	}
+	n, err := c.Conn.Write(p)
+	c.out.feed(p[:n], nil)
+	return n, err
+}
+
+func (c *h2Conn) Close() error {
+	err := c.Conn.Close()
+	c.closed.Do(func() {
+		if c.onClose != nil {
+			c.onClose(c.inner)
+		}
+	})
+	return err
+}

@@ -1,0 +1,133 @@
+package http1
+
+import (
+	"errors"
+	"time"
+)
+
+// Slow-client indicators: what a connection did that a slowloris, slow
+// POST or slow read client does. The engine cuts such a connection off by
+// itself; Server.OnSlow is told which indicator ended it, so the caller can
+// score the client across connections (one slow connection is bad luck,
+// many from one address are an attack).
+const (
+	// SlowHeader: a request head was started but not finished within the
+	// header timeout (the trickle of partial headers). A connection that
+	// never sends a byte is not counted: browsers open such preconnections.
+	SlowHeader = "header_timeout"
+	// SlowBody: a request body arrived below MinBodyRate.
+	SlowBody = "slow_body"
+	// BodyTimeout: a request body was not complete within BodyTimeout.
+	BodyTimeout = "body_timeout"
+	// SlowRead: the client read its answer below MinReadRate.
+	SlowRead = "slow_read"
+	// WriteTimeout: a single write of the answer waited WriteTimeout.
+	WriteTimeout = "write_timeout"
+)
+
+// SlowIndicators lists every indicator (for metrics that pre-create them).
+var SlowIndicators = []string{SlowHeader, SlowBody, BodyTimeout, SlowRead, WriteTimeout}
+
+// errSlowRead ends the answer of a client that reads it too slowly.
+var errSlowRead = errors.New("http1: client reads the response below the minimum data rate")
+
+// slow reports an indicator once per connection and kind.
+func (c *conn) slow(indicator string) {
+	if c.srv.OnSlow == nil {
+		return
+	}
+	var bit uint32
+	for i, s := range SlowIndicators {
+		if s == indicator {
+			bit = 1 << i
+		}
+	}
+	if c.slowSeen.Or(bit)&bit != 0 {
+		return
+	}
+	c.srv.OnSlow(c.hc, indicator)
+}
+
+// writeMeter measures how fast the client takes an answer that is waiting
+// for it: bytes written against the time spent blocked in writes, so a
+// client that simply has nothing to read (a slow backend, a long poll, a
+// trickling event stream) is never measured, only one that does not take
+// what is there. Every step of blocked time is a checkpoint; the rate is
+// judged over the last four (RateWindow of blocked time).
+type writeMeter struct {
+	step  time.Duration // RateWindow / 4
+	total int64         // bytes written
+	busy  time.Duration // time spent inside writes
+	k     int
+	at    [4]time.Duration // busy at each checkpoint
+	bytes [4]int64
+}
+
+// tooSlow takes a checkpoint once a step of blocked time has passed since
+// the last, and reports whether the bytes written over the last four steps
+// fall below min a second.
+func (m *writeMeter) tooSlow(min int64) bool {
+	last := m.at[m.k%len(m.at)]
+	if m.busy-last < m.step {
+		return false
+	}
+	m.k++
+	j := m.k % len(m.at)
+	if m.k >= len(m.at) {
+		elapsed := m.busy - m.at[j]
+		if got := m.total - m.bytes[j]; elapsed > 0 && float64(got) < float64(min)*elapsed.Seconds() {
+			return true
+		}
+	}
+	m.at[j], m.bytes[j] = m.busy, m.total
+	return false
+}
+
+// writeMetered is connWriter.Write with a MinReadRate. It costs a clock
+// read after each write; the deadline is moved at most once every half
+// step (never per write), so a write blocked outright still wakes up
+// every step to be judged.
+func (c *conn) writeMetered(p []byte, now time.Time) (int, error) {
+	m := &c.wmeter
+	wt := c.writeTimeout
+	step := m.step
+	if c.writeDeadline.Sub(now) < step/2 {
+		c.writeDeadline = now.Add(step)
+		c.rwc.SetWriteDeadline(c.writeDeadline)
+	}
+	start := now
+	written := 0
+	for {
+		n, err := c.rwc.Write(p[written:])
+		after := time.Now()
+		m.busy += after.Sub(now)
+		now = after
+		written += n
+		m.total += int64(n)
+		if m.tooSlow(c.minReadRate) {
+			c.slow(SlowRead)
+			c.discardUnsent()
+			return written, errSlowRead
+		}
+		if err == nil || !isTimeoutErr(err) {
+			return written, err
+		}
+		if wt > 0 && now.Sub(start) >= wt {
+			c.slow(WriteTimeout)
+			c.discardUnsent()
+			return written, err
+		}
+		c.writeDeadline = now.Add(step)
+		c.rwc.SetWriteDeadline(c.writeDeadline)
+	}
+}
+
+// discardUnsent makes the coming close drop what the kernel still holds
+// for a client that does not read (megabytes of socket buffer) and reset
+// the connection, instead of trickling it out to the slow reader for
+// minutes after Rampart gave up on it.
+func (c *conn) discardUnsent() {
+	if tc, ok := c.rwc.(interface{ SetLinger(sec int) error }); ok {
+		tc.SetLinger(0)
+	}
+}
