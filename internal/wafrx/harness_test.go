@@ -2,6 +2,8 @@ package wafrx
 
 import (
 	"bytes"
+	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"sort"
@@ -102,6 +104,11 @@ func getBuilds(tb testing.TB) *builds {
 type result struct {
 	all, logged []int
 	interrupted bool
+	// messages is "id msg" per matched rule, msg expanded (it carries the
+	// anomaly scores). Log data is left out: Coraza walks its collections
+	// in map order, so which of several matching values a rule reports
+	// varies from run to run even on the stock build.
+	messages []string
 }
 
 // evaluate runs the request phases (1, 2) and logging of one request.
@@ -121,8 +128,9 @@ func evaluate(waf coraza.WAF, r *http.Request, body []byte) result {
 		proto = "HTTP/1.1"
 	}
 	tx.ProcessURI(r.RequestURI, r.Method, proto)
-	for k, vs := range r.Header {
-		for _, v := range vs {
+	// Headers in a stable order, so two builds see the same sequence.
+	for _, k := range slices.Sorted(maps.Keys(r.Header)) {
+		for _, v := range r.Header[k] {
 			tx.AddRequestHeader(k, v)
 		}
 	}
@@ -143,12 +151,14 @@ func evaluate(waf coraza.WAF, r *http.Request, body []byte) result {
 	res := result{interrupted: it != nil}
 	for _, m := range tx.MatchedRules() {
 		res.all = append(res.all, m.Rule().ID())
+		res.messages = append(res.messages, fmt.Sprintf("%d %q", m.Rule().ID(), m.Message()))
 		if l, ok := m.(interface{ Log() bool }); ok && l.Log() {
 			res.logged = append(res.logged, m.Rule().ID())
 		}
 	}
 	sort.Ints(res.all)
 	sort.Ints(res.logged)
+	sort.Strings(res.messages)
 	return res
 }
 
