@@ -18,9 +18,10 @@ func matchesArbitraryBytes(pattern string) bool {
 			continue
 		}
 		if pattern[i+1] != 'x' {
-			// Any other escape stands for itself here, including \\.
-			decoded = append(decoded, c, pattern[i+1])
-			i++
+			// As in Coraza, the next character is examined afresh, so
+			// `\\x80` counts as a byte escape too: what matters is that
+			// the same patterns go to the same engine as with stock @rx.
+			decoded = append(decoded, c)
 			continue
 		}
 		hex, width := "", 0

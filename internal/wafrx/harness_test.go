@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	coreruleset "github.com/corazawaf/coraza-coreruleset/v4"
 	"github.com/corazawaf/coraza/v3"
@@ -202,11 +205,44 @@ func benchEval(b *testing.B, waf coraza.WAF, req func() *http.Request, body []by
 	if res := evaluate(waf, r, body); res.interrupted || len(res.logged) != 0 {
 		b.Fatalf("benign request detected by rules %v (interrupted=%v)", res.logged, res.interrupted)
 	}
+	// Besides the mean (ns/op), report medians: of wall time and of the
+	// CPU time of the evaluating thread (RUSAGE_THREAD, the OS thread is
+	// locked), which stays meaningful when the machine is shared.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	walls := make([]time.Duration, 0, b.N)
+	cpus := make([]time.Duration, 0, b.N)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
+		c0, w0 := threadCPU(), time.Now()
 		evaluate(waf, r, body)
+		walls = append(walls, time.Since(w0))
+		cpus = append(cpus, threadCPU()-c0)
 	}
+	b.StopTimer()
+	b.ReportMetric(float64(median(walls).Nanoseconds()), "median-wall-ns/op")
+	b.ReportMetric(float64(median(cpus).Nanoseconds()), "median-cpu-ns/op")
+}
+
+func threadCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(rusageThread, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// rusageThread is RUSAGE_THREAD (Linux), absent from package syscall.
+const rusageThread = 1
+
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 func BenchmarkStockBenignGET(b *testing.B) {

@@ -12,6 +12,10 @@ import (
 
 var registerOnce sync.Once
 
+// rejectHook, when set (by tests only), sees every value the pre-filter
+// rejected, so tests can check the regexp would not have matched it.
+var rejectHook func(re *regexp.Regexp, value string)
+
 // compileHook, when set (by tests only), sees every pattern compiled by the
 // operator, flags included, so tests can check the whole CRS pattern set.
 var compileHook func(pattern string)
@@ -75,6 +79,9 @@ func memoize(m plugintypes.Memoizer, key string, fn func() (any, error)) (any, e
 // whole match and the groups (a group that did not take part gets "").
 func (o *rx) Evaluate(tx plugintypes.TransactionState, value string) bool {
 	if o.prefilter != nil && !o.prefilter.MayMatch(value) {
+		if rejectHook != nil {
+			rejectHook(o.re, value)
+		}
 		return false
 	}
 	if !tx.Capturing() {
