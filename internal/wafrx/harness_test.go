@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -206,8 +205,8 @@ func benchEval(b *testing.B, waf coraza.WAF, req func() *http.Request, body []by
 		b.Fatalf("benign request detected by rules %v (interrupted=%v)", res.logged, res.interrupted)
 	}
 	// Besides the mean (ns/op), report medians: of wall time and of the
-	// CPU time of the evaluating thread (RUSAGE_THREAD, the OS thread is
-	// locked), which stays meaningful when the machine is shared.
+	// CPU time of the evaluating thread (the OS thread is locked), which
+	// stays meaningful when the machine is shared.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	walls := make([]time.Duration, 0, b.N)
@@ -224,17 +223,6 @@ func benchEval(b *testing.B, waf coraza.WAF, req func() *http.Request, body []by
 	b.ReportMetric(float64(median(walls).Nanoseconds()), "median-wall-ns/op")
 	b.ReportMetric(float64(median(cpus).Nanoseconds()), "median-cpu-ns/op")
 }
-
-func threadCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(rusageThread, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// rusageThread is RUSAGE_THREAD (Linux), absent from package syscall.
-const rusageThread = 1
 
 func median(ds []time.Duration) time.Duration {
 	if len(ds) == 0 {
