@@ -29,6 +29,8 @@ type Prefilter struct {
 	// contains one of them, compared ASCII case-insensitively.
 	byFirst [256][]string
 	lits    []string
+	// bytes, when set, is a second necessary condition (see bytes.go).
+	bytes *byteFilter
 }
 
 // Literals returns the literal set the pre-filter requires (lowercase;
@@ -38,6 +40,16 @@ func (p *Prefilter) Literals() []string { return slices.Clone(p.lits) }
 // MayMatch reports whether the input contains one of the required literals,
 // ignoring ASCII case. It does not allocate.
 func (p *Prefilter) MayMatch(s string) bool {
+	if p.lits == nil {
+		return p.bytes.mayMatch(s)
+	}
+	if !p.literalsIn(s) {
+		return false
+	}
+	return p.bytes == nil || p.bytes.mayMatch(s)
+}
+
+func (p *Prefilter) literalsIn(s string) bool {
 	for i := 0; i < len(s); i++ {
 		for _, lit := range p.byFirst[s[i]] {
 			if hasPrefixASCIIFold(s[i:], lit) {
@@ -81,12 +93,13 @@ func NewPrefilter(pattern string) *Prefilter {
 	if err != nil {
 		return nil
 	}
-	in := analyze(re.Simplify())
-	req := in.required()
-	if req == nil {
+	re = re.Simplify()
+	req := analyze(re).required()
+	bf := newByteFilter(re)
+	if req == nil && bf == nil {
 		return nil
 	}
-	p := &Prefilter{lits: req}
+	p := &Prefilter{lits: req, bytes: bf}
 	for _, lit := range req {
 		c := lit[0]
 		p.byFirst[c] = append(p.byFirst[c], lit)

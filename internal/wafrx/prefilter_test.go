@@ -24,7 +24,7 @@ func TestPrefilterLiterals(t *testing.T) {
 		{`(?sm)(?:abc)?`, nil},
 		{`(?sm)a*`, nil},
 		{`(?sm)^.*$`, nil},
-		{`(?sm)[a-z]+`, nil},
+		{`(?sm)[a-z]*`, nil},
 		{`(?sm)foo|.`, nil}, // one alternative needs nothing
 	} {
 		pf := NewPrefilter(tc.pattern)
@@ -98,6 +98,33 @@ func TestMatchesArbitraryBytes(t *testing.T) {
 	} {
 		if got := matchesArbitraryBytes(pattern); got != want {
 			t.Errorf("matchesArbitraryBytes(%q) = %v, want %v", pattern, got, want)
+		}
+	}
+}
+
+// The byte-class stage: CRS spells shell commands with optional quoting
+// between letters, so no literal longer than a byte is required, but the
+// letters' bytes are.
+func TestByteFilter(t *testing.T) {
+	pattern := `(?sm)(?i)(?:b["'\x5c]*u["'\x5c]*s["'\x5c]*y|w["'\x5c]*g["'\x5c]*e["'\x5c]*t)[\s;]`
+	pf := NewPrefilter(pattern)
+	if pf == nil || pf.bytes == nil {
+		t.Fatal("no byte-class pre-filter")
+	}
+	re := regexp.MustCompile(pattern)
+	for in, may := range map[string]bool{
+		"price_asc":   false, // no b, no w
+		"busy":        false, // all letters, but no whitespace or ';'
+		"b'u\"s'y ":   true,
+		"W'G'E'T;":    true,
+		"ſuby;":       true, // (?i)s matches U+017F: its first byte counts
+		"category=42": false,
+	} {
+		if got := pf.MayMatch(in); got != may {
+			t.Errorf("MayMatch(%q) = %v, want %v", in, got, may)
+		}
+		if !pf.MayMatch(in) && re.MatchString(in) {
+			t.Errorf("%q rejected but the regexp matches", in)
 		}
 	}
 }
