@@ -23,7 +23,6 @@ func (m byteMask) hits(in *byteMask) bool { return m[0]&in[0]|m[1]&in[1]|m[2]&in
 func (m byteMask) count() int {
 	return bits.OnesCount64(m[0]) + bits.OnesCount64(m[1]) + bits.OnesCount64(m[2]) + bits.OnesCount64(m[3])
 }
-func (m *byteMask) union(o byteMask) { m[0] |= o[0]; m[1] |= o[1]; m[2] |= o[2]; m[3] |= o[3] }
 
 // conj is byte classes a match hits every one of.
 type conj []byteMask

@@ -24,9 +24,10 @@ const maxClassRunes = 16
 // MayMatch is false the pattern's regexp cannot match the input. It is
 // conservative: true says nothing.
 type Prefilter struct {
-	// lits holds lowercase ASCII literals bucketed by their first byte
+	// lits are literals (ASCII lowercased) bucketed by their first byte
 	// (both cases index the same bucket); an input may match only if it
-	// contains one of them, compared ASCII case-insensitively.
+	// contains one of them, compared ASCII case-insensitively. nil: no
+	// literal requirement is known.
 	byFirst [256][]string
 	lits    []string
 	// bytes, when set, is a second necessary condition (see bytes.go).
@@ -37,8 +38,9 @@ type Prefilter struct {
 // compared ASCII case-insensitively), for tests and diagnostics.
 func (p *Prefilter) Literals() []string { return slices.Clone(p.lits) }
 
-// MayMatch reports whether the input contains one of the required literals,
-// ignoring ASCII case. It does not allocate.
+// MayMatch reports whether the input passes both conditions: it contains
+// one of the required literals (ignoring ASCII case) and hits the required
+// byte classes. False means the regexp cannot match. It does not allocate.
 func (p *Prefilter) MayMatch(s string) bool {
 	if p.lits == nil {
 		return p.bytes.mayMatch(s)
@@ -79,8 +81,9 @@ func hasPrefixASCIIFold(s, lit string) bool {
 }
 
 // NewPrefilter analyses a pattern (in Go regexp syntax, exactly as it will
-// be compiled, flags included) and returns its pre-filter, or nil when no
-// literal is provably required. Why it is sound: every node gets either the
+// be compiled, flags included) and returns its pre-filter, or nil when
+// nothing is provably required. Two necessary conditions are derived: the
+// literals below, and the byte classes of bytes.go. Why the literals are sound: every node gets either the
 // finite set of strings it can match, or a set of literals one of which
 // every match contains; both are computed bottom-up by rules that keep that
 // property (concatenation, alternation, repetition ≥ 1) and give up
