@@ -64,3 +64,29 @@ func TestDetectionUnchanged(t *testing.T) {
 		t.Fatalf("stock build passed only %d of %d cases: the harness is not set up like the suite expects", stock.Passed, len(cases))
 	}
 }
+
+// TestCapturesUnchanged compares what rules see in TX.0..TX.9 after @rx
+// with capture, stock against plugin, on inputs that match, that match
+// with optional groups missing, and that the pre-filter rejects.
+func TestCapturesUnchanged(t *testing.T) {
+	b := getBuilds(t)
+	for query, matches := range map[string]int{
+		"x=aacefghijk&y=SELECT%20name&z=union&w=nothing": 4,
+		"x=adfghijk&y=sElEcT%20id&z=none&w=drop%20table": 4,
+		"x=zzz&y=nothing&z=UNION&w=":                     1, // every @rx rejected
+		"y=%C5%BFelect%20x":                              2, // U+017F LONG S: (?i)s matches it
+	} {
+		r, _ := http.NewRequest(http.MethodGet, "http://localhost/?"+query, nil)
+		r.RequestURI = "/?" + query
+		r.Host = "localhost"
+		want := evaluate(b.stockCapture, r, nil)
+		got := evaluate(b.pluginCapture, r, nil)
+		if !slices.Equal(want.messages, got.messages) || !slices.Equal(want.all, got.all) {
+			t.Errorf("%s:\nstock:  %q\nplugin: %q", query, want.messages, got.messages)
+		}
+		if len(got.messages) != matches {
+			t.Errorf("%s: %d rules matched (%q), want %d", query, len(got.messages), got.messages, matches)
+		}
+		t.Logf("%s: %q", query, got.messages)
+	}
+}

@@ -52,7 +52,21 @@ SecRequestBodyAccess On
 type builds struct {
 	stock, plugin               coraza.WAF
 	stockRegress, pluginRegress coraza.WAF
+	stockCapture, pluginCapture coraza.WAF
 }
+
+// captureDirectives exercise @rx captures: ten groups (only TX.0..TX.8
+// are set), optional groups that do not take part, a pre-filtered
+// case-insensitive pattern, and a capturing rule the pre-filter rejects,
+// which must leave the earlier captures in place.
+const captureDirectives = `
+SecRuleEngine On
+SecRule ARGS:x "@rx ^(a+)(b)?(c|d)(e)?(f)(g)(h)(i)(j)(k)" "id:10,phase:1,capture,pass,log,msg:'%{TX.0}|%{TX.1}|%{TX.2}|%{TX.3}|%{TX.4}|%{TX.5}|%{TX.6}|%{TX.7}|%{TX.8}|%{TX.9}'"
+SecRule ARGS:y "@rx (?i)(sel)(ect)\s+(\w+)" "id:11,phase:1,capture,pass,log,msg:'%{TX.0}|%{TX.1}|%{TX.2}|%{TX.3}'"
+SecRule ARGS:z "@rx (union)" "id:12,phase:1,capture,pass,log,msg:'%{TX.0}|%{TX.1}'"
+SecRule ARGS:w "@rx (drop)\s+(table)" "id:13,phase:1,capture,pass,log,msg:'%{TX.0}'"
+SecRule REQUEST_URI "@unconditionalMatch" "id:14,phase:1,pass,log,msg:'after: %{TX.0}|%{TX.1}|%{TX.2}'"
+`
 
 var (
 	// crsPatterns is every @rx pattern of CRS (all paranoia levels), as
@@ -81,6 +95,9 @@ func getBuilds(tb testing.TB) *builds {
 		if b.stockRegress, buildsErr = newWAF(regressDirectives); buildsErr != nil {
 			return
 		}
+		if b.stockCapture, buildsErr = newWAF(captureDirectives); buildsErr != nil {
+			return
+		}
 		compileHook = func(p string) {
 			patternsMu.Lock()
 			defer patternsMu.Unlock()
@@ -92,7 +109,10 @@ func getBuilds(tb testing.TB) *builds {
 		if b.plugin, buildsErr = newWAF(stockDirectives); buildsErr != nil {
 			return
 		}
-		b.pluginRegress, buildsErr = newWAF(regressDirectives)
+		if b.pluginRegress, buildsErr = newWAF(regressDirectives); buildsErr != nil {
+			return
+		}
+		b.pluginCapture, buildsErr = newWAF(captureDirectives)
 	})
 	if buildsErr != nil {
 		tb.Fatalf("building WAF: %v", buildsErr)
