@@ -1,6 +1,7 @@
 package waf
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 )
@@ -60,3 +61,25 @@ func (w *WAF) directives(s engineSettings) string {
 
 // crsInclude loads the embedded CRS v4 (coraza-coreruleset).
 const crsInclude = "Include @owasp_crs/*.conf\n"
+
+// CheckMethod and CheckContentType validate allowed_methods and
+// allowed_content_types entries: they are written into SecLang, so only
+// plain tokens are accepted.
+func CheckMethod(m string) error {
+	if m == "" || strings.Trim(m, "ABCDEFGHIJKLMNOPQRSTUVWXYZ-_") != "" {
+		return fmt.Errorf("method %q must be upper-case letters (e.g. GET, POST, PROPFIND)", m)
+	}
+	return nil
+}
+
+// CheckContentType: see CheckMethod.
+func CheckContentType(ct string) error {
+	mt, sub, ok := strings.Cut(ct, "/")
+	valid := func(s string) bool {
+		return s != "" && strings.Trim(strings.ToLower(s), "abcdefghijklmnopqrstuvwxyz0123456789.+-_*") == ""
+	}
+	if !ok || !valid(mt) || !valid(sub) {
+		return fmt.Errorf("content type %q is not a media type such as application/json (no parameters)", ct)
+	}
+	return nil
+}

@@ -104,6 +104,23 @@ func New(c Config) (*WAF, error) {
 		}
 		w.crs = true
 	}
+	for _, m := range c.AllowedMethods {
+		if err := CheckMethod(m); err != nil {
+			return nil, err
+		}
+	}
+	for _, rc := range c.Routes {
+		for _, m := range rc.AllowedMethods {
+			if err := CheckMethod(m); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, ct := range c.AllowedContentTypes {
+		if err := CheckContentType(ct); err != nil {
+			return nil, err
+		}
+	}
 	if len(c.AllowedContentTypes) > 0 {
 		parts := make([]string, len(c.AllowedContentTypes))
 		for i, ct := range c.AllowedContentTypes {
