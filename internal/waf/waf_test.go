@@ -71,3 +71,81 @@ func TestCustomRulesErrorNamesLine(t *testing.T) {
 		t.Fatalf("New: %v", err)
 	}
 }
+
+// Method allowlist per route (CRS 911100 with tx.allowed_methods), the
+// scanner User-Agent list (913100), and Content-Type validation (920420).
+func TestProtocolEnforcement(t *testing.T) {
+	w := newWAF(t, Config{AllowedMethods: []string{"GET", "POST"}, Routes: map[string]RouteConfig{
+		"api": {AllowedMethods: []string{"GET", "POST", "DELETE"}},
+	}})
+	del := get("/items/7")
+	del.Method = http.MethodDelete
+	if res := w.Evaluate(del); res.Action != ActionBlock || !slices.Contains(res.RuleIDs, 911100) {
+		t.Errorf("DELETE on the default policy: %+v", res)
+	}
+	if res := w.Policy("api").Evaluate(del); res.Action != ActionPass {
+		t.Errorf("DELETE on a route that allows it: %+v", res)
+	}
+	if res := w.Evaluate(get("/", "User-Agent", "sqlmap/1.7.2#stable (https://sqlmap.org)")); res.Action != ActionBlock || !slices.Contains(res.RuleIDs, 913100) {
+		t.Errorf("scanner UA: %+v", res)
+	}
+	if res := w.Evaluate(post("/x", "application/x-evil", "a=b")); res.Action != ActionBlock || !slices.Contains(res.RuleIDs, 920420) {
+		t.Errorf("content type outside the allowlist: %+v", res)
+	}
+	w2 := newWAF(t, Config{AllowedContentTypes: []string{"application/json", "application/x-evil"}})
+	if res := w2.Evaluate(post("/x", "application/x-evil", "a=b")); res.Action != ActionPass {
+		t.Errorf("allowed content type: %+v", res)
+	}
+}
+
+// DETECT scores like BLOCK but lets the request through; a disabled
+// route is not inspected; exclusions by category apply on their path only.
+func TestModesAndExclusions(t *testing.T) {
+	off := false
+	w := newWAF(t, Config{Mode: ModeDetect, Exclusions: []Exclusion{{Path: "/hooks/*", Rules: []string{"xss"}}},
+		Routes: map[string]RouteConfig{"strict": {Mode: ModeBlock}, "off": {Enabled: &off}}})
+	xss := "?q=%3Cscript%3Ealert(1)%3C/script%3E"
+	res := w.Evaluate(get("/a" + xss))
+	if res.Action != ActionDetect || !res.Attack || res.Status != 403 || res.Score < 5 {
+		t.Errorf("DETECT: %+v", res)
+	}
+	if res := w.Policy("strict").Evaluate(get("/a" + xss)); res.Action != ActionBlock {
+		t.Errorf("route BLOCK: %+v", res)
+	}
+	if res := w.Policy("off").Evaluate(get("/a" + xss)); res.Action != ActionNone || w.Policy("off").Enabled() {
+		t.Errorf("route off: %+v", res)
+	}
+	if res := w.Policy("strict").Evaluate(get("/hooks/gh" + xss)); res.Action != ActionPass || len(res.RuleIDs) != 0 {
+		t.Errorf("excluded category: %+v", res)
+	}
+	if res := w.Policy("strict").Evaluate(get("/hooks/gh?q=1%27%20OR%20%271%27=%271")); res.Action != ActionBlock {
+		t.Errorf("other category on the excluded path: %+v", res)
+	}
+}
+
+// Bodies over max_body_inspect_bytes: 413 in BLOCK, DETECT in DETECT
+// mode, inspected start and passed with body_limit_action pass; in every
+// case the body the backend would read is unchanged.
+func TestBodyOverLimit(t *testing.T) {
+	body := "a=" + strings.Repeat("x", 300) + "&b=%3Cscript%3Ealert(1)%3C/script%3E"
+	for _, c := range []struct {
+		cfg    Config
+		action Action
+		status int
+	}{
+		{Config{MaxBodyInspectBytes: 100}, ActionBlock, 413},
+		{Config{MaxBodyInspectBytes: 100, Mode: ModeDetect}, ActionDetect, 413},
+		{Config{MaxBodyInspectBytes: 100, PassLargeBody: true}, ActionPass, 0}, // the XSS is past the limit
+		{Config{MaxBodyInspectBytes: 1000}, ActionBlock, 403},
+	} {
+		w := newWAF(t, c.cfg)
+		r := post("/f", "application/x-www-form-urlencoded", body)
+		res := w.Evaluate(r)
+		if res.Action != c.action || res.Status != c.status {
+			t.Errorf("%+v: %+v", c.cfg, res)
+		}
+		if got, _ := io.ReadAll(r.Body); string(got) != body {
+			t.Errorf("%+v: body after inspection %q", c.cfg, got)
+		}
+	}
+}
