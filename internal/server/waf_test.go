@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/rampart-proxy/rampart/internal/acl"
+	"github.com/rampart-proxy/rampart/internal/config"
 )
 
 // wafConfig: a trusted loopback proxy (clients picked by X-Forwarded-For),
@@ -310,5 +311,28 @@ func TestWAFBodyLimit(t *testing.T) {
 	if r := e.wafReq("POST", "/small", "198.51.100.3", "application/octet-stream", body); r.status != 403 {
 		// CRS refuses content types outside tx.allowed_request_content_type
 		t.Errorf("octet-stream: %d", r.status)
+	}
+}
+
+// serve refuses to start with custom rules that do not compile, naming the
+// file and line.
+func TestWAFBrokenRulesRefuseStart(t *testing.T) {
+	b := newTestBackend(t, "a")
+	dir := t.TempDir()
+	rules := filepath.Join(dir, "custom.conf")
+	os.WriteFile(rules, []byte("SecRule ARGS \"@rx ok\" \"id:1000001,phase:2,pass\"\nSecRule ARGS \"@rx ok\" \"id:1000001,phase:2,pass\"\n"), 0o644)
+	e := &testEnv{t: t, dir: t.TempDir()}
+	e.cfgPath = filepath.Join(e.dir, "rampart.yaml")
+	e.write(wafConfig(b, fmt.Sprintf("    custom_rules_files: [%q]\n", rules)))
+	cfg, err := config.Load(e.cfgPath)
+	if err == nil {
+		srv, nerr := New(cfg, testLogger())
+		if nerr == nil {
+			srv.Shutdown(t.Context())
+		}
+		err = nerr
+	}
+	if err == nil || !strings.Contains(err.Error(), rules+":2: ") || !strings.Contains(err.Error(), "duplicated rule id") {
+		t.Fatalf("error %v, want %s:2: ... duplicated rule id", err, rules)
 	}
 }

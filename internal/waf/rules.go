@@ -23,22 +23,23 @@ func readRulesFile(path string) (rulesFile, error) {
 	return rulesFile{path: path, text: string(b)}, nil
 }
 
-// CheckRulesFile compiles one custom rules file on its own and reports the
-// first problem as "FILE:LINE: message" (config validation uses it, so
-// `rampart validate` names the faulty line without building CRS).
+// CheckRulesFile compiles one custom rules file followed by CRS (so an id
+// that collides with a CRS rule is found too) and reports the first
+// problem as "FILE:LINE: message"; config validation uses it, so
+// `rampart validate` names the faulty line.
 func CheckRulesFile(path string) error {
 	f, err := readRulesFile(path)
 	if err != nil {
 		return err
 	}
-	return f.check("SecRuleEngine On\n")
+	return f.check("SecRuleEngine On\n", crsInclude)
 }
 
-// check compiles before+f and, when that fails, finds the directive at
-// fault: Coraza's errors do not say where, so the file's directives are
+// check compiles before+f+after and, when that fails, finds the directive
+// at fault: Coraza's errors do not say where, so the file's directives are
 // compiled in growing prefixes (binary search) until the first that fails.
-func (f rulesFile) check(before string) error {
-	if err := compile(before + f.text); err == nil {
+func (f rulesFile) check(before, after string) error {
+	if err := compile(before + f.text + "\n" + after); err == nil {
 		return nil
 	} else if len(f.text) == 0 {
 		return fmt.Errorf("%s: %s", f.path, cleanErr(err))
@@ -48,17 +49,17 @@ func (f rulesFile) check(before string) error {
 	var last error
 	for lo < hi {
 		mid := (lo + hi) / 2
-		if err := compile(before + joinDirectives(ds[:mid])); err != nil {
+		if err := compile(before + joinDirectives(ds[:mid]) + after); err != nil {
 			hi, last = mid, err
 		} else {
 			lo = mid + 1
 		}
 	}
 	if last == nil || hi != lo {
-		last = compile(before + joinDirectives(ds[:lo]))
+		last = compile(before + joinDirectives(ds[:lo]) + after)
 	}
 	if last == nil || len(ds) == 0 { // fails only as a whole (e.g. an open chain)
-		last = compile(before + f.text)
+		last = compile(before + f.text + "\n" + after)
 		return fmt.Errorf("%s: %s", f.path, cleanErr(last))
 	}
 	return fmt.Errorf("%s:%d: %s", f.path, ds[lo-1].line, cleanErr(last))

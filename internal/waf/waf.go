@@ -210,10 +210,13 @@ func (w *WAF) engine(s engineSettings) (coraza.WAF, error) {
 	e, err := coraza.NewWAF(coraza.NewWAFConfig().WithRootFS(coreruleset.FS).WithDirectives(text))
 	if err != nil {
 		// Name the custom rule at fault: each file is checked after
-		// the setup and the files before it.
-		before := w.directives(s)
+		// the setup and the files before it, with CRS after it.
+		before, after := w.directives(s), ""
+		if w.crs {
+			after = crsInclude
+		}
 		for _, f := range w.custom {
-			if ferr := f.check(before); ferr != nil {
+			if ferr := f.check(before, after); ferr != nil {
 				return nil, ferr
 			}
 			before += f.text + "\n"

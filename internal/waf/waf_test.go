@@ -149,3 +149,13 @@ func TestBodyOverLimit(t *testing.T) {
 		}
 	}
 }
+
+// A custom rule whose id is already a CRS rule's is found by the check
+// that validate runs, with its line.
+func TestCustomRuleCollidesWithCRS(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "custom.conf")
+	os.WriteFile(p, []byte("SecRule ARGS \"@rx ok\" \"id:1000001,phase:2,pass\"\nSecRule ARGS \"@rx x\" \"id:942100,phase:2,pass\"\n"), 0o644)
+	if err := CheckRulesFile(p); err == nil || !strings.HasPrefix(err.Error(), p+":2: ") || !strings.Contains(err.Error(), "duplicated rule id") {
+		t.Fatalf("CheckRulesFile: %v", err)
+	}
+}
