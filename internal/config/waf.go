@@ -33,6 +33,10 @@ type WAF struct {
 	// tx.allowed_request_content_type) to CRS's list.
 	AllowedMethods      []string `yaml:"allowed_methods"`
 	AllowedContentTypes []string `yaml:"allowed_content_types"`
+	// ResponseInspection runs CRS's outbound rules on answers (text,
+	// HTML, XML and JSON bodies are held back up to max_body_inspect_bytes
+	// to be inspected), with anomaly_threshold as the outbound threshold.
+	ResponseInspection bool `yaml:"response_inspection"`
 }
 
 // WAFExclusion turns rules off on a path (exact, or a prefix ending in
@@ -75,6 +79,7 @@ func (c *Config) WAFConfig() (waf.Config, bool) {
 		AllowedContentTypes: w.AllowedContentTypes,
 		MaxBodyInspectBytes: w.MaxBodyInspectBytes,
 		PassLargeBody:       w.BodyLimitAction == "pass",
+		ResponseInspection:  w.ResponseInspection,
 		Routes:              map[string]waf.RouteConfig{},
 	}
 	if _, set := c.lines["security.waf.rule_sets"]; !set && w.RuleSets == nil {

@@ -122,8 +122,15 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// Stage 5, after the route is known because WAF settings are per
 	// route (waf.go); allowlisted clients skip it like the rate limits.
-	if t.waf != nil && rec.ACLAction != "allow" && e.inspect(t.waf.Policy(rt.name), rw, r, rec, client) {
-		return
+	if t.waf != nil && rec.ACLAction != "allow" {
+		refused, rc := e.inspect(t.waf.Policy(rt.name), rw, r, rec, client)
+		if refused {
+			return
+		}
+		if rc != nil {
+			e.serveInspected(rc, rw, r, rec, client)
+			return
+		}
 	}
 	e.srv.proxy.ServeHTTP(rw, r)
 }

@@ -62,11 +62,14 @@ func (c wafCounters) count(a waf.Action) {
 // the request; the verdict goes into the record, an attack is reported to
 // the offender tracker (DETECT too: the client attacked either way), and
 // in BLOCK mode the request is answered here and never reaches a backend.
-func (e *entry) inspect(p *waf.Policy, rw http.ResponseWriter, r *http.Request, rec *pipeline.Record, client netip.Addr) (refused bool) {
+//
+// With response inspection on, a request that passed gets rc, which the
+// caller wraps the response writer with (see serveInspected).
+func (e *entry) inspect(p *waf.Policy, rw http.ResponseWriter, r *http.Request, rec *pipeline.Record, client netip.Addr) (refused bool, rc *waf.ResponseCheck) {
 	if !p.Enabled() {
-		return false
+		return false, nil
 	}
-	res := p.Evaluate(r)
+	res, rc := p.EvaluateExchange(r)
 	rec.WAFAction, rec.WAFRulesMatched = string(res.Action), res.Matched()
 	if res.Err != nil {
 		// The client's body failed to arrive (or crossed max_body_bytes).
@@ -81,14 +84,14 @@ func (e *entry) inspect(p *waf.Policy, rw http.ResponseWriter, r *http.Request, 
 			e.srv.metrics.Blocked("request_limits", "max_body_bytes")
 		}
 		pipeline.WriteError(rw, r, status)
-		return true
+		return true, nil
 	}
 	e.srv.wafCount.count(res.Action)
 	if res.Attack && client.IsValid() {
 		e.srv.acl.Offense(client, acl.OffenceWAF)
 	}
 	if res.Action != waf.ActionBlock {
-		return false
+		return false, rc
 	}
 	reason := "attack"
 	if !res.Attack {
@@ -97,5 +100,25 @@ func (e *entry) inspect(p *waf.Policy, rw http.ResponseWriter, r *http.Request, 
 	rec.Error = "waf_" + reason
 	e.srv.metrics.Blocked("waf", reason)
 	pipeline.WriteError(rw, r, res.Status)
-	return true
+	return true, nil
+}
+
+// serveInspected proxies r with its answer inspected by the outbound
+// rules: a BLOCK verdict replaces the answer with a 403 (when it was held
+// back, see waf.ResponseWriter); either verdict goes into the record and
+// is an offence.
+func (e *entry) serveInspected(rc *waf.ResponseCheck, rw http.ResponseWriter, r *http.Request, rec *pipeline.Record, client netip.Addr) {
+	defer rc.Close() // also when the proxy aborts the answer
+	w := rc.Writer(rw, func(res waf.Result) {
+		rec.WAFAction, rec.WAFRulesMatched = string(res.Action), res.Matched()
+		if client.IsValid() {
+			e.srv.acl.Offense(client, acl.OffenceWAF)
+		}
+		if res.Action == waf.ActionBlock {
+			rec.Error = "waf_response"
+			e.srv.metrics.Blocked("waf", "response")
+		}
+	})
+	e.srv.proxy.ServeHTTP(w, r)
+	w.Finish()
 }

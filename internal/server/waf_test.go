@@ -336,3 +336,44 @@ func TestWAFBrokenRulesRefuseStart(t *testing.T) {
 		t.Fatalf("error %v, want %s:2: ... duplicated rule id", err, rules)
 	}
 }
+
+// response_inspection: an answer leaking a SQL error is replaced by the
+// generic 403; clean answers and uninspected types arrive unchanged.
+func TestWAFResponseInspection(t *testing.T) {
+	b := newTestBackend(t, "a")
+	b.setHandler(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/leak":
+			w.Header().Set("Content-Type", "text/html")
+			io.WriteString(w, "<p>You have an error in your SQL syntax; check the manual that corresponds to your MySQL server version for the right syntax</p>")
+		case "/bin":
+			w.Header().Set("Content-Type", "application/octet-stream")
+			io.WriteString(w, "You have an error in your SQL syntax; check the manual that corresponds to your MySQL server version")
+		default:
+			w.Header().Set("Content-Type", "text/html")
+			io.WriteString(w, "<p>all good</p>")
+		}
+	})
+	e := startEnv(t, wafConfig(b, "    response_inspection: true\n"))
+	r := e.wafReq("GET", "/leak", "198.51.100.1", "", "")
+	if r.status != 403 || strings.Contains(r.body, "SQL") || !strings.HasPrefix(r.body, "403 Forbidden\nrequest_id: ") {
+		t.Fatalf("leak: %d %q", r.status, r.body)
+	}
+	if r := e.wafReq("GET", "/ok", "198.51.100.2", "", ""); r.status != 200 || r.body != "<p>all good</p>" {
+		t.Fatalf("clean: %d %q", r.status, r.body)
+	}
+	if r := e.wafReq("GET", "/bin", "198.51.100.3", "", ""); r.status != 200 || !strings.HasPrefix(r.body, "You have an error") {
+		t.Fatalf("binary: %d %q", r.status, r.body)
+	}
+	lines := accessLogLines(t, filepath.Join(e.dir, "access.log"), 3)
+	if lines[0]["waf_action"] != "BLOCK" || lines[0]["error"] != "waf_response" || lines[0]["status_code"] != float64(403) ||
+		!strings.Contains(fmt.Sprint(lines[0]["waf_rules_matched"]), "951") {
+		t.Errorf("leak line: %v", lines[0])
+	}
+	if lines[1]["waf_action"] != "PASS" || lines[2]["waf_action"] != "PASS" {
+		t.Errorf("clean lines: %v / %v", lines[1]["waf_action"], lines[2]["waf_action"])
+	}
+	if m := metricsText(t, e); !strings.Contains(m, `rampart_blocked_total{reason="response",stage="waf"} 1`) {
+		t.Error("no response block counted")
+	}
+}

@@ -32,9 +32,18 @@ func (w *WAF) directives(s engineSettings) string {
 	b.WriteString("SecRequestBodyInMemoryLimit " + limit + "\n")
 	b.WriteString("SecRequestBodyLimitAction ProcessPartial\n")
 	b.WriteString("SecRequestBodyJsonDepthLimit 1024\n")
-	b.WriteString("SecResponseBodyAccess Off\n")
+	if w.responses {
+		b.WriteString("SecResponseBodyAccess On\n")
+		b.WriteString("SecResponseBodyMimeType text/plain text/html text/xml application/xml application/json\n")
+		b.WriteString("SecResponseBodyLimit " + limit + "\n")
+		b.WriteString("SecResponseBodyLimitAction ProcessPartial\n")
+	} else {
+		b.WriteString("SecResponseBodyAccess Off\n")
+	}
 	b.WriteString(`SecDefaultAction "phase:1,log,auditlog,pass"` + "\n")
 	b.WriteString(`SecDefaultAction "phase:2,log,auditlog,pass"` + "\n")
+	b.WriteString(`SecDefaultAction "phase:3,log,auditlog,pass"` + "\n")
+	b.WriteString(`SecDefaultAction "phase:4,log,auditlog,pass"` + "\n")
 	// Body processors by Content-Type (as in coraza.conf-recommended);
 	// urlencoded and multipart are chosen by Coraza itself.
 	b.WriteString(`SecRule REQUEST_HEADERS:Content-Type "^(?:application(?:/soap\+|/)|text/)xml" "id:200000,phase:1,t:none,t:lowercase,pass,nolog,ctl:requestBodyProcessor=XML"` + "\n")

@@ -56,8 +56,12 @@ type Config struct {
 	// inspected and the rest passes unread.
 	MaxBodyInspectBytes int64
 	PassLargeBody       bool
-	Exclusions          []Exclusion
-	Routes              map[string]RouteConfig
+	// ResponseInspection runs CRS's outbound rules (data leakage, web
+	// shells) on answers: headers, and text, HTML, XML and JSON bodies up
+	// to MaxBodyInspectBytes, which are held back until inspected.
+	ResponseInspection bool
+	Exclusions         []Exclusion
+	Routes             map[string]RouteConfig
 }
 
 // RouteConfig overrides Config for one route; zero values inherit.
@@ -79,6 +83,7 @@ type WAF struct {
 	engines      map[engineSettings]coraza.WAF
 	custom       []rulesFile
 	crs          bool
+	responses    bool
 }
 
 // Policy is how the requests of one route are inspected.
@@ -89,12 +94,13 @@ type Policy struct {
 	exclusions []exclusion
 	passLarge  bool
 	maxBody    int64
+	responses  bool // response inspection
 }
 
 // New compiles c. Custom rules that do not compile are reported as
 // "FILE:LINE: message".
 func New(c Config) (*WAF, error) {
-	w := &WAF{maxBody: c.MaxBodyInspectBytes, routes: map[string]*Policy{}, engines: map[engineSettings]coraza.WAF{}}
+	w := &WAF{responses: c.ResponseInspection, maxBody: c.MaxBodyInspectBytes, routes: map[string]*Policy{}, engines: map[engineSettings]coraza.WAF{}}
 	if w.maxBody <= 0 {
 		w.maxBody = DefaultMaxBodyInspectBytes
 	}
@@ -151,7 +157,7 @@ func New(c Config) (*WAF, error) {
 const DefaultMaxBodyInspectBytes = 128 << 10
 
 func (w *WAF) policy(c Config, rc RouteConfig) (*Policy, error) {
-	p := &Policy{enabled: c.Enabled, mode: c.Mode, passLarge: c.PassLargeBody, maxBody: w.maxBody}
+	p := &Policy{enabled: c.Enabled, mode: c.Mode, passLarge: c.PassLargeBody, maxBody: w.maxBody, responses: c.ResponseInspection}
 	if rc.Enabled != nil {
 		p.enabled = *rc.Enabled
 	}
@@ -255,8 +261,33 @@ func (p *Policy) Mode() Mode { return p.mode }
 // reads is put back in front of the unread rest, so the backend gets the
 // body unchanged and streaming continues past what was inspected.
 func (p *Policy) Evaluate(r *http.Request) Result {
+	res, tx := p.evaluate(r)
+	if tx != nil {
+		tx.Close()
+	}
+	return res
+}
+
+// EvaluateExchange is Evaluate that, when response inspection is on and
+// the request passed, also returns what inspects the answer (the request's
+// transaction, kept open); nil otherwise.
+func (p *Policy) EvaluateExchange(r *http.Request) (Result, *ResponseCheck) {
+	res, tx := p.evaluate(r)
+	if tx == nil {
+		return res, nil
+	}
+	if !p.responses || res.Action != ActionPass || res.Err != nil {
+		tx.Close()
+		return res, nil
+	}
+	return res, &ResponseCheck{tx: tx, p: p, r: r}
+}
+
+// evaluate returns the verdict and the transaction, which the caller
+// closes.
+func (p *Policy) evaluate(r *http.Request) (Result, types.Transaction) {
 	if !p.Enabled() {
-		return Result{}
+		return Result{}, nil
 	}
 	id := pipeline.FromContext(r.Context()).RequestID
 	if id == "" {
@@ -268,7 +299,6 @@ func (p *Policy) Evaluate(r *http.Request) Result {
 	} else {
 		tx = p.engine.NewTransaction()
 	}
-	defer tx.Close()
 
 	passLarge := p.passLarge
 	if len(p.exclusions) > 0 {
@@ -312,27 +342,27 @@ func (p *Policy) Evaluate(r *http.Request) Result {
 		}
 	}
 	if it := tx.ProcessRequestHeaders(); it != nil {
-		return p.verdict(tx, it, Result{})
+		return p.verdict(tx, it, Result{}), tx
 	}
 	var res Result
 	if tx.IsRequestBodyAccessible() && r.Body != nil && r.Body != http.NoBody && inspectable(r.Header.Get("Content-Type")) {
 		tooLarge, err := p.feedBody(tx, r)
 		if err != nil {
-			return Result{Action: ActionPass, Err: err}
+			return Result{Action: ActionPass, Err: err}, tx
 		}
 		if tooLarge && !passLarge {
 			res.BodyTooLarge = true
 			if p.mode == ModeBlock {
 				res.Action, res.Status = ActionBlock, http.StatusRequestEntityTooLarge
-				return res
+				return res, tx
 			}
 		}
 	}
 	it, err := tx.ProcessRequestBody()
 	if err != nil {
-		return Result{Action: ActionPass, Err: err}
+		return Result{Action: ActionPass, Err: err}, tx
 	}
-	return p.verdict(tx, it, res)
+	return p.verdict(tx, it, res), tx
 }
 
 // verdict turns the transaction's state into a Result.
@@ -346,13 +376,7 @@ func (p *Policy) verdict(tx types.Transaction, it *types.Interruption, res Resul
 			res.RuleIDs = append(res.RuleIDs, id)
 		}
 	}
-	if tv, ok := tx.(interface {
-		Variables() plugintypes.TransactionVariables
-	}); ok {
-		if v := tv.Variables().TX().Get("blocking_inbound_anomaly_score"); len(v) > 0 {
-			res.Score, _ = strconv.Atoi(v[0])
-		}
-	}
+	res.Score = txInt(tx, "blocking_inbound_anomaly_score")
 	switch {
 	case it != nil:
 		res.Attack = true
@@ -371,6 +395,19 @@ func (p *Policy) verdict(tx types.Transaction, it *types.Interruption, res Resul
 		res.Action = ActionDetect
 	}
 	return res
+}
+
+// txInt reads a numeric TX variable (CRS's anomaly scores).
+func txInt(tx types.Transaction, name string) int {
+	if tv, ok := tx.(interface {
+		Variables() plugintypes.TransactionVariables
+	}); ok {
+		if v := tv.Variables().TX().Get(name); len(v) > 0 {
+			n, _ := strconv.Atoi(v[0])
+			return n
+		}
+	}
+	return 0
 }
 
 func splitHostPort(a string) (string, int) {
