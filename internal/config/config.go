@@ -76,6 +76,8 @@ type Route struct {
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// Headers adds to or overrides security.headers.add for this route.
 	Headers *RouteHeaders `yaml:"headers"`
+	// WAF overrides security.waf for this route (waf.go).
+	WAF *RouteWAF `yaml:"waf"`
 }
 
 // RouteMatch selects requests. Host is exact ("api.example.com"), a one-label

@@ -26,6 +26,8 @@ type Security struct {
 	HTTP2               HTTP2Limits         `yaml:"http2"`
 	Headers             Headers             `yaml:"headers"`
 	RateLimits          RateLimits          `yaml:"rate_limits"`
+	// WAF is stage 5 (waf.go); nil when the section is absent (off).
+	WAF *WAF `yaml:"waf"`
 }
 
 // IPLists are the static allow and block lists and the threat feeds. An

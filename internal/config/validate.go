@@ -22,6 +22,7 @@ func (c *Config) Validate() Problems {
 	v.ipLists()
 	v.hardening()
 	v.rateLimits()
+	v.waf()
 	v.logging()
 	sortProblems(v.ps)
 	return v.ps

@@ -121,6 +121,18 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if body != nil {
 		body.limit = rt.maxBody // a chunked body is cut off where it crosses it
 	}
+	// Stage 5, after the route is known because WAF settings are per
+	// route (waf.go); allowlisted clients skip it like the rate limits.
+	if t.waf != nil && rec.ACLAction != "allow" {
+		refused, rc := e.inspect(t.waf.Policy(rt.name), rw, r, rec, client)
+		if refused {
+			return
+		}
+		if rc != nil {
+			e.serveInspected(rc, rw, r, rec, client)
+			return
+		}
+	}
 	e.srv.proxy.ServeHTTP(rw, r)
 }
 

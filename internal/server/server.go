@@ -24,6 +24,7 @@ import (
 	"github.com/rampart-proxy/rampart/internal/proxy"
 	"github.com/rampart-proxy/rampart/internal/ratelimit"
 	"github.com/rampart-proxy/rampart/internal/server/http1"
+	"github.com/rampart-proxy/rampart/internal/waf"
 )
 
 // Server is one running Rampart instance.
@@ -45,6 +46,8 @@ type Server struct {
 	// procSys is where the SYN-flood posture is read and applied
 	// (/proc/sys; tests point it at a temporary directory).
 	procSys string
+	// wafCount counts WAF verdicts (waf.go).
+	wafCount wafCounters
 
 	// table is everything a request reads from the config, replaced as a
 	// whole on reload so a request sees one config from start to end.
@@ -70,6 +73,7 @@ type table struct {
 	accessLog                  *accesslog.Logger
 	limits                     *rlTable // nil: no rate limits configured
 	allowEncodedSlashes        bool     // security.request_limits.allow_encoded_slashes
+	waf                        *waf.WAF // nil: no route inspects requests
 }
 
 type listenerSettings struct {
@@ -100,6 +104,12 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	s.slow = newSlowClients(cfg)
 	s.metrics.Registry().MustRegister(slowClientCollector{s.slow})
 	s.procSys = "/proc/sys"
+	s.wafCount = newWAFCounters(s.metrics.Registry())
+	wf, err := buildWAF(cfg)
+	if err != nil {
+		reg.Close()
+		return nil, err
+	}
 	s.limits.events = s.auditAutomatic
 	reg.SetEvents(s.auditAutomatic)
 	if s.acl, err = acl.New(cfg, acl.Options{Logger: log, Events: s.auditAutomatic}); err != nil {
@@ -113,7 +123,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		s.acl.Close()
 		return nil, fmt.Errorf("access log: %w", err)
 	}
-	s.table.Store(s.buildTable(cfg, al))
+	s.table.Store(s.buildTable(cfg, al, wf))
 	auditPath, auditKey := cfg.AuditPaths()
 	if s.audit, err = audit.Open(audit.Options{Path: auditPath, KeyFile: auditKey, Logger: log}); err != nil {
 		reg.Close()
@@ -124,8 +134,9 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	return s, nil
 }
 
-func (s *Server) buildTable(cfg *config.Config, al *accesslog.Logger) *table {
+func (s *Server) buildTable(cfg *config.Config, al *accesslog.Logger, wf *waf.WAF) *table {
 	t := &table{
+		waf:           wf,
 		instance:      cfg.InstanceName,
 		router:        newRouterFor(cfg, s.reg),
 		headers:       newHeaderSet(&cfg.Security.Headers, nil),
@@ -405,6 +416,13 @@ func (s *Server) apply(cfg *config.Config) error {
 			remove = append(remove, l)
 		}
 	}
+	// The WAF is compiled before anything changes: rules that do not
+	// compile leave the running WAF (and config) in place.
+	wf, err := buildWAF(cfg)
+	if err != nil {
+		s.log.Error("reload refused: WAF rules, keeping the running config", "problems", err.Error())
+		return err
+	}
 	bound, err := s.bind(cfg, add)
 	if err != nil {
 		s.log.Error("reload refused: cannot bind, keeping the running config", "problems", err.Error())
@@ -444,7 +462,7 @@ func (s *Server) apply(cfg *config.Config) error {
 		l.name.Store(&lc.Name)
 		l.cfg = lc
 	}
-	s.table.Store(s.buildTable(cfg, al))
+	s.table.Store(s.buildTable(cfg, al, wf))
 	for _, l := range remove {
 		delete(s.listeners, l.cfg.Listen)
 		go s.shutdownListener(l, cfg.ShutdownTimeout.D())

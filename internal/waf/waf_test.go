@@ -1,0 +1,161 @@
+package waf
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// shared engines: building CRS costs ~0.1 s, so tests reuse them by config.
+func newWAF(t testing.TB, c Config) *WAF {
+	t.Helper()
+	if c.RuleSets == nil {
+		c.RuleSets = []string{RuleSetCRS}
+	}
+	c.Enabled = true
+	w, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func get(target string, hdr ...string) *http.Request {
+	r := httptest.NewRequest(http.MethodGet, target, nil)
+	r.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0")
+	r.Header.Set("Accept", "text/html,application/json")
+	r.Header.Set("Accept-Language", "en")
+	for i := 0; i+1 < len(hdr); i += 2 {
+		r.Header.Set(hdr[i], hdr[i+1])
+	}
+	return r
+}
+
+func post(target, ct, body string) *http.Request {
+	r := get(target)
+	r.Method = http.MethodPost
+	r.Body = io.NopCloser(strings.NewReader(body))
+	r.ContentLength = int64(len(body))
+	r.Header.Set("Content-Type", ct)
+	return r
+}
+
+func TestBlockAndPass(t *testing.T) {
+	w := newWAF(t, Config{Mode: ModeBlock})
+	res := w.Evaluate(get("/search?q=1%27%20OR%20%271%27=%271"))
+	if res.Action != ActionBlock || res.Status != 403 || !res.Attack || res.Score < 5 || !slices.Contains(res.RuleIDs, 949110) {
+		t.Fatalf("sqli: %+v", res)
+	}
+	res = w.Evaluate(get("/search?q=blue+shoes&page=2"))
+	if res.Action != ActionPass || res.Attack || res.Score != 0 || len(res.RuleIDs) != 0 {
+		t.Fatalf("benign: %+v", res)
+	}
+	t.Log(res.Matched())
+}
+
+func TestCustomRulesErrorNamesLine(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "custom.conf")
+	os.WriteFile(p, []byte("# my rules\nSecRule ARGS \"@rx a\" \"id:10001,phase:2,deny\"\n\nSecRule ARGS \\\n  \"@rx (\" \\\n  \"id:10002,phase:2,deny\"\n"), 0o644)
+	err := CheckRulesFile(p)
+	if err == nil || !strings.HasPrefix(err.Error(), p+":4: ") || !strings.Contains(err.Error(), "missing closing )") {
+		t.Fatalf("CheckRulesFile: %v", err)
+	}
+	_, err = New(Config{Enabled: true, RuleSets: []string{RuleSetCRS}, CustomRulesFiles: []string{p}})
+	if err == nil || !strings.HasPrefix(err.Error(), p+":4: ") {
+		t.Fatalf("New: %v", err)
+	}
+}
+
+// Method allowlist per route (CRS 911100 with tx.allowed_methods), the
+// scanner User-Agent list (913100), and Content-Type validation (920420).
+func TestProtocolEnforcement(t *testing.T) {
+	w := newWAF(t, Config{AllowedMethods: []string{"GET", "POST"}, Routes: map[string]RouteConfig{
+		"api": {AllowedMethods: []string{"GET", "POST", "DELETE"}},
+	}})
+	del := get("/items/7")
+	del.Method = http.MethodDelete
+	if res := w.Evaluate(del); res.Action != ActionBlock || !slices.Contains(res.RuleIDs, 911100) {
+		t.Errorf("DELETE on the default policy: %+v", res)
+	}
+	if res := w.Policy("api").Evaluate(del); res.Action != ActionPass {
+		t.Errorf("DELETE on a route that allows it: %+v", res)
+	}
+	if res := w.Evaluate(get("/", "User-Agent", "sqlmap/1.7.2#stable (https://sqlmap.org)")); res.Action != ActionBlock || !slices.Contains(res.RuleIDs, 913100) {
+		t.Errorf("scanner UA: %+v", res)
+	}
+	if res := w.Evaluate(post("/x", "application/x-evil", "a=b")); res.Action != ActionBlock || !slices.Contains(res.RuleIDs, 920420) {
+		t.Errorf("content type outside the allowlist: %+v", res)
+	}
+	w2 := newWAF(t, Config{AllowedContentTypes: []string{"application/json", "application/x-evil"}})
+	if res := w2.Evaluate(post("/x", "application/x-evil", "a=b")); res.Action != ActionPass {
+		t.Errorf("allowed content type: %+v", res)
+	}
+}
+
+// DETECT scores like BLOCK but lets the request through; a disabled
+// route is not inspected; exclusions by category apply on their path only.
+func TestModesAndExclusions(t *testing.T) {
+	off := false
+	w := newWAF(t, Config{Mode: ModeDetect, Exclusions: []Exclusion{{Path: "/hooks/*", Rules: []string{"xss"}}},
+		Routes: map[string]RouteConfig{"strict": {Mode: ModeBlock}, "off": {Enabled: &off}}})
+	xss := "?q=%3Cscript%3Ealert(1)%3C/script%3E"
+	res := w.Evaluate(get("/a" + xss))
+	if res.Action != ActionDetect || !res.Attack || res.Status != 403 || res.Score < 5 {
+		t.Errorf("DETECT: %+v", res)
+	}
+	if res := w.Policy("strict").Evaluate(get("/a" + xss)); res.Action != ActionBlock {
+		t.Errorf("route BLOCK: %+v", res)
+	}
+	if res := w.Policy("off").Evaluate(get("/a" + xss)); res.Action != ActionNone || w.Policy("off").Enabled() {
+		t.Errorf("route off: %+v", res)
+	}
+	if res := w.Policy("strict").Evaluate(get("/hooks/gh" + xss)); res.Action != ActionPass || len(res.RuleIDs) != 0 {
+		t.Errorf("excluded category: %+v", res)
+	}
+	if res := w.Policy("strict").Evaluate(get("/hooks/gh?q=1%27%20OR%20%271%27=%271")); res.Action != ActionBlock {
+		t.Errorf("other category on the excluded path: %+v", res)
+	}
+}
+
+// Bodies over max_body_inspect_bytes: 413 in BLOCK, DETECT in DETECT
+// mode, inspected start and passed with body_limit_action pass; in every
+// case the body the backend would read is unchanged.
+func TestBodyOverLimit(t *testing.T) {
+	body := "a=" + strings.Repeat("x", 300) + "&b=%3Cscript%3Ealert(1)%3C/script%3E"
+	for _, c := range []struct {
+		cfg    Config
+		action Action
+		status int
+	}{
+		{Config{MaxBodyInspectBytes: 100}, ActionBlock, 413},
+		{Config{MaxBodyInspectBytes: 100, Mode: ModeDetect}, ActionDetect, 413},
+		{Config{MaxBodyInspectBytes: 100, PassLargeBody: true}, ActionPass, 0}, // the XSS is past the limit
+		{Config{MaxBodyInspectBytes: 1000}, ActionBlock, 403},
+	} {
+		w := newWAF(t, c.cfg)
+		r := post("/f", "application/x-www-form-urlencoded", body)
+		res := w.Evaluate(r)
+		if res.Action != c.action || res.Status != c.status {
+			t.Errorf("%+v: %+v", c.cfg, res)
+		}
+		if got, _ := io.ReadAll(r.Body); string(got) != body {
+			t.Errorf("%+v: body after inspection %q", c.cfg, got)
+		}
+	}
+}
+
+// A custom rule whose id is already a CRS rule's is found by the check
+// that validate runs, with its line.
+func TestCustomRuleCollidesWithCRS(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "custom.conf")
+	os.WriteFile(p, []byte("SecRule ARGS \"@rx ok\" \"id:1000001,phase:2,pass\"\nSecRule ARGS \"@rx x\" \"id:942100,phase:2,pass\"\n"), 0o644)
+	if err := CheckRulesFile(p); err == nil || !strings.HasPrefix(err.Error(), p+":2: ") || !strings.Contains(err.Error(), "duplicated rule id") {
+		t.Fatalf("CheckRulesFile: %v", err)
+	}
+}
