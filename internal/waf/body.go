@@ -10,9 +10,13 @@ import (
 	"github.com/corazawaf/coraza/v3/types"
 )
 
-// inspectable reports whether CRS parses bodies of this Content-Type
-// (the body processors Coraza has): urlencoded forms, multipart, JSON and
-// XML. Other bodies are not read by the WAF and stream to the backend.
+// inspectable reports whether the WAF reads bodies of this Content-Type.
+// CRS parses urlencoded forms, multipart, JSON and XML into ARGS, and
+// matches every other body as a whole (REQUEST_BODY), so every body is
+// inspected except media types that are binary by nature (images, audio,
+// video, archives, octet streams), which stream to the backend unread. A
+// body without a Content-Type is inspected too: CRS then parses it as a
+// form, and a backend may as well.
 func inspectable(ct string) bool {
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil {
@@ -22,14 +26,12 @@ func inspectable(ct string) bool {
 		mt = strings.TrimSpace(mt)
 	}
 	switch {
-	case mt == "application/x-www-form-urlencoded", strings.HasPrefix(mt, "multipart/"):
-		return true
-	case mt == "application/json", strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"):
-		return true
-	case mt == "application/xml", mt == "text/xml", strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+xml"):
-		return true
+	case strings.HasPrefix(mt, "image/"), strings.HasPrefix(mt, "audio/"), strings.HasPrefix(mt, "video/"), strings.HasPrefix(mt, "font/"):
+		return false
+	case mt == "application/octet-stream", mt == "application/zip", mt == "application/gzip", mt == "application/x-tar", mt == "application/pdf":
+		return false
 	}
-	return false
+	return true
 }
 
 // feedBody reads up to max_body_inspect_bytes of r's body into tx and puts
