@@ -53,7 +53,15 @@ type Admin struct {
 type Listener struct {
 	Name     string `yaml:"name"`
 	Listen   string `yaml:"listen"`
-	Protocol string `yaml:"protocol"` // http
+	Protocol string `yaml:"protocol"` // http | https
+	// RedirectToHTTPS makes an http listener answer every request with a
+	// 308 to the same URL on https (ACME HTTP-01 challenges excepted).
+	RedirectToHTTPS bool `yaml:"redirect_to_https"`
+	// TLS is the termination policy and certificates of an https
+	// listener (tls.go).
+	TLS *ListenerTLS `yaml:"tls"`
+	// SNIRouting selects certificate and pool by the client's SNI (tls.go).
+	SNIRouting []SNIRoute `yaml:"sni_routing"`
 	// H2C accepts HTTP/2 over cleartext (prior knowledge) beside HTTP/1.1.
 	H2C bool `yaml:"h2c"`
 	// TrustedProxies are peers (addresses or CIDRs) whose X-Forwarded-For
