@@ -61,7 +61,7 @@ func (v *validator) listeners() {
 		switch l.Protocol {
 		case "http":
 		case "https":
-			v.add(p+".protocol", "listener %q: protocol https is not supported by this version yet (TLS termination is planned); use http", l.Name)
+			// accepted (tlsint): its checks arrive with the tls validation branch
 		default:
 			v.add(p+".protocol", "listener %q: unknown protocol %q (use http)", l.Name, l.Protocol)
 		}
