@@ -28,6 +28,9 @@ type conn struct {
 	// it: rwc, or what Server.Preface made of it. Only the connection's own
 	// goroutine changes it, before the hooks read it.
 	hc net.Conn
+	// tc is the TLS connection on a TLS listener, after the handshake:
+	// requests are read from and answers written to it (see tls.go).
+	tc *tlsConn
 	br *bufio.Reader
 	bw *bufio.Writer
 
@@ -104,7 +107,24 @@ func (cr *connReader) Read(p []byte) (int, error) {
 	if c.meter.on {
 		return c.readBody(p)
 	}
+	return c.read(p)
+}
+
+// read reads the request stream: decrypted on a TLS connection.
+func (c *conn) read(p []byte) (int, error) {
+	if c.tc != nil {
+		return c.tc.Read(p)
+	}
 	return c.rwc.Read(p)
+}
+
+// stream is the connection carrying the HTTP bytes, for a hijacking
+// handler.
+func (c *conn) stream() net.Conn {
+	if c.tc != nil {
+		return c.tc
+	}
+	return c.hc
 }
 
 // sendContinue sends the 100 Continue a client waiting with Expect wants
@@ -170,7 +190,7 @@ func (s *Server) newConn(rwc net.Conn) *conn {
 	c.bw = writerPool.Get().(*bufio.Writer)
 	c.bw.Reset(&c.cw)
 	c.pol = s.pol.Load()
-	if s.Preface == nil {
+	if s.Preface == nil && s.tlsConfig == nil {
 		c.setContext()
 	}
 	c.head.hdr = make(http.Header, 16)
@@ -179,14 +199,18 @@ func (s *Server) newConn(rwc net.Conn) *conn {
 	return c
 }
 
-// setContext derives the connection's context and request template from hc.
+// setContext derives the connection's context and request template from hc
+// (from the TLS connection over it, after a handshake).
 func (c *conn) setContext() {
 	ctx := c.srv.baseCtx
 	if c.srv.ConnContext != nil {
-		ctx = c.srv.ConnContext(ctx, c.hc)
+		ctx = c.srv.ConnContext(ctx, c.stream())
 	}
 	c.ctx = ctx
 	c.tmpl = *(&http.Request{RemoteAddr: c.hc.RemoteAddr().String()}).WithContext(c.ctx)
+	if c.tc != nil {
+		c.tmpl.TLS = &c.tc.info.State
+	}
 }
 
 // preface runs Server.Preface and reports whether the connection goes on.
@@ -198,7 +222,9 @@ func (c *conn) preface() bool {
 	if !ok {
 		return false
 	}
-	c.setContext()
+	if c.srv.tlsConfig == nil {
+		c.setContext()
+	}
 	return true
 }
 
@@ -217,9 +243,19 @@ func (c *conn) serve() {
 	// first byte: a client that connects and stays silent is bounded by
 	// the header timeout.
 	c.setReadDeadline(time.Now().Add(c.pol.ReadHeaderTimeout))
-	// A preamble shares that timeout.
+	// A preamble shares that timeout, and so does a TLS handshake.
 	if s.Preface != nil && !c.preface() {
 		return
+	}
+	if s.tlsConfig != nil {
+		if !c.handshake() {
+			return
+		}
+		if c.tc.info.State.NegotiatedProtocol == "h2" {
+			c.handOffH2TLS()
+			return
+		}
+		c.setContext()
 	}
 	for first := true; ; first = false {
 		c.pol = s.pol.Load() // for the idle timeout
@@ -409,6 +445,9 @@ func (c *conn) refuse(err error) {
 // answer in the client's receive buffer. It shuts down the sending side
 // and discards what still comes, bounded in bytes and time.
 func (c *conn) lingerClose() {
+	if c.tc != nil {
+		c.tc.CloseWrite() // close_notify: the answer is complete
+	}
 	if tc, ok := c.rwc.(interface{ CloseWrite() error }); ok {
 		tc.CloseWrite()
 		c.rwc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
@@ -420,7 +459,9 @@ func (c *conn) lingerClose() {
 // listener's HTTP/2 server (h2c with prior knowledge), replaying the bytes
 // already read.
 func (c *conn) handOffH2() {
-	if c.srv.h2 == nil {
+	if !c.srv.H2C || c.tc != nil {
+		// Over TLS, HTTP/2 is negotiated by ALPN (handOffH2TLS), never
+		// assumed.
 		if c.srv.OnRefused != nil {
 			c.srv.OnRefused(c.ctx, http.StatusHTTPVersionNotSupported, "HTTP/2 without h2c enabled")
 		}
@@ -433,7 +474,7 @@ func (c *conn) handOffH2() {
 	}
 	c.clearWriteDeadline()
 	h2 := c.srv.h2
-	pre := newH2Conn(c.hc, io.MultiReader(strings.NewReader("PRI * HTTP/2.0\r\n"), c.br), c.srv.OnClose, h2.maxResets, h2.onFlood)
+	pre := newH2Conn(c.hc, c.hc, io.MultiReader(strings.NewReader("PRI * HTTP/2.0\r\n"), c.br), c.srv.OnClose, h2.maxResets, h2.onFlood)
 	c.hijacked.Store(true) // the HTTP/2 server owns it now
 	c.handedOff = true     // and pre tells OnClose when it is closed
 	c.srv.untrack(c)
@@ -450,7 +491,14 @@ func (c *conn) close() {
 	if c.hijacked.Load() {
 		return
 	}
-	c.rwc.Close()
+	if c.tc != nil {
+		// close_notify goes out under crypto/tls's own bounded deadline,
+		// not the answer's write limits.
+		c.writeTimeout, c.minReadRate = 0, 0
+		c.tc.Close()
+	} else {
+		c.rwc.Close()
+	}
 	c.br.Reset(nil)
 	readerPool.Put(c.br)
 	c.releaseWriter()

@@ -30,8 +30,10 @@ var DefaultHTTP2Limits = HTTP2Limits{
 }
 
 // h2Server serves the h2c connections the HTTP/1 loop recognised by their
-// preface, with net/http's HTTP/2 implementation (flow control, stream
-// limits, rapid-reset and CONTINUATION-flood mitigation) fed from a channel
+// preface, and the TLS connections that negotiated "h2" (decrypted, they
+// are h2c to it: net/http sees no *tls.Conn, so its preface check runs),
+// with net/http's HTTP/2 implementation (flow control, stream limits,
+// rapid-reset and CONTINUATION-flood mitigation) fed from a channel
 // listener. Its limits are those of the policy in force when the first
 // listener starts serving; a reload does not change them (net/http reads
 // them while connections run).

@@ -9,8 +9,8 @@ import (
 	"time"
 )
 
-// h2Conn is an h2c connection as the HTTP/2 server sees it. It replays the
-// bytes the HTTP/1 loop already read, tells Server.OnClose when the HTTP/2
+// h2Conn is an HTTP/2 connection (h2c, or "h2" over TLS) as the HTTP/2
+// server sees it. It replays the bytes the HTTP/1 loop already read (h2c), tells Server.OnClose when the HTTP/2
 // server closes it (so the connection guard counts it for as long as it is
 // open, not only until the hand-off), and counts the client's RST_STREAM
 // frames: net/http offers no hook for them, so the byte stream is followed
@@ -83,8 +83,10 @@ const (
 	h2PrefaceLen   = 24  // "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 )
 
-func newH2Conn(inner net.Conn, r io.Reader, onClose func(net.Conn), maxResets int, onFlood func()) *h2Conn {
-	c := &h2Conn{Conn: inner, r: r, onClose: onClose, inner: inner, maxResets: maxResets, onFlood: onFlood}
+// newH2Conn wraps conn, which carries the HTTP/2 bytes (the socket, or
+// the TLS connection over it); inner is what onClose is given.
+func newH2Conn(conn, inner net.Conn, r io.Reader, onClose func(net.Conn), maxResets int, onFlood func()) *h2Conn {
+	c := &h2Conn{Conn: conn, r: r, onClose: onClose, inner: inner, maxResets: maxResets, onFlood: onFlood}
 	c.in.skip = h2PrefaceLen
 	return c
 }

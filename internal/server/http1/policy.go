@@ -192,7 +192,7 @@ func (m *rateMeter) next(now time.Time) time.Time {
 func (c *conn) readBody(p []byte) (int, error) {
 	m := &c.meter
 	for {
-		n, err := c.rwc.Read(p)
+		n, err := c.read(p)
 		m.total += int64(n)
 		if err == nil || !isTimeoutErr(err) {
 			return n, err
@@ -237,6 +237,16 @@ type connWriter struct{ c *conn }
 // With a MinReadRate, writeMetered takes over (see writeMeter).
 func (cw *connWriter) Write(p []byte) (int, error) {
 	c := cw.c
+	if c.tc != nil {
+		return c.tc.Write(p) // whose transport is rawWrite
+	}
+	return c.rawWrite(p)
+}
+
+// rawWrite writes to the socket: the answer itself, or on a TLS
+// connection the records crypto/tls makes of it (tlsTransport), so the
+// write limits act where a timed-out write can be resumed.
+func (c *conn) rawWrite(p []byte) (int, error) {
 	if c.hijacked.Load() {
 		return c.rwc.Write(p)
 	}

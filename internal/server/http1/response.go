@@ -259,7 +259,7 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c.setReadDeadline(time.Time{})
 	c.hijacked.Store(true)
 	c.clearWriteDeadline()
-	hc := &hijackedConn{Conn: c.hc, br: c.br}
+	hc := &hijackedConn{Conn: c.stream(), br: c.br}
 	return hc, bufio.NewReadWriter(c.br, c.bw), nil
 }
 

@@ -19,12 +19,14 @@
 // reach a handler.
 //
 // Connections that open with the HTTP/2 preface are handed to net/http's
-// HTTP/2 server when h2c is enabled.
+// HTTP/2 server when h2c is enabled. With a TLSConfig every connection is
+// TLS (tls.go), and those that negotiate "h2" go to the same HTTP/2 server.
 package http1
 
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -34,7 +36,8 @@ import (
 	"time"
 )
 
-// Server serves HTTP/1.1 (and hands h2c connections to net/http).
+// Server serves HTTP/1.1, over TLS when configured (and hands HTTP/2
+// connections, h2c or ALPN "h2", to net/http).
 type Server struct {
 	Handler http.Handler
 	// ConnContext derives a connection's context (per-connection data the
@@ -83,12 +86,24 @@ type Server struct {
 	AllowedMethods    []string
 	// H2C serves connections that start with the HTTP/2 preface.
 	H2C bool
-	Log *slog.Logger
+	// TLSConfig, when set, makes every connection TLS (see tls.go); it is
+	// fixed for the listener's life, and what changes (certificates, SNI
+	// table) comes through its GetConfigForClient. Connections that
+	// negotiate "h2" by ALPN are served by the HTTP/2 server, with or
+	// without H2C; ConnContext reads the handshake's facts with ConnTLS.
+	TLSConfig *tls.Config
+	// OnTLSError, when set, is told of every failed handshake with one of
+	// the TLS* reasons; c is what OnClose is given. A connection closed
+	// before sending a byte is not reported.
+	OnTLSError func(c net.Conn, reason string, err error)
+	Log        *slog.Logger
 
 	pol     atomic.Pointer[policy]
 	baseCtx context.Context
 	once    sync.Once
 	h2      *h2Server
+	// tlsConfig is TLSConfig wrapped to record each ClientHello.
+	tlsConfig *tls.Config
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -110,7 +125,10 @@ func (s *Server) init() {
 		s.baseCtx = context.Background()
 		s.listeners = map[net.Listener]struct{}{}
 		s.conns = map[*conn]struct{}{}
-		if s.H2C {
+		if s.TLSConfig != nil {
+			s.tlsConfig = wrapTLSConfig(s.TLSConfig)
+		}
+		if s.H2C || s.TLSConfig != nil {
 			s.h2 = newH2Server(s)
 		}
 	})
