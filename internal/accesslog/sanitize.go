@@ -175,6 +175,8 @@ func (e *encoder) appendLine(b []byte, r *pipeline.Record) []byte {
 	b = appendFloat(b, "target_processing_time_ms", r.TargetProcessingTimeMs)
 	// Rampart's own fields, beyond DESIGN §5.
 	b = e.str(b, "listener", r.Listener, kindPlain, false)
+	b = e.str(b, "sni", r.SNI, kindPlain, false)
+	b = appendBool(b, "tls_resumed", r.TLSResumed)
 	b = e.str(b, "route", r.Route, kindPlain, false)
 	b = e.str(b, "backend_id", r.BackendID, kindPlain, false)
 	b = appendInt(b, "attempts", int64(r.Attempts))

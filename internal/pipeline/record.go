@@ -57,9 +57,15 @@ type Record struct {
 
 	// TLS and security-stage facts of DESIGN §5. Stages that do not exist
 	// yet leave them empty; the access log writes them anyway so that its
-	// schema does not change when they land.
+	// schema does not change when they land. On an https listener:
+	// SSLProtocol "TLSv1.3", SSLCipher the suite's IANA name, JA3 and JA4
+	// the client's fingerprints (tlsterm/fingerprint.go), SNI the server
+	// name the client asked for, TLSResumed whether the connection resumed
+	// an earlier session (no full handshake).
 	SSLProtocol      string   `json:"ssl_protocol"`
 	SSLCipher        string   `json:"ssl_cipher"`
+	SNI              string   `json:"sni"`
+	TLSResumed       bool     `json:"tls_resumed"`
 	JA3              string   `json:"ja3"`
 	JA4              string   `json:"ja4"`
 	ConnectionReused bool     `json:"connection_reused"`

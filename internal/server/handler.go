@@ -45,7 +45,11 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.Protocol = r.Proto
 	rec.UserAgent, rec.Referer = r.Header.Get("User-Agent"), r.Header.Get("Referer")
 	var client netip.Addr
+	var tf *tlsFacts
 	if ci, ok := r.Context().Value(connInfoKey{}).(*connInfo); ok {
+		if tf = ci.tls; tf != nil {
+			tf.fill(rec)
+		}
 		rec.ServerIP, rec.ServerPort = ci.serverIP, ci.serverPort
 		rec.ClientIP, rec.XForwardedFor, rec.ClientPort = ci.peerIP, ci.peerIP, int(ci.peer.Port())
 		client = ci.peer.Addr()
@@ -64,6 +68,9 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	denied := e.checkACL(rec, client)
 
 	rw := &responseWriter{ResponseWriter: w, rec: rec, hs: t.headers}
+	if tf != nil && lt.hsts != nil {
+		rw.hsts = lt.hsts // on every answer of an https listener, refusals too
+	}
 	var body *countingBody
 	if r.Body != nil && r.Body != http.NoBody {
 		body = &countingBody{ReadCloser: r.Body}
@@ -84,9 +91,18 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	// Every stage from here on finds the record in the request's context.
 	r = r.WithContext(pipeline.WithRecord(r.Context(), rec))
+	if tf != nil && r.TLS == nil {
+		r.TLS = tf.state // HTTP/2 over TLS: net/http served it as h2c
+	}
 	if denied {
 		rec.Error = "blocked"
 		pipeline.WriteError(rw, r, http.StatusForbidden)
+		return
+	}
+	if tf.misdirected(r.Host) {
+		rec.Error = "misdirected"
+		e.srv.metrics.Blocked("tls", "sni_host_mismatch")
+		pipeline.WriteError(rw, r, http.StatusMisdirectedRequest)
 		return
 	}
 	// Everything after this point (rate limits, routing, the backend)
@@ -98,10 +114,28 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec.Path = r.URL.Path
+	if lt.redirect != nil && tf == nil {
+		if strings.HasPrefix(r.URL.Path, acmeChallengePrefix) {
+			if h := e.srv.acmeHTTP.Load(); h != nil {
+				(*h).ServeHTTP(rw, r)
+				return
+			}
+			rec.Error = "no_route"
+			pipeline.WriteError(rw, r, http.StatusNotFound)
+			return
+		}
+		e.redirectToHTTPS(rw, r, rec, lt.redirect)
+		return
+	}
 	if t.limits != nil && rec.ACLAction != "allow" && e.rateLimit(t.limits, rw, r, rec, client, start) {
 		return
 	}
 	rt := t.router.match(r.Host, r.URL.Path)
+	if (rt == nil || rt.pool == nil) && tf != nil && tf.entry != nil && tf.entry.Pool != "" {
+		// The connection's SNI entry names a pool: it serves what no
+		// route claims.
+		rt = t.sniRoutes[tf.entry.Pool]
+	}
 	if rt == nil || rt.pool == nil {
 		rec.Error = "no_route"
 		pipeline.WriteError(rw, r, http.StatusNotFound)
@@ -244,6 +278,9 @@ func (e *entry) refused(ctx context.Context, status int, reason string) {
 		rec.ServerIP, rec.ServerPort = ci.serverIP, ci.serverPort
 		rec.ClientIP, rec.XForwardedFor, rec.ClientPort = ci.peerIP, ci.peerIP, int(ci.peer.Port())
 		rec.SlowClientScore = e.srv.slow.score(ci.peer.Addr(), rec.Timestamp)
+		if ci.tls != nil {
+			ci.tls.fill(rec)
+		}
 	}
 	rec.RequestID = requestID("")
 	rec.StatusCode = status
@@ -274,12 +311,14 @@ type connInfo struct {
 	peerIP     string
 	serverIP   string
 	serverPort int
+	tls        *tlsFacts // nil: plaintext
 }
 
 type connInfoKey struct{}
 
-// withConnInfo is the listeners' http.Server.ConnContext.
-func withConnInfo(ctx context.Context, c net.Conn) context.Context {
+// newConnInfo reads a connection's addresses (see entry.connContext, the
+// listeners' ConnContext).
+func newConnInfo(c net.Conn) *connInfo {
 	ci := &connInfo{}
 	if ap, ok := addrPort(c.RemoteAddr()); ok {
 		ci.peer = ap
@@ -288,7 +327,7 @@ func withConnInfo(ctx context.Context, c net.Conn) context.Context {
 	if ap, ok := addrPort(c.LocalAddr()); ok {
 		ci.serverIP, ci.serverPort = ap.Addr().String(), int(ap.Port())
 	}
-	return context.WithValue(ctx, connInfoKey{}, ci)
+	return ci
 }
 
 // responseWriter records status and size. Unwrap lets http.ResponseController
@@ -297,6 +336,7 @@ type responseWriter struct {
 	http.ResponseWriter
 	rec      *pipeline.Record
 	hs       *headerSet // security.headers of the route (or the global ones)
+	hsts     []string   // Strict-Transport-Security of an https listener
 	status   int
 	written  int64
 	idHeader [1]string // the X-Request-Id value, without a slice allocation
@@ -308,6 +348,7 @@ func (w *responseWriter) WriteHeader(code int) {
 		w.rec.StatusCode = code
 		w.setRequestID()
 		w.hs.apply(w.ResponseWriter.Header())
+		w.setHSTS()
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
@@ -318,6 +359,7 @@ func (w *responseWriter) Write(b []byte) (int, error) {
 		w.rec.StatusCode = http.StatusOK
 		w.setRequestID()
 		w.hs.apply(w.ResponseWriter.Header())
+		w.setHSTS()
 	}
 	n, err := w.ResponseWriter.Write(b)
 	w.written += int64(n)
@@ -332,6 +374,14 @@ func (w *responseWriter) setRequestID() {
 	if w.rec.RequestID != "" {
 		w.idHeader[0] = w.rec.RequestID
 		w.ResponseWriter.Header()["X-Request-Id"] = w.idHeader[:]
+	}
+}
+
+// setHSTS replaces a backend's Strict-Transport-Security with the
+// listener's: the policy is Rampart's.
+func (w *responseWriter) setHSTS() {
+	if w.hsts != nil {
+		w.ResponseWriter.Header()["Strict-Transport-Security"] = w.hsts
 	}
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/rampart-proxy/rampart/internal/proxy"
 	"github.com/rampart-proxy/rampart/internal/ratelimit"
 	"github.com/rampart-proxy/rampart/internal/server/http1"
+	"github.com/rampart-proxy/rampart/internal/tlsterm"
 	"github.com/rampart-proxy/rampart/internal/waf"
 )
 
@@ -48,6 +49,8 @@ type Server struct {
 	procSys string
 	// wafCount counts WAF verdicts (waf.go).
 	wafCount wafCounters
+	// acmeHTTP answers ACME HTTP-01 challenges (SetACMEHTTPHandler).
+	acmeHTTP atomic.Pointer[http.Handler]
 
 	// table is everything a request reads from the config, replaced as a
 	// whole on reload so a request sees one config from start to end.
@@ -74,10 +77,18 @@ type table struct {
 	limits                     *rlTable // nil: no rate limits configured
 	allowEncodedSlashes        bool     // security.request_limits.allow_encoded_slashes
 	waf                        *waf.WAF // nil: no route inspects requests
+	// sniRoutes serve requests no route matches on connections whose SNI
+	// entry names a pool, by pool name.
+	sniRoutes map[string]*route
 }
 
 type listenerSettings struct {
 	trusted trustedProxies
+	// hsts is the Strict-Transport-Security value of an https listener
+	// with hsts.enabled (nil: none).
+	hsts []string
+	// redirect is set on an http listener with redirect_to_https.
+	redirect *redirectTarget
 }
 
 type listener struct {
@@ -88,6 +99,17 @@ type listener struct {
 	ln   net.Listener
 	srv  *http1.Server
 	done chan struct{}
+	// term is an https listener's TLS, fixed for the socket's life (a
+	// reload updates it; a change of protocol waits for a restart).
+	term *tlsterm.Terminator
+}
+
+// protocol is what the listener serves: "https" when it has TLS.
+func (l *listener) protocol() string {
+	if l.term != nil {
+		return "https"
+	}
+	return "http"
 }
 
 // New prepares a server for cfg: it loads persisted backend overrides and
@@ -105,6 +127,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	s.metrics.Registry().MustRegister(slowClientCollector{s.slow})
 	s.procSys = "/proc/sys"
 	s.wafCount = newWAFCounters(s.metrics.Registry())
+	s.metrics.Registry().MustRegister(certCollector{s})
 	wf, err := buildWAF(cfg)
 	if err != nil {
 		reg.Close()
@@ -148,8 +171,32 @@ func (s *Server) buildTable(cfg *config.Config, al *accesslog.Logger, wf *waf.WA
 
 		allowEncodedSlashes: cfg.Security.RequestLimits.AllowEncodedSlashes,
 	}
-	for _, l := range cfg.Listeners {
-		t.listeners[l.Name] = &listenerSettings{trusted: newTrustedProxies(l.TrustedProxies)}
+	var redirect *redirectTarget
+	for i := range cfg.Listeners {
+		l := &cfg.Listeners[i]
+		ls := &listenerSettings{trusted: newTrustedProxies(l.TrustedProxies)}
+		if v := hstsValue(l); v != "" {
+			ls.hsts = []string{v}
+		}
+		if l.Protocol == "http" && l.RedirectToHTTPS {
+			if redirect == nil {
+				redirect = newRedirectTarget(cfg)
+			}
+			ls.redirect = redirect
+		}
+		t.listeners[l.Name] = ls
+		for _, sr := range l.SNIRouting {
+			pool := sr.Pool
+			if sr.Default != nil {
+				pool = sr.Default.Pool
+			}
+			if p := s.reg.Pool(pool); p != nil && t.sniRoutes[pool] == nil {
+				if t.sniRoutes == nil {
+					t.sniRoutes = map[string]*route{}
+				}
+				t.sniRoutes[pool] = &route{name: "sni:" + pool, prefix: "/", pool: p, maxBody: cfg.BodyLimit(nil), headers: t.headers}
+			}
+		}
 	}
 	return t
 }
@@ -219,15 +266,16 @@ func (s *Server) Start() error {
 	bound, err := s.bind(s.cfg, s.cfg.Listeners)
 	var ps config.Problems
 	errors.As(err, &ps)
+	if err == nil {
+		ps = append(ps, s.buildTerminators(s.cfg, bound)...)
+	}
 	adminLn, aerr := net.Listen("tcp", s.cfg.Admin.Listen)
 	if aerr != nil {
 		ps = append(ps, config.Problem{File: s.cfg.File, Line: s.cfg.Line("admin.listen"),
 			Msg: fmt.Sprintf("admin: cannot listen on %s: %v", s.cfg.Admin.Listen, unwrapSyscall(aerr))})
 	}
 	if len(ps) > 0 {
-		for _, l := range bound {
-			l.ln.Close()
-		}
+		closeUnserved(bound)
 		if adminLn != nil {
 			adminLn.Close()
 		}
@@ -290,6 +338,34 @@ func (s *Server) bind(cfg *config.Config, ls []config.Listener) ([]*listener, er
 	return out, nil
 }
 
+// buildTerminators gives the https listeners among ls their TLS; on any
+// problem, what it built is closed again by the caller (closeUnserved).
+func (s *Server) buildTerminators(cfg *config.Config, ls []*listener) config.Problems {
+	var ps config.Problems
+	for _, l := range ls {
+		if l.cfg.Protocol != "https" {
+			continue
+		}
+		term, err := s.newTerminator(cfg, l.cfg)
+		if err != nil {
+			ps = append(ps, terminatorProblem(cfg, l.cfg, err))
+			continue
+		}
+		l.term = term
+	}
+	return ps
+}
+
+// closeUnserved releases bound listeners that never started serving.
+func closeUnserved(ls []*listener) {
+	for _, l := range ls {
+		l.ln.Close()
+		if l.term != nil {
+			l.term.Close()
+		}
+	}
+}
+
 func indexOfListener(cfg *config.Config, name string) int {
 	for i, l := range cfg.Listeners {
 		if l.Name == name {
@@ -313,7 +389,7 @@ func (s *Server) serve(l *listener) {
 		Handler:     e,
 		Admit:       e.admit,
 		OnClose:     e.closed,
-		ConnContext: withConnInfo,
+		ConnContext: e.connContext,
 		OnRefused:   e.refused,
 		OnSlow:      e.slowIndicator,
 		OnHTTP2Error: func(errType string) {
@@ -328,11 +404,18 @@ func (s *Server) serve(l *listener) {
 		e.pp = true
 		l.srv.Preface = e.preface
 	}
+	if l.term != nil {
+		// Fixed too: a reload updates what the Terminator serves through
+		// this config's GetConfigForClient.
+		l.srv.TLSConfig = l.term.TLSConfig()
+		l.srv.OnTLSError = e.tlsFailed
+	}
 	// Request limits and timeouts; apply() swaps them on reload.
-	l.srv.Configure(enginePolicy(s.cfg))
+	l.srv.Configure(listenerPolicy(s.cfg, &l.cfg, l.term != nil))
 	l.done = make(chan struct{})
 	s.listeners[l.cfg.Listen] = l
-	s.log.Info("listening", "listener", l.cfg.Name, "address", l.ln.Addr().String(), "h2c", l.cfg.H2C, "proxy_protocol", l.cfg.ProxyProtocol)
+	s.log.Info("listening", "listener", l.cfg.Name, "address", l.ln.Addr().String(), "tls", l.term != nil,
+		"h2c", l.cfg.H2C, "proxy_protocol", l.cfg.ProxyProtocol)
 	go func() {
 		defer close(l.done)
 		if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http1.ErrServerClosed) {
@@ -406,6 +489,10 @@ func (s *Server) apply(cfg *config.Config) error {
 			if old.cfg.ProxyProtocol != lc.ProxyProtocol {
 				s.log.Warn("proxy_protocol change on a running listener applies after restart", "listener", lc.Name)
 			}
+			if (old.term != nil) != (lc.Protocol == "https") {
+				s.log.Warn("protocol change (http/https) on a running listener applies after restart", "listener", lc.Name,
+					"serving", old.protocol())
+			}
 			continue
 		}
 		add = append(add, lc)
@@ -428,30 +515,61 @@ func (s *Server) apply(cfg *config.Config) error {
 		s.log.Error("reload refused: cannot bind, keeping the running config", "problems", err.Error())
 		return err
 	}
-	al := s.table.Load().accessLog
-	oldAL := al
+	// Everything below can still fail: undo takes back what was done so
+	// far, so a refused reload leaves the running config as it was.
+	var (
+		updated []*listener // running https listeners given the new TLS
+		al      = s.table.Load().accessLog
+		oldAL   = al
+	)
+	undo := func() {
+		closeUnserved(bound)
+		if al != oldAL {
+			al.Close()
+		}
+		for _, l := range updated {
+			if err := l.term.Update(s.cfg, l.cfg); err != nil {
+				s.log.Error("reload: restoring a listener's previous TLS failed", "listener", l.cfg.Name, "error", err.Error())
+			}
+		}
+	}
+	// New https listeners get their TLS before anything changes.
+	if ps := s.buildTerminators(cfg, bound); len(ps) > 0 {
+		undo()
+		s.log.Error("reload refused: TLS, keeping the running config", "problems", ps.Error())
+		return ps
+	}
 	// A new logger also for new sanitize/rotation settings on the same
 	// path: the old one finishes its lines, and both coordinate on the
 	// file through its lock (see accesslog/rotate.go).
 	if !cfg.Logging.AccessLog.Equal(s.cfg.Logging.AccessLog) {
 		nal, err := accesslog.Open(cfg.Resolve(cfg.Logging.AccessLog.Path), accesslog.ConfigOptions(cfg.Logging.AccessLog, s.log))
 		if err != nil {
-			for _, l := range bound {
-				l.ln.Close()
-			}
+			undo()
 			err = config.Problems{{File: cfg.File, Line: cfg.Line("logging.access_log.path"), Msg: fmt.Sprintf("access log: %v", err)}}
 			s.log.Error("reload refused", "problems", err.Error())
 			return err
 		}
 		al = nal
 	}
+	// Running https listeners: new certificates, SNI table and policy
+	// (certificate files are read here; one that does not load refuses
+	// the reload).
+	for addr, lc := range keep {
+		l := s.listeners[addr]
+		if l.term == nil || lc.Protocol != "https" {
+			continue
+		}
+		if err := l.term.Update(cfg, lc); err != nil {
+			undo()
+			ps := config.Problems{terminatorProblem(cfg, lc, err)}
+			s.log.Error("reload refused: TLS, keeping the running config", "problems", ps.Error())
+			return ps
+		}
+		updated = append(updated, l)
+	}
 	if err := s.acl.Reload(cfg); err != nil {
-		for _, l := range bound {
-			l.ln.Close()
-		}
-		if al != oldAL {
-			al.Close()
-		}
+		undo()
 		s.log.Error("reload refused: IP lists", "problems", err.Error())
 		return err
 	}
@@ -473,7 +591,7 @@ func (s *Server) apply(cfg *config.Config) error {
 	// New request limits and timeouts apply from the next request, on
 	// connections already open too.
 	for _, l := range s.listeners {
-		l.srv.Configure(enginePolicy(cfg))
+		l.srv.Configure(listenerPolicy(cfg, &l.cfg, l.term != nil))
 	}
 	if al != oldAL {
 		go func() { time.Sleep(5 * time.Second); oldAL.Close() }()
@@ -489,6 +607,9 @@ func (s *Server) shutdownListener(l *listener, timeout time.Duration) {
 	defer cancel()
 	if err := l.srv.Shutdown(ctx); err != nil {
 		l.srv.Close()
+	}
+	if l.term != nil {
+		l.term.Close()
 	}
 	s.log.Info("listener closed", "listener", l.cfg.Name)
 }
@@ -523,6 +644,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	for _, l := range ls {
+		if l.term != nil {
+			l.term.Close()
+		}
+	}
 	if s.admin != nil {
 		s.admin.Close()
 	}
@@ -557,9 +683,10 @@ type RateLimitStatus struct {
 
 // ListenerStatus is one listener in Status.
 type ListenerStatus struct {
-	Name    string `json:"name"`
-	Address string `json:"address"`
-	H2C     bool   `json:"h2c"`
+	Name     string `json:"name"`
+	Address  string `json:"address"`
+	Protocol string `json:"protocol"` // what it serves (a protocol change waits for a restart)
+	H2C      bool   `json:"h2c"`
 }
 
 // Status describes the running instance.
@@ -569,7 +696,7 @@ func (s *Server) Status() Status {
 		Uptime: time.Since(s.started).Round(time.Second).String(), Reloads: s.reloads.Load()}
 	for _, lc := range s.cfg.Listeners {
 		if l := s.listeners[lc.Listen]; l != nil {
-			st.Listeners = append(st.Listeners, ListenerStatus{Name: lc.Name, Address: l.ln.Addr().String(), H2C: lc.H2C})
+			st.Listeners = append(st.Listeners, ListenerStatus{Name: lc.Name, Address: l.ln.Addr().String(), Protocol: l.protocol(), H2C: lc.H2C})
 		}
 	}
 	s.mu.Unlock()
