@@ -92,6 +92,7 @@ var routes = []route{
 	{"GET /api/v1/acls/{list}", RoleViewer, (*API).aclList},
 	{"POST /api/v1/acls/{list}", RoleOperator, (*API).aclAdd},
 	{"DELETE /api/v1/acls/{list}/{entry...}", RoleOperator, (*API).aclRemove},
+	{"GET /api/v1/certificates", RoleViewer, (*API).certificates},
 	// Anything else is 404, to authenticated callers only.
 	{"/", RoleViewer, (*API).notFound},
 }
