@@ -50,6 +50,13 @@ func dialRawH2(t *testing.T, addr string) *rawH2 {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newRawH2(t, c, addr)
+}
+
+// newRawH2 starts an HTTP/2 client on c (a socket, or a TLS connection
+// that negotiated h2).
+func newRawH2(t *testing.T, c net.Conn, addr string) *rawH2 {
+	t.Helper()
 	t.Cleanup(func() { c.Close() })
 	h := &rawH2{t: t, c: c, fr: http2.NewFramer(c, c), host: addr,
 		resets: map[uint32]http2.ErrCode{}, settings: map[http2.SettingID]uint32{}, done: make(chan struct{})}
