@@ -142,8 +142,8 @@ func (c *conn) handshake() bool {
 // handshakeFailed reports a failed handshake. A connection that closed
 // without sending a byte (a TCP health check, a port scan) is no refusal.
 func (c *conn) handshakeFailed(t *tlsTransport, err error) {
-	if t.received == 0 && errors.Is(err, io.EOF) {
-		return
+	if (t.received == 0 && errors.Is(err, io.EOF)) || c.srv.shuttingDown() {
+		return // (Shutdown cuts handshakes in progress: no client's fault)
 	}
 	reason := handshakeReason(t, err)
 	var rh tls.RecordHeaderError
