@@ -141,6 +141,12 @@ func ECDHCurve(name string) (tls.CurveID, error) {
 	return 0, fmt.Errorf("unknown ECDH curve %q (X25519, P-256, P-384, P-521, X25519MLKEM768, SecP256r1MLKEM768 or SecP384r1MLKEM1024)", name)
 }
 
+// isHybridKEM reports whether id is a post-quantum hybrid key exchange,
+// which exists in TLS 1.3 only.
+func isHybridKEM(id tls.CurveID) bool {
+	return id == tls.X25519MLKEM768 || id == tls.SecP256r1MLKEM768 || id == tls.SecP384r1MLKEM1024
+}
+
 // maxSessionTimeout is the longest session_timeout: RFC 8446 caps ticket
 // lifetimes at 7 days, and so does Go.
 const maxSessionTimeout = 7 * 24 * 3600
@@ -205,10 +211,20 @@ func (v *validator) listenerTLS(i int) {
 	if len(t.CipherSuites) > 0 && tls12 == 0 && minErr == nil && minV < tls.VersionTLS13 {
 		v.add(tp+".cipher_suites", "listener %q: tls.cipher_suites names only TLS 1.3 suites, which Go always enables; name the TLS 1.2 suites too (e.g. ECDHE-ECDSA-AES128-GCM-SHA256) or set min_version: TLSv1.3", l.Name)
 	}
+	classical := 0
 	for j, name := range t.ECDHCurves {
-		if _, err := ECDHCurve(name); err != nil {
+		id, err := ECDHCurve(name)
+		if err != nil {
 			v.add(fmt.Sprintf("%s.ecdh_curves[%d]", tp, j), "listener %q: tls.ecdh_curves: %v", l.Name, err)
+			classical = -1 << 20
+			continue
 		}
+		if !isHybridKEM(id) {
+			classical++
+		}
+	}
+	if len(t.ECDHCurves) > 0 && classical == 0 && minErr == nil && minV < tls.VersionTLS13 {
+		v.add(tp+".ecdh_curves", "listener %q: tls.ecdh_curves names only post-quantum hybrids, which TLS 1.2 cannot use; add X25519 or P-256, or set min_version: TLSv1.3", l.Name)
 	}
 	if t.SessionTimeout <= 0 || t.SessionTimeout > maxSessionTimeout {
 		v.add(tp+".session_timeout", "listener %q: tls.session_timeout must be between 1 and %d seconds (default %d)", l.Name, maxSessionTimeout, DefaultSessionTimeout)

@@ -285,6 +285,8 @@ func TestListenerTLSMistakes(t *testing.T) {
 			`listener "public": tls.cipher_suites names only TLS 1.3 suites`},
 		{"unknown curve", withBase("  ecdh_curves: [X25519, brainpoolP256r1]"), first,
 			`listener "public": tls.ecdh_curves: unknown ECDH curve "brainpoolP256r1"`},
+		{"only hybrid curves with TLS 1.2 allowed", withBase("  ecdh_curves: [X25519MLKEM768]"), first,
+			`listener "public": tls.ecdh_curves names only post-quantum hybrids, which TLS 1.2 cannot use`},
 		{"session_timeout 0", withBase("  session_timeout: 0"), first,
 			`listener "public": tls.session_timeout must be between 1 and 604800 seconds`},
 		{"negative session_timeout", withBase("  session_timeout: -5"), first,

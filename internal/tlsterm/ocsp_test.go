@@ -166,3 +166,38 @@ func TestOCSPOff(t *testing.T) {
 		t.Fatalf("staple %d bytes, %d requests", len(s), r.requests.Load())
 	}
 }
+
+// A reload that leaves the files alone keeps the staple (no refetch);
+// new files get a staple of their own.
+func TestOCSPStapleSurvivesUpdate(t *testing.T) {
+	dir := t.TempDir()
+	ca := newTestCA(t)
+	r := newOCSPResponder(t, ca, time.Hour)
+	ca.issue(t, leafSpec{dns: []string{"api.example.com"}, ocsp: r.srv.URL}).write(t, dir, "api")
+	cfg, l := listenerConfig(t, dir, "tls:\n  ocsp_stapling: true\n  certificates: [{name: api, cert_file: api.pem, key_file: api-key.pem}]")
+	term := newTerminator(t, cfg, l, Options{})
+	addr := serve(t, term)
+	eventually(t, "a staple", func() bool { return staple(t, ca, addr) != nil })
+	if err := term.Update(cfg, l); err != nil {
+		t.Fatal(err)
+	}
+	if staple(t, ca, addr) == nil || r.requests.Load() != 1 {
+		t.Fatalf("after Update: staple lost or refetched (%d requests)", r.requests.Load())
+	}
+	if !term.Certificates()[0].OCSP {
+		t.Error("CertInfo.OCSP false with a staple")
+	}
+	next := ca.issue(t, leafSpec{dns: []string{"api.example.com"}, ocsp: r.srv.URL})
+	next.write(t, dir, "api")
+	if err := term.Update(cfg, l); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a staple for the new certificate", func() bool {
+		cs, err := dial(addr, client(ca, "api.example.com"))
+		if err != nil || cs.OCSPResponse == nil {
+			return false
+		}
+		resp, err := ocsp.ParseResponseForCert(cs.OCSPResponse, next.leaf, ca.cert)
+		return err == nil && resp.SerialNumber.Cmp(next.leaf.SerialNumber) == 0
+	})
+}
