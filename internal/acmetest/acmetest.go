@@ -129,7 +129,7 @@ func (p *Pebble) Start() {
 		p.tb.Fatal("acmetest: pebble already running")
 	}
 	env := append(os.Environ(),
-		"PEBBLE_VA_NOSLEEP=1",     // validate at once, not after a random sleep
+		"PEBBLE_VA_NOSLEEP=1",      // validate at once, not after a random sleep
 		"PEBBLE_WFE_NONCEREJECT=0", // no deliberate badNonce errors
 		"PEBBLE_AUTHZREUSE=0",      // every order validates its challenges again
 	)

@@ -85,7 +85,7 @@ type acmeCert struct {
 	spec    atomic.Pointer[acmeSpec] // replaced by Update
 	file    string
 	current atomic.Pointer[tls.Certificate] // Leaf set; nil until obtained
-	wake    chan struct{}                    // Update changed the spec
+	wake    chan struct{}                   // Update changed the spec
 	stop    context.CancelFunc
 	done    chan struct{}
 
