@@ -30,12 +30,13 @@ func (a *ACME) obtain(ctx context.Context, m *acmeCert, renewal bool) error {
 	ctx, cancel := context.WithTimeout(ctx, acmeAttemptTimeout)
 	defer cancel()
 	s := m.spec.Load()
-	started := time.Now()
 	old := m.current.Load()
-	cl, err := a.accounts.client(ctx, a, s)
+	cl, release, err := a.accounts.client(ctx, a, s)
 	if err != nil {
 		return err
 	}
+	defer release()
+	started := time.Now()
 	order, err := cl.AuthorizeOrder(ctx, acme.DomainIDs(s.domains...))
 	if err != nil {
 		a.accounts.forgetIfGone(s, err)
@@ -177,26 +178,45 @@ type acmeAccounts struct {
 type acmeAccount struct {
 	mu     sync.Mutex
 	client *acme.Client // nil until registered
+	// turn lets one order at a time run on the account, so that many
+	// certificates due together (a first start) reach the CA one by one.
+	turn chan struct{}
 }
 
 func acmeAccountKey(s *acmeSpec) string {
-	return s.directory + "\x00" + s.email + "\x00" + s.caFile
+	return s.directory + "\x00" + s.email + "\x00" + s.caFile + "\x00" + s.caSum
 }
 
-// client returns the registered client for s's account, registering it
-// first (which finds an existing account for the stored key).
-func (as *acmeAccounts) client(ctx context.Context, a *ACME, s *acmeSpec) (*acme.Client, error) {
+// client waits for the account's turn, then returns its registered
+// client (registering first, which finds an existing account for the
+// stored key) and the function that ends the turn.
+func (as *acmeAccounts) client(ctx context.Context, a *ACME, s *acmeSpec) (*acme.Client, func(), error) {
 	as.mu.Lock()
 	if as.m == nil {
 		as.m = map[string]*acmeAccount{}
 	}
 	acct := as.m[acmeAccountKey(s)]
 	if acct == nil {
-		acct = &acmeAccount{}
+		acct = &acmeAccount{turn: make(chan struct{}, 1)}
 		as.m[acmeAccountKey(s)] = acct
 	}
 	as.mu.Unlock()
 
+	select {
+	case acct.turn <- struct{}{}:
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
+	release := func() { <-acct.turn }
+	cl, err := acct.register(ctx, a, s)
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	return cl, release, nil
+}
+
+func (acct *acmeAccount) register(ctx context.Context, a *ACME, s *acmeSpec) (*acme.Client, error) {
 	acct.mu.Lock()
 	defer acct.mu.Unlock()
 	if acct.client != nil {

@@ -40,6 +40,7 @@ type acmeSpec struct {
 	email       string
 	caFile      string         // resolved; "" trusts the system roots
 	roots       *x509.CertPool // caFile's certificates
+	caSum       string         // caFile's content hash: a changed file means a new client
 	challenges  []string
 	renewBefore time.Duration
 	refs        []acmeRef
@@ -120,6 +121,8 @@ func newACMESpec(cfg *config.Config, c *config.ACME) (*acmeSpec, error) {
 		if err != nil {
 			return nil, fmt.Errorf("ca_certificate: %w", err)
 		}
+		sum := sha256.Sum256(b)
+		s.caSum = hex.EncodeToString(sum[:8])
 		s.roots = x509.NewCertPool()
 		if !s.roots.AppendCertsFromPEM(b) {
 			return nil, fmt.Errorf("ca_certificate %s: no PEM certificate in it", s.caFile)

@@ -441,6 +441,34 @@ func TestACMEHTTP01(t *testing.T) {
 	}
 }
 
+// TestACMETwoCertificatesOneAccount: two acme blocks for the same CA
+// share one account and are both obtained at start, without a handshake
+// asking for them first.
+func TestACMETwoCertificatesOneAccount(t *testing.T) {
+	r := newACMERig(t, false, true)
+	cfg := acmeConfig(t.TempDir(), r.block([]string{"www.rampart.test"}))
+	api := r.block([]string{"api.rampart.test"})
+	cfg.Listeners[0].TLS.Certificates = append(cfg.Listeners[0].TLS.Certificates, config.Certificate{Name: "cert-api", ACME: &api})
+	a := r.start(cfg, ACMEOptions{})
+	waitFor(t, "both certificates", func() bool { return len(r.logs.records("acme certificate obtained")) == 2 })
+	roots := r.pebble.Roots()
+	for _, name := range []string{"www.rampart.test", "api.rampart.test"} {
+		if _, err := r.handshake(name, roots); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if n := len(r.logs.records("acme account registered")); n != 1 {
+		t.Errorf("%d registrations, want 1", n)
+	}
+	var names []string
+	for _, ci := range a.Certificates() {
+		names = append(names, ci.Name)
+	}
+	if !slices.Equal(names, []string{"cert-api", "cert-www"}) {
+		t.Errorf("Certificates() names = %v", names)
+	}
+}
+
 // TestACMERenewal: with renew_before longer than pebble's certificates
 // live, a new certificate (another serial) is served without a restart,
 // and the short lifetime is logged.
