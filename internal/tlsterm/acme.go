@@ -257,6 +257,14 @@ func (a *ACME) Update(cfg *config.Config) error {
 	return nil
 }
 
+// IsACMEChallenge reports whether hello is a CA's TLS-ALPN-01
+// validation: it offers "acme-tls/1" and nothing else (RFC 8737). Such a
+// handshake must get the ACME provider's certificate and negotiate
+// acme.ALPNProto, whatever the listener's SNI table says.
+func IsACMEChallenge(hello *tls.ClientHelloInfo) bool {
+	return len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == acme.ALPNProto
+}
+
 func acmeStillReferenced(r acmeRef, specs []*acmeSpec) bool {
 	for _, s := range specs {
 		if slices.Contains(s.refs, r) {
@@ -273,7 +281,7 @@ func acmeStillReferenced(r acmeRef, specs []*acmeSpec) bool {
 // complete.
 func (a *ACME) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	name := acmeName(hello.ServerName)
-	if len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == acme.ALPNProto {
+	if IsACMEChallenge(hello) {
 		if c := a.chal.alpnCert(name); c != nil {
 			return c, nil
 		}
