@@ -286,6 +286,11 @@ func TestACMEHTTPHandler(t *testing.T) {
 			t.Errorf("%s %s = %d %q, want %d %q", tc.method, tc.path, rec.Code, rec.Body.String(), tc.code, tc.body)
 		}
 	}
+	if !IsACMEChallenge(&tls.ClientHelloInfo{SupportedProtos: []string{acme.ALPNProto}}) ||
+		IsACMEChallenge(&tls.ClientHelloInfo{SupportedProtos: []string{"h2", acme.ALPNProto}}) ||
+		IsACMEChallenge(&tls.ClientHelloInfo{}) {
+		t.Error("IsACMEChallenge: only a hello offering acme-tls/1 alone is a challenge")
+	}
 	// No challenge pending: a CA's acme-tls/1 hello gets no certificate.
 	if _, err := a.GetCertificate(&tls.ClientHelloInfo{ServerName: "www.rampart.test", SupportedProtos: []string{acme.ALPNProto}}); err == nil {
 		t.Error("acme-tls/1 hello without a pending challenge got a certificate")
