@@ -23,6 +23,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/rampart-proxy/rampart/internal/fsutil"
 )
 
 func (a *ACME) certFile(s *acmeSpec) string {
@@ -129,35 +131,14 @@ func acmeLoadAccountKey(file string) (key *ecdsa.PrivateKey, created bool, err e
 	return ek, true, nil
 }
 
-// acmeWriteFile writes data to a 0600 temporary file beside path,
-// syncs it and renames it over path, so that a reader sees the old or
-// the new content, never a part; the directory is made 0700.
+// acmeWriteFile replaces path with data durably and atomically (a
+// reader sees the old or the new content, never a part), as a 0600 file
+// in a 0700 directory.
 func acmeWriteFile(path string, data []byte) error {
 	if err := acmeMkdir(filepath.Dir(path)); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // after a successful rename there is nothing to remove
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return fsutil.WriteFileAtomic(path, "."+filepath.Base(path)+".tmp*", data)
 }
 
 // acmeMkdir creates dir (and parents) and makes dir itself 0700:
