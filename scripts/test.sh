@@ -9,6 +9,9 @@ need_pkgs=()
 # --- redis: distributed rate limits (internal/ratelimit, internal/server) ---
 command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
 # --- end redis ---
+# --- pebble: ACME CA for certificate tests (internal/tlsterm, internal/acmetest) ---
+command -v pebble >/dev/null 2>&1 && command -v pebble-challtestsrv >/dev/null 2>&1 || need_pkgs+=(pebble)
+# --- end pebble ---
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq "${need_pkgs[@]}"; else sudo apt-get update -qq && sudo apt-get install -y -qq "${need_pkgs[@]}"; fi
 fi

@@ -200,6 +200,7 @@ func (c *Config) applyDefaults() {
 		if l.Protocol == "" {
 			l.Protocol = "http"
 		}
+		c.listenerTLSDefaults(i)
 	}
 	for i := range c.Pools {
 		p := &c.Pools[i]

@@ -258,6 +258,16 @@ func sectionName(goType string) string {
 		return "audit_log"
 	case "BackendTLS":
 		return "backend_tls"
+	case "ListenerTLS":
+		return "a listener's tls"
+	case "ACME":
+		return "acme"
+	case "HSTS":
+		return "hsts"
+	case "SNIRoute":
+		return "an sni_routing entry"
+	case "SNIDefault":
+		return "an sni_routing default"
 	}
 	return "a " + strings.ToLower(goType)
 }

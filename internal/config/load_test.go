@@ -680,7 +680,7 @@ logging:
 			name: "unknown protocol",
 			doc: doc(`
 listeners:
-  - {name: public, listen: ":8080", protocol: gopher}
+  - {name: public, listen: ":8080", protocol: quic}
 routes:
   - {name: all, match: {path_prefix: /}, pool: web}
 pools:
@@ -688,7 +688,7 @@ pools:
     backends:
       - {id: w1, address: 127.0.0.1:9001}
 `),
-			line: 2, msg: `unknown protocol "gopher"`,
+			line: 2, msg: `unknown protocol "quic" (http or https)`,
 		},
 		{
 			name: "string where a list is expected",

@@ -1,5 +1,11 @@
 package config
 
+import (
+	"slices"
+	"strconv"
+	"time"
+)
+
 // TLS termination for client listeners (DESIGN §3 listeners[].tls and
 // listeners[].sni_routing).
 //
@@ -106,4 +112,74 @@ type SNIDefault struct {
 	Action      string `yaml:"action"` // reject | serve
 	Certificate string `yaml:"certificate"`
 	Pool        string `yaml:"pool"`
+}
+
+// Defaults of listeners[].tls and its acme blocks.
+const (
+	DefaultTLSMinVersion    = "TLSv1.2"
+	DefaultTLSMaxVersion    = "TLSv1.3"
+	DefaultSessionTimeout   = 3600 // seconds
+	DefaultHSTSMaxAge       = 31536000
+	DefaultACMEDirectoryURL = "https://acme-v02.api.letsencrypt.org/directory"
+	DefaultACMERenewBefore  = 720 * time.Hour
+	ACMEChallengeHTTP01     = "http-01"
+	ACMEChallengeTLSALPN01  = "tls-alpn-01"
+)
+
+// ACMEChallenges are the challenge types Rampart answers. DNS-01 needs an
+// API of the operator's DNS provider, which Rampart does not have.
+var ACMEChallenges = []string{ACMEChallengeHTTP01, ACMEChallengeTLSALPN01}
+
+// listenerTLSDefaults fills the defaults of listeners[i].tls. A key that
+// is written with the zero value keeps it, so that validation can refuse
+// "session_timeout: 0" instead of quietly replacing it.
+func (c *Config) listenerTLSDefaults(i int) {
+	t := c.Listeners[i].TLS
+	if t == nil {
+		return
+	}
+	p := "listeners[" + strconv.Itoa(i) + "].tls"
+	zeroDefault(&t.MinVersion, DefaultTLSMinVersion)
+	zeroDefault(&t.MaxVersion, DefaultTLSMaxVersion)
+	if _, set := c.lines[p+".session_timeout"]; !set {
+		t.SessionTimeout = DefaultSessionTimeout
+	}
+	if h := t.HSTS; h != nil {
+		if _, set := c.lines[p+".hsts.max_age"]; !set {
+			h.MaxAge = DefaultHSTSMaxAge
+		}
+	}
+	for j := range t.Certificates {
+		a := t.Certificates[j].ACME
+		if a == nil {
+			continue
+		}
+		zeroDefault(&a.DirectoryURL, DefaultACMEDirectoryURL)
+		if len(a.Challenges) == 0 {
+			a.Challenges = slices.Clone(ACMEChallenges)
+		}
+		if a.RenewBefore == 0 {
+			a.RenewBefore = Duration(DefaultACMERenewBefore)
+		}
+	}
+}
+
+// SessionTimeoutDuration is session_timeout as a duration.
+func (t *ListenerTLS) SessionTimeoutDuration() time.Duration {
+	return time.Duration(t.SessionTimeout) * time.Second
+}
+
+// Header is the Strict-Transport-Security value, or "" when HSTS is off.
+func (h *HSTS) Header() string {
+	if h == nil || !h.Enabled {
+		return ""
+	}
+	v := "max-age=" + strconv.Itoa(h.MaxAge)
+	if h.IncludeSubdomains {
+		v += "; includeSubDomains"
+	}
+	if h.Preload {
+		v += "; preload"
+	}
+	return v
 }

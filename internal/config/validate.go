@@ -60,10 +60,11 @@ func (v *validator) listeners() {
 		addrs[l.Listen] = l.Name
 		switch l.Protocol {
 		case "http":
+			v.httpListenerTLS(i)
 		case "https":
-			// accepted (tlsint): its checks arrive with the tls validation branch
+			v.listenerTLS(i)
 		default:
-			v.add(p+".protocol", "listener %q: unknown protocol %q (use http)", l.Name, l.Protocol)
+			v.add(p+".protocol", "listener %q: unknown protocol %q (http or https)", l.Name, l.Protocol)
 		}
 		for j, tp := range l.TrustedProxies {
 			if _, err := ParsePrefix(tp); err != nil {

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/rampart-proxy/rampart/internal/config"
@@ -114,6 +116,21 @@ func (bt *backendTLS) handshake(ctx context.Context, c net.Conn, addr string, ti
 		cfg.ServerName = host
 	}
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error { return bt.verifyPeer(cs, name) }
+	// Whether the backend asked for a client certificate: a TLS 1.3
+	// backend that refuses ours (or its absence) says so only after the
+	// handshake (see certRefusalConn).
+	var asked bool
+	if get := cfg.GetClientCertificate; get != nil {
+		cfg.GetClientCertificate = func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			asked = true
+			return get(cri)
+		}
+	} else {
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			asked = true
+			return &tls.Certificate{}, nil // none: the backend decides
+		}
+	}
 	hctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	tc := tls.Client(c, cfg)
@@ -127,7 +144,61 @@ func (bt *backendTLS) handshake(ctx context.Context, c net.Conn, addr string, ti
 		}
 		return nil, tlsFailure(err)
 	}
+	if asked && tc.ConnectionState().Version >= tls.VersionTLS13 {
+		reason := "refused by backend (certificate required)"
+		if bt.base.GetClientCertificate != nil {
+			reason = "refused by backend (client certificate rejected)"
+		}
+		return &certRefusalConn{Conn: tc, reason: reason}, nil
+	}
 	return tc, nil
+}
+
+// certRefusalConn is a TLS 1.3 connection to a backend that asked for a
+// client certificate. Such a backend checks the certificate (or its
+// absence) after the client's handshake has completed and refuses with an
+// alert and a close, while the request is already being written. What the
+// caller then sees depends on timing: the alert; a reset that discarded
+// it; or, when http.Transport's reader got the alert and closed the
+// connection, "use of closed network connection" on the writer's side,
+// which is the error it returns. Until the first response byte arrives,
+// each of these is reported as the one refusal it is.
+type certRefusalConn struct {
+	net.Conn
+	reason  string
+	settled atomic.Bool                     // a response byte arrived: the backend accepted us
+	refused atomic.Pointer[BackendTLSError] // the refusal seen first
+}
+
+func (c *certRefusalConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.settled.Store(true)
+	}
+	return n, c.refusal(err)
+}
+
+func (c *certRefusalConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	return n, c.refusal(err)
+}
+
+func (c *certRefusalConn) refusal(err error) error {
+	if err == nil || c.settled.Load() {
+		return err
+	}
+	if tlsAlert(err) {
+		c.refused.CompareAndSwap(nil, tlsFailure(err))
+		return err
+	}
+	if r := c.refused.Load(); r != nil {
+		return r
+	}
+	if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		c.refused.CompareAndSwap(nil, &BackendTLSError{Reason: c.reason, err: err})
+		return c.refused.Load()
+	}
+	return err
 }
 
 // verifyPeer decides whether the backend may be talked to. Its errors

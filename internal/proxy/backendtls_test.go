@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"syscall"
 	"testing"
 )
 
@@ -70,5 +72,65 @@ func TestTLSFailureReasons(t *testing.T) {
 	}
 	if r := tlsReason(remote); r != "backend_tls: refused by backend (certificate required)" {
 		t.Errorf("tlsReason(alert) = %q", r)
+	}
+}
+
+// scriptedConn returns the scripted errors from Read and Write.
+type scriptedConn struct {
+	net.Conn
+	reads, writes []error
+	data          []byte // returned by a Read whose scripted error is nil
+}
+
+func (c *scriptedConn) Read(p []byte) (int, error) {
+	err := c.reads[0]
+	c.reads = c.reads[1:]
+	if err == nil {
+		return copy(p, c.data), nil
+	}
+	return 0, err
+}
+
+func (c *scriptedConn) Write(p []byte) (int, error) {
+	err := c.writes[0]
+	c.writes = c.writes[1:]
+	if err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// A TLS 1.3 backend's refusal of the client certificate reaches the
+// caller as a refusal whichever side of the connection fails first.
+func TestCertRefusalConn(t *testing.T) {
+	alert := &net.OpError{Op: "remote error", Err: errors.New("tls: certificate required")}
+	closed := &net.OpError{Op: "write", Err: net.ErrClosed}
+	reset := &net.OpError{Op: "write", Err: os.NewSyscallError("write", syscall.ECONNRESET)}
+	const want = "backend_tls: refused by backend (certificate required)"
+	buf := make([]byte, 8)
+
+	// The reader gets the alert and closes; the writer then fails on
+	// the closed connection: its error names the refusal.
+	c := &certRefusalConn{Conn: &scriptedConn{reads: []error{alert}, writes: []error{closed}}, reason: "refused by backend (certificate required)"}
+	if _, err := c.Read(buf); tlsReason(err) != want {
+		t.Errorf("read: %q, want %q", tlsReason(err), want)
+	}
+	if _, err := c.Write(buf); tlsReason(err) != want {
+		t.Errorf("write after the alert: %v (reason %q), want %q", err, tlsReason(err), want)
+	}
+
+	// The alert was discarded by a reset.
+	c = &certRefusalConn{Conn: &scriptedConn{writes: []error{reset}}, reason: "refused by backend (certificate required)"}
+	if _, err := c.Write(buf); tlsReason(err) != want || !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("reset: %v (reason %q), want %q wrapping ECONNRESET", err, tlsReason(err), want)
+	}
+
+	// Once the backend answered, a reset is a reset, not a refusal.
+	c = &certRefusalConn{Conn: &scriptedConn{reads: []error{nil}, writes: []error{reset}, data: []byte("HTTP/1.1")}, reason: "refused by backend (certificate required)"}
+	if _, err := c.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write(buf); tlsReason(err) != "" || !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("reset after a response: %v (reason %q), want the plain reset", err, tlsReason(err))
 	}
 }

@@ -187,13 +187,17 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 	}
 	if err := writeRequest(uc.bw, d); err != nil {
 		stop()
-		if errors.Is(err, errBadHeader) {
+		var refused *BackendTLSError
+		if errors.Is(err, errBadHeader) || errors.As(err, &refused) {
 			return nil, err
 		}
 		return nil, errStaleConn
 	}
 	if _, err := uc.br.Peek(1); err != nil {
 		stop()
+		if refused := (*BackendTLSError)(nil); errors.As(err, &refused) {
+			return nil, refused
+		}
 		if tlsAlert(err) {
 			// A TLS 1.3 backend refuses a client certificate only
 			// after the handshake, on this first read.

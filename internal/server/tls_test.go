@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -26,6 +27,7 @@ import (
 
 	"golang.org/x/net/http2"
 
+	"github.com/rampart-proxy/rampart/internal/config"
 	"github.com/rampart-proxy/rampart/internal/pipeline"
 	"github.com/rampart-proxy/rampart/internal/testcerts"
 )
@@ -436,11 +438,30 @@ func TestTLSReloadCertificate(t *testing.T) {
 	}
 	bad := strings.Replace(next, s.cert("api2"), filepath.Join(s.dir, "missing.pem"), 1)
 	err := e.reload(bad)
-	if err == nil || !strings.Contains(err.Error(), `listener "web": tls`) || !strings.Contains(err.Error(), "rampart.yaml:") {
+	if err == nil || !strings.Contains(err.Error(), "missing.pem") || !strings.Contains(err.Error(), "rampart.yaml:") {
 		t.Fatalf("reload with a missing certificate: %v", err)
 	}
 	if cn := served(t, addr, s, "api.example.com").Subject.CommonName; cn != "api2" {
 		t.Fatalf("after a refused reload: %s, want api2", cn)
+	}
+	// A file that validated but is gone when the Terminator reads it
+	// (replaced in between): the reload is refused at the listener's
+	// line, and every listener keeps its certificates.
+	s.issue(t, "api3", "api.example.com")
+	gone := strings.Replace(next, s.cert("api2"), s.cert("api3"), 1)
+	gone = strings.Replace(gone, s.key("api2"), s.key("api3"), 1)
+	e.write(gone)
+	cfg, err := config.Load(e.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(s.cert("api3"))
+	err = e.srv.apply(cfg)
+	if err == nil || !strings.Contains(err.Error(), `listener "web": tls:`) || !strings.Contains(err.Error(), "rampart.yaml:") {
+		t.Fatalf("apply with a vanished certificate: %v", err)
+	}
+	if cn := served(t, addr, s, "api.example.com").Subject.CommonName; cn != "api2" {
+		t.Fatalf("after a refused apply: %s, want api2", cn)
 	}
 	// A new https listener is built on reload; removing it closes it.
 	extraAddr := freeAddr(t)

@@ -1,20 +1,30 @@
 // Package tlsterm terminates TLS for Rampart's https listeners: the
 // version and cipher policy, the certificates (files, watched and
-// reloaded; or ACME), the SNI table that picks certificate and pool, and
-// session ticket keys.
+// reloaded; or ACME), the SNI table that picks certificate and pool,
+// session ticket keys, OCSP stapling and certificate expiry warnings.
 //
 // A Terminator belongs to one listener for the life of its socket. Its
 // tls.Config is fixed; every handshake reads the current state through
 // GetConfigForClient, so a reload or a certificate rotation swaps that
 // state atomically and never fails a handshake in progress.
+//
+// Policy notes. TLS 1.3 cipher suites are not configurable in Go: all
+// three (AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305) are always enabled,
+// so cipher_suites orders and restricts the TLS 1.2 suites only. Go also
+// ignores PreferServerCipherSuites: it picks the suite itself, preferring
+// AES-GCM when both ends have AES hardware and ChaCha20-Poly1305
+// otherwise, which is what a server preference list would be written for.
 package tlsterm
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,8 +37,13 @@ type Options struct {
 	// ACME obtains the certificates that have an acme block; nil when
 	// none has (see ACMEProvider).
 	ACME ACMEProvider
-	// Now is the clock (tests move it); default time.Now.
+	// Now is the clock (tests move it); default time.Now. It dates and
+	// ages session tickets, and decides certificate validity and expiry
+	// warnings.
 	Now func() time.Time
+	// PollInterval is how often certificate files are checked for
+	// changes (and OCSP staples and expiry for work due); default 1s.
+	PollInterval time.Duration
 }
 
 // ACMEProvider serves the certificates Rampart obtains through ACME and
@@ -39,49 +54,40 @@ type ACMEProvider interface {
 	Certificates() []CertInfo
 }
 
+// acmeALPN is the protocol of TLS-ALPN-01 challenges (RFC 8737).
+const acmeALPN = "acme-tls/1"
+
+// DefaultPollInterval is Options.PollInterval when it is not set.
+const DefaultPollInterval = time.Second
+
 // Terminator is one https listener's TLS.
 type Terminator struct {
-	opts  Options
-	state atomic.Pointer[state]
-	base  *tls.Config
+	opts    Options
+	state   atomic.Pointer[state]
+	base    *tls.Config
+	tickets ticketKeys
+	expiry  expiryWarnings
+
+	stop      context.CancelFunc
+	done      sync.WaitGroup
+	closeOnce sync.Once
 }
 
 // state is everything a handshake reads, replaced as a whole.
 type state struct {
 	listener string
-	certs    map[string]*certificate // by config name
-	order    []*certificate
+	certs    map[string]*certSlot // by config name
+	order    []*certSlot
 	sni      *sniTable
+	ocsp     bool
+
+	plain     *tls.Config // without sni_routing
+	reject    *tls.Config // unknown name under default reject
+	challenge *tls.Config // TLS-ALPN-01
 }
 
-type certificate struct {
-	name     string
-	file     string
-	keyFile  string
-	cert     *tls.Certificate
-	notAfter time.Time
-}
-
-// Entry is the SNI entry a connection was accepted under.
-type Entry struct {
-	// Pattern is the sni value ("api.example.com", "*.example.com"), or
-	// "" for the default entry.
-	Pattern     string
-	Certificate string
-	Pool        string // "" : the routes decide
-}
-
-// AllowsHost reports whether a request's Host (without port) belongs to
-// this entry; a request on a connection whose SNI named another host is
-// domain fronting and gets 421. The default entry allows any host.
-func (e *Entry) AllowsHost(host string) bool {
-	if e == nil || e.Pattern == "" {
-		return true
-	}
-	return matchName(e.Pattern, strings.ToLower(host))
-}
-
-// New builds the Terminator of listener l.
+// New builds the Terminator of listener l and starts its background work
+// (file watching, OCSP, expiry checks); Close stops it.
 func New(cfg *config.Config, l config.Listener, opts Options) (*Terminator, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -89,13 +95,21 @@ func New(cfg *config.Config, l config.Listener, opts Options) (*Terminator, erro
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = DefaultPollInterval
+	}
 	t := &Terminator{opts: opts}
-	st, err := t.build(cfg, l)
+	st, err := t.build(cfg, l, nil)
 	if err != nil {
 		return nil, err
 	}
 	t.state.Store(st)
 	t.base = &tls.Config{GetConfigForClient: t.configForClient}
+	t.checkExpiry(st)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.stop = cancel
+	t.done.Add(1)
+	go t.maintain(ctx)
 	return t, nil
 }
 
@@ -103,173 +117,161 @@ func New(cfg *config.Config, l config.Listener, opts Options) (*Terminator, erro
 func (t *Terminator) TLSConfig() *tls.Config { return t.base }
 
 // Update applies a reloaded config; on error the running state stays.
+// Certificates whose files did not change keep their OCSP staple.
 func (t *Terminator) Update(cfg *config.Config, l config.Listener) error {
-	st, err := t.build(cfg, l)
+	st, err := t.build(cfg, l, t.state.Load())
 	if err != nil {
 		return err
 	}
 	t.state.Store(st)
+	t.checkExpiry(st)
 	return nil
 }
 
 // Entry returns the SNI entry for a server name (as the connection
-// negotiated it), or nil when the listener has no sni_routing.
+// negotiated it), or nil when the listener has no sni_routing or the name
+// matches no entry (and the default does not serve).
 func (t *Terminator) Entry(serverName string) *Entry {
 	e, _ := t.state.Load().sni.lookup(strings.ToLower(serverName))
 	return e
 }
 
-// Close stops background work (file watching, OCSP refresh, ticket key
-// rotation).
-func (t *Terminator) Close() {}
-
-// CertInfo describes one certificate for GET /api/v1/certificates and the
-// expiry metric.
-type CertInfo struct {
-	Listener string    `json:"listener"`
-	Name     string    `json:"name"`
-	Source   string    `json:"source"` // file | acme
-	File     string    `json:"file,omitempty"`
-	Subject  string    `json:"subject"`
-	SANs     []string  `json:"sans"`
-	Issuer   string    `json:"issuer"`
-	KeyType  string    `json:"key_type"` // ECDSA P-256, RSA 2048, Ed25519
-	NotAfter time.Time `json:"not_after"`
-	DaysLeft int       `json:"days_left"`
-	OCSP     bool      `json:"ocsp_stapled"`
+// Close stops background work (file watching, OCSP refresh, expiry
+// checks) and waits for it. Handshakes keep working with the last state.
+func (t *Terminator) Close() {
+	t.closeOnce.Do(func() {
+		t.stop()
+		t.done.Wait()
+	})
 }
 
-// Certificates describes the listener's certificates.
-func (t *Terminator) Certificates() []CertInfo {
-	st := t.state.Load()
-	out := make([]CertInfo, 0, len(st.order))
-	now := t.opts.Now()
-	for _, c := range st.order {
-		leaf := c.cert.Leaf
-		out = append(out, CertInfo{
-			Listener: st.listener, Name: c.name, Source: "file", File: c.file,
-			Subject: leaf.Subject.String(), SANs: leaf.DNSNames, Issuer: leaf.Issuer.String(),
-			NotAfter: leaf.NotAfter, DaysLeft: int(leaf.NotAfter.Sub(now).Hours() / 24),
-		})
-	}
-	return out
-}
-
-func (t *Terminator) build(cfg *config.Config, l config.Listener) (*state, error) {
-	if l.TLS == nil {
+func (t *Terminator) build(cfg *config.Config, l config.Listener, old *state) (*state, error) {
+	lt := l.TLS
+	if lt == nil {
 		return nil, fmt.Errorf("listener %q: no tls section", l.Name)
 	}
-	st := &state{listener: l.Name, certs: map[string]*certificate{}}
-	for _, cc := range l.TLS.Certificates {
-		if cc.ACME != nil {
-			continue
-		}
-		kp, err := tls.LoadX509KeyPair(cfg.Resolve(cc.CertFile), cfg.Resolve(cc.KeyFile))
-		if err != nil {
-			return nil, fmt.Errorf("certificate %q: %w", cc.Name, err)
-		}
-		c := &certificate{name: cc.Name, file: cfg.Resolve(cc.CertFile), keyFile: cfg.Resolve(cc.KeyFile), cert: &kp, notAfter: kp.Leaf.NotAfter}
-		st.certs[cc.Name] = c
-		st.order = append(st.order, c)
+	if len(lt.Certificates) == 0 {
+		return nil, fmt.Errorf("listener %q: no certificates", l.Name)
 	}
-	st.sni = newSNITable(l.SNIRouting)
+	st := &state{listener: l.Name, certs: map[string]*certSlot{}, ocsp: lt.OCSPStapling}
+	now := t.opts.Now()
+	for _, cc := range lt.Certificates {
+		s := newSlot(cfg, cc)
+		if !s.isACME() {
+			if err := s.load(now); err != nil {
+				return nil, fmt.Errorf("listener %q: certificate %q: %w", l.Name, cc.Name, err)
+			}
+			if old != nil {
+				s.adopt(old.certs[cc.Name])
+			}
+		} else if t.opts.ACME == nil {
+			t.opts.Log.Warn("tls: ACME certificate configured but no ACME provider runs; it cannot be served",
+				"listener", l.Name, "certificate", cc.Name)
+		}
+		st.certs[cc.Name] = s
+		st.order = append(st.order, s)
+	}
+	pol, err := newPolicy(lt)
+	if err != nil {
+		return nil, fmt.Errorf("listener %q: %w", l.Name, err)
+	}
+	st.sni = newSNITable(l.SNIRouting, st.certs)
+	st.plain = t.handshakeConfig(st, pol, nil)
+	st.sni.entries(func(e *Entry) { e.cfg = t.handshakeConfig(st, pol, e) })
+	// Without certificates, crypto/tls answers unrecognized_name: the
+	// alert for a server name this listener does not serve.
+	st.reject = pol.config()
+	if t.opts.ACME != nil {
+		st.challenge = pol.config()
+		st.challenge.NextProtos = []string{acmeALPN}
+		st.challenge.SessionTicketsDisabled = true
+		st.challenge.GetCertificate = t.opts.ACME.GetCertificate
+	}
 	return st, nil
+}
+
+// policy is a listener's version, suite and curve settings.
+type policy struct {
+	min, max uint16
+	suites   []uint16
+	curves   []tls.CurveID
+	tickets  bool
+	timeout  time.Duration
+}
+
+func newPolicy(lt *config.ListenerTLS) (*policy, error) {
+	p := &policy{tickets: lt.SessionTickets.On(), timeout: lt.SessionTimeoutDuration()}
+	var err error
+	if p.min, err = config.TLSVersion(lt.MinVersion); err != nil {
+		return nil, fmt.Errorf("min_version %w", err)
+	}
+	if p.max, err = config.TLSVersion(lt.MaxVersion); err != nil {
+		return nil, fmt.Errorf("max_version %w", err)
+	}
+	for _, name := range lt.CipherSuites {
+		id, err := config.CipherSuite(name)
+		if err != nil {
+			return nil, err
+		}
+		if !config.IsTLS13Suite(id) && !slices.Contains(p.suites, id) {
+			p.suites = append(p.suites, id)
+		}
+	}
+	for _, name := range lt.ECDHCurves {
+		id, err := config.ECDHCurve(name)
+		if err != nil {
+			return nil, err
+		}
+		p.curves = append(p.curves, id)
+	}
+	if p.timeout <= 0 {
+		p.timeout = config.DefaultSessionTimeout * time.Second
+	}
+	return p, nil
+}
+
+// config is a tls.Config with the policy and no certificate.
+func (p *policy) config() *tls.Config {
+	return &tls.Config{
+		MinVersion:             p.min,
+		MaxVersion:             p.max,
+		CipherSuites:           p.suites, // nil: Go's defaults, all AEAD with ECDHE
+		CurvePreferences:       p.curves,
+		SessionTicketsDisabled: true,
+	}
+}
+
+// handshakeConfig is the config of handshakes under entry e (nil: a
+// listener without sni_routing). It is built once per state, so a
+// handshake allocates no config.
+func (t *Terminator) handshakeConfig(st *state, p *policy, e *Entry) *tls.Config {
+	c := p.config()
+	c.NextProtos = []string{"h2", "http/1.1"}
+	c.Time = t.opts.Now
+	c.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		return t.certificateFor(st, e, hello)
+	}
+	if p.tickets {
+		c.SessionTicketsDisabled = false
+		c.WrapSession = t.wrapSession(p.timeout)
+		c.UnwrapSession = t.unwrapSession(p.timeout)
+	}
+	return c
 }
 
 var errUnknownName = errors.New("tlsterm: no certificate for this server name")
 
 func (t *Terminator) configForClient(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 	st := t.state.Load()
-	name := strings.ToLower(hello.ServerName)
-	e, ok := st.sni.lookup(name)
-	if !ok {
-		return nil, errUnknownName
+	if st.challenge != nil && slices.Contains(hello.SupportedProtos, acmeALPN) {
+		return st.challenge, nil
 	}
-	var c *certificate
-	if e != nil && e.Certificate != "" {
-		c = st.certs[e.Certificate]
-	} else {
-		for _, cand := range st.order {
-			if cand.cert.Leaf.VerifyHostname(name) == nil {
-				c = cand
-				break
-			}
-		}
-		if c == nil && len(st.order) > 0 {
-			c = st.order[0]
-		}
+	e, ok := st.sni.lookup(strings.ToLower(hello.ServerName))
+	switch {
+	case !ok:
+		return st.reject, nil
+	case e == nil:
+		return st.plain, nil
 	}
-	if c == nil {
-		return nil, errUnknownName
-	}
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{*c.cert},
-		NextProtos:   []string{"h2", "http/1.1"},
-	}, nil
-}
-
-// sniTable maps server names to entries: exact names first, then one-label
-// wildcards, then the default.
-type sniTable struct {
-	exact    map[string]*Entry
-	wildcard map[string]*Entry // by the suffix after "*."
-	def      *Entry            // nil with reject
-	reject   bool
-	empty    bool // no sni_routing: every name is served
-}
-
-func newSNITable(rs []config.SNIRoute) *sniTable {
-	t := &sniTable{exact: map[string]*Entry{}, wildcard: map[string]*Entry{}, empty: len(rs) == 0}
-	for _, r := range rs {
-		if r.Default != nil {
-			if r.Default.Action == "reject" {
-				t.reject = true
-			} else {
-				t.def = &Entry{Certificate: r.Default.Certificate, Pool: r.Default.Pool}
-			}
-			continue
-		}
-		p := strings.ToLower(r.SNI)
-		e := &Entry{Pattern: p, Certificate: r.Certificate, Pool: r.Pool}
-		if suffix, ok := strings.CutPrefix(p, "*."); ok {
-			t.wildcard[suffix] = e
-		} else {
-			t.exact[p] = e
-		}
-	}
-	return t
-}
-
-// lookup returns the entry for name; ok false means the handshake is
-// refused.
-func (t *sniTable) lookup(name string) (e *Entry, ok bool) {
-	if t.empty {
-		return nil, true
-	}
-	if e := t.exact[name]; e != nil {
-		return e, true
-	}
-	if _, rest, found := strings.Cut(name, "."); found {
-		if e := t.wildcard[rest]; e != nil {
-			return e, true
-		}
-	}
-	if t.reject {
-		return nil, false
-	}
-	if t.def != nil {
-		return t.def, true
-	}
-	return nil, true
-}
-
-// matchName reports whether host matches pattern (exact, or "*." plus
-// exactly one label).
-func matchName(pattern, host string) bool {
-	if suffix, ok := strings.CutPrefix(pattern, "*."); ok {
-		_, rest, found := strings.Cut(host, ".")
-		return found && rest == suffix
-	}
-	return pattern == host
+	return e.cfg, nil
 }

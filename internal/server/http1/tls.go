@@ -162,7 +162,9 @@ func (c *conn) handshakeFailed(t *tlsTransport, err error) {
 }
 
 func handshakeReason(t *tlsTransport, err error) string {
-	if t.configErr {
+	// The config refused the name: by an error, or by choosing a config
+	// without certificates (crypto/tls then answers unrecognized_name).
+	if t.configErr || (t.cfg != nil && len(t.cfg.Certificates) == 0 && t.cfg.GetCertificate == nil) {
 		return TLSUnknownSNI
 	}
 	if isTimeoutErr(err) {
