@@ -114,16 +114,20 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec.Path = r.URL.Path
-	if lt.redirect != nil && tf == nil {
-		if strings.HasPrefix(r.URL.Path, acmeChallengePrefix) {
-			if h := e.srv.acmeHTTP.Load(); h != nil {
-				(*h).ServeHTTP(rw, r)
-				return
-			}
+	if tf == nil && strings.HasPrefix(r.URL.Path, acmeChallengePrefix) {
+		// ACME HTTP-01: the CA asks an http listener, before any redirect.
+		if h := e.srv.acmeHTTP.Load(); h != nil {
+			rec.Route = "acme-http-01"
+			(*h).ServeHTTP(rw, r)
+			return
+		}
+		if lt.redirect != nil {
 			rec.Error = "no_route"
 			pipeline.WriteError(rw, r, http.StatusNotFound)
 			return
 		}
+	}
+	if lt.redirect != nil && tf == nil {
 		e.redirectToHTTPS(rw, r, rec, lt.redirect)
 		return
 	}

@@ -51,6 +51,9 @@ type Server struct {
 	wafCount wafCounters
 	// acmeHTTP answers ACME HTTP-01 challenges (SetACMEHTTPHandler).
 	acmeHTTP atomic.Pointer[http.Handler]
+	// acme obtains the certificates with an acme block (nil: none at
+	// start); it lives for the whole process, its state in data_dir/acme.
+	acme *tlsterm.ACME
 
 	// table is everything a request reads from the config, replaced as a
 	// whole on reload so a request sees one config from start to end.
@@ -267,7 +270,11 @@ func (s *Server) Start() error {
 	var ps config.Problems
 	errors.As(err, &ps)
 	if err == nil {
-		ps = append(ps, s.buildTerminators(s.cfg, bound)...)
+		if s.acme, err = tlsterm.NewACME(s.cfg, tlsterm.ACMEOptions{Log: s.log}); err != nil {
+			ps = append(ps, config.Problem{File: s.cfg.File, Line: s.cfg.Line("listeners"), Msg: err.Error()})
+		} else {
+			ps = append(ps, s.buildTerminators(s.cfg, bound)...)
+		}
 	}
 	adminLn, aerr := net.Listen("tcp", s.cfg.Admin.Listen)
 	if aerr != nil {
@@ -276,6 +283,10 @@ func (s *Server) Start() error {
 	}
 	if len(ps) > 0 {
 		closeUnserved(bound)
+		if s.acme != nil {
+			s.acme.Close()
+			s.acme = nil
+		}
 		if adminLn != nil {
 			adminLn.Close()
 		}
@@ -283,6 +294,12 @@ func (s *Server) Start() error {
 	}
 	for _, l := range bound {
 		s.serve(l)
+	}
+	if s.acme != nil {
+		// The listeners answer the CA's challenges from now on: HTTP-01
+		// on the http listeners, TLS-ALPN-01 through the Terminators.
+		s.SetACMEHTTPHandler(s.acme.HTTPHandler(nil))
+		s.acme.Start()
 	}
 	s.adminLn = adminLn
 	// The admin section is read per request and per accepted connection
@@ -568,8 +585,21 @@ func (s *Server) apply(cfg *config.Config) error {
 		}
 		updated = append(updated, l)
 	}
+	if s.acme != nil {
+		if err := s.acme.Update(cfg); err != nil {
+			undo()
+			ps := config.Problems{{File: cfg.File, Line: cfg.Line("listeners"), Msg: err.Error()}}
+			s.log.Error("reload refused: ACME, keeping the running config", "problems", ps.Error())
+			return ps
+		}
+	} else if hasACME(cfg) {
+		s.log.Warn("acme certificates added by a reload to a config that had none are obtained after a restart")
+	}
 	if err := s.acl.Reload(cfg); err != nil {
 		undo()
+		if s.acme != nil {
+			s.acme.Update(s.cfg) // back to what it served
+		}
 		s.log.Error("reload refused: IP lists", "problems", err.Error())
 		return err
 	}
@@ -648,6 +678,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if l.term != nil {
 			l.term.Close()
 		}
+	}
+	if s.acme != nil {
+		s.acme.Close()
 	}
 	if s.admin != nil {
 		s.admin.Close()

@@ -96,7 +96,26 @@ func (e *entry) tlsFailed(c net.Conn, reason string, err error) {
 
 // newTerminator builds the TLS of an https listener.
 func (s *Server) newTerminator(cfg *config.Config, lc config.Listener) (*tlsterm.Terminator, error) {
-	return tlsterm.New(cfg, lc, tlsterm.Options{Log: s.log})
+	opts := tlsterm.Options{Log: s.log}
+	if s.acme != nil { // never a typed nil in the interface
+		opts.ACME = s.acme
+	}
+	return tlsterm.New(cfg, lc, opts)
+}
+
+// hasACME reports whether cfg has a certificate with an acme block.
+func hasACME(cfg *config.Config) bool {
+	for _, l := range cfg.Listeners {
+		if l.TLS == nil {
+			continue
+		}
+		for _, c := range l.TLS.Certificates {
+			if c.ACME != nil {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // terminatorProblem reports a listener's TLS that cannot be built at its

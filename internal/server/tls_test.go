@@ -234,11 +234,13 @@ func TestTLSRefusedHandshakes(t *testing.T) {
 	if plain.status != http.StatusBadRequest || !strings.Contains(plain.body, "HTTPS") {
 		t.Errorf("plain HTTP to the https port: %d %q", plain.status, plain.body)
 	}
-	m := e.scrape("/metrics")
+	// The server reports a failure after the client has seen it: wait.
 	for reason, want := range map[string]string{"version": "1", "unknown_sni": "2", "other": "1"} {
-		if v, _ := metricValue(m, `rampart_blocked_total{reason="`+reason+`",stage="tls"}`); v != want {
-			t.Errorf("rampart_blocked_total{stage=tls,reason=%s} = %q, want %s", reason, v, want)
-		}
+		series := `rampart_blocked_total{reason="` + reason + `",stage="tls"}`
+		eventually(t, series+" = "+want, func() bool {
+			v, _ := metricValue(e.scrape("/metrics"), series)
+			return v == want
+		})
 	}
 	if api.hits.Load()+web.hits.Load() != 0 {
 		t.Fatal("a refused handshake reached a backend")
