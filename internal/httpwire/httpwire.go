@@ -151,10 +151,11 @@ const (
 )
 
 // SplitField checks one field line (without its line ending) and splits
-// it into name and value. obs-fold is refused (RFC 9112 §5.2: a proxy must
-// not pass on a header others may unfold differently), and so is
-// whitespace before the colon (§5.1), which the token check covers.
-func SplitField(field string) (name, value string, err error) {
+// it into its canonical name (as textproto.CanonicalMIMEHeaderKey gives it)
+// and value. obs-fold is refused (RFC 9112 §5.2: a proxy must not pass on
+// a header others may unfold differently), and so is whitespace before the
+// colon (§5.1), which the token check covers.
+func SplitField(field string) (key, value string, err error) {
 	if field == "" {
 		return "", "", ErrFieldLine
 	}
@@ -165,15 +166,81 @@ func SplitField(field string) (name, value string, err error) {
 	if colon <= 0 {
 		return "", "", ErrFieldLine
 	}
-	name = field[:colon]
-	if !ValidToken(name) {
+	key, ok := canonicalToken(field[:colon])
+	if !ok {
 		return "", "", ErrFieldName
 	}
 	value = TrimOWS(field[colon+1:])
 	if !ValidValue(value) {
 		return "", "", ErrFieldValue
 	}
-	return name, value, nil
+	return key, value, nil
+}
+
+// Classes of the bytes of a field name, for canonicalToken.
+const (
+	notToken = iota
+	tokenOther
+	tokenLower // a-z
+	tokenUpper // A-Z
+	tokenDash
+)
+
+var nameClass = func() (t [256]uint8) {
+	for c := range t {
+		switch {
+		case !isTokenChar[c]:
+		case c >= 'a' && c <= 'z':
+			t[c] = tokenLower
+		case c >= 'A' && c <= 'Z':
+			t[c] = tokenUpper
+		case c == '-':
+			t[c] = tokenDash
+		default:
+			t[c] = tokenOther
+		}
+	}
+	return t
+}()
+
+// canonicalToken checks that name is a token and returns its canonical
+// form, in one pass. Clients and backends nearly always send names already
+// canonical ("Content-Type"), which come back as they are, without an
+// allocation or a second look; others go through textproto.
+func canonicalToken(name string) (string, bool) {
+	if name == "" {
+		return "", false
+	}
+	canonical, upper := true, true
+	for i := 0; i < len(name); i++ {
+		switch nameClass[name[i]] {
+		case notToken:
+			return "", false
+		case tokenLower:
+			canonical = canonical && !upper
+			upper = false
+		case tokenUpper:
+			canonical = canonical && upper
+			upper = false
+		case tokenDash:
+			upper = true
+		default:
+			upper = false
+		}
+	}
+	if canonical {
+		return name, true
+	}
+	return textproto.CanonicalMIMEHeaderKey(name), true
+}
+
+// CanonicalKey is textproto.CanonicalMIMEHeaderKey without its cost for
+// names that are already canonical, the usual case.
+func CanonicalKey(name string) string {
+	if key, ok := canonicalToken(name); ok {
+		return key
+	}
+	return name // as textproto: a name that is no token is left alone
 }
 
 // ParseFields clears hdr and fills it from block: field lines, each ended
@@ -186,11 +253,10 @@ func ParseFields(hdr http.Header, block string) error {
 	for i := 0; block != ""; i++ {
 		var field string
 		field, block, _ = strings.Cut(block, "\n")
-		name, value, err := SplitField(field)
+		key, value, err := SplitField(field)
 		if err != nil {
 			return err
 		}
-		key := textproto.CanonicalMIMEHeaderKey(name)
 		if vv, dup := hdr[key]; dup {
 			hdr[key] = append(vv, value)
 		} else {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"net/http"
+	"net/textproto"
 	"reflect"
 	"strings"
 	"testing"
@@ -17,6 +18,8 @@ func TestSplitField(t *testing.T) {
 		{"Host: a.example", "Host", "a.example", nil},
 		{"X-A:\t v \t", "X-A", "v", nil},
 		{"X-Empty:", "X-Empty", "", nil},
+		{"content-type: a", "Content-Type", "a", nil},
+		{"x-rAmPaRt-iD: 1", "X-Rampart-Id", "1", nil},
 		{" folded", "", "", ErrObsFold},
 		{"\tfolded", "", "", ErrObsFold},
 		{"no colon", "", "", ErrFieldLine},
@@ -66,4 +69,53 @@ func TestReadLine(t *testing.T) {
 	if _, err := ReadLine(bufio.NewReader(strings.NewReader("A\rB\r\n")), &buf, 10); !errors.Is(err, ErrBareCR) {
 		t.Errorf("bare CR: %v", err)
 	}
+}
+
+// canonicalCases are names in and out of canonical form, tokens or not.
+var canonicalCases = []string{
+	"Host", "host", "HOST", "Content-Length", "content-length", "CONTENT-LENGTH",
+	"X-Forwarded-For", "x-forwarded-for", "X-FORWARDED-for", "Content-type", "content-Type",
+	"User-Agent", "user-agent", "X-Request-Id", "X-Request-ID", "Www-Authenticate", "WWW-Authenticate",
+	"-", "--", "-a", "a-", "a--b", "A--B", "a_b", "A_B", "a.b", "X-1a", "X-1A", "1a", "~x", "!x",
+	"Te", "TE", "te", "Dnt", "DNT", "Sec-Ch-Ua", "sec-ch-ua", "a", "A", "",
+	"has space", "Has Space", "tab\tin", "colon:in", "ünicode", "Caf\xe9", "x\x00y", "x\x7fy",
+}
+
+func TestCanonicalKey(t *testing.T) {
+	for _, name := range canonicalCases {
+		if got, want := CanonicalKey(name), textproto.CanonicalMIMEHeaderKey(name); got != want {
+			t.Errorf("CanonicalKey(%q) = %q, textproto says %q", name, got, want)
+		}
+		if strings.Contains(name, ":") {
+			continue // the field's name would end there
+		}
+		key, _, err := SplitField(name + ": v")
+		if ValidToken(name) {
+			if want := textproto.CanonicalMIMEHeaderKey(name); err != nil || key != want {
+				t.Errorf("SplitField(%q) key = %q, %v; want %q", name+": v", key, err, want)
+			}
+		} else if err == nil {
+			t.Errorf("SplitField(%q) accepted a name that is no token", name+": v")
+		}
+	}
+}
+
+func TestCanonicalKeyAllocs(t *testing.T) {
+	for _, name := range []string{"Content-Type", "X-Forwarded-For", "Host", "Te"} {
+		if n := testing.AllocsPerRun(100, func() { CanonicalKey(name) }); n != 0 {
+			t.Errorf("CanonicalKey(%q): %v allocations, want 0", name, n)
+		}
+	}
+}
+
+// FuzzCanonicalKey: the fast path never disagrees with textproto.
+func FuzzCanonicalKey(f *testing.F) {
+	for _, name := range canonicalCases {
+		f.Add(name)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		if got, want := CanonicalKey(name), textproto.CanonicalMIMEHeaderKey(name); got != want {
+			t.Errorf("CanonicalKey(%q) = %q, textproto says %q", name, got, want)
+		}
+	})
 }

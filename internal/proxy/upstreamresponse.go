@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httputil"
-	"net/textproto"
 	"strings"
 
 	"github.com/rampart-proxy/rampart/internal/httpwire"
@@ -128,7 +127,7 @@ func (uc *upstreamConn) frameResponse(resp *http.Response, req *http.Request, bo
 			for _, names := range announced {
 				for name := range strings.SplitSeq(names, ",") {
 					if name = httpwire.TrimOWS(name); httpwire.ValidToken(name) {
-						resp.Trailer[textproto.CanonicalMIMEHeaderKey(name)] = nil
+						resp.Trailer[httpwire.CanonicalKey(name)] = nil
 					}
 				}
 			}
@@ -189,14 +188,13 @@ func (c *chunkedBody) readTrailer() error {
 		if fields >= 64 || len(buf) > 16<<10 {
 			return errBadResponse("trailer section too large")
 		}
-		name, value, err := httpwire.SplitField(string(buf[start : start+n]))
+		key, value, err := httpwire.SplitField(string(buf[start : start+n]))
 		if err != nil {
 			return errBadResponse("trailer: " + err.Error())
 		}
 		if c.resp.Trailer == nil {
 			c.resp.Trailer = http.Header{}
 		}
-		key := textproto.CanonicalMIMEHeaderKey(name)
 		c.resp.Trailer[key] = append(c.resp.Trailer[key], value)
 	}
 }

@@ -43,7 +43,7 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.LBInstance = t.instance
 	rec.Method, rec.Host, rec.Path, rec.Query = r.Method, r.Host, r.URL.Path, r.URL.RawQuery
 	rec.Protocol = r.Proto
-	rec.UserAgent, rec.Referer = r.Header.Get("User-Agent"), r.Header.Get("Referer")
+	rec.UserAgent, rec.Referer = firstValue(r.Header, "User-Agent"), firstValue(r.Header, "Referer")
 	var client netip.Addr
 	if ci, ok := r.Context().Value(connInfoKey{}).(*connInfo); ok {
 		rec.ServerIP, rec.ServerPort = ci.serverIP, ci.serverPort
@@ -59,7 +59,7 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	// The response carries it too: responseWriter sets it with the status.
-	rec.RequestID = requestID(r.Header.Get("X-Request-Id"))
+	rec.RequestID = requestID(firstValue(r.Header, "X-Request-Id"))
 	rec.SlowClientScore = e.srv.slow.score(client, start)
 	denied := e.checkACL(rec, client)
 
@@ -265,6 +265,15 @@ func (e *entry) finish(t *table, rec *pipeline.Record, rw *responseWriter, body 
 	e.srv.metrics.ObserveRequest(rec)
 	t.accessLog.Log(rec)
 	pipeline.Release(rec)
+}
+
+// firstValue is Header.Get for a key already in canonical form: the
+// engines store keys canonical, and Get would check that again per call.
+func firstValue(h http.Header, key string) string {
+	if vv := h[key]; len(vv) > 0 {
+		return vv[0]
+	}
+	return ""
 }
 
 // connInfo is what every request of a connection shares, parsed once per
