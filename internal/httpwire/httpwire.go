@@ -245,11 +245,17 @@ func CanonicalKey(name string) string {
 
 // ParseFields clears hdr and fills it from block: field lines, each ended
 // by '\n' (as ReadLine leaves them). Every value is a substring of block,
-// and all value slices share one backing array: one allocation for the
-// whole block instead of one per field.
-func ParseFields(hdr http.Header, block string) error {
+// and the value slices share one backing array, *vals, grown when it is too
+// short: a connection that keeps its vals between the blocks it parses
+// allocates nothing here once vals has grown to its usual size. The slices
+// of the previous block parsed with the same vals must be dead by then.
+func ParseFields(hdr http.Header, block string, vals *[]string) error {
 	clear(hdr)
-	vals := make([]string, strings.Count(block, "\n"))
+	n := strings.Count(block, "\n")
+	if cap(*vals) < n {
+		*vals = make([]string, n)
+	}
+	vs := (*vals)[:n]
 	for i := 0; block != ""; i++ {
 		var field string
 		field, block, _ = strings.Cut(block, "\n")
@@ -258,10 +264,10 @@ func ParseFields(hdr http.Header, block string) error {
 			return err
 		}
 		if vv, dup := hdr[key]; dup {
-			hdr[key] = append(vv, value)
+			hdr[key] = append(vv, value) // cap 1: a copy, vs is not touched
 		} else {
-			vals[i] = value
-			hdr[key] = vals[i : i+1 : i+1]
+			vs[i] = value
+			hdr[key] = vs[i : i+1 : i+1]
 		}
 	}
 	return nil

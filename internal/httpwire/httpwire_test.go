@@ -39,15 +39,34 @@ func TestSplitField(t *testing.T) {
 
 func TestParseFields(t *testing.T) {
 	hdr := http.Header{"Stale": {"x"}}
-	if err := ParseFields(hdr, "host: a\nX-Dup: 1\nx-dup: 2\nAccept:  */* \n"); err != nil {
+	var vals []string
+	if err := ParseFields(hdr, "host: a\nX-Dup: 1\nx-dup: 2\nAccept:  */* \n", &vals); err != nil {
 		t.Fatal(err)
 	}
 	want := http.Header{"Host": {"a"}, "X-Dup": {"1", "2"}, "Accept": {"*/*"}}
 	if !reflect.DeepEqual(hdr, want) {
 		t.Errorf("got %v, want %v", hdr, want)
 	}
-	if err := ParseFields(hdr, "Good: 1\n bad\n"); !errors.Is(err, ErrObsFold) {
+	// A handler appending to a value must not write into its neighbour's
+	// slot of the shared backing array.
+	hdr["Host"] = append(hdr["Host"], "b")
+	if !reflect.DeepEqual(hdr["X-Dup"], []string{"1", "2"}) || !reflect.DeepEqual(hdr["Accept"], []string{"*/*"}) {
+		t.Errorf("append to one value changed another: %v", hdr)
+	}
+	if err := ParseFields(hdr, "Good: 1\n bad\n", &vals); !errors.Is(err, ErrObsFold) {
 		t.Errorf("obs-fold: %v", err)
+	}
+	// Reusing vals: the next block allocates nothing for its values.
+	block := "Host: a\nUser-Agent: b\nAccept: */*\n"
+	if n := testing.AllocsPerRun(100, func() {
+		if err := ParseFields(hdr, block, &vals); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("ParseFields with a reused vals: %v allocations, want 0", n)
+	}
+	if !reflect.DeepEqual(hdr, http.Header{"Host": {"a"}, "User-Agent": {"b"}, "Accept": {"*/*"}}) {
+		t.Errorf("reused vals: got %v", hdr)
 	}
 }
 

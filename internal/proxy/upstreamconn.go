@@ -227,6 +227,10 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 // directBody is the body of a response on the direct path. Read to its
 // end, it returns the connection to the backend's pool; abandoned early, it
 // closes it. Close frees the backend's in-flight slot.
+//
+// It is allocated once per response and carries the response itself and
+// the backing array of its header values, so a response costs this
+// allocation and the string of its head.
 type directBody struct {
 	rc      io.Reader // nil when the response has no body
 	lr      io.LimitedReader
@@ -238,6 +242,13 @@ type directBody struct {
 	start   time.Time
 	connOut bool // the connection was released
 	closed  bool
+
+	response http.Response
+	// vals backs the header's value slices (httpwire.ParseFields). Not the
+	// connection's: the client's handler may still read the header after
+	// the connection went back to the pool and carries the next response.
+	vals    []string
+	valsArr [16]string
 }
 
 func (d *directBody) Read(p []byte) (int, error) {

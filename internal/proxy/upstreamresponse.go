@@ -27,10 +27,10 @@ func (e errBadResponse) Error() string { return "malformed backend response: " +
 
 // readResponse reads one response head from uc and sets up its body. It
 // replaces http.ReadResponse on the direct path: the head is copied into one
-// string that every field is a substring of, and the header map is the
-// connection's own, reused for the next response (the handler copies
-// headers to the client before it reads the body, so before the connection
-// can be reused).
+// string that every field is a substring of, the response and its header
+// values live in body, and the header map is the connection's own, reused
+// for the next response (the handler copies headers to the client before it
+// reads the body, so before the connection can be reused).
 func (uc *upstreamConn) readResponse(req *http.Request, body *directBody) (*http.Response, error) {
 	uc.head = uc.head[:0]
 	n, err := httpwire.ReadLine(uc.br, &uc.head, maxResponseLine)
@@ -60,7 +60,8 @@ func (uc *upstreamConn) readResponse(req *http.Request, body *directBody) (*http
 	s := string(uc.head[:len(uc.head)-1]) // without the empty line's separator
 	line, rest, _ := strings.Cut(s, "\n")
 
-	resp := &http.Response{Request: req, ContentLength: -1}
+	resp := &body.response
+	*resp = http.Response{Request: req, ContentLength: -1}
 	proto, status, ok := strings.Cut(line, " ")
 	switch proto {
 	case "HTTP/1.1":
@@ -77,7 +78,8 @@ func (uc *upstreamConn) readResponse(req *http.Request, body *directBody) (*http
 	resp.StatusCode = int(code[0]-'0')*100 + int(code[1]-'0')*10 + int(code[2]-'0')
 	resp.Status = status
 
-	if err := httpwire.ParseFields(uc.hdr, rest); err != nil {
+	body.vals = body.valsArr[:0]
+	if err := httpwire.ParseFields(uc.hdr, rest, &body.vals); err != nil {
 		return nil, errBadResponse(err.Error())
 	}
 	resp.Header = uc.hdr
