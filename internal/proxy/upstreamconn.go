@@ -37,16 +37,19 @@ type upstreamConn struct {
 	br       *bufio.Reader
 	bw       *bufio.Writer
 	lastUsed time.Time
-	// head and hdr are reused by every response read on the connection.
-	head []byte
-	hdr  http.Header
+	// head, hop, added and replaced are reused by every response read on
+	// the connection (see readResponse).
+	head     []byte
+	hop      http.Header
+	added    []string
+	replaced []savedField
 	// tls is the backend TLS the connection was made under (nil:
 	// plaintext); it is reused only while that is still the pool's.
 	tls *backendTLS
 }
 
 func newUpstreamConn(c net.Conn, bt *backendTLS) *upstreamConn {
-	return &upstreamConn{c: c, br: bufio.NewReaderSize(c, 4096), bw: bufio.NewWriterSize(c, 4096), hdr: make(http.Header, 16), tls: bt}
+	return &upstreamConn{c: c, br: bufio.NewReaderSize(c, 4096), bw: bufio.NewWriterSize(c, 4096), hop: make(http.Header, 4), tls: bt}
 }
 
 // connPool is a backend's list of idle keep-alive connections, used LIFO so
@@ -117,17 +120,28 @@ func directEligible(req *http.Request) bool {
 type directRequest struct {
 	req *http.Request
 	rec *pipeline.Record
-	// w receives interim answers (103 Early Hints); nil drops them.
+	// w is the client's answer: the backend's header fields are read
+	// straight into its header map, and interim answers (103 Early Hints)
+	// are relayed to it. Without one (tests), the fields go to a map of
+	// their own and interim answers are dropped.
 	w http.ResponseWriter
 }
 
-// got1xx relays an interim answer to the client.
-func (d *directRequest) got1xx(code int, hdr http.Header) {
+// header is the map the backend's answer is read into.
+func (d *directRequest) header() http.Header {
 	if d.w == nil {
+		return http.Header{}
+	}
+	return d.w.Header()
+}
+
+// got1xx relays an interim answer, already read into the client's header
+// map, to the client.
+func (d *directRequest) got1xx(code int, uc *upstreamConn, h http.Header) {
+	if d.w == nil {
+		uc.undoFields(h)
 		return
 	}
-	h := d.w.Header()
-	copyResponseHeader(h, hdr)
 	d.w.WriteHeader(code)
 	clear(h) // interim headers must not leak into the final answer
 }
@@ -201,18 +215,20 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 		}
 		return nil, errStaleConn
 	}
+	dst := d.header()
 	for {
 		body := &directBody{uc: uc, b: b, stop: stop, maxIdle: maxIdle, start: start}
-		resp, err := uc.readResponse(d.req, body)
+		resp, err := uc.readResponse(d.req, body, dst)
 		if err != nil {
 			stop()
 			return nil, err
 		}
 		if resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
-			d.got1xx(resp.StatusCode, resp.Header)
+			d.got1xx(resp.StatusCode, uc, dst)
 			continue
 		}
 		if resp.StatusCode == http.StatusSwitchingProtocols {
+			uc.undoFields(dst)
 			stop()
 			return nil, errors.New("backend switched protocols without an upgrade request")
 		}
@@ -244,10 +260,9 @@ type directBody struct {
 	closed  bool
 
 	response http.Response
-	// vals backs the header's value slices (httpwire.ParseFields). Not the
+	// valsArr backs the header's value slices (see readFields). Not the
 	// connection's: the client's handler may still read the header after
 	// the connection went back to the pool and carries the next response.
-	vals    []string
 	valsArr [16]string
 }
 
@@ -417,14 +432,3 @@ func listedInConnection(conn []string, k string) bool {
 	return false
 }
 
-// copyResponseHeader copies a backend's response headers to the client,
-// without hop-by-hop ones and those named in its Connection header.
-func copyResponseHeader(dst, src http.Header) {
-	conn := src["Connection"]
-	for k, vv := range src {
-		if isHopHeader(k) || (len(conn) > 0 && listedInConnection(conn, k)) {
-			continue
-		}
-		dst[k] = vv
-	}
-}
