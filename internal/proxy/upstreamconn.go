@@ -431,4 +431,3 @@ func listedInConnection(conn []string, k string) bool {
 	}
 	return false
 }
-
