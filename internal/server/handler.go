@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rampart-proxy/rampart/internal/acl"
+	"github.com/rampart-proxy/rampart/internal/clock"
 	"github.com/rampart-proxy/rampart/internal/pipeline"
 )
 
@@ -29,7 +30,9 @@ type entry struct {
 }
 
 func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
+	// One clock reading for the record's timestamp and timings, the slow
+	// client score and the rate limits.
+	start := clock.Now()
 	t := e.srv.table.Load()
 	name := *e.l.name.Load()
 	lt := t.listeners[name]

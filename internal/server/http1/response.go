@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rampart-proxy/rampart/internal/clock"
 	"github.com/rampart-proxy/rampart/internal/httpwire"
 )
 
@@ -348,7 +349,7 @@ func writeStatusLine(bw *bufio.Writer, code int) {
 // httpDate returns the current time in IMF-fixdate, formatted at most once
 // a second.
 func httpDate() string {
-	now := time.Now().Unix()
+	now := clock.Now().Unix()
 	if d := cachedDate.Load(); d != nil && d.unix == now {
 		return d.text
 	}
