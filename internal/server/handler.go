@@ -48,7 +48,8 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.Protocol = r.Proto
 	rec.UserAgent, rec.Referer = firstValue(r.Header, "User-Agent"), firstValue(r.Header, "Referer")
 	var client netip.Addr
-	if ci, ok := r.Context().Value(connInfoKey{}).(*connInfo); ok {
+	ci, _ := r.Context().Value(connInfoKey{}).(*connInfo)
+	if ci != nil {
 		rec.ServerIP, rec.ServerPort = ci.serverIP, ci.serverPort
 		rec.ClientIP, rec.XForwardedFor, rec.ClientPort = ci.peerIP, ci.peerIP, int(ci.peer.Port())
 		client = ci.peer.Addr()
@@ -66,10 +67,27 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.SlowClientScore = e.srv.slow.score(client, start)
 	denied := e.checkACL(rec, client)
 
-	rw := &responseWriter{ResponseWriter: w, rec: rec, hs: t.headers}
+	// Every stage from here on finds the record in the request's context:
+	// on an HTTP/1 connection in its slot (withConnInfo), which leaves r
+	// as it is and gives this request the connection's writer and body
+	// wrappers; otherwise in a context of its own.
+	ctx, own := pipeline.Attach(r.Context(), rec)
+	var rw *responseWriter
 	var body *countingBody
+	if own && ci != nil {
+		rw = &ci.rw
+		*rw = responseWriter{ResponseWriter: w, rec: rec, hs: t.headers}
+	} else {
+		rw = &responseWriter{ResponseWriter: w, rec: rec, hs: t.headers}
+		r = r.WithContext(ctx)
+	}
 	if r.Body != nil && r.Body != http.NoBody {
-		body = &countingBody{ReadCloser: r.Body}
+		if own && ci != nil {
+			body = &ci.body
+			*body = countingBody{ReadCloser: r.Body}
+		} else {
+			body = &countingBody{ReadCloser: r.Body}
+		}
 		r.Body = body
 	}
 	defer func() {
@@ -79,14 +97,12 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if p != nil && rec.Error == "" {
 			rec.Error = "aborted"
 		}
-		e.finish(t, rec, rw, body, start)
+		e.finish(t, ctx, rec, rw, body, start)
 		if p != nil {
 			panic(p)
 		}
 	}()
 
-	// Every stage from here on finds the record in the request's context.
-	r = r.WithContext(pipeline.WithRecord(r.Context(), rec))
 	if denied {
 		rec.Error = "blocked"
 		pipeline.WriteError(rw, r, http.StatusForbidden)
@@ -256,7 +272,10 @@ func (e *entry) refused(ctx context.Context, status int, reason string) {
 	pipeline.Release(rec)
 }
 
-func (e *entry) finish(t *table, rec *pipeline.Record, rw *responseWriter, body *countingBody, start time.Time) {
+// finish completes the record, hands it to the metrics and the access log
+// and releases it, after freeing the connection's slot (and with it rw and
+// body, when they are the connection's).
+func (e *entry) finish(t *table, ctx context.Context, rec *pipeline.Record, rw *responseWriter, body *countingBody, start time.Time) {
 	if rw.status == 0 && rec.Error == "" {
 		rec.StatusCode = http.StatusOK // handler wrote nothing: net/http sends 200
 	}
@@ -265,6 +284,11 @@ func (e *entry) finish(t *table, rec *pipeline.Record, rw *responseWriter, body 
 		rec.RequestSizeBytes = body.n
 	}
 	rec.RequestTimeMs = float64(time.Since(start).Microseconds()) / 1000
+	*rw = responseWriter{}
+	if body != nil {
+		*body = countingBody{}
+	}
+	pipeline.Detach(ctx, rec)
 	e.srv.metrics.ObserveRequest(rec)
 	t.accessLog.Log(rec)
 	pipeline.Release(rec)
@@ -280,12 +304,17 @@ func firstValue(h http.Header, key string) string {
 }
 
 // connInfo is what every request of a connection shares, parsed once per
-// connection (http.Server.ConnContext) instead of once per request.
+// connection (http.Server.ConnContext) instead of once per request, and the
+// wrappers that the request holding the connection's record slot uses
+// (see entry.ServeHTTP), so they are not allocated per request.
 type connInfo struct {
 	peer       netip.AddrPort // unmapped
 	peerIP     string
 	serverIP   string
 	serverPort int
+
+	rw   responseWriter
+	body countingBody
 }
 
 type connInfoKey struct{}
@@ -300,7 +329,7 @@ func withConnInfo(ctx context.Context, c net.Conn) context.Context {
 	if ap, ok := addrPort(c.LocalAddr()); ok {
 		ci.serverIP, ci.serverPort = ap.Addr().String(), int(ap.Port())
 	}
-	return context.WithValue(ctx, connInfoKey{}, ci)
+	return pipeline.WithSlot(context.WithValue(ctx, connInfoKey{}, ci))
 }
 
 // responseWriter records status and size. Unwrap lets http.ResponseController
