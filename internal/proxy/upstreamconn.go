@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -321,6 +322,40 @@ func plainPath(p string) bool {
 	return true
 }
 
+// writeTarget writes the request target: the path as it is when no byte
+// of it needs escaping, else u.RequestURI(), which the common case with a
+// query is written like without building the string.
+func writeTarget(w *bufio.Writer, u *url.URL) {
+	switch {
+	case u.RawPath != "" || u.Opaque != "":
+		w.WriteString(u.RequestURI())
+	case u.RawQuery == "" && plainPath(u.Path):
+		w.WriteString(u.Path)
+	case u.RawQuery != "" && escapedAsIs(u.Path):
+		w.WriteString(u.Path)
+		w.WriteByte('?')
+		w.WriteString(u.RawQuery)
+	default:
+		w.WriteString(u.RequestURI())
+	}
+}
+
+// escapedAsIs reports whether p is non-empty and url.URL.EscapedPath
+// leaves it as it is: unreserved characters and the ones it keeps in a
+// path ("$&+,/:;=@").
+func escapedAsIs(p string) bool {
+	if p == "" {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~$&+,/:;=@", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
 // writeRequest writes the client's request head as the backend must see it,
 // applying the same rules as rewrite() on the httputil path: hop-by-hop
 // headers and the headers named in Connection are dropped, incoming
@@ -330,11 +365,7 @@ func writeRequest(w *bufio.Writer, d *directRequest) error {
 	r := d.req
 	w.WriteString(r.Method)
 	w.WriteByte(' ')
-	if r.URL.RawQuery != "" || r.URL.RawPath != "" || r.URL.Opaque != "" || !plainPath(r.URL.Path) {
-		w.WriteString(r.URL.RequestURI())
-	} else {
-		w.WriteString(r.URL.Path)
-	}
+	writeTarget(w, r.URL)
 	w.WriteString(" HTTP/1.1\r\nHost: ")
 	w.WriteString(r.Host)
 	w.WriteString("\r\n")

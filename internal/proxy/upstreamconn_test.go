@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -172,5 +173,31 @@ func TestDirectRequestHead(t *testing.T) {
 	}
 	if strings.Contains(head, "User-Agent") {
 		t.Fatalf("empty User-Agent was sent: %q", head)
+	}
+}
+
+// writeTarget writes what the direct path always wrote: the plain path as
+// it is, and otherwise url.URL.RequestURI.
+func TestWriteTarget(t *testing.T) {
+	for _, target := range []string{
+		"/", "/a/b", "/a?x=1", "/a?", "/?x", "/a b?x=1", "/caf%C3%A9?q=1", "/%2F?x=1", "/a!b?x=1", "/a!b",
+		"/a*b?c", "/a(b)'c?d", "/$&+,;=:@?x=%20", "/~u/-._?a=b&c=d", "/ä?x", "*", "http://h/abs?q",
+		"/a%20b", "/a%zz", "/a;b?c#", "//double?q",
+	} {
+		u, err := url.ParseRequestURI(target)
+		if err != nil {
+			continue
+		}
+		want := u.RequestURI()
+		if u.RawQuery == "" && u.RawPath == "" && u.Opaque == "" && plainPath(u.Path) {
+			want = u.Path
+		}
+		var buf strings.Builder
+		bw := bufio.NewWriter(&buf)
+		writeTarget(bw, u)
+		bw.Flush()
+		if buf.String() != want {
+			t.Errorf("target %q: wrote %q, want %q", target, buf.String(), want)
+		}
 	}
 }
