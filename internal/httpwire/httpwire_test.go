@@ -138,3 +138,20 @@ func FuzzCanonicalKey(f *testing.F) {
 		}
 	})
 }
+
+// WriteField writes the same bytes whether the line fits in the buffer or
+// has to go out in pieces.
+func TestWriteField(t *testing.T) {
+	for _, size := range []int{16, 4096} {
+		var out strings.Builder
+		bw := bufio.NewWriterSize(&out, size)
+		WriteField(bw, "Content-Type", "text/plain")
+		WriteField(bw, "X-Long", strings.Repeat("v", 40))
+		WriteField(bw, "E", "")
+		bw.Flush()
+		want := "Content-Type: text/plain\r\nX-Long: " + strings.Repeat("v", 40) + "\r\nE: \r\n"
+		if out.String() != want {
+			t.Errorf("buffer %d: wrote %q, want %q", size, out.String(), want)
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rampart-proxy/rampart/internal/httpwire"
 	"github.com/rampart-proxy/rampart/internal/pipeline"
 )
 
@@ -366,9 +367,8 @@ func writeRequest(w *bufio.Writer, d *directRequest) error {
 	w.WriteString(r.Method)
 	w.WriteByte(' ')
 	writeTarget(w, r.URL)
-	w.WriteString(" HTTP/1.1\r\nHost: ")
-	w.WriteString(r.Host)
-	w.WriteString("\r\n")
+	w.WriteString(" HTTP/1.1\r\n")
+	httpwire.WriteField(w, "Host", r.Host)
 	connTokens := r.Header["Connection"]
 	for k, vv := range r.Header {
 		if k == "Te" {
@@ -389,28 +389,20 @@ func writeRequest(w *bufio.Writer, d *directRequest) error {
 			if !safeHeaderValue(v) {
 				return errBadHeader
 			}
-			w.WriteString(k)
-			w.WriteString(": ")
-			w.WriteString(v)
-			w.WriteString("\r\n")
+			httpwire.WriteField(w, k, v)
 		}
 	}
 	if d.rec.XForwardedFor != "" {
-		w.WriteString("X-Forwarded-For: ")
-		w.WriteString(d.rec.XForwardedFor)
-		w.WriteString("\r\n")
+		httpwire.WriteField(w, "X-Forwarded-For", d.rec.XForwardedFor)
 	}
-	w.WriteString("X-Forwarded-Host: ")
-	w.WriteString(r.Host)
+	httpwire.WriteField(w, "X-Forwarded-Host", r.Host)
 	if r.TLS != nil {
-		w.WriteString("\r\nX-Forwarded-Proto: https\r\n")
+		w.WriteString("X-Forwarded-Proto: https\r\n")
 	} else {
-		w.WriteString("\r\nX-Forwarded-Proto: http\r\n")
+		w.WriteString("X-Forwarded-Proto: http\r\n")
 	}
 	if d.rec.RequestID != "" {
-		w.WriteString("X-Request-Id: ")
-		w.WriteString(d.rec.RequestID)
-		w.WriteString("\r\n")
+		httpwire.WriteField(w, "X-Request-Id", d.rec.RequestID)
 	}
 	w.WriteString("\r\n")
 	return w.Flush()

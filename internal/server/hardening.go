@@ -162,6 +162,14 @@ func addrPort(a net.Addr) (netip.AddrPort, bool) {
 type headerSet struct {
 	removeServer bool
 	set          map[string][]string
+	// fields is set as a list: apply runs for every answer, and ranging
+	// over a short slice is much cheaper than over a map.
+	fields []setField
+}
+
+type setField struct {
+	key  string
+	vals []string
 }
 
 func newHeaderSet(g *config.Headers, route *config.RouteHeaders) *headerSet {
@@ -179,6 +187,9 @@ func newHeaderSet(g *config.Headers, route *config.RouteHeaders) *headerSet {
 			delete(hs.set, k)
 		}
 	}
+	for k, v := range hs.set {
+		hs.fields = append(hs.fields, setField{k, v})
+	}
 	return hs
 }
 
@@ -191,8 +202,8 @@ func (hs *headerSet) apply(h http.Header) {
 	if hs.removeServer {
 		delete(h, "Server")
 	}
-	for k, v := range hs.set {
-		h[k] = v
+	for _, f := range hs.fields {
+		h[f.key] = f.vals
 	}
 }
 

@@ -151,9 +151,7 @@ func (w *response) writeHead() {
 		}
 	}
 	if _, ok := h["Date"]; !ok {
-		bw.WriteString("Date: ")
-		bw.WriteString(httpDate())
-		bw.WriteString("\r\n")
+		httpwire.WriteField(bw, "Date", httpDate())
 	}
 	if w.chunked {
 		bw.WriteString("Transfer-Encoding: chunked\r\n")
@@ -321,13 +319,21 @@ func writeField(bw *bufio.Writer, k, v string) {
 	if !httpwire.ValidToken(k) {
 		return
 	}
-	bw.WriteString(k)
-	bw.WriteString(": ")
-	if strings.ContainsAny(v, "\r\n") {
+	if hasCRLF(v) {
 		v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
 	}
-	bw.WriteString(v)
-	bw.WriteString("\r\n")
+	httpwire.WriteField(bw, k, v)
+}
+
+// hasCRLF is strings.ContainsAny(v, "\r\n") without building a set per
+// call: header values are short, and checked for every field written.
+func hasCRLF(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c == '\r' || c == '\n' {
+			return true
+		}
+	}
+	return false
 }
 
 func writeStatusLine(bw *bufio.Writer, code int) {
