@@ -197,27 +197,31 @@ func SplitField(field string) (key, value string, err error) {
 	return key, value, nil
 }
 
-// Classes of the bytes of a field name, for canonicalToken.
+// nameTable drives canonicalToken: nameTable[expectUpper][c] says whether
+// byte c is a token character (nameToken), whether it breaks canonical
+// case after the previous byte (nameNotCanonical: a lower-case letter
+// where an upper-case one belongs, or the reverse), and whether the next
+// letter should be upper case (nameNextUpper: after '-').
 const (
-	notToken = iota
-	tokenOther
-	tokenLower // a-z
-	tokenUpper // A-Z
-	tokenDash
+	nameToken = 1 << iota
+	nameNotCanonical
+	nameNextUpper
 )
 
-var nameClass = func() (t [256]uint8) {
-	for c := range t {
-		switch {
-		case !isTokenChar[c]:
-		case c >= 'a' && c <= 'z':
-			t[c] = tokenLower
-		case c >= 'A' && c <= 'Z':
-			t[c] = tokenUpper
-		case c == '-':
-			t[c] = tokenDash
-		default:
-			t[c] = tokenOther
+var nameTable = func() (t [2][256]uint8) {
+	for expectUpper := range 2 {
+		for c := range 256 {
+			if !isTokenChar[c] {
+				continue
+			}
+			v := uint8(nameToken)
+			switch {
+			case c >= 'a' && c <= 'z' && expectUpper == 1, c >= 'A' && c <= 'Z' && expectUpper == 0:
+				v |= nameNotCanonical
+			case c == '-':
+				v |= nameNextUpper
+			}
+			t[expectUpper][c] = v
 		}
 	}
 	return t
@@ -231,24 +235,17 @@ func canonicalToken(name string) (string, bool) {
 	if name == "" {
 		return "", false
 	}
-	canonical, upper := true, true
+	var bad uint8
+	upper := 1
 	for i := 0; i < len(name); i++ {
-		switch nameClass[name[i]] {
-		case notToken:
+		v := nameTable[upper][name[i]]
+		if v == 0 {
 			return "", false
-		case tokenLower:
-			canonical = canonical && !upper
-			upper = false
-		case tokenUpper:
-			canonical = canonical && upper
-			upper = false
-		case tokenDash:
-			upper = true
-		default:
-			upper = false
 		}
+		bad |= v
+		upper = int(v>>2) & 1
 	}
-	if canonical {
+	if bad&nameNotCanonical == 0 {
 		return name, true
 	}
 	return textproto.CanonicalMIMEHeaderKey(name), true
