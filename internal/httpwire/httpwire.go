@@ -232,6 +232,9 @@ var nameTable = func() (t [2][256]uint8) {
 // canonical ("Content-Type"), which come back as they are, without an
 // allocation or a second look; others go through textproto.
 func canonicalToken(name string) (string, bool) {
+	if commonName(name) {
+		return name, true
+	}
 	if name == "" {
 		return "", false
 	}
@@ -249,6 +252,24 @@ func canonicalToken(name string) (string, bool) {
 		return name, true
 	}
 	return textproto.CanonicalMIMEHeaderKey(name), true
+}
+
+// commonName reports whether name is one of the field names most requests
+// and responses carry, in canonical form: a string switch (compared by
+// length first) is cheaper than checking such a name byte by byte.
+func commonName(name string) bool {
+	switch name {
+	case "Host", "User-Agent", "Accept", "Accept-Encoding", "Accept-Language", "Connection",
+		"Cookie", "Referer", "Origin", "Authorization", "Cache-Control", "Pragma",
+		"If-None-Match", "If-Modified-Since", "Upgrade-Insecure-Requests", "X-Forwarded-For",
+		"X-Forwarded-Proto", "X-Forwarded-Host", "X-Request-Id", "X-Real-Ip", "Content-Type",
+		"Content-Length", "Content-Encoding", "Date", "Server", "Etag", "Last-Modified",
+		"Set-Cookie", "Vary", "Expires", "Location", "Keep-Alive", "Transfer-Encoding",
+		"Accept-Ranges", "Age", "Strict-Transport-Security", "X-Content-Type-Options",
+		"X-Frame-Options", "Referrer-Policy", "Content-Security-Policy":
+		return true
+	}
+	return false
 }
 
 // CanonicalKey is textproto.CanonicalMIMEHeaderKey without its cost for

@@ -119,6 +119,25 @@ func TestCanonicalKey(t *testing.T) {
 	}
 }
 
+// Every name on the fast path's list is a canonical token.
+func TestCommonNames(t *testing.T) {
+	for _, name := range []string{"Host", "User-Agent", "X-Request-Id", "Content-Security-Policy", "Etag", "X-Real-Ip"} {
+		if !commonName(name) {
+			t.Errorf("%q is not on the list", name)
+		}
+	}
+	for c := range 256 {
+		for _, name := range []string{"Host", "Etag"} {
+			// One byte changed: never on the list unless it is the name.
+			b := []byte(name)
+			b[1] = byte(c)
+			if commonName(string(b)) && string(b) != name {
+				t.Errorf("%q taken for a common name", b)
+			}
+		}
+	}
+}
+
 func TestCanonicalKeyAllocs(t *testing.T) {
 	for _, name := range []string{"Content-Type", "X-Forwarded-For", "Host", "Te"} {
 		if n := testing.AllocsPerRun(100, func() { CanonicalKey(name) }); n != 0 {
