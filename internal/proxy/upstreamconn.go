@@ -48,10 +48,13 @@ type upstreamConn struct {
 	// tls is the backend TLS the connection was made under (nil:
 	// plaintext); it is reused only while that is still the pool's.
 	tls *backendTLS
+	// activeIdx is the connection's index in its backend's active list
+	// while it carries a request, -1 otherwise (guarded by Backend.mu).
+	activeIdx int
 }
 
 func newUpstreamConn(c net.Conn, bt *backendTLS) *upstreamConn {
-	return &upstreamConn{c: c, br: bufio.NewReaderSize(c, 4096), bw: bufio.NewWriterSize(c, 4096), hop: make(http.Header, 4), tls: bt}
+	return &upstreamConn{c: c, br: bufio.NewReaderSize(c, 4096), bw: bufio.NewWriterSize(c, 4096), hop: make(http.Header, 4), tls: bt, activeIdx: -1}
 }
 
 // connPool is a backend's list of idle keep-alive connections, used LIFO so

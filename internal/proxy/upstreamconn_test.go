@@ -201,3 +201,53 @@ func TestWriteTarget(t *testing.T) {
 		}
 	}
 }
+
+// The active list stays consistent whatever order connections leave it
+// in, and a cut forgets them all (their untrack is then a no-op).
+func TestBackendActiveList(t *testing.T) {
+	b := NewBackend("a", "127.0.0.1:1", 1)
+	var ucs []*upstreamConn
+	for range 6 {
+		c1, c2 := net.Pipe()
+		t.Cleanup(func() { c1.Close(); c2.Close() })
+		uc := newUpstreamConn(c1, nil)
+		if !b.track(uc, b.generation()) {
+			t.Fatal("track refused")
+		}
+		ucs = append(ucs, uc)
+	}
+	check := func(want ...*upstreamConn) {
+		t.Helper()
+		if len(b.active) != len(want) {
+			t.Fatalf("%d active, want %d", len(b.active), len(want))
+		}
+		for i, uc := range b.active {
+			if uc.activeIdx != i {
+				t.Fatalf("active[%d] has index %d", i, uc.activeIdx)
+			}
+		}
+		for _, uc := range want {
+			if uc.activeIdx < 0 || b.active[uc.activeIdx] != uc {
+				t.Fatalf("connection missing from the active list")
+			}
+		}
+	}
+	b.untrack(ucs[1])
+	b.untrack(ucs[5])
+	b.untrack(ucs[1]) // twice: no effect
+	check(ucs[0], ucs[2], ucs[3], ucs[4])
+	b.untrack(ucs[0])
+	check(ucs[2], ucs[3], ucs[4])
+	b.cutInFlight()
+	check()
+	for _, uc := range ucs[2:5] {
+		if !uc.cut.Load() {
+			t.Error("a connection in flight was not cut")
+		}
+		b.untrack(uc)
+	}
+	check()
+	if b.track(ucs[0], 0) {
+		t.Error("track with a generation from before the cut accepted")
+	}
+}
