@@ -349,7 +349,7 @@ func (w *responseWriter) WriteHeader(code int) {
 		w.status = code
 		w.rec.StatusCode = code
 		w.setRequestID()
-		w.hs.apply(w.ResponseWriter.Header())
+		w.hs.apply(w.ResponseWriter)
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
@@ -359,7 +359,7 @@ func (w *responseWriter) Write(b []byte) (int, error) {
 		w.status = http.StatusOK
 		w.rec.StatusCode = http.StatusOK
 		w.setRequestID()
-		w.hs.apply(w.ResponseWriter.Header())
+		w.hs.apply(w.ResponseWriter)
 	}
 	n, err := w.ResponseWriter.Write(b)
 	w.written += int64(n)

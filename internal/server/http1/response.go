@@ -35,6 +35,9 @@ type response struct {
 	closeAfter bool
 	hijacked   bool
 	err        error // first write error; later writes fail fast
+	// block holds field lines added with AddFieldBlock, written after the
+	// header map's fields.
+	block string
 }
 
 var (
@@ -50,6 +53,26 @@ func (w *response) reset(r *http.Request) {
 }
 
 func (w *response) Header() http.Header { return w.header }
+
+// AddFieldBlock adds field lines made by FieldBlock to the final answer's
+// head, after the header map's fields. It is for fields set on every
+// answer from a fixed list (Rampart's security headers): one copy of the
+// block instead of a map entry, an iteration step and a field write each.
+// Call it before the head is written; later calls replace the block.
+func (w *response) AddFieldBlock(block string) { w.block = block }
+
+// FieldBlock serialises fields for AddFieldBlock, with writeField's rules:
+// a name that is not a token is dropped, CR and LF in a value become
+// spaces.
+func FieldBlock(fields [][2]string) string {
+	var b strings.Builder
+	bw := bufio.NewWriter(&b)
+	for _, f := range fields {
+		writeField(bw, f[0], f[1])
+	}
+	bw.Flush()
+	return b.String()
+}
 
 func (w *response) WriteHeader(code int) {
 	if w.hijacked || w.wroteHeader {
@@ -150,6 +173,7 @@ func (w *response) writeHead() {
 			writeField(bw, k, v)
 		}
 	}
+	bw.WriteString(w.block)
 	if _, ok := h["Date"]; !ok {
 		httpwire.WriteField(bw, "Date", httpDate())
 	}
