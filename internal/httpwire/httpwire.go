@@ -137,6 +137,26 @@ func HasToken(vv []string, tok string) bool {
 	return false
 }
 
+// WriteField writes the field line "k: v\r\n" to bw, with one copy into
+// its buffer when the line fits (four WriteString calls otherwise): header
+// writing is a large part of a proxy's user-space work per request. It
+// writes k and v as they are; checking them is the caller's job.
+func WriteField(bw *bufio.Writer, k, v string) {
+	if bw.Available() < len(k)+len(v)+4 {
+		bw.WriteString(k)
+		bw.WriteString(": ")
+		bw.WriteString(v)
+		bw.WriteString("\r\n")
+		return
+	}
+	b := bw.AvailableBuffer()
+	b = append(b, k...)
+	b = append(b, ": "...)
+	b = append(b, v...)
+	b = append(b, "\r\n"...)
+	bw.Write(b)
+}
+
 // FieldError says what is wrong with a header or trailer field line.
 type FieldError string
 
@@ -151,10 +171,11 @@ const (
 )
 
 // SplitField checks one field line (without its line ending) and splits
-// it into name and value. obs-fold is refused (RFC 9112 §5.2: a proxy must
-// not pass on a header others may unfold differently), and so is
-// whitespace before the colon (§5.1), which the token check covers.
-func SplitField(field string) (name, value string, err error) {
+// it into its canonical name (as textproto.CanonicalMIMEHeaderKey gives it)
+// and value. obs-fold is refused (RFC 9112 §5.2: a proxy must not pass on
+// a header others may unfold differently), and so is whitespace before the
+// colon (§5.1), which the token check covers.
+func SplitField(field string) (key, value string, err error) {
 	if field == "" {
 		return "", "", ErrFieldLine
 	}
@@ -165,37 +186,126 @@ func SplitField(field string) (name, value string, err error) {
 	if colon <= 0 {
 		return "", "", ErrFieldLine
 	}
-	name = field[:colon]
-	if !ValidToken(name) {
+	key, ok := canonicalToken(field[:colon])
+	if !ok {
 		return "", "", ErrFieldName
 	}
 	value = TrimOWS(field[colon+1:])
 	if !ValidValue(value) {
 		return "", "", ErrFieldValue
 	}
-	return name, value, nil
+	return key, value, nil
+}
+
+// nameTable drives canonicalToken: nameTable[expectUpper][c] says whether
+// byte c is a token character (nameToken), whether it breaks canonical
+// case after the previous byte (nameNotCanonical: a lower-case letter
+// where an upper-case one belongs, or the reverse), and whether the next
+// letter should be upper case (nameNextUpper: after '-').
+const (
+	nameToken = 1 << iota
+	nameNotCanonical
+	nameNextUpper
+)
+
+var nameTable = func() (t [2][256]uint8) {
+	for expectUpper := range 2 {
+		for c := range 256 {
+			if !isTokenChar[c] {
+				continue
+			}
+			v := uint8(nameToken)
+			switch {
+			case c >= 'a' && c <= 'z' && expectUpper == 1, c >= 'A' && c <= 'Z' && expectUpper == 0:
+				v |= nameNotCanonical
+			case c == '-':
+				v |= nameNextUpper
+			}
+			t[expectUpper][c] = v
+		}
+	}
+	return t
+}()
+
+// canonicalToken checks that name is a token and returns its canonical
+// form, in one pass. Clients and backends nearly always send names already
+// canonical ("Content-Type"), which come back as they are, without an
+// allocation or a second look; others go through textproto.
+func canonicalToken(name string) (string, bool) {
+	if commonName(name) {
+		return name, true
+	}
+	if name == "" {
+		return "", false
+	}
+	var bad uint8
+	upper := 1
+	for i := 0; i < len(name); i++ {
+		v := nameTable[upper][name[i]]
+		if v == 0 {
+			return "", false
+		}
+		bad |= v
+		upper = int(v>>2) & 1
+	}
+	if bad&nameNotCanonical == 0 {
+		return name, true
+	}
+	return textproto.CanonicalMIMEHeaderKey(name), true
+}
+
+// commonName reports whether name is one of the field names most requests
+// and responses carry, in canonical form: a string switch (compared by
+// length first) is cheaper than checking such a name byte by byte.
+func commonName(name string) bool {
+	switch name {
+	case "Host", "User-Agent", "Accept", "Accept-Encoding", "Accept-Language", "Connection",
+		"Cookie", "Referer", "Origin", "Authorization", "Cache-Control", "Pragma",
+		"If-None-Match", "If-Modified-Since", "Upgrade-Insecure-Requests", "X-Forwarded-For",
+		"X-Forwarded-Proto", "X-Forwarded-Host", "X-Request-Id", "X-Real-Ip", "Content-Type",
+		"Content-Length", "Content-Encoding", "Date", "Server", "Etag", "Last-Modified",
+		"Set-Cookie", "Vary", "Expires", "Location", "Keep-Alive", "Transfer-Encoding",
+		"Accept-Ranges", "Age", "Strict-Transport-Security", "X-Content-Type-Options",
+		"X-Frame-Options", "Referrer-Policy", "Content-Security-Policy":
+		return true
+	}
+	return false
+}
+
+// CanonicalKey is textproto.CanonicalMIMEHeaderKey without its cost for
+// names that are already canonical, the usual case.
+func CanonicalKey(name string) string {
+	if key, ok := canonicalToken(name); ok {
+		return key
+	}
+	return name // as textproto: a name that is no token is left alone
 }
 
 // ParseFields clears hdr and fills it from block: field lines, each ended
 // by '\n' (as ReadLine leaves them). Every value is a substring of block,
-// and all value slices share one backing array: one allocation for the
-// whole block instead of one per field.
-func ParseFields(hdr http.Header, block string) error {
+// and the value slices share one backing array, *vals, grown when it is too
+// short: a connection that keeps its vals between the blocks it parses
+// allocates nothing here once vals has grown to its usual size. The slices
+// of the previous block parsed with the same vals must be dead by then.
+func ParseFields(hdr http.Header, block string, vals *[]string) error {
 	clear(hdr)
-	vals := make([]string, strings.Count(block, "\n"))
+	n := strings.Count(block, "\n")
+	if cap(*vals) < n {
+		*vals = make([]string, n)
+	}
+	vs := (*vals)[:n]
 	for i := 0; block != ""; i++ {
 		var field string
 		field, block, _ = strings.Cut(block, "\n")
-		name, value, err := SplitField(field)
+		key, value, err := SplitField(field)
 		if err != nil {
 			return err
 		}
-		key := textproto.CanonicalMIMEHeaderKey(name)
 		if vv, dup := hdr[key]; dup {
-			hdr[key] = append(vv, value)
+			hdr[key] = append(vv, value) // cap 1: a copy, vs is not touched
 		} else {
-			vals[i] = value
-			hdr[key] = vals[i : i+1 : i+1]
+			vs[i] = value
+			hdr[key] = vs[i : i+1 : i+1]
 		}
 	}
 	return nil

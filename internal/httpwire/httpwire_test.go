@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"net/http"
+	"net/textproto"
 	"reflect"
 	"strings"
 	"testing"
@@ -17,6 +18,8 @@ func TestSplitField(t *testing.T) {
 		{"Host: a.example", "Host", "a.example", nil},
 		{"X-A:\t v \t", "X-A", "v", nil},
 		{"X-Empty:", "X-Empty", "", nil},
+		{"content-type: a", "Content-Type", "a", nil},
+		{"x-rAmPaRt-iD: 1", "X-Rampart-Id", "1", nil},
 		{" folded", "", "", ErrObsFold},
 		{"\tfolded", "", "", ErrObsFold},
 		{"no colon", "", "", ErrFieldLine},
@@ -36,15 +39,34 @@ func TestSplitField(t *testing.T) {
 
 func TestParseFields(t *testing.T) {
 	hdr := http.Header{"Stale": {"x"}}
-	if err := ParseFields(hdr, "host: a\nX-Dup: 1\nx-dup: 2\nAccept:  */* \n"); err != nil {
+	var vals []string
+	if err := ParseFields(hdr, "host: a\nX-Dup: 1\nx-dup: 2\nAccept:  */* \n", &vals); err != nil {
 		t.Fatal(err)
 	}
 	want := http.Header{"Host": {"a"}, "X-Dup": {"1", "2"}, "Accept": {"*/*"}}
 	if !reflect.DeepEqual(hdr, want) {
 		t.Errorf("got %v, want %v", hdr, want)
 	}
-	if err := ParseFields(hdr, "Good: 1\n bad\n"); !errors.Is(err, ErrObsFold) {
+	// A handler appending to a value must not write into its neighbour's
+	// slot of the shared backing array.
+	hdr["Host"] = append(hdr["Host"], "b")
+	if !reflect.DeepEqual(hdr["X-Dup"], []string{"1", "2"}) || !reflect.DeepEqual(hdr["Accept"], []string{"*/*"}) {
+		t.Errorf("append to one value changed another: %v", hdr)
+	}
+	if err := ParseFields(hdr, "Good: 1\n bad\n", &vals); !errors.Is(err, ErrObsFold) {
 		t.Errorf("obs-fold: %v", err)
+	}
+	// Reusing vals: the next block allocates nothing for its values.
+	block := "Host: a\nUser-Agent: b\nAccept: */*\n"
+	if n := testing.AllocsPerRun(100, func() {
+		if err := ParseFields(hdr, block, &vals); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("ParseFields with a reused vals: %v allocations, want 0", n)
+	}
+	if !reflect.DeepEqual(hdr, http.Header{"Host": {"a"}, "User-Agent": {"b"}, "Accept": {"*/*"}}) {
+		t.Errorf("reused vals: got %v", hdr)
 	}
 }
 
@@ -65,5 +87,90 @@ func TestReadLine(t *testing.T) {
 	buf = buf[:0]
 	if _, err := ReadLine(bufio.NewReader(strings.NewReader("A\rB\r\n")), &buf, 10); !errors.Is(err, ErrBareCR) {
 		t.Errorf("bare CR: %v", err)
+	}
+}
+
+// canonicalCases are names in and out of canonical form, tokens or not.
+var canonicalCases = []string{
+	"Host", "host", "HOST", "Content-Length", "content-length", "CONTENT-LENGTH",
+	"X-Forwarded-For", "x-forwarded-for", "X-FORWARDED-for", "Content-type", "content-Type",
+	"User-Agent", "user-agent", "X-Request-Id", "X-Request-ID", "Www-Authenticate", "WWW-Authenticate",
+	"-", "--", "-a", "a-", "a--b", "A--B", "a_b", "A_B", "a.b", "X-1a", "X-1A", "1a", "~x", "!x",
+	"Te", "TE", "te", "Dnt", "DNT", "Sec-Ch-Ua", "sec-ch-ua", "a", "A", "",
+	"has space", "Has Space", "tab\tin", "colon:in", "ünicode", "Caf\xe9", "x\x00y", "x\x7fy",
+}
+
+func TestCanonicalKey(t *testing.T) {
+	for _, name := range canonicalCases {
+		if got, want := CanonicalKey(name), textproto.CanonicalMIMEHeaderKey(name); got != want {
+			t.Errorf("CanonicalKey(%q) = %q, textproto says %q", name, got, want)
+		}
+		if strings.Contains(name, ":") {
+			continue // the field's name would end there
+		}
+		key, _, err := SplitField(name + ": v")
+		if ValidToken(name) {
+			if want := textproto.CanonicalMIMEHeaderKey(name); err != nil || key != want {
+				t.Errorf("SplitField(%q) key = %q, %v; want %q", name+": v", key, err, want)
+			}
+		} else if err == nil {
+			t.Errorf("SplitField(%q) accepted a name that is no token", name+": v")
+		}
+	}
+}
+
+// Every name on the fast path's list is a canonical token.
+func TestCommonNames(t *testing.T) {
+	for _, name := range []string{"Host", "User-Agent", "X-Request-Id", "Content-Security-Policy", "Etag", "X-Real-Ip"} {
+		if !commonName(name) {
+			t.Errorf("%q is not on the list", name)
+		}
+	}
+	for c := range 256 {
+		for _, name := range []string{"Host", "Etag"} {
+			// One byte changed: never on the list unless it is the name.
+			b := []byte(name)
+			b[1] = byte(c)
+			if commonName(string(b)) && string(b) != name {
+				t.Errorf("%q taken for a common name", b)
+			}
+		}
+	}
+}
+
+func TestCanonicalKeyAllocs(t *testing.T) {
+	for _, name := range []string{"Content-Type", "X-Forwarded-For", "Host", "Te"} {
+		if n := testing.AllocsPerRun(100, func() { CanonicalKey(name) }); n != 0 {
+			t.Errorf("CanonicalKey(%q): %v allocations, want 0", name, n)
+		}
+	}
+}
+
+// FuzzCanonicalKey: the fast path never disagrees with textproto.
+func FuzzCanonicalKey(f *testing.F) {
+	for _, name := range canonicalCases {
+		f.Add(name)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		if got, want := CanonicalKey(name), textproto.CanonicalMIMEHeaderKey(name); got != want {
+			t.Errorf("CanonicalKey(%q) = %q, textproto says %q", name, got, want)
+		}
+	})
+}
+
+// WriteField writes the same bytes whether the line fits in the buffer or
+// has to go out in pieces.
+func TestWriteField(t *testing.T) {
+	for _, size := range []int{16, 4096} {
+		var out strings.Builder
+		bw := bufio.NewWriterSize(&out, size)
+		WriteField(bw, "Content-Type", "text/plain")
+		WriteField(bw, "X-Long", strings.Repeat("v", 40))
+		WriteField(bw, "E", "")
+		bw.Flush()
+		want := "Content-Type: text/plain\r\nX-Long: " + strings.Repeat("v", 40) + "\r\nE: \r\n"
+		if out.String() != want {
+			t.Errorf("buffer %d: wrote %q, want %q", size, out.String(), want)
+		}
 	}
 }

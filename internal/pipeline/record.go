@@ -9,6 +9,7 @@ package pipeline
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -112,11 +113,49 @@ func WithRecord(ctx context.Context, rec *Record) context.Context {
 	return context.WithValue(ctx, recordKey{}, rec)
 }
 
+// A slot carries the record of the request a connection is serving, in
+// the connection's context: on a connection that serves one request at a
+// time (HTTP/1) a request then needs neither a context of its own nor the
+// copy of the http.Request that setting it takes.
+type slot struct {
+	rec atomic.Pointer[Record]
+}
+
+// WithSlot returns a connection's context with an empty record slot.
+func WithSlot(ctx context.Context) context.Context {
+	return context.WithValue(ctx, recordKey{}, new(slot))
+}
+
+// Attach makes rec the record of the request whose context is ctx. If
+// ctx carries a free slot (see WithSlot), rec takes it and ctx is returned
+// as it is, with ok true: the caller has the connection to itself until
+// Detach. Otherwise (no slot, or HTTP/2 streams of one connection running
+// at once) the result is WithRecord(ctx, rec).
+func Attach(ctx context.Context, rec *Record) (_ context.Context, ok bool) {
+	if s, isSlot := ctx.Value(recordKey{}).(*slot); isSlot && s.rec.CompareAndSwap(nil, rec) {
+		return ctx, true
+	}
+	return WithRecord(ctx, rec), false
+}
+
+// Detach frees the slot of ctx if rec holds it (Attach reported ok). It
+// must come before rec is released.
+func Detach(ctx context.Context, rec *Record) {
+	if s, ok := ctx.Value(recordKey{}).(*slot); ok {
+		s.rec.CompareAndSwap(rec, nil)
+	}
+}
+
 // FromContext returns the request's record. It never returns nil, so stages
 // tested alone need no setup; a record made here is simply not logged.
 func FromContext(ctx context.Context) *Record {
-	if r, ok := ctx.Value(recordKey{}).(*Record); ok {
-		return r
+	switch v := ctx.Value(recordKey{}).(type) {
+	case *Record:
+		return v
+	case *slot:
+		if r := v.rec.Load(); r != nil {
+			return r
+		}
 	}
 	return &Record{UpstreamTimeMs: -1, TargetProcessingTimeMs: -1}
 }

@@ -45,9 +45,11 @@ type Backend struct {
 	cut    context.Context
 	cancel context.CancelFunc
 	// active are the direct client's connections with a request in flight;
-	// a cut closes them. gen counts cuts, so a request that chose this
-	// backend before a cut cannot register afterwards.
-	active map[*upstreamConn]struct{}
+	// a cut closes them. Each knows its index (activeIdx), so track and
+	// untrack, twice per request, cost no hashing. gen counts cuts, so a
+	// request that chose this backend before a cut cannot register
+	// afterwards.
+	active []*upstreamConn
 	gen    uint64
 }
 
@@ -107,11 +109,13 @@ func (b *Backend) cutInFlight() {
 	cancel := b.cancel
 	b.cut, b.cancel = context.WithCancel(context.Background())
 	b.gen++
-	for uc := range b.active {
+	for i, uc := range b.active {
 		uc.cut.Store(true)
+		uc.activeIdx = -1
 		uc.c.Close()
+		b.active[i] = nil
 	}
-	clear(b.active)
+	b.active = b.active[:0]
 	b.mu.Unlock()
 	cancel()
 	b.conns.closeIdle()
@@ -132,15 +136,22 @@ func (b *Backend) track(uc *upstreamConn, gen uint64) bool {
 	if b.gen != gen || b.State() == StateQuarantined {
 		return false
 	}
-	if b.active == nil {
-		b.active = map[*upstreamConn]struct{}{}
-	}
-	b.active[uc] = struct{}{}
+	uc.activeIdx = len(b.active)
+	b.active = append(b.active, uc)
 	return true
 }
 
+// untrack removes a connection that track registered; after a cut, which
+// forgot them all, it does nothing.
 func (b *Backend) untrack(uc *upstreamConn) {
 	b.mu.Lock()
-	delete(b.active, uc)
+	if i := uc.activeIdx; i >= 0 {
+		last := len(b.active) - 1
+		b.active[i] = b.active[last]
+		b.active[i].activeIdx = i
+		b.active[last] = nil
+		b.active = b.active[:last]
+		uc.activeIdx = -1
+	}
 	b.mu.Unlock()
 }

@@ -70,7 +70,7 @@ func serveDirect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer resp.Body.Close()
-	copyResponseHeader(w.Header(), resp.Header)
+	// The backend's header fields are in w.Header() already (readFields).
 	announced := len(resp.Trailer) > 0
 	if announced {
 		keys := make([]string, 0, len(resp.Trailer))

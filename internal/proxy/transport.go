@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rampart-proxy/rampart/internal/clock"
 	"github.com/rampart-proxy/rampart/internal/pipeline"
 )
 
@@ -78,7 +79,7 @@ func (p *Pool) roundTripTo(b *Backend, req *http.Request, rec *pipeline.Record, 
 	b.inflight.Add(1)
 	if direct != nil {
 		s := p.settings.Load()
-		start := time.Now()
+		start := clock.Now()
 		resp, err := p.roundTripDirect(req.Context(), b, direct, start, s.cfg.ConnectTimeout.D(), s.cfg.MaxIdleConnsPerBackend)
 		if err != nil {
 			b.inflight.Add(-1)

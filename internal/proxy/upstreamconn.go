@@ -7,12 +7,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/rampart-proxy/rampart/internal/httpwire"
 	"github.com/rampart-proxy/rampart/internal/pipeline"
 )
 
@@ -37,16 +39,22 @@ type upstreamConn struct {
 	br       *bufio.Reader
 	bw       *bufio.Writer
 	lastUsed time.Time
-	// head and hdr are reused by every response read on the connection.
-	head []byte
-	hdr  http.Header
+	// head, hop, added and replaced are reused by every response read on
+	// the connection (see readResponse).
+	head     []byte
+	hop      http.Header
+	added    []string
+	replaced []savedField
 	// tls is the backend TLS the connection was made under (nil:
 	// plaintext); it is reused only while that is still the pool's.
 	tls *backendTLS
+	// activeIdx is the connection's index in its backend's active list
+	// while it carries a request, -1 otherwise (guarded by Backend.mu).
+	activeIdx int
 }
 
 func newUpstreamConn(c net.Conn, bt *backendTLS) *upstreamConn {
-	return &upstreamConn{c: c, br: bufio.NewReaderSize(c, 4096), bw: bufio.NewWriterSize(c, 4096), hdr: make(http.Header, 16), tls: bt}
+	return &upstreamConn{c: c, br: bufio.NewReaderSize(c, 4096), bw: bufio.NewWriterSize(c, 4096), hop: make(http.Header, 4), tls: bt, activeIdx: -1}
 }
 
 // connPool is a backend's list of idle keep-alive connections, used LIFO so
@@ -117,17 +125,28 @@ func directEligible(req *http.Request) bool {
 type directRequest struct {
 	req *http.Request
 	rec *pipeline.Record
-	// w receives interim answers (103 Early Hints); nil drops them.
+	// w is the client's answer: the backend's header fields are read
+	// straight into its header map, and interim answers (103 Early Hints)
+	// are relayed to it. Without one (tests), the fields go to a map of
+	// their own and interim answers are dropped.
 	w http.ResponseWriter
 }
 
-// got1xx relays an interim answer to the client.
-func (d *directRequest) got1xx(code int, hdr http.Header) {
+// header is the map the backend's answer is read into.
+func (d *directRequest) header() http.Header {
 	if d.w == nil {
+		return http.Header{}
+	}
+	return d.w.Header()
+}
+
+// got1xx relays an interim answer, already read into the client's header
+// map, to the client.
+func (d *directRequest) got1xx(code int, uc *upstreamConn, h http.Header) {
+	if d.w == nil {
+		uc.undoFields(h)
 		return
 	}
-	h := d.w.Header()
-	copyResponseHeader(h, hdr)
 	d.w.WriteHeader(code)
 	clear(h) // interim headers must not leak into the final answer
 }
@@ -205,18 +224,20 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 		}
 		return nil, errStaleConn
 	}
+	dst := d.header()
 	for {
 		body := &directBody{uc: uc, b: b, stop: stop, maxIdle: maxIdle, start: start}
-		resp, err := uc.readResponse(d.req, body)
+		resp, err := uc.readResponse(d.req, body, dst)
 		if err != nil {
 			stop()
 			return nil, err
 		}
 		if resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
-			d.got1xx(resp.StatusCode, resp.Header)
+			d.got1xx(resp.StatusCode, uc, dst)
 			continue
 		}
 		if resp.StatusCode == http.StatusSwitchingProtocols {
+			uc.undoFields(dst)
 			stop()
 			return nil, errors.New("backend switched protocols without an upgrade request")
 		}
@@ -231,6 +252,10 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 // directBody is the body of a response on the direct path. Read to its
 // end, it returns the connection to the backend's pool; abandoned early, it
 // closes it. Close frees the backend's in-flight slot.
+//
+// It is allocated once per response and carries the response itself and
+// the backing array of its header values, so a response costs this
+// allocation and the string of its head.
 type directBody struct {
 	rc      io.Reader // nil when the response has no body
 	lr      io.LimitedReader
@@ -242,6 +267,12 @@ type directBody struct {
 	start   time.Time
 	connOut bool // the connection was released
 	closed  bool
+
+	response http.Response
+	// valsArr backs the header's value slices (see readFields). Not the
+	// connection's: the client's handler may still read the header after
+	// the connection went back to the pool and carries the next response.
+	valsArr [16]string
 }
 
 func (d *directBody) Read(p []byte) (int, error) {
@@ -299,6 +330,40 @@ func plainPath(p string) bool {
 	return true
 }
 
+// writeTarget writes the request target: the path as it is when no byte
+// of it needs escaping, else u.RequestURI(), which the common case with a
+// query is written like without building the string.
+func writeTarget(w *bufio.Writer, u *url.URL) {
+	switch {
+	case u.RawPath != "" || u.Opaque != "":
+		w.WriteString(u.RequestURI())
+	case u.RawQuery == "" && plainPath(u.Path):
+		w.WriteString(u.Path)
+	case u.RawQuery != "" && escapedAsIs(u.Path):
+		w.WriteString(u.Path)
+		w.WriteByte('?')
+		w.WriteString(u.RawQuery)
+	default:
+		w.WriteString(u.RequestURI())
+	}
+}
+
+// escapedAsIs reports whether p is non-empty and url.URL.EscapedPath
+// leaves it as it is: unreserved characters and the ones it keeps in a
+// path ("$&+,/:;=@").
+func escapedAsIs(p string) bool {
+	if p == "" {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~$&+,/:;=@", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
 // writeRequest writes the client's request head as the backend must see it,
 // applying the same rules as rewrite() on the httputil path: hop-by-hop
 // headers and the headers named in Connection are dropped, incoming
@@ -308,14 +373,9 @@ func writeRequest(w *bufio.Writer, d *directRequest) error {
 	r := d.req
 	w.WriteString(r.Method)
 	w.WriteByte(' ')
-	if r.URL.RawQuery != "" || r.URL.RawPath != "" || r.URL.Opaque != "" || !plainPath(r.URL.Path) {
-		w.WriteString(r.URL.RequestURI())
-	} else {
-		w.WriteString(r.URL.Path)
-	}
-	w.WriteString(" HTTP/1.1\r\nHost: ")
-	w.WriteString(r.Host)
-	w.WriteString("\r\n")
+	writeTarget(w, r.URL)
+	w.WriteString(" HTTP/1.1\r\n")
+	httpwire.WriteField(w, "Host", r.Host)
 	connTokens := r.Header["Connection"]
 	for k, vv := range r.Header {
 		if k == "Te" {
@@ -336,28 +396,20 @@ func writeRequest(w *bufio.Writer, d *directRequest) error {
 			if !safeHeaderValue(v) {
 				return errBadHeader
 			}
-			w.WriteString(k)
-			w.WriteString(": ")
-			w.WriteString(v)
-			w.WriteString("\r\n")
+			httpwire.WriteField(w, k, v)
 		}
 	}
 	if d.rec.XForwardedFor != "" {
-		w.WriteString("X-Forwarded-For: ")
-		w.WriteString(d.rec.XForwardedFor)
-		w.WriteString("\r\n")
+		httpwire.WriteField(w, "X-Forwarded-For", d.rec.XForwardedFor)
 	}
-	w.WriteString("X-Forwarded-Host: ")
-	w.WriteString(r.Host)
+	httpwire.WriteField(w, "X-Forwarded-Host", r.Host)
 	if r.TLS != nil {
-		w.WriteString("\r\nX-Forwarded-Proto: https\r\n")
+		w.WriteString("X-Forwarded-Proto: https\r\n")
 	} else {
-		w.WriteString("\r\nX-Forwarded-Proto: http\r\n")
+		w.WriteString("X-Forwarded-Proto: http\r\n")
 	}
 	if d.rec.RequestID != "" {
-		w.WriteString("X-Request-Id: ")
-		w.WriteString(d.rec.RequestID)
-		w.WriteString("\r\n")
+		httpwire.WriteField(w, "X-Request-Id", d.rec.RequestID)
 	}
 	w.WriteString("\r\n")
 	return w.Flush()
@@ -408,16 +460,4 @@ func listedInConnection(conn []string, k string) bool {
 		}
 	}
 	return false
-}
-
-// copyResponseHeader copies a backend's response headers to the client,
-// without hop-by-hop ones and those named in its Connection header.
-func copyResponseHeader(dst, src http.Header) {
-	conn := src["Connection"]
-	for k, vv := range src {
-		if isHopHeader(k) || (len(conn) > 0 && listedInConnection(conn, k)) {
-			continue
-		}
-		dst[k] = vv
-	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -172,5 +173,81 @@ func TestDirectRequestHead(t *testing.T) {
 	}
 	if strings.Contains(head, "User-Agent") {
 		t.Fatalf("empty User-Agent was sent: %q", head)
+	}
+}
+
+// writeTarget writes what the direct path always wrote: the plain path as
+// it is, and otherwise url.URL.RequestURI.
+func TestWriteTarget(t *testing.T) {
+	for _, target := range []string{
+		"/", "/a/b", "/a?x=1", "/a?", "/?x", "/a b?x=1", "/caf%C3%A9?q=1", "/%2F?x=1", "/a!b?x=1", "/a!b",
+		"/a*b?c", "/a(b)'c?d", "/$&+,;=:@?x=%20", "/~u/-._?a=b&c=d", "/ä?x", "*", "http://h/abs?q",
+		"/a%20b", "/a%zz", "/a;b?c#", "//double?q",
+	} {
+		u, err := url.ParseRequestURI(target)
+		if err != nil {
+			continue
+		}
+		want := u.RequestURI()
+		if u.RawQuery == "" && u.RawPath == "" && u.Opaque == "" && plainPath(u.Path) {
+			want = u.Path
+		}
+		var buf strings.Builder
+		bw := bufio.NewWriter(&buf)
+		writeTarget(bw, u)
+		bw.Flush()
+		if buf.String() != want {
+			t.Errorf("target %q: wrote %q, want %q", target, buf.String(), want)
+		}
+	}
+}
+
+// The active list stays consistent whatever order connections leave it
+// in, and a cut forgets them all (their untrack is then a no-op).
+func TestBackendActiveList(t *testing.T) {
+	b := NewBackend("a", "127.0.0.1:1", 1)
+	var ucs []*upstreamConn
+	for range 6 {
+		c1, c2 := net.Pipe()
+		t.Cleanup(func() { c1.Close(); c2.Close() })
+		uc := newUpstreamConn(c1, nil)
+		if !b.track(uc, b.generation()) {
+			t.Fatal("track refused")
+		}
+		ucs = append(ucs, uc)
+	}
+	check := func(want ...*upstreamConn) {
+		t.Helper()
+		if len(b.active) != len(want) {
+			t.Fatalf("%d active, want %d", len(b.active), len(want))
+		}
+		for i, uc := range b.active {
+			if uc.activeIdx != i {
+				t.Fatalf("active[%d] has index %d", i, uc.activeIdx)
+			}
+		}
+		for _, uc := range want {
+			if uc.activeIdx < 0 || b.active[uc.activeIdx] != uc {
+				t.Fatalf("connection missing from the active list")
+			}
+		}
+	}
+	b.untrack(ucs[1])
+	b.untrack(ucs[5])
+	b.untrack(ucs[1]) // twice: no effect
+	check(ucs[0], ucs[2], ucs[3], ucs[4])
+	b.untrack(ucs[0])
+	check(ucs[2], ucs[3], ucs[4])
+	b.cutInFlight()
+	check()
+	for _, uc := range ucs[2:5] {
+		if !uc.cut.Load() {
+			t.Error("a connection in flight was not cut")
+		}
+		b.untrack(uc)
+	}
+	check()
+	if b.track(ucs[0], 0) {
+		t.Error("track with a generation from before the cut accepted")
 	}
 }

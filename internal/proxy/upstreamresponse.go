@@ -6,7 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httputil"
-	"net/textproto"
+	"slices"
 	"strings"
 
 	"github.com/rampart-proxy/rampart/internal/httpwire"
@@ -28,11 +28,11 @@ func (e errBadResponse) Error() string { return "malformed backend response: " +
 
 // readResponse reads one response head from uc and sets up its body. It
 // replaces http.ReadResponse on the direct path: the head is copied into one
-// string that every field is a substring of, and the header map is the
-// connection's own, reused for the next response (the handler copies
-// headers to the client before it reads the body, so before the connection
-// can be reused).
-func (uc *upstreamConn) readResponse(req *http.Request, body *directBody) (*http.Response, error) {
+// string that every field is a substring of, the response and its header
+// values live in body, and the fields go straight into dst, the header map
+// of the client's answer, without a map of their own to copy from (see
+// readFields). resp.Header is dst.
+func (uc *upstreamConn) readResponse(req *http.Request, body *directBody, dst http.Header) (*http.Response, error) {
 	uc.head = uc.head[:0]
 	n, err := httpwire.ReadLine(uc.br, &uc.head, maxResponseLine)
 	if err != nil {
@@ -61,7 +61,8 @@ func (uc *upstreamConn) readResponse(req *http.Request, body *directBody) (*http
 	s := string(uc.head[:len(uc.head)-1]) // without the empty line's separator
 	line, rest, _ := strings.Cut(s, "\n")
 
-	resp := &http.Response{Request: req, ContentLength: -1}
+	resp := &body.response
+	*resp = http.Response{Request: req, ContentLength: -1}
 	proto, status, ok := strings.Cut(line, " ")
 	switch proto {
 	case "HTTP/1.1":
@@ -78,12 +79,107 @@ func (uc *upstreamConn) readResponse(req *http.Request, body *directBody) (*http
 	resp.StatusCode = int(code[0]-'0')*100 + int(code[1]-'0')*10 + int(code[2]-'0')
 	resp.Status = status
 
-	if err := httpwire.ParseFields(uc.hdr, rest); err != nil {
+	if err := uc.readFields(dst, rest, body); err != nil {
 		return nil, errBadResponse(err.Error())
 	}
-	resp.Header = uc.hdr
+	resp.Header = dst
 	body.resp = resp
-	return resp, uc.frameResponse(resp, req, body)
+	if err := uc.frameResponse(resp, req, body); err != nil {
+		uc.undoFields(dst)
+		return nil, err
+	}
+	if len(uc.hop["Connection"]) > 0 {
+		uc.dropListed(dst)
+	}
+	return resp, nil
+}
+
+// savedField is a field of the client's answer that a stage had set before
+// the backend's answer replaced it.
+type savedField struct {
+	key  string
+	vals []string
+}
+
+// readFields checks the field lines of block (each ended by '\n') and
+// puts them into dst, the client answer's header map, as copying the
+// backend's header over it would: a backend field replaces a stage's of
+// the same name, repeated fields add up. Hop-by-hop fields (RFC 9110
+// §7.6.1) go to uc.hop instead, where framing reads them and from where
+// they are never relayed; fields named in the Connection header are
+// taken back out after framing (dropListed). Which keys the answer added
+// or replaced is kept, so that a refused answer leaves dst as it was
+// (undoFields). The value slices share body's array, as in
+// httpwire.ParseFields.
+func (uc *upstreamConn) readFields(dst http.Header, block string, body *directBody) error {
+	clear(uc.hop)
+	uc.added, uc.replaced = uc.added[:0], uc.replaced[:0]
+	vals := body.valsArr[:]
+	if n := strings.Count(block, "\n"); n > len(vals) {
+		vals = make([]string, n)
+	}
+	for i := 0; block != ""; i++ {
+		var field string
+		field, block, _ = strings.Cut(block, "\n")
+		key, value, err := httpwire.SplitField(field)
+		if err != nil {
+			uc.undoFields(dst)
+			return err
+		}
+		hop := isHopHeader(key)
+		h := dst
+		if hop {
+			h = uc.hop
+		}
+		vv, exists := h[key]
+		if exists && (hop || slices.Contains(uc.added, key)) {
+			h[key] = append(vv, value) // a repeated field of this answer
+			continue
+		}
+		if !hop {
+			if exists { // a stage's field of the same name
+				uc.replaced = append(uc.replaced, savedField{key, vv})
+			}
+			uc.added = append(uc.added, key)
+		}
+		vals[i] = value
+		h[key] = vals[i : i+1 : i+1]
+	}
+	return nil
+}
+
+// dropListed takes the fields named in the backend's Connection header,
+// hop-by-hop for this message, out of dst again, bringing back a stage's
+// field of the same name. It runs after framing, which still reads a
+// Content-Length named there.
+func (uc *upstreamConn) dropListed(dst http.Header) {
+	for _, v := range uc.hop["Connection"] {
+		for tok := range strings.SplitSeq(v, ",") {
+			key := http.CanonicalHeaderKey(strings.TrimSpace(tok))
+			i := slices.Index(uc.added, key)
+			if i < 0 {
+				continue
+			}
+			uc.added = slices.Delete(uc.added, i, i+1)
+			delete(dst, key)
+			for _, f := range uc.replaced {
+				if f.key == key {
+					dst[key] = f.vals
+				}
+			}
+		}
+	}
+}
+
+// undoFields leaves dst as it was before the last readFields.
+func (uc *upstreamConn) undoFields(dst http.Header) {
+	for _, key := range uc.added {
+		delete(dst, key)
+	}
+	for _, f := range uc.replaced {
+		dst[f.key] = f.vals
+	}
+	uc.added, uc.replaced = uc.added[:0], uc.replaced[:0]
 }
 
 func headErr(err error) error {
@@ -100,39 +196,43 @@ func headErr(err error) error {
 
 // frameResponse decides how the body is delimited (RFC 9112 §6.3) and
 // refuses ambiguous framing, which is how a backend could smuggle a second
-// response into the client connection.
+// response into the client connection. The framing fields other than
+// Content-Length are hop-by-hop: readFields left them in uc.hop.
 // The body's reader is set in body.rc: nil when there is none.
 func (uc *upstreamConn) frameResponse(resp *http.Response, req *http.Request, body *directBody) error {
-	h := resp.Header
-	resp.Close = httpwire.HasToken(h["Connection"], "close") ||
-		resp.ProtoMinor == 0 && !httpwire.HasToken(h["Connection"], "keep-alive")
+	h, hop := resp.Header, uc.hop
+	resp.Close = httpwire.HasToken(hop["Connection"], "close") ||
+		resp.ProtoMinor == 0 && !httpwire.HasToken(hop["Connection"], "keep-alive")
+	// The backend's Content-Length, never one a stage may have set.
+	var cl []string
+	if slices.Contains(uc.added, "Content-Length") {
+		cl = h["Content-Length"]
+	}
 	code := resp.StatusCode
 	if req.Method == http.MethodHead || code < 200 || code == http.StatusNoContent || code == http.StatusNotModified {
-		if cl, ok := h["Content-Length"]; ok && len(cl) == 1 {
+		if len(cl) == 1 {
 			resp.ContentLength, _ = httpwire.ParseContentLength(cl[0])
 		}
 		return nil
 	}
-	te, cl := h["Transfer-Encoding"], h["Content-Length"]
+	te := hop["Transfer-Encoding"]
 	switch {
 	case len(te) > 0:
 		if len(te) != 1 || !strings.EqualFold(te[0], "chunked") || len(cl) > 0 {
 			return errBadResponse("Transfer-Encoding other than chunked, or with Content-Length")
 		}
-		delete(h, "Transfer-Encoding")
 		resp.TransferEncoding = []string{"chunked"}
-		if announced := h["Trailer"]; len(announced) > 0 {
+		if announced := hop["Trailer"]; len(announced) > 0 {
 			// As http.ReadResponse does: announced names now, values at
 			// the end of the body.
 			resp.Trailer = http.Header{}
 			for _, names := range announced {
 				for name := range strings.SplitSeq(names, ",") {
 					if name = httpwire.TrimOWS(name); httpwire.ValidToken(name) {
-						resp.Trailer[textproto.CanonicalMIMEHeaderKey(name)] = nil
+						resp.Trailer[httpwire.CanonicalKey(name)] = nil
 					}
 				}
 			}
-			delete(h, "Trailer")
 		}
 		body.rc = &chunkedBody{r: httputil.NewChunkedReader(uc.br), uc: uc, resp: resp}
 	case len(cl) > 0:
@@ -189,14 +289,13 @@ func (c *chunkedBody) readTrailer() error {
 		if fields >= 64 || len(buf) > 16<<10 {
 			return errBadResponse("trailer section too large")
 		}
-		name, value, err := httpwire.SplitField(string(buf[start : start+n]))
+		key, value, err := httpwire.SplitField(string(buf[start : start+n]))
 		if err != nil {
 			return errBadResponse("trailer: " + err.Error())
 		}
 		if c.resp.Trailer == nil {
 			c.resp.Trailer = http.Header{}
 		}
-		key := textproto.CanonicalMIMEHeaderKey(name)
 		c.resp.Trailer[key] = append(c.resp.Trailer[key], value)
 	}
 }

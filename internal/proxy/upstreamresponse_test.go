@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -12,10 +13,10 @@ import (
 // readRaw runs the direct path's response reader over raw bytes.
 func readRaw(t *testing.T, method, raw string) (*http.Response, *directBody, error) {
 	t.Helper()
-	uc := &upstreamConn{br: bufio.NewReader(strings.NewReader(raw)), hdr: http.Header{}}
+	uc := &upstreamConn{br: bufio.NewReader(strings.NewReader(raw)), hop: http.Header{}}
 	body := &directBody{uc: uc}
 	req, _ := http.NewRequest(method, "http://backend/", nil)
-	resp, err := uc.readResponse(req, body)
+	resp, err := uc.readResponse(req, body, http.Header{})
 	return resp, body, err
 }
 
@@ -136,5 +137,86 @@ func TestReadResponseBadChunk(t *testing.T) {
 	}
 	if _, err := readAll(t, b); err == nil {
 		t.Fatal("bad chunk size read without error")
+	}
+}
+
+// The backend's fields are read straight into the client answer's header
+// map, with the rules of copying them there: hop-by-hop fields and those
+// named in Connection stay out, a backend field replaces a stage's of the
+// same name, and an answer that is refused leaves the map as it was.
+func TestReadResponseIntoClientHeader(t *testing.T) {
+	read := func(raw string, dst http.Header) (*http.Response, *directBody, error) {
+		uc := &upstreamConn{br: bufio.NewReader(strings.NewReader(raw)), hop: http.Header{}}
+		body := &directBody{uc: uc}
+		req, _ := http.NewRequest("GET", "http://backend/", nil)
+		resp, err := uc.readResponse(req, body, dst)
+		return resp, body, err
+	}
+	stage := func() http.Header {
+		return http.Header{"Ratelimit-Policy": {"10;w=1"}, "X-Stage": {"kept"}, "X-Both": {"stage"}, "X-Listed": {"stage"}}
+	}
+
+	dst := stage()
+	resp, b, err := read("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive, X-Listed, x-gone\r\n"+
+		"Keep-Alive: timeout=5\r\nX-Both: backend\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nX-Listed: backend\r\n"+
+		"X-Gone: backend\r\nProxy-Authenticate: Basic\r\nUpgrade: h2c\r\nTrailer: X-T\r\n\r\nok", dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := http.Header{
+		"Ratelimit-Policy": {"10;w=1"}, "X-Stage": {"kept"}, // stages' own
+		"X-Both":         {"backend"}, // the backend's replaces the stage's
+		"Set-Cookie":     {"a=1", "b=2"},
+		"Content-Length": {"2"},
+		"X-Listed":       {"stage"}, // named in Connection: the stage's comes back
+	}
+	if !reflect.DeepEqual(dst, want) {
+		t.Errorf("client header\n got %v\nwant %v", dst, want)
+	}
+	if resp.Header == nil || resp.ContentLength != 2 {
+		t.Errorf("response: header %v, length %d", resp.Header, resp.ContentLength)
+	}
+	if body, err := readAll(t, b); body != "ok" || err != nil {
+		t.Errorf("body %q, %v", body, err)
+	}
+
+	// A Content-Length named in Connection still frames the body; the
+	// client's answer does not carry it (the engine chooses its framing).
+	dst = http.Header{}
+	_, b, err = read("HTTP/1.1 200 OK\r\nConnection: Content-Length\r\nContent-Length: 3\r\n\r\nabcNEXT", dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body, _ := readAll(t, b); body != "abc" {
+		t.Errorf("body %q, want the 3 announced bytes", body)
+	}
+	if _, ok := dst["Content-Length"]; ok {
+		t.Errorf("Content-Length named in Connection relayed: %v", dst)
+	}
+
+	// A stage's Content-Length never frames the backend's answer.
+	dst = http.Header{"Content-Length": {"1"}}
+	resp, b, err = read("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil close", dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body, _ := readAll(t, b); body != "until close" || !resp.Close {
+		t.Errorf("body %q (close %v), want the close-delimited body", body, resp.Close)
+	}
+
+	// Refused answers, in the fields or in the framing: the client's map is
+	// as the stages left it, for the 502 that follows.
+	for _, raw := range []string{
+		"HTTP/1.1 200 OK\r\nX-Both: backend\r\nX-New: 1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nX-Both: backend\r\nX-New: 1\r\nX-Bad: a\x00b\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nX-Both: backend\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+	} {
+		dst := stage()
+		if _, _, err := read(raw, dst); err == nil {
+			t.Errorf("accepted %q", raw)
+		}
+		if !reflect.DeepEqual(dst, stage()) {
+			t.Errorf("refused answer %q left the client header as %v", raw, dst)
+		}
 	}
 }

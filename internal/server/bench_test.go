@@ -1,10 +1,15 @@
 package server
 
 import (
+	"bufio"
+	"bytes"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"testing"
 
 	"github.com/rampart-proxy/rampart/internal/config"
@@ -113,4 +118,142 @@ pools:
 	}
 	b.Run("loopback", func(b *testing.B) { roundTrips(b, e.url("web", "/x")) })
 	b.Run("direct", func(b *testing.B) { roundTrips(b, backend.URL+"/x") })
+}
+
+// BenchmarkProxyRaw measures Rampart alone on the path bench/run.sh loads:
+// keep-alive GETs from an allocation-free raw client through the listener
+// to an allocation-free raw backend (bench/backend's answer: 64-byte body),
+// so allocs/op and the profile are Rampart's own (engine, pipeline, proxy).
+// Run it with -cpuprofile, or under callgrind with a fixed -benchtime=Nx
+// for repeatable instruction counts:
+//
+//	go test -run '^$' -bench ProxyRaw -benchmem -count 5 ./internal/server/
+func BenchmarkProxyRaw(b *testing.B) {
+	backend := startRawBackend(b)
+	e := startEnv(b, fmt.Sprintf(`
+listeners:
+  - {name: web, listen: "127.0.0.1:0"}
+routes:
+  - {name: all, match: {path_prefix: /}, pool: p}
+pools:
+  - name: p
+    backends: [{id: a, address: %q}]
+security:
+  slowloris_protection: {max_new_connections_per_ip_per_second: 0}
+`, backend))
+	c, err := net.Dial("tcp", e.srv.Addr("web"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReaderSize(c, 4096)
+	req := []byte("GET /bench?x=1 HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n")
+	body := make([]byte, 256)
+	for range 10 { // warm up: pooled backend connection, buffers
+		if err := rawRoundTrip(c, br, req, body); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if err := rawRoundTrip(c, br, req, body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkProxyRawBaseline is BenchmarkProxyRaw's client talking to its
+// backend directly: the rig's own cost, to subtract from BenchmarkProxyRaw.
+func BenchmarkProxyRawBaseline(b *testing.B) {
+	c, err := net.Dial("tcp", startRawBackend(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReaderSize(c, 4096)
+	req := []byte("GET /bench?x=1 HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n")
+	body := make([]byte, 256)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := rawRoundTrip(c, br, req, body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// rawBackendResponse is bench/backend's answer.
+var rawBackendResponse = []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 64\r\nX-Backend: b1\r\n\r\n" +
+	"rampart bench backend: 64-byte fixed body for the load test ok.\n")
+
+// startRawBackend serves rawBackendResponse to every request head on
+// keep-alive connections, without allocating per request, and returns its
+// address.
+func startRawBackend(b *testing.B) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReaderSize(c, 4096)
+				for {
+					for { // the head: lines up to an empty one
+						line, err := br.ReadSlice('\n')
+						if err != nil {
+							return
+						}
+						if len(line) <= 2 {
+							break
+						}
+					}
+					if _, err := c.Write(rawBackendResponse); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// rawRoundTrip writes req and reads one Content-Length-framed 200 answer.
+func rawRoundTrip(c net.Conn, br *bufio.Reader, req, body []byte) error {
+	if _, err := c.Write(req); err != nil {
+		return err
+	}
+	n := -1
+	for first := true; ; first = false {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return err
+		}
+		if first {
+			if !bytes.HasPrefix(line, []byte("HTTP/1.1 200 ")) {
+				return errors.New("unexpected status line " + string(line))
+			}
+			continue
+		}
+		if len(line) <= 2 {
+			break
+		}
+		if v, ok := bytes.CutPrefix(line, []byte("Content-Length: ")); ok {
+			n, err = strconv.Atoi(string(bytes.TrimSpace(v)))
+			if err != nil {
+				return err
+			}
+		}
+	}
+	if n < 0 || n > len(body) {
+		return errors.New("unexpected framing")
+	}
+	_, err := io.ReadFull(br, body[:n])
+	return err
 }

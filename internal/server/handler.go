@@ -10,10 +10,12 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/rampart-proxy/rampart/internal/acl"
+	"github.com/rampart-proxy/rampart/internal/clock"
 	"github.com/rampart-proxy/rampart/internal/pipeline"
 )
 
@@ -29,7 +31,9 @@ type entry struct {
 }
 
 func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
+	// One clock reading for the record's timestamp and timings, the slow
+	// client score and the rate limits.
+	start := clock.Now()
 	t := e.srv.table.Load()
 	name := *e.l.name.Load()
 	lt := t.listeners[name]
@@ -43,10 +47,11 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.LBInstance = t.instance
 	rec.Method, rec.Host, rec.Path, rec.Query = r.Method, r.Host, r.URL.Path, r.URL.RawQuery
 	rec.Protocol = r.Proto
-	rec.UserAgent, rec.Referer = r.Header.Get("User-Agent"), r.Header.Get("Referer")
+	rec.UserAgent, rec.Referer = firstValue(r.Header, "User-Agent"), firstValue(r.Header, "Referer")
 	var client netip.Addr
 	var tf *tlsFacts
-	if ci, ok := r.Context().Value(connInfoKey{}).(*connInfo); ok {
+	ci, _ := r.Context().Value(connInfoKey{}).(*connInfo)
+	if ci != nil {
 		if tf = ci.tls; tf != nil {
 			tf.fill(rec)
 		}
@@ -63,17 +68,34 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	// The response carries it too: responseWriter sets it with the status.
-	rec.RequestID = requestID(r.Header.Get("X-Request-Id"))
+	rec.RequestID = requestID(firstValue(r.Header, "X-Request-Id"))
 	rec.SlowClientScore = e.srv.slow.score(client, start)
 	denied := e.checkACL(rec, client)
 
-	rw := &responseWriter{ResponseWriter: w, rec: rec, hs: t.headers}
+	// Every stage from here on finds the record in the request's context:
+	// on an HTTP/1 connection in its slot (connContext), which leaves r
+	// as it is and gives this request the connection's writer and body
+	// wrappers; otherwise in a context of its own.
+	ctx, own := pipeline.Attach(r.Context(), rec)
+	var rw *responseWriter
+	var body *countingBody
+	if own && ci != nil {
+		rw = &ci.rw
+		*rw = responseWriter{ResponseWriter: w, rec: rec, hs: t.headers}
+	} else {
+		rw = &responseWriter{ResponseWriter: w, rec: rec, hs: t.headers}
+		r = r.WithContext(ctx)
+	}
 	if tf != nil && lt.hsts != nil {
 		rw.hsts = lt.hsts // on every answer of an https listener, refusals too
 	}
-	var body *countingBody
 	if r.Body != nil && r.Body != http.NoBody {
-		body = &countingBody{ReadCloser: r.Body}
+		if own && ci != nil {
+			body = &ci.body
+			*body = countingBody{ReadCloser: r.Body}
+		} else {
+			body = &countingBody{ReadCloser: r.Body}
+		}
 		r.Body = body
 	}
 	defer func() {
@@ -83,14 +105,12 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if p != nil && rec.Error == "" {
 			rec.Error = "aborted"
 		}
-		e.finish(t, rec, rw, body, start)
+		e.finish(t, ctx, rec, rw, body, start)
 		if p != nil {
 			panic(p)
 		}
 	}()
 
-	// Every stage from here on finds the record in the request's context.
-	r = r.WithContext(pipeline.WithRecord(r.Context(), rec))
 	if tf != nil && r.TLS == nil {
 		r.TLS = tf.state // HTTP/2 over TLS: net/http served it as h2c
 	}
@@ -294,7 +314,10 @@ func (e *entry) refused(ctx context.Context, status int, reason string) {
 	pipeline.Release(rec)
 }
 
-func (e *entry) finish(t *table, rec *pipeline.Record, rw *responseWriter, body *countingBody, start time.Time) {
+// finish completes the record, hands it to the metrics and the access log
+// and releases it, after freeing the connection's slot (and with it rw and
+// body, when they are the connection's).
+func (e *entry) finish(t *table, ctx context.Context, rec *pipeline.Record, rw *responseWriter, body *countingBody, start time.Time) {
 	if rw.status == 0 && rec.Error == "" {
 		rec.StatusCode = http.StatusOK // handler wrote nothing: net/http sends 200
 	}
@@ -303,19 +326,38 @@ func (e *entry) finish(t *table, rec *pipeline.Record, rw *responseWriter, body 
 		rec.RequestSizeBytes = body.n
 	}
 	rec.RequestTimeMs = float64(time.Since(start).Microseconds()) / 1000
+	*rw = responseWriter{}
+	if body != nil {
+		*body = countingBody{}
+	}
+	pipeline.Detach(ctx, rec)
 	e.srv.metrics.ObserveRequest(rec)
 	t.accessLog.Log(rec)
 	pipeline.Release(rec)
 }
 
+// firstValue is Header.Get for a key already in canonical form: the
+// engines store keys canonical, and Get would check that again per call.
+func firstValue(h http.Header, key string) string {
+	if vv := h[key]; len(vv) > 0 {
+		return vv[0]
+	}
+	return ""
+}
+
 // connInfo is what every request of a connection shares, parsed once per
-// connection (http.Server.ConnContext) instead of once per request.
+// connection (http.Server.ConnContext) instead of once per request, and the
+// wrappers that the request holding the connection's record slot uses
+// (see entry.ServeHTTP), so they are not allocated per request.
 type connInfo struct {
 	peer       netip.AddrPort // unmapped
 	peerIP     string
 	serverIP   string
 	serverPort int
 	tls        *tlsFacts // nil: plaintext
+
+	rw   responseWriter
+	body countingBody
 }
 
 type connInfoKey struct{}
@@ -351,7 +393,7 @@ func (w *responseWriter) WriteHeader(code int) {
 		w.status = code
 		w.rec.StatusCode = code
 		w.setRequestID()
-		w.hs.apply(w.ResponseWriter.Header())
+		w.hs.apply(w.ResponseWriter)
 		w.setHSTS()
 	}
 	w.ResponseWriter.WriteHeader(code)
@@ -362,7 +404,7 @@ func (w *responseWriter) Write(b []byte) (int, error) {
 		w.status = http.StatusOK
 		w.rec.StatusCode = http.StatusOK
 		w.setRequestID()
-		w.hs.apply(w.ResponseWriter.Header())
+		w.hs.apply(w.ResponseWriter)
 		w.setHSTS()
 	}
 	n, err := w.ResponseWriter.Write(b)
@@ -440,10 +482,33 @@ func requestID(in string) string {
 			return in
 		}
 	}
-	var buf [33]byte
+	return newRequestID()
+}
+
+// maxIDLen is the length of the longest id Rampart makes: the 16 hex
+// digits of the prefix, '-', and at most 16 of the counter.
+const maxIDLen = 33
+
+// idSlab hands out ids cut from one larger string, so that an id costs a
+// sixty-fourth of an allocation instead of one. A strings.Builder never
+// changes bytes it has already handed out through String, so each id stays
+// immutable while the slab fills up behind it.
+type idSlab struct{ b strings.Builder }
+
+var idSlabs = sync.Pool{New: func() any { return new(idSlab) }}
+
+func newRequestID() string {
+	s := idSlabs.Get().(*idSlab)
+	if s.b.Cap()-s.b.Len() < maxIDLen {
+		s.b = strings.Builder{}
+		s.b.Grow(64 * maxIDLen)
+	}
+	start := s.b.Len()
+	var buf [maxIDLen]byte
 	copy(buf[:], idPrefix)
 	buf[16] = '-'
-	n := idCounter.Add(1)
-	b := strconv.AppendUint(buf[:17], n, 16)
-	return string(b)
+	s.b.Write(strconv.AppendUint(buf[:17], idCounter.Add(1), 16))
+	id := s.b.String()[start:]
+	idSlabs.Put(s)
+	return id
 }

@@ -162,6 +162,20 @@ func addrPort(a net.Addr) (netip.AddrPort, bool) {
 type headerSet struct {
 	removeServer bool
 	set          map[string][]string
+	// fields is set as a list: apply runs for every answer, and ranging
+	// over a short slice is much cheaper than over a map. block is the
+	// same fields serialised, for the HTTP/1 engine (http1.FieldBlock).
+	fields []setField
+	block  string
+}
+
+// fieldBlockWriter is the HTTP/1 engine's response writer, which takes
+// fields already serialised (http1's AddFieldBlock).
+type fieldBlockWriter interface{ AddFieldBlock(block string) }
+
+type setField struct {
+	key  string
+	vals []string
 }
 
 func newHeaderSet(g *config.Headers, route *config.RouteHeaders) *headerSet {
@@ -179,20 +193,36 @@ func newHeaderSet(g *config.Headers, route *config.RouteHeaders) *headerSet {
 			delete(hs.set, k)
 		}
 	}
+	var lines [][2]string
+	for k, v := range hs.set {
+		hs.fields = append(hs.fields, setField{k, v})
+		lines = append(lines, [2]string{k, v[0]})
+	}
+	hs.block = http1.FieldBlock(lines)
 	return hs
 }
 
 // apply shapes the final answer's headers: Rampart's security headers
-// replace the backend's of the same name.
-func (hs *headerSet) apply(h http.Header) {
+// replace the backend's of the same name. On the HTTP/1 engine they go out
+// as a serialised block, the map keeping none of that name; elsewhere
+// (HTTP/2, tests) they are set in the map.
+func (hs *headerSet) apply(w http.ResponseWriter) {
 	if hs == nil {
 		return
 	}
+	h := w.Header()
 	if hs.removeServer {
 		delete(h, "Server")
 	}
-	for k, v := range hs.set {
-		h[k] = v
+	if fb, ok := w.(fieldBlockWriter); ok {
+		for _, f := range hs.fields {
+			delete(h, f.key)
+		}
+		fb.AddFieldBlock(hs.block)
+		return
+	}
+	for _, f := range hs.fields {
+		h[f.key] = f.vals
 	}
 }
 

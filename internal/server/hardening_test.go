@@ -366,6 +366,9 @@ func TestHardeningSecurityHeaders(t *testing.T) {
     add: {X-Frame-Options: DENY, X-Content-Type-Options: nosniff, Referrer-Policy: no-referrer}
 `, `, headers: {add: {Content-Security-Policy: "default-src 'none'", Referrer-Policy: ""}}`))
 	r := e.get("/")
+	if xfo := r.header["X-Frame-Options"]; len(xfo) != 1 {
+		t.Errorf("X-Frame-Options %q: the backend's must be replaced, not joined", xfo)
+	}
 	if r.status != 200 || r.header.Get("Server") != "" || r.header.Get("X-Frame-Options") != "DENY" ||
 		r.header.Get("Referrer-Policy") != "no-referrer" || r.header.Get("Content-Security-Policy") != "" {
 		t.Errorf("proxied answer headers: %d %v", r.status, r.header)

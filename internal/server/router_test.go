@@ -2,6 +2,7 @@ package server
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/rampart-proxy/rampart/internal/config"
@@ -212,5 +213,29 @@ func TestRequestID(t *testing.T) {
 	}
 	if a, b := requestID(""), requestID(""); a == b {
 		t.Errorf("two generated ids are equal: %q", a)
+	}
+}
+
+// Generated ids share slabs: across several of them, each id stays as it
+// was handed out, unique and well formed.
+func TestRequestIDSlabs(t *testing.T) {
+	var ids, copies []string
+	seen := map[string]bool{}
+	for range 1000 {
+		id := requestID("")
+		ids = append(ids, id)
+		copies = append(copies, strings.Clone(id))
+		if seen[id] {
+			t.Fatalf("id %q generated twice", id)
+		}
+		seen[id] = true
+		if len(id) < 18 || len(id) > maxIDLen || id[:16] != idPrefix || id[16] != '-' {
+			t.Fatalf("malformed id %q", id)
+		}
+	}
+	for i := range ids {
+		if ids[i] != copies[i] {
+			t.Fatalf("id %d changed from %q to %q after later ids were made", i, copies[i], ids[i])
+		}
 	}
 }

@@ -82,7 +82,8 @@ func (e *entry) connContext(ctx context.Context, c net.Conn) context.Context {
 	if ti := http1.ConnTLS(c); ti != nil && e.l.term != nil {
 		ci.tls = newTLSFacts(ti, e.l.term)
 	}
-	return context.WithValue(ctx, connInfoKey{}, ci)
+	// The slot carries each request's record on HTTP/1 (entry.ServeHTTP).
+	return pipeline.WithSlot(context.WithValue(ctx, connInfoKey{}, ci))
 }
 
 // tlsFailed is the engine's OnTLSError: a refused handshake is counted

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/rampart-proxy/rampart/internal/clock"
 )
 
 // Policy is what the server enforces on every request it reads. The
@@ -251,13 +253,13 @@ func (c *conn) rawWrite(p []byte) (int, error) {
 		return c.rwc.Write(p)
 	}
 	if c.minReadRate > 0 {
-		return c.writeMetered(p, time.Now())
+		return c.writeMetered(p, clock.Now())
 	}
 	wt := c.writeTimeout
 	if wt <= 0 {
 		return c.rwc.Write(p)
 	}
-	now := time.Now()
+	now := clock.Now()
 	if c.writeDeadline.Sub(now) < wt-min(wt/8, time.Second) {
 		c.writeDeadline = now.Add(wt)
 		c.rwc.SetWriteDeadline(c.writeDeadline)

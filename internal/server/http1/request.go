@@ -35,10 +35,12 @@ func refuse(status int, reason string) error { return &parseError{status: status
 var errH2Preface = errors.New("HTTP/2 connection preface")
 
 // head is the reusable per-connection state of the parser: the raw bytes of
-// one request head and the Header map it fills.
+// one request head, the Header map it fills and the backing array of that
+// map's value slices (see httpwire.ParseFields).
 type head struct {
-	buf []byte
-	hdr http.Header
+	buf  []byte
+	hdr  http.Header
+	vals []string
 }
 
 // readHead reads the request line and header block from br into h.buf, one
@@ -106,7 +108,8 @@ func readLine(br *bufio.Reader, dst *[]byte, max int) (int, error) {
 
 // parse fills r from the head in h.buf. All strings of the request are
 // substrings of one copy of the head: one allocation for the whole head
-// instead of one per field.
+// instead of one per field, and the only one (the header map and its value
+// slices are the connection's).
 func (h *head) parse(r *http.Request, lineEnd int) error {
 	s := string(h.buf)
 	line := s[:lineEnd-1]
@@ -146,7 +149,7 @@ func (h *head) parse(r *http.Request, lineEnd int) error {
 	}
 
 	// Header fields.
-	if err := httpwire.ParseFields(h.hdr, s[lineEnd:]); err != nil {
+	if err := httpwire.ParseFields(h.hdr, s[lineEnd:], &h.vals); err != nil {
 		return refuse(http.StatusBadRequest, err.Error())
 	}
 	r.Header = h.hdr

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rampart-proxy/rampart/internal/clock"
 	"github.com/rampart-proxy/rampart/internal/httpwire"
 )
 
@@ -34,6 +35,9 @@ type response struct {
 	closeAfter bool
 	hijacked   bool
 	err        error // first write error; later writes fail fast
+	// block holds field lines added with AddFieldBlock, written after the
+	// header map's fields.
+	block string
 }
 
 var (
@@ -49,6 +53,26 @@ func (w *response) reset(r *http.Request) {
 }
 
 func (w *response) Header() http.Header { return w.header }
+
+// AddFieldBlock adds field lines made by FieldBlock to the final answer's
+// head, after the header map's fields. It is for fields set on every
+// answer from a fixed list (Rampart's security headers): one copy of the
+// block instead of a map entry, an iteration step and a field write each.
+// Call it before the head is written; later calls replace the block.
+func (w *response) AddFieldBlock(block string) { w.block = block }
+
+// FieldBlock serialises fields for AddFieldBlock, with writeField's rules:
+// a name that is not a token is dropped, CR and LF in a value become
+// spaces.
+func FieldBlock(fields [][2]string) string {
+	var b strings.Builder
+	bw := bufio.NewWriter(&b)
+	for _, f := range fields {
+		writeField(bw, f[0], f[1])
+	}
+	bw.Flush()
+	return b.String()
+}
 
 func (w *response) WriteHeader(code int) {
 	if w.hijacked || w.wroteHeader {
@@ -149,10 +173,9 @@ func (w *response) writeHead() {
 			writeField(bw, k, v)
 		}
 	}
+	bw.WriteString(w.block)
 	if _, ok := h["Date"]; !ok {
-		bw.WriteString("Date: ")
-		bw.WriteString(httpDate())
-		bw.WriteString("\r\n")
+		httpwire.WriteField(bw, "Date", httpDate())
 	}
 	if w.chunked {
 		bw.WriteString("Transfer-Encoding: chunked\r\n")
@@ -320,13 +343,21 @@ func writeField(bw *bufio.Writer, k, v string) {
 	if !httpwire.ValidToken(k) {
 		return
 	}
-	bw.WriteString(k)
-	bw.WriteString(": ")
-	if strings.ContainsAny(v, "\r\n") {
+	if hasCRLF(v) {
 		v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
 	}
-	bw.WriteString(v)
-	bw.WriteString("\r\n")
+	httpwire.WriteField(bw, k, v)
+}
+
+// hasCRLF is strings.ContainsAny(v, "\r\n") without building a set per
+// call: header values are short, and checked for every field written.
+func hasCRLF(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c == '\r' || c == '\n' {
+			return true
+		}
+	}
+	return false
 }
 
 func writeStatusLine(bw *bufio.Writer, code int) {
@@ -348,7 +379,7 @@ func writeStatusLine(bw *bufio.Writer, code int) {
 // httpDate returns the current time in IMF-fixdate, formatted at most once
 // a second.
 func httpDate() string {
-	now := time.Now().Unix()
+	now := clock.Now().Unix()
 	if d := cachedDate.Load(); d != nil && d.unix == now {
 		return d.text
 	}

@@ -392,3 +392,38 @@ func TestInvalidStatusPanics(t *testing.T) {
 	c.expectClosed()
 	waitFor(t, "panic log", func() bool { return strings.Contains(ts.logs.String(), "invalid status code") })
 }
+
+// A field block goes out with the final answer's head only, once, after
+// the map's fields, and never carries over to the next request; FieldBlock
+// applies writeField's rules.
+func TestFieldBlock(t *testing.T) {
+	block := FieldBlock([][2]string{{"X-Frame-Options", "DENY"}, {"Bad Name", "x"}, {"X-Split", "a\r\nInjected: 1"}})
+	if block != "X-Frame-Options: DENY\r\nX-Split: a  Injected: 1\r\n" {
+		t.Fatalf("FieldBlock = %q", block)
+	}
+	ts := newTestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/block" {
+			w.Header().Set("Link", "</a.css>; rel=preload")
+			w.WriteHeader(http.StatusEarlyHints)
+			w.(interface{ AddFieldBlock(string) }).AddFieldBlock(block)
+			w.Header().Set("X-Own", "1")
+		}
+		io.WriteString(w, "ok")
+	}))
+	c := ts.dial(t)
+	c.write("GET /block HTTP/1.1\r\nHost: a\r\n\r\n")
+	interim := c.rawHead()
+	if !strings.HasPrefix(interim, "HTTP/1.1 103 ") || strings.Contains(interim, "X-Frame-Options") {
+		t.Fatalf("interim answer %q", interim)
+	}
+	head := c.rawHead()
+	if strings.Count(head, "X-Frame-Options: DENY\r\n") != 1 || strings.Count(head, "X-Split: a  Injected: 1\r\n") != 1 ||
+		strings.Contains(head, "\r\nInjected") || !strings.Contains(head, "X-Own: 1\r\n") {
+		t.Fatalf("final head %q", head)
+	}
+	c.readN(2)
+	c.write("GET /plain HTTP/1.1\r\nHost: a\r\n\r\n")
+	if head := c.rawHead(); strings.Contains(head, "X-Frame-Options") {
+		t.Fatalf("block carried over to the next request: %q", head)
+	}
+}
