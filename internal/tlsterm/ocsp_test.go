@@ -24,9 +24,8 @@ type ocspResponder struct {
 	validity time.Duration
 	requests atomic.Int32
 
-	mu     sync.Mutex
-	mode   string // good | revoked | badsig | down
-	serial int64
+	mu   sync.Mutex
+	mode string // good | revoked | badsig | down
 }
 
 func newOCSPResponder(t *testing.T, ca *testCA, validity time.Duration) *ocspResponder {

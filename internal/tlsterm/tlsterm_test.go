@@ -109,8 +109,6 @@ func sniFixture(t *testing.T, routing string) (*testCA, *Terminator, string, map
 	return ca, term, serve(t, term), certs
 }
 
-func sameCert(a, b issued) bool { return a.leaf.SerialNumber.Cmp(b.leaf.SerialNumber) == 0 }
-
 func TestSNIRoutingReject(t *testing.T) {
 	ca, term, addr, certs := sniFixture(t, `sni_routing:
   - {sni: api.example.com, certificate: api, pool: api}
