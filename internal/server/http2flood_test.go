@@ -123,6 +123,34 @@ func (h *rawH2) headers(id uint32, path string) error {
 	return h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: h.request(path), EndStream: true, EndHeaders: true})
 }
 
+// resetFlood opens and resets streams until the server closes the
+// connection, and checks it said why: GOAWAY ENHANCE_YOUR_CALM, counted in
+// rampart_blocked_total as max_resets_per_second.
+func (h *rawH2) resetFlood(t *testing.T, e *testEnv) {
+	t.Helper()
+	block := h.request("/flood")
+	for id := uint32(1); id < 200 && !h.closed(); id += 2 {
+		if h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block, EndStream: true, EndHeaders: true}) != nil ||
+			h.fr.WriteRSTStream(id, http2.ErrCodeCancel) != nil {
+			break
+		}
+	}
+	select {
+	case <-h.done:
+	case <-time.After(testTimeout):
+		t.Fatal("flooding connection not closed")
+	}
+	h.mu.Lock()
+	ga := h.goAway
+	h.mu.Unlock()
+	if ga == nil || *ga != http2.ErrCodeEnhanceYourCalm {
+		t.Fatalf("GOAWAY %v, want ENHANCE_YOUR_CALM", ga)
+	}
+	if v, _ := metricValue(e.scrape("/metrics"), `rampart_blocked_total{reason="max_resets_per_second",stage="http2"}`); v != "1" {
+		t.Errorf("max_resets_per_second counted %q", v)
+	}
+}
+
 func (h *rawH2) String() string {
 	h.mu.Lock()
 	defer h.mu.Unlock()

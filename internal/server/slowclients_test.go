@@ -21,7 +21,6 @@ import (
 
 	"github.com/rampart-proxy/rampart/internal/acl"
 	"github.com/rampart-proxy/rampart/internal/config"
-	"golang.org/x/net/http2"
 )
 
 // A client trickling several slowloris connections from 127.0.0.3 gets a
@@ -435,26 +434,6 @@ security:
 	p := startProber(t, e.url("web", "/ok"))
 	time.Sleep(50 * time.Millisecond)
 	h := dialRawH2(t, e.srv.Addr("web"))
-	block := h.request("/flood")
-	for id := uint32(1); id < 200 && !h.closed(); id += 2 {
-		if h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block, EndStream: true, EndHeaders: true}) != nil ||
-			h.fr.WriteRSTStream(id, http2.ErrCodeCancel) != nil {
-			break
-		}
-	}
-	select {
-	case <-h.done:
-	case <-time.After(testTimeout):
-		t.Fatal("flooding connection not closed")
-	}
-	h.mu.Lock()
-	ga := h.goAway
-	h.mu.Unlock()
-	if ga == nil || *ga != http2.ErrCodeEnhanceYourCalm {
-		t.Fatalf("GOAWAY %v, want ENHANCE_YOUR_CALM", ga)
-	}
-	if v, _ := metricValue(e.scrape("/metrics"), `rampart_blocked_total{reason="max_resets_per_second",stage="http2"}`); v != "1" {
-		t.Errorf("max_resets_per_second counted %q", v)
-	}
+	h.resetFlood(t, e)
 	p.check(t)
 }

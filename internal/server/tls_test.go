@@ -25,8 +25,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/http2"
-
 	"github.com/rampart-proxy/rampart/internal/config"
 	"github.com/rampart-proxy/rampart/internal/pipeline"
 	"github.com/rampart-proxy/rampart/internal/testcerts"
@@ -523,27 +521,7 @@ func TestTLSHTTP2MaxResetsPerSecond(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := newRawH2(t, c, "api.example.com")
-	block := h.request("/flood")
-	for id := uint32(1); id < 200 && !h.closed(); id += 2 {
-		if h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block, EndStream: true, EndHeaders: true}) != nil ||
-			h.fr.WriteRSTStream(id, http2.ErrCodeCancel) != nil {
-			break
-		}
-	}
-	select {
-	case <-h.done:
-	case <-time.After(testTimeout):
-		t.Fatal("flooding connection not closed")
-	}
-	h.mu.Lock()
-	ga := h.goAway
-	h.mu.Unlock()
-	if ga == nil || *ga != http2.ErrCodeEnhanceYourCalm {
-		t.Fatalf("GOAWAY %v, want ENHANCE_YOUR_CALM", ga)
-	}
-	if v, _ := metricValue(e.scrape("/metrics"), `rampart_blocked_total{reason="max_resets_per_second",stage="http2"}`); v != "1" {
-		t.Errorf("max_resets_per_second counted %q", v)
-	}
+	h.resetFlood(t, e)
 	// Another client on h2 is served.
 	cl, _ := httpsClient(e.srv.Addr("web"), s.clientConfig(), true)
 	if r, res := httpsGet(t, cl, "https://api.example.com/", ""); r.status != 200 || res.ProtoMajor != 2 {
