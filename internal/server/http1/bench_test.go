@@ -58,24 +58,31 @@ func BenchmarkServe(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer c.Close()
-			br := bufio.NewReaderSize(c, 4096)
-			body := make([]byte, 64)
-			if err := benchRoundTrip(c, br, body); err != nil { // warm up
-				b.Fatal(err)
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			for range b.N {
-				if err := benchRoundTrip(c, br, body); err != nil {
-					b.Fatal(err)
-				}
-			}
+			benchKeepAlive(b, c)
 		})
 	}
 }
 
 // benchRoundTrip writes one request and reads its answer without
 // allocating.
+// benchKeepAlive measures b.N requests on the keep-alive connection c,
+// after one unmeasured request.
+func benchKeepAlive(b *testing.B, c net.Conn) {
+	b.Helper()
+	br := bufio.NewReaderSize(c, 4096)
+	body := make([]byte, 64)
+	if err := benchRoundTrip(c, br, body); err != nil { // warm up
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if err := benchRoundTrip(c, br, body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func benchRoundTrip(c net.Conn, br *bufio.Reader, body []byte) error {
 	if _, err := c.Write(benchReq); err != nil {
 		return err
@@ -148,18 +155,7 @@ func BenchmarkServeTLS(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer c.Close()
-			br := bufio.NewReaderSize(c, 4096)
-			body := make([]byte, 64)
-			if err := benchRoundTrip(c, br, body); err != nil {
-				b.Fatal(err)
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			for range b.N {
-				if err := benchRoundTrip(c, br, body); err != nil {
-					b.Fatal(err)
-				}
-			}
+			benchKeepAlive(b, c)
 		})
 	}
 }

@@ -6,7 +6,6 @@ package http1
 // the OnClose hook. Raw sockets on 127.0.0.1, bounded in time.
 
 import (
-	"bufio"
 	"errors"
 	"io"
 	"net"
@@ -246,16 +245,5 @@ func BenchmarkServeHardened(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer c.Close()
-	br := bufio.NewReaderSize(c, 4096)
-	body := make([]byte, 64)
-	if err := benchRoundTrip(c, br, body); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for range b.N {
-		if err := benchRoundTrip(c, br, body); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchKeepAlive(b, c)
 }
