@@ -214,7 +214,17 @@ func (w *WAF) engine(s engineSettings) (coraza.WAF, error) {
 	if w.crs {
 		text += crsInclude
 	}
-	e, err := coraza.NewWAF(coraza.NewWAFConfig().WithRootFS(coreruleset.FS).WithDirectives(text))
+	// Rule skipping (internal/wafrx) goes in front; should it be what
+	// fails to compile (a custom rule with one of its reserved ids), the
+	// rules are compiled without it.
+	var e coraza.WAF
+	var err error
+	if prefix, rep := wafrx.SkipRules(coreruleset.FS, text); rep.Disabled == "" {
+		e, err = coraza.NewWAF(coraza.NewWAFConfig().WithRootFS(coreruleset.FS).WithDirectives(prefix + text))
+	}
+	if e == nil {
+		e, err = coraza.NewWAF(coraza.NewWAFConfig().WithRootFS(coreruleset.FS).WithDirectives(text))
+	}
 	if err != nil {
 		// Name the custom rule at fault: each file is checked after
 		// the setup and the files before it, with CRS after it.

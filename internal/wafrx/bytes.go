@@ -167,10 +167,16 @@ func (f *byteFilter) mayMatch(s string) bool {
 	for i := 0; i < len(s); i++ {
 		in.add(lowerASCII(s[i]))
 	}
+	return f.mayMatchMask(&in)
+}
+
+// mayMatchMask is mayMatch given the input's bytes, ASCII letters folded
+// to lowercase.
+func (f *byteFilter) mayMatchMask(in *byteMask) bool {
 	for _, c := range f.alts {
 		ok := true
 		for _, m := range c {
-			if !m.hits(&in) {
+			if !m.hits(in) {
 				ok = false
 				break
 			}

@@ -39,7 +39,7 @@ func TestDetectionUnchanged(t *testing.T) {
 		if c.Skip == crsregress.SkipRaw || c.Skip == crsregress.SkipHTTP0 {
 			continue // no request to build
 		}
-		for _, pair := range [][2]coraza.WAF{{b.stockRegress, b.pluginRegress}, {b.stock, b.plugin}} {
+		for _, pair := range [][2]coraza.WAF{{b.stockRegress, b.pluginRegress}, {b.stock, b.plugin}, {b.stockRegress, b.skipRegress}, {b.stock, b.skip}} {
 			want := evaluate(pair[0], c.Request(), c.Body)
 			got := evaluate(pair[1], c.Request(), c.Body)
 			if !slices.Equal(want.all, got.all) || want.interrupted != got.interrupted || !slices.Equal(want.messages, got.messages) {

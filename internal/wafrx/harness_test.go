@@ -53,6 +53,9 @@ type builds struct {
 	stock, plugin               coraza.WAF
 	stockRegress, pluginRegress coraza.WAF
 	stockCapture, pluginCapture coraza.WAF
+	// skip and skipRegress add rule skipping (SkipRules) to the plugin
+	// builds.
+	skip, skipRegress coraza.WAF
 }
 
 // captureDirectives exercise @rx captures: ten groups (only TX.0..TX.8
@@ -85,6 +88,15 @@ func newWAF(directives string) (coraza.WAF, error) {
 		WithDirectives(directives))
 }
 
+// newSkipWAF builds directives with rule skipping in front.
+func newSkipWAF(directives string) (coraza.WAF, error) {
+	prefix, rep := SkipRules(coreruleset.FS, directives)
+	if rep.Disabled != "" {
+		return nil, fmt.Errorf("rule skipping disabled: %s", rep.Disabled)
+	}
+	return newWAF(prefix + directives)
+}
+
 func getBuilds(tb testing.TB) *builds {
 	tb.Helper()
 	buildsOnce.Do(func() {
@@ -112,7 +124,13 @@ func getBuilds(tb testing.TB) *builds {
 		if b.pluginRegress, buildsErr = newWAF(regressDirectives); buildsErr != nil {
 			return
 		}
-		b.pluginCapture, buildsErr = newWAF(captureDirectives)
+		if b.pluginCapture, buildsErr = newWAF(captureDirectives); buildsErr != nil {
+			return
+		}
+		if b.skip, buildsErr = newSkipWAF(stockDirectives); buildsErr != nil {
+			return
+		}
+		b.skipRegress, buildsErr = newSkipWAF(regressDirectives)
 	})
 	if buildsErr != nil {
 		tb.Fatalf("building WAF: %v", buildsErr)
@@ -172,6 +190,9 @@ func evaluate(waf coraza.WAF, r *http.Request, body []byte) result {
 	tx.ProcessLogging()
 	res := result{interrupted: it != nil}
 	for _, m := range tx.MatchedRules() {
+		if id := m.Rule().ID(); id == SkipRuleIDPhase1 || id == SkipRuleIDPhase2 {
+			continue // rule skipping's own SecActions
+		}
 		res.all = append(res.all, m.Rule().ID())
 		res.messages = append(res.messages, fmt.Sprintf("%d %q", m.Rule().ID(), m.Message()))
 		if l, ok := m.(interface{ Log() bool }); ok && l.Log() {
@@ -259,6 +280,14 @@ func BenchmarkStockBenignGET(b *testing.B) {
 
 func BenchmarkPluginBenignGET(b *testing.B) {
 	benchEval(b, getBuilds(b).plugin, benignGET, nil)
+}
+
+func BenchmarkSkipBenignGET(b *testing.B) {
+	benchEval(b, getBuilds(b).skip, benignGET, nil)
+}
+
+func BenchmarkSkipBenignPOSTJSON(b *testing.B) {
+	benchEval(b, getBuilds(b).skip, benignPOSTJSON, benignJSONBody)
 }
 
 func BenchmarkStockBenignPOSTJSON(b *testing.B) {

@@ -103,14 +103,44 @@ func NewPrefilter(pattern string) *Prefilter {
 		return nil
 	}
 	p := &Prefilter{lits: req, bytes: bf}
-	for _, lit := range req {
+	p.index()
+	return p
+}
+
+func (p *Prefilter) index() {
+	for _, lit := range p.lits {
 		c := lit[0]
 		p.byFirst[c] = append(p.byFirst[c], lit)
 		if 'a' <= c && c <= 'z' {
 			p.byFirst[c-'a'+'A'] = append(p.byFirst[c-'a'+'A'], lit)
 		}
 	}
+}
+
+// literalPrefilter requires one of lits (lowercase), compared ASCII
+// case-insensitively; nil when some literal is empty (it matches
+// anything) or there are none.
+func literalPrefilter(lits []string) *Prefilter {
+	if len(lits) == 0 || slices.Contains(lits, "") {
+		return nil
+	}
+	p := &Prefilter{lits: slices.Clone(lits)}
+	for i, l := range p.lits {
+		p.lits[i] = lowerASCIIString(l)
+	}
+	p.index()
 	return p
+}
+
+// lowerASCIIString lowercases ASCII letters only.
+func lowerASCIIString(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 // info is what the analysis knows about one node.

@@ -4,6 +4,8 @@ package wafrx
 
 import "github.com/rampart-proxy/rampart/internal/crsregress"
 
+const raceEnabled = true
+
 // Under the race detector Coraza runs ~10x slower; the full suite (four
 // WAF builds, ~4,500 requests each) would take most of CI's budget. Every
 // tenth case still runs there; the full comparison runs without -race

@@ -12,6 +12,11 @@ import (
 
 var registerOnce sync.Once
 
+// compiledPatterns maps every @rx argument Coraza has handed the operator
+// to its regexp: rule skipping checks its own reading of the rule files
+// against it, and runs the same regexp.
+var compiledPatterns sync.Map
+
 // rejectHook, when set (by tests only), sees every value the pre-filter
 // rejected, so tests can check the regexp would not have matched it.
 var rejectHook func(re *regexp.Regexp, value string)
@@ -21,10 +26,13 @@ var rejectHook func(re *regexp.Regexp, value string)
 var compileHook func(pattern string)
 
 // Register replaces Coraza's @rx operator, process-wide, with the
-// pre-filtered one. Rules compiled before the call keep the stock operator;
+// pre-filtered one, and adds the action rule skipping (SkipRules) uses. Rules compiled before the call keep the stock operator;
 // call it before building the WAF. Calling it again does nothing.
 func Register() {
-	registerOnce.Do(func() { plugins.RegisterOperator("rx", newRx) })
+	registerOnce.Do(func() {
+		plugins.RegisterOperator("rx", newRx)
+		plugins.RegisterAction(skipActionName, newSkipAction)
+	})
 }
 
 // rx is @rx with a literal pre-filter in front of the regexp.
@@ -65,6 +73,7 @@ func newRx(options plugintypes.OperatorOptions) (plugintypes.Operator, error) {
 		return nil, err
 	}
 	cc := c.(*compiled)
+	compiledPatterns.Store(options.Arguments, cc.re)
 	return &rx{re: cc.re, prefilter: cc.prefilter}, nil
 }
 

@@ -1,0 +1,529 @@
+package wafrx
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io/fs"
+	"path"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/corazawaf/coraza/v3/collection"
+	"github.com/corazawaf/coraza/v3/experimental/plugins/plugintypes"
+	"github.com/corazawaf/coraza/v3/types/variables"
+)
+
+// Rule skipping is the request-level pre-filter. The @rx pre-filter makes
+// a rule that cannot match cheap to evaluate, but most of a benign
+// request's cost is Coraza's machinery around the operator: for every
+// rule, collecting its variables, transforming them, building match data.
+// At the start of each request phase, a rule of that phase is removed from
+// the transaction (the mechanism of ctl:ruleRemoveById) when it provably
+// cannot match:
+//   - it is a CRS rule (from the embedded rule set, which the equality
+//     suite covers), not counted (&VAR), not negated;
+//   - every target is request data fixed before the phase starts, read
+//     from the transaction exactly as Coraza's GetField reads it (negated
+//     targets ignored: a superset);
+//   - every value, through a model of the rule's transformations that is
+//     exact on printable ASCII (transforms.go), fails a necessary
+//     condition of the operator: the @rx pre-filter, or the phrases of
+//     @pm/@pmFromFile, or the literal of @contains/@streq/@beginsWith/
+//     @endsWith/@containsWord.
+// A rule that does not match has no effect (actions run only on a match),
+// so removing it changes nothing but the time spent. The CRS regression
+// suite checks it rule by rule (TestDetectionUnchanged).
+
+// skipActionName is the SecLang action that runs the decision; SkipRules
+// writes one SecAction per request phase using it.
+const skipActionName = "rampart_skip_rules"
+
+// Rule ids of the two SecActions; documented as reserved.
+const (
+	SkipRuleIDPhase1 = 9990001
+	SkipRuleIDPhase2 = 9990002
+)
+
+// skippable are the variables whose content is fixed when a request phase
+// starts: no rule action changes them.
+var skippable = map[string]variables.RuleVariable{}
+
+func init() {
+	for _, n := range []string{
+		"ARGS", "ARGS_NAMES", "ARGS_GET", "ARGS_GET_NAMES", "ARGS_POST", "ARGS_POST_NAMES",
+		"REQUEST_COOKIES", "REQUEST_COOKIES_NAMES", "REQUEST_HEADERS", "REQUEST_HEADERS_NAMES",
+		"REQUEST_FILENAME", "REQUEST_BASENAME", "REQUEST_URI", "REQUEST_URI_RAW", "REQUEST_LINE",
+		"REQUEST_METHOD", "REQUEST_PROTOCOL", "QUERY_STRING", "REQUEST_BODY", "XML",
+		"FILES", "FILES_NAMES", "MULTIPART_PART_HEADERS",
+	} {
+		v, err := variables.Parse(n)
+		if err != nil {
+			panic(n + ": " + err.Error())
+		}
+		skippable[n] = v
+	}
+}
+
+// SkipReport says what SkipRules planned.
+type SkipReport struct {
+	Candidates int    // rules that may be skipped per request
+	Disabled   string // why none may be, when not empty
+}
+
+// SkipRules reads the directives a WAF is about to be built from (Include
+// resolved in fsys) and returns the directives to put in front of them
+// so that rules that cannot match are skipped per request, or "" when
+// nothing can be skipped. The WAF must be built after Register.
+func SkipRules(fsys fs.FS, directives string) (string, SkipReport) {
+	sl := readSecLang(fsys, directives)
+	if sl.disabled != "" {
+		return "", SkipReport{Disabled: sl.disabled}
+	}
+	p := newSkipPlan()
+	for _, r := range sl.rules {
+		if sl.unsafe[r.id] || !strings.HasPrefix(r.file, "@owasp_crs/") || (r.phase != 1 && r.phase != 2) {
+			continue
+		}
+		p.add(fsys, r)
+	}
+	n := len(p.rules[0]) + len(p.rules[1])
+	if n == 0 {
+		return "", SkipReport{Disabled: "no rule can be skipped"}
+	}
+	p.build()
+	k := planKey.Add(1)
+	pendingPlans.Store(k, p)
+	text := fmt.Sprintf("SecAction \"id:%d,phase:1,pass,nolog,noauditlog,%s:%d/1\"\n", SkipRuleIDPhase1, skipActionName, k) +
+		fmt.Sprintf("SecAction \"id:%d,phase:2,pass,nolog,noauditlog,%s:%d/2\"\n", SkipRuleIDPhase2, skipActionName, k)
+	return text, SkipReport{Candidates: n}
+}
+
+// skipHook, when set (by tests only), sees every decision.
+var skipHook func(id int, skipped bool)
+
+var (
+	planKey      atomic.Uint64
+	pendingPlans sync.Map // key -> *skipPlan, read by the actions' Init
+)
+
+// skipPlan is the per-WAF result of SkipRules. A rule's inputs are the
+// values of its targets through its transformations; CRS gives dozens of
+// rules the same targets and transformations, so inputs are computed per
+// distinct (target, transformations) pair, and every distinct input
+// string is scanned once, by one automaton holding every rule's literals.
+type skipPlan struct {
+	rules [2][]*skipRule // by phase 1, 2
+	n     int            // rules in both phases; index space of skipRule.idx
+
+	targets   []skipTarget
+	targetIdx map[skipTarget]int
+	chains    []skipChain
+	chainIdx  map[string]int
+	pairs     [][2]int // (target, chain)
+	pairIdx   map[[2]int]int
+
+	lits    []string
+	litIdx  map[string]int
+	litRule [][]int32 // literal -> rules (idx) requiring one of their literals
+	scanner *litScanner
+
+	// verifyOnce drops @rx candidates whose pattern Coraza did not
+	// compile: the rule text was then read differently from Coraza.
+	verifyOnce sync.Once
+}
+
+type skipTarget struct {
+	v   variables.RuleVariable
+	key string // "" for the whole collection
+}
+
+type skipChain struct {
+	chain transformChain
+	multi bool
+}
+
+type skipRule struct {
+	id    int
+	idx   int32
+	pairs []int // the rule's inputs
+	lits  bool  // requires one of its literals (the automaton's)
+	bytes *byteFilter
+	// exact, when set, is the operator itself, run on an input that
+	// passed the pre-filter: the transformation models are exact, so a
+	// rule whose operator matches no input is skipped too (and its
+	// Coraza evaluation saved).
+	exact   func(string) bool
+	pattern string // the @rx argument, to verify; "" for other operators
+	dropped bool
+}
+
+func newSkipPlan() *skipPlan {
+	return &skipPlan{targetIdx: map[skipTarget]int{}, chainIdx: map[string]int{}, pairIdx: map[[2]int]int{}, litIdx: map[string]int{}}
+}
+
+// add plans r when it is a rule that can be skipped.
+func (p *skipPlan) add(fsys fs.FS, r secRule) {
+	if r.count || r.negated || len(r.targets) == 0 || r.id == 0 {
+		return
+	}
+	chain, ok := newTransformChain(r.transforms)
+	if !ok {
+		return
+	}
+	var targets []skipTarget
+	for _, t := range r.targets {
+		v, ok := skippable[t.name]
+		if !ok {
+			return
+		}
+		st := skipTarget{v: v, key: t.key}
+		if strings.HasPrefix(st.key, "/") || strings.ContainsAny(st.key, `'"`) || v == variables.XML {
+			st.key = "" // regex and quoted keys: the whole collection
+		}
+		targets = append(targets, st)
+	}
+
+	var filter *Prefilter
+	sr := &skipRule{id: r.id}
+	switch r.op {
+	case "rx":
+		pattern := rxFlags + r.arg
+		if matchesArbitraryBytes(pattern) {
+			return
+		}
+		filter, sr.pattern = NewPrefilter(pattern), r.arg
+	case "pm":
+		filter = literalPrefilter(strings.Split(strings.ToLower(r.arg), " "))
+	case "pmFromFile", "pmf":
+		filter = literalPrefilter(phrasesFromFile(fsys, path.Join(ruleDir(r.file), r.arg)))
+	case "contains", "containsWord", "streq", "beginsWith", "endsWith":
+		if !strings.Contains(r.arg, "%{") {
+			filter = literalPrefilter([]string{r.arg})
+		}
+		arg := r.arg
+		switch r.op {
+		case "contains":
+			sr.exact = func(s string) bool { return strings.Contains(s, arg) }
+		case "streq":
+			sr.exact = func(s string) bool { return s == arg }
+		case "beginsWith":
+			sr.exact = func(s string) bool { return strings.HasPrefix(s, arg) }
+		case "endsWith":
+			sr.exact = func(s string) bool { return strings.HasSuffix(s, arg) }
+		}
+	}
+	if filter == nil {
+		return
+	}
+
+	sr.idx = int32(p.n)
+	p.n++
+	sr.lits, sr.bytes = filter.lits != nil, filter.bytes
+	for _, lit := range filter.lits {
+		li, ok := p.litIdx[lit]
+		if !ok {
+			li = len(p.lits)
+			p.litIdx[lit] = li
+			p.lits = append(p.lits, lit)
+			p.litRule = append(p.litRule, nil)
+		}
+		p.litRule[li] = append(p.litRule[li], sr.idx)
+	}
+	ck := fmt.Sprintf("%q %v", r.transforms, r.multiMatch)
+	ci, ok := p.chainIdx[ck]
+	if !ok {
+		ci = len(p.chains)
+		p.chainIdx[ck] = ci
+		p.chains = append(p.chains, skipChain{chain: chain, multi: r.multiMatch})
+	}
+	for _, t := range targets {
+		ti, ok := p.targetIdx[t]
+		if !ok {
+			ti = len(p.targets)
+			p.targetIdx[t] = ti
+			p.targets = append(p.targets, t)
+		}
+		pk := [2]int{ti, ci}
+		pi, ok := p.pairIdx[pk]
+		if !ok {
+			pi = len(p.pairs)
+			p.pairIdx[pk] = pi
+			p.pairs = append(p.pairs, pk)
+		}
+		if !slices.Contains(sr.pairs, pi) {
+			sr.pairs = append(sr.pairs, pi)
+		}
+	}
+	p.rules[r.phase-1] = append(p.rules[r.phase-1], sr)
+}
+
+// build compiles the literal automaton.
+func (p *skipPlan) build() {
+	p.scanner = newLitScanner(p.lits, p.litRule)
+}
+
+// phrasesFromFile reads a @pmFromFile data file as Coraza does (trimmed
+// lines, no blanks or comments, lowercased); nil when unreadable.
+func phrasesFromFile(fsys fs.FS, name string) []string {
+	b, err := fs.ReadFile(fsys, name)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		l := strings.TrimSpace(sc.Text())
+		if l == "" || l[0] == '#' {
+			continue
+		}
+		out = append(out, strings.ToLower(l))
+	}
+	if sc.Err() != nil {
+		return nil
+	}
+	return out
+}
+
+// skipAction runs the plan of one phase.
+type skipAction struct {
+	plan  *skipPlan
+	phase int
+}
+
+func newSkipAction() plugintypes.Action { return &skipAction{} }
+
+func (a *skipAction) Init(_ plugintypes.RuleMetadata, data string) error {
+	var k uint64
+	if _, err := fmt.Sscanf(data, "%d/%d", &k, &a.phase); err != nil || a.phase < 1 || a.phase > 2 {
+		return fmt.Errorf("%s: bad argument %q", skipActionName, data)
+	}
+	p, ok := pendingPlans.Load(k)
+	if !ok {
+		return fmt.Errorf("%s: no plan %d", skipActionName, k)
+	}
+	if a.phase == 2 { // the second and last user of the plan
+		pendingPlans.Delete(k)
+	}
+	a.plan = p.(*skipPlan)
+	return nil
+}
+
+func (a *skipAction) Type() plugintypes.ActionType { return plugintypes.ActionTypeNondisruptive }
+
+// ruleRemover is the part of Coraza's transaction that ctl:ruleRemoveById
+// uses.
+type ruleRemover interface{ RemoveRuleByID(id int) }
+
+func (a *skipAction) Evaluate(_ plugintypes.RuleMetadata, tx plugintypes.TransactionState) {
+	rm, ok := tx.(ruleRemover)
+	if !ok {
+		return
+	}
+	p := a.plan
+	p.verifyOnce.Do(p.verify)
+	sc := scratchPool.Get().(*skipScratch)
+	sc.reset(p, tx)
+	for _, r := range p.rules[a.phase-1] {
+		skip := !r.dropped && sc.cannotMatch(r)
+		if skip {
+			rm.RemoveRuleByID(r.id)
+		}
+		if skipHook != nil {
+			skipHook(r.id, skip)
+		}
+	}
+	sc.tx = nil
+	scratchPool.Put(sc)
+}
+
+// verify also gives @rx candidates the regexp Coraza runs for them.
+func (p *skipPlan) verify() {
+	for _, rs := range p.rules {
+		for _, r := range rs {
+			if r.pattern == "" {
+				continue
+			}
+			re, ok := compiledPatterns.Load(r.pattern)
+			if !ok {
+				r.dropped = true
+				continue
+			}
+			r.exact = re.(*regexp.Regexp).MatchString
+		}
+	}
+}
+
+// skipScratch is one phase's work: target values, inputs per pair,
+// distinct input strings with what the automaton found in them.
+type skipScratch struct {
+	p  *skipPlan
+	tx plugintypes.TransactionState
+
+	targetDone []bool
+	targetVals [][]string
+
+	pairDone []bool
+	pairOK   []bool
+	pairStrs [][]int32
+	// pairRules and pairMask are the union over a pair's strings of
+	// their rules and bytes: both conditions are monotone, so a rule the
+	// union rules out is ruled out for every string of the pair.
+	pairRules []uint64 // pair i at [i*words:(i+1)*words]
+	pairMask  []byteMask
+
+	strIdx  map[string]int32
+	strs    []skipString
+	words   int      // uint64 words per rule set
+	ruleSet []uint64 // strs[i]'s rules at [i*words:(i+1)*words]
+	buf     []string
+}
+
+// skipString is one distinct input: the rules one of whose literals it
+// contains, and its bytes (ASCII folded) for the byte-class filters.
+type skipString struct {
+	s    string
+	mask byteMask
+}
+
+var scratchPool = sync.Pool{New: func() any { return &skipScratch{strIdx: map[string]int32{}} }}
+
+func (sc *skipScratch) reset(p *skipPlan, tx plugintypes.TransactionState) {
+	sc.p, sc.tx = p, tx
+	sc.targetDone = resize(sc.targetDone, len(p.targets))
+	sc.targetVals = resize(sc.targetVals, len(p.targets))
+	sc.pairDone = resize(sc.pairDone, len(p.pairs))
+	sc.pairOK = resize(sc.pairOK, len(p.pairs))
+	sc.pairStrs = resize(sc.pairStrs, len(p.pairs))
+	sc.words = (p.n + 63) / 64
+	sc.pairRules = resize(sc.pairRules, len(p.pairs)*sc.words)
+	sc.pairMask = resize(sc.pairMask, len(p.pairs))
+	clear(sc.targetDone)
+	clear(sc.pairDone)
+	for i := range sc.targetVals {
+		sc.targetVals[i] = sc.targetVals[i][:0]
+	}
+	for i := range sc.pairStrs {
+		sc.pairStrs[i] = sc.pairStrs[i][:0]
+	}
+	clear(sc.strIdx)
+	sc.strs = sc.strs[:0]
+	sc.ruleSet = sc.ruleSet[:0]
+}
+
+func resize[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
+}
+
+// cannotMatch reports whether rule r provably cannot match now.
+func (sc *skipScratch) cannotMatch(r *skipRule) bool {
+	w, bit := int(r.idx>>6), uint64(1)<<(r.idx&63)
+	for _, pi := range r.pairs {
+		if !sc.pairDone[pi] {
+			sc.pairDone[pi] = true
+			sc.pairOK[pi] = sc.input(pi)
+		}
+		if !sc.pairOK[pi] {
+			return false
+		}
+		if r.lits && sc.pairRules[pi*sc.words+w]&bit == 0 {
+			continue
+		}
+		if r.bytes != nil && !r.bytes.mayMatchMask(&sc.pairMask[pi]) {
+			continue
+		}
+		for _, si := range sc.pairStrs[pi] {
+			st := &sc.strs[si]
+			if r.lits && sc.ruleSet[int(si)*sc.words+w]&bit == 0 {
+				continue
+			}
+			if r.bytes != nil && !r.bytes.mayMatchMask(&st.mask) {
+				continue
+			}
+			if r.exact != nil && !r.exact(st.s) {
+				continue
+			}
+			return false
+		}
+	}
+	return true
+}
+
+// input computes a pair's strings; false when the transformation model
+// does not follow some value.
+func (sc *skipScratch) input(pi int) bool {
+	ti, ci := sc.p.pairs[pi][0], sc.p.pairs[pi][1]
+	if !sc.targetDone[ti] {
+		sc.targetDone[ti] = true
+		sc.targetVals[ti] = sc.values(sc.p.targets[ti], sc.targetVals[ti])
+	}
+	c := &sc.p.chains[ci]
+	rules := sc.pairRules[pi*sc.words : (pi+1)*sc.words]
+	clear(rules)
+	var mask byteMask
+	for _, v := range sc.targetVals[ti] {
+		var ok bool
+		sc.buf, ok = c.chain.apply(v, c.multi, sc.buf[:0])
+		if !ok {
+			return false
+		}
+		for _, s := range sc.buf {
+			si := sc.intern(s)
+			sc.pairStrs[pi] = append(sc.pairStrs[pi], si)
+			st := &sc.strs[si]
+			for k := range mask {
+				mask[k] |= st.mask[k]
+			}
+			for k, x := range sc.ruleSet[int(si)*sc.words : (int(si)+1)*sc.words] {
+				rules[k] |= x
+			}
+		}
+	}
+	sc.pairMask[pi] = mask
+	return true
+}
+
+// values reads a target as Coraza's GetField does, without exceptions.
+func (sc *skipScratch) values(t skipTarget, out []string) []string {
+	col := sc.tx.Collection(t.v)
+	if col == nil {
+		return out
+	}
+	if k, ok := col.(collection.Keyed); ok && t.key != "" {
+		for _, md := range k.FindString(t.key) {
+			out = append(out, md.Value())
+		}
+		return out
+	}
+	for _, md := range col.FindAll() {
+		out = append(out, md.Value())
+	}
+	return out
+}
+
+// intern returns the index of s, scanning it the first time.
+func (sc *skipScratch) intern(s string) int32 {
+	if i, ok := sc.strIdx[s]; ok {
+		return i
+	}
+	i := int32(len(sc.strs))
+	sc.strIdx[s] = i
+	st := skipString{s: s}
+	for j := 0; j < len(s); j++ {
+		st.mask.add(lowerASCII(s[j]))
+	}
+	sc.strs = append(sc.strs, st)
+	base := len(sc.ruleSet)
+	for range sc.words {
+		sc.ruleSet = append(sc.ruleSet, 0)
+	}
+	set := sc.ruleSet[base:]
+	sc.p.scanner.scan(s, func(ri int32) { set[ri>>6] |= 1 << (ri & 63) })
+	return i
+}

@@ -1,0 +1,103 @@
+package wafrx
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/corazawaf/coraza/v3"
+)
+
+// transformSeeds are inputs each model must get right: every trigger
+// character, in and around the places decoders and normalisers act on.
+var transformSeeds = []string{
+	"", " ", "  ", "a", "A b  C", " lead", "trail ", "GET /a/b?c=d&e=f HTTP/1.1",
+	"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+	"text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+	"https://shop.example.test/products?category=shoes", "/", "//", ".", "..", "./a", "../a", "a/./b",
+	"a/../b", "a//b/", "/a/b/", `a\b`, `\\x\..\y`, "a%20b", "a+b", "%", "%zz", "&amp;", "&lt;x&gt;",
+	"&para=1", "&#39;", "&#x41;", "&", "a&b", `\x41`, `\u0041`, `a\`, "0x41", "0X41", "/*c*/", "a--b",
+	"#x", "<!--x-->", "a;b,c", `c"a't^`, "x (y", "x /y", "x  ,  ;y",
+}
+
+// TestTransformModels checks every transformation model against Coraza's
+// own transformation: for each input the model follows, Coraza must
+// produce exactly the model's output. Inputs are the seeds and random
+// printable ASCII strings biased towards the characters the
+// transformations act on.
+func TestTransformModels(t *testing.T) {
+	const alphabet = "aZ09 ./\\%+&#;,'\"^()-*<>!x:=?_"
+	rng := rand.New(rand.NewPCG(1, 2))
+	inputs := slices.Clone(transformSeeds)
+	n := 3000
+	if raceEnabled {
+		n = 300
+	}
+	for range n {
+		var b strings.Builder
+		for range rng.IntN(24) {
+			if rng.IntN(3) == 0 {
+				b.WriteByte(byte(0x20 + rng.IntN(0x5f)))
+			} else {
+				b.WriteByte(alphabet[rng.IntN(len(alphabet))])
+			}
+		}
+		inputs = append(inputs, b.String())
+	}
+	for name, model := range transformModels {
+		t.Run(name, func(t *testing.T) {
+			waf, err := coraza.NewWAF(coraza.NewWAFConfig().WithDirectives(fmt.Sprintf(
+				`SecRuleEngine On
+SecRule REQUEST_HEADERS:X-V "@unconditionalMatch" "id:1,phase:1,pass,log,t:none,t:%s,msg:'[%%{MATCHED_VAR}]'"`, name)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			followed := 0
+			for _, in := range inputs {
+				want, ok := model(in)
+				if !ok {
+					continue
+				}
+				followed++
+				tx := waf.NewTransaction()
+				tx.ProcessURI("/", "GET", "HTTP/1.1")
+				tx.AddRequestHeader("X-V", in)
+				tx.ProcessRequestHeaders()
+				mr := tx.MatchedRules()
+				if len(mr) != 1 {
+					t.Fatalf("%q: %d rules matched", in, len(mr))
+				}
+				if got := mr[0].Message(); got != "["+want+"]" {
+					t.Errorf("%s(%q): Coraza %s, model [%s]", name, in, got, want)
+				}
+				tx.Close()
+			}
+			if followed < len(inputs)/10 {
+				t.Errorf("model follows only %d of %d inputs", followed, len(inputs))
+			}
+		})
+	}
+}
+
+func TestChainRefusesWhatModelsDoNotCover(t *testing.T) {
+	c, ok := newTransformChain([]string{"lowercase"})
+	if !ok {
+		t.Fatal("lowercase has a model")
+	}
+	if _, ok := c.apply("caf\u00e9", false, nil); ok {
+		t.Error("non-ASCII input followed through lowercase")
+	}
+	if _, ok := newTransformChain([]string{"base64Decode"}); ok {
+		t.Error("base64Decode has no model")
+	}
+	c, _ = newTransformChain([]string{"htmlEntityDecode", "lowercase"})
+	if _, ok := c.apply("&para;", false, nil); ok {
+		t.Error("non-ASCII decoder output followed into the next transformation")
+	}
+	out, ok := (transformChain{}).apply("caf\u00e9", true, nil)
+	if !ok || !slices.Equal(out, []string{"caf\u00e9"}) {
+		t.Errorf("no transformation: %q %v", out, ok)
+	}
+}
