@@ -130,6 +130,7 @@ type skipPlan struct {
 	litIdx  map[string]int
 	litRule [][]int32 // literal -> rules (idx) requiring one of their literals
 	scanner *litScanner
+	inputs  *inputCache
 
 	// verifyOnce drops @rx candidates whose pattern Coraza did not
 	// compile: the rule text was then read differently from Coraza.
@@ -264,6 +265,7 @@ func (p *skipPlan) add(fsys fs.FS, r secRule) {
 // build compiles the literal automaton.
 func (p *skipPlan) build() {
 	p.scanner = newLitScanner(p.lits, p.litRule)
+	p.inputs = newInputCache()
 }
 
 // phrasesFromFile reads a @pmFromFile data file as Coraza does (trimmed
@@ -337,6 +339,7 @@ func (a *skipAction) Evaluate(_ plugintypes.RuleMetadata, tx plugintypes.Transac
 		}
 	}
 	sc.tx = nil
+	sc.reset(p, nil) // drop references to this request's values
 	scratchPool.Put(sc)
 }
 
@@ -357,8 +360,8 @@ func (p *skipPlan) verify() {
 	}
 }
 
-// skipScratch is one phase's work: target values, inputs per pair,
-// distinct input strings with what the automaton found in them.
+// skipScratch is one phase's work: target values, and the inputs of each
+// pair with what is known about them.
 type skipScratch struct {
 	p  *skipPlan
 	tx plugintypes.TransactionState
@@ -366,52 +369,36 @@ type skipScratch struct {
 	targetDone []bool
 	targetVals [][]string
 
-	pairDone []bool
-	pairOK   []bool
-	pairStrs [][]int32
-	// pairRules and pairMask are the union over a pair's strings of
-	// their rules and bytes: both conditions are monotone, so a rule the
-	// union rules out is ruled out for every string of the pair.
+	pairDone   []bool
+	pairOK     []bool
+	pairInputs [][]*inputFacts
+	// pairRules is the union over a pair's inputs of their literal
+	// rules: a rule none of whose literals occurs in any input of the
+	// pair is ruled out for the whole pair at once.
+	words     int
 	pairRules []uint64 // pair i at [i*words:(i+1)*words]
-	pairMask  []byteMask
-
-	strIdx  map[string]int32
-	strs    []skipString
-	words   int      // uint64 words per rule set
-	ruleSet []uint64 // strs[i]'s rules at [i*words:(i+1)*words]
-	buf     []string
 }
 
-// skipString is one distinct input: the rules one of whose literals it
-// contains, and its bytes (ASCII folded) for the byte-class filters.
-type skipString struct {
-	s    string
-	mask byteMask
-}
-
-var scratchPool = sync.Pool{New: func() any { return &skipScratch{strIdx: map[string]int32{}} }}
+var scratchPool = sync.Pool{New: func() any { return &skipScratch{} }}
 
 func (sc *skipScratch) reset(p *skipPlan, tx plugintypes.TransactionState) {
 	sc.p, sc.tx = p, tx
+	sc.words = (p.n + 63) / 64
 	sc.targetDone = resize(sc.targetDone, len(p.targets))
 	sc.targetVals = resize(sc.targetVals, len(p.targets))
 	sc.pairDone = resize(sc.pairDone, len(p.pairs))
 	sc.pairOK = resize(sc.pairOK, len(p.pairs))
-	sc.pairStrs = resize(sc.pairStrs, len(p.pairs))
-	sc.words = (p.n + 63) / 64
+	sc.pairInputs = resize(sc.pairInputs, len(p.pairs))
 	sc.pairRules = resize(sc.pairRules, len(p.pairs)*sc.words)
-	sc.pairMask = resize(sc.pairMask, len(p.pairs))
 	clear(sc.targetDone)
 	clear(sc.pairDone)
 	for i := range sc.targetVals {
 		sc.targetVals[i] = sc.targetVals[i][:0]
 	}
-	for i := range sc.pairStrs {
-		sc.pairStrs[i] = sc.pairStrs[i][:0]
+	for i := range sc.pairInputs {
+		clear(sc.pairInputs[i]) // let the facts go
+		sc.pairInputs[i] = sc.pairInputs[i][:0]
 	}
-	clear(sc.strIdx)
-	sc.strs = sc.strs[:0]
-	sc.ruleSet = sc.ruleSet[:0]
 }
 
 func resize[T any](s []T, n int) []T {
@@ -435,27 +422,19 @@ func (sc *skipScratch) cannotMatch(r *skipRule) bool {
 		if r.lits && sc.pairRules[pi*sc.words+w]&bit == 0 {
 			continue
 		}
-		if r.bytes != nil && !r.bytes.mayMatchMask(&sc.pairMask[pi]) {
-			continue
-		}
-		for _, si := range sc.pairStrs[pi] {
-			st := &sc.strs[si]
-			if r.lits && sc.ruleSet[int(si)*sc.words+w]&bit == 0 {
+		for _, f := range sc.pairInputs[pi] {
+			if r.lits && f.lits[w]&bit == 0 {
 				continue
 			}
-			if r.bytes != nil && !r.bytes.mayMatchMask(&st.mask) {
-				continue
+			if f.mayMatch(r) {
+				return false
 			}
-			if r.exact != nil && !r.exact(st.s) {
-				continue
-			}
-			return false
 		}
 	}
 	return true
 }
 
-// input computes a pair's strings; false when the transformation model
+// input computes a pair's inputs; false when the transformation model
 // does not follow some value.
 func (sc *skipScratch) input(pi int) bool {
 	ti, ci := sc.p.pairs[pi][0], sc.p.pairs[pi][1]
@@ -463,29 +442,25 @@ func (sc *skipScratch) input(pi int) bool {
 		sc.targetDone[ti] = true
 		sc.targetVals[ti] = sc.values(sc.p.targets[ti], sc.targetVals[ti])
 	}
-	c := &sc.p.chains[ci]
 	rules := sc.pairRules[pi*sc.words : (pi+1)*sc.words]
 	clear(rules)
-	var mask byteMask
 	for _, v := range sc.targetVals[ti] {
-		var ok bool
-		sc.buf, ok = c.chain.apply(v, c.multi, sc.buf[:0])
-		if !ok {
+		raw := sc.p.inputs.facts(sc.p, v)
+		co := raw.chain(sc.p, ci)
+		if !co.followed {
 			return false
 		}
-		for _, s := range sc.buf {
-			si := sc.intern(s)
-			sc.pairStrs[pi] = append(sc.pairStrs[pi], si)
-			st := &sc.strs[si]
-			for k := range mask {
-				mask[k] |= st.mask[k]
+		for _, s := range co.outs {
+			f := raw
+			if s != raw.s {
+				f = sc.p.inputs.facts(sc.p, s)
 			}
-			for k, x := range sc.ruleSet[int(si)*sc.words : (int(si)+1)*sc.words] {
+			sc.pairInputs[pi] = append(sc.pairInputs[pi], f)
+			for k, x := range f.lits {
 				rules[k] |= x
 			}
 		}
 	}
-	sc.pairMask[pi] = mask
 	return true
 }
 
@@ -505,25 +480,4 @@ func (sc *skipScratch) values(t skipTarget, out []string) []string {
 		out = append(out, md.Value())
 	}
 	return out
-}
-
-// intern returns the index of s, scanning it the first time.
-func (sc *skipScratch) intern(s string) int32 {
-	if i, ok := sc.strIdx[s]; ok {
-		return i
-	}
-	i := int32(len(sc.strs))
-	sc.strIdx[s] = i
-	st := skipString{s: s}
-	for j := 0; j < len(s); j++ {
-		st.mask.add(lowerASCII(s[j]))
-	}
-	sc.strs = append(sc.strs, st)
-	base := len(sc.ruleSet)
-	for range sc.words {
-		sc.ruleSet = append(sc.ruleSet, 0)
-	}
-	set := sc.ruleSet[base:]
-	sc.p.scanner.scan(s, func(ri int32) { set[ri>>6] |= 1 << (ri & 63) })
-	return i
 }
