@@ -240,7 +240,7 @@ expect_verdicts() {
     [[ $now == "$want" ]] && return 0
     sleep 0.1
   done
-  die "$t: WAF verdicts (PASS DETECT BLOCK) are '${now:-unreadable}', expected '$want'"
+  die "$t: WAF verdict counters (PASS DETECT BLOCK) went from '$2' to '${now:-unreadable}', not to '$want': the measured request must pass and the SQL injection must be caught"
 }
 
 # The measured request must get a 200 from every target: a WAF that refuses
