@@ -232,7 +232,7 @@ waf_verdicts() {
 # counters move once the answer is written) until the target's verdict
 # counters are BEFORE plus the given increments; dies otherwise.
 expect_verdicts() {
-  local t=$1 want now i
+  local t=$1 want now i b
   read -r -a b <<<"$2"
   want="$((b[0] + $3)) $((b[1] + $4)) $((b[2] + $5))"
   for ((i = 0; i < 10; i++)); do
