@@ -7,6 +7,9 @@
 # Usage:  bench/run.sh
 # Env:    ROUNDS=3 DURATION=10 WARMUP=2 CONNS=64 CANDIDATES=0
 #         ONLY="nginx rampart"   (run only these targets; "direct" is always run)
+#         REQUEST=plain|browser  (what wrk sends: GET /, or a browser's page
+#                                view; browser is the default when a WAF
+#                                target runs: nginx-modsec, rampart-waf-*)
 #         NO_INSTALL=1           (never call apt-get)
 #         PROFILE="stdlib"       (CPU-profile these candidates; needs CANDIDATES=1)
 #         QUIET_PCT=20 QUIET_MAX=60 (before each run, wait up to QUIET_MAX s
@@ -36,7 +39,7 @@ RETRIES=${RETRIES:-2}
 B1_PORT=18081
 B2_PORT=18082
 declare -A PORT=(
-  [rampart]=18000 [nginx]=18001 [haproxy]=18002 [caddy]=18003
+  [rampart]=18000 [nginx]=18001 [haproxy]=18002 [caddy]=18003 [nginx-modsec]=18004
   [stdlib]=18101 [fasthttp]=18102 [stdlib-rawclient]=18103
   [direct]=$B1_PORT
 )
@@ -46,6 +49,15 @@ need_tools wrk curl
 # Targets in the order they are run in round 1 (later rounds rotate).
 TARGETS=(direct)
 add_proxy_targets
+# nginx + ModSecurity + CRS (the WAF to compare Rampart's with), run only
+# when ONLY names it.
+if [[ " $ONLY " == *" nginx-modsec "* ]]; then
+  if ensure_modsec; then
+    TARGETS+=(nginx-modsec)
+  else
+    log "SKIP nginx-modsec: nginx, libnginx-mod-http-modsecurity or modsecurity-crs not installed and could not be installed (see $OUT/apt-*.log)"
+  fi
+fi
 # Variants: bench/rampart-NAME.yaml is target rampart-NAME, run only when
 # ONLY names it; its port is on its "# bench-port:" line.
 for f in "$BENCH_DIR"/rampart-*.yaml; do
@@ -61,6 +73,42 @@ if [[ $CANDIDATES == 1 ]]; then
     want "$c" && TARGETS+=("$c")
   done
 fi
+
+# is_waf TARGET: whether the target runs a WAF
+is_waf() { [[ $1 == nginx-modsec || $1 == rampart-waf-* ]]; }
+
+# The request wrk sends to every target. plain: GET /. browser: a benign
+# page view with a query string and a browser's headers, all of which a WAF
+# inspects (every argument, header and cookie); what WAF runs measure, so
+# that the WAF targets and the plain proxies answer the same request.
+if [[ -z ${REQUEST:-} ]]; then
+  REQUEST=plain
+  for t in "${TARGETS[@]}"; do
+    is_waf "$t" && REQUEST=browser
+  done
+fi
+case $REQUEST in
+plain)
+  REQ_PATH=/
+  REQ_HEADERS=()
+  ;;
+browser)
+  REQ_PATH='/products/view?id=1234&color=blue&size=42'
+  REQ_HEADERS=(
+    'User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36'
+    'Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8'
+    'Accept-Language: en-GB,en;q=0.9,de;q=0.8'
+    'Accept-Encoding: gzip, deflate, br'
+    "Referer: http://$HOST/products?category=shoes&page=2"
+    'Cookie: sessionid=3f9a1c0e7b2d4e6f8a0b1c2d3e4f5a6b; theme=dark; lang=en-GB'
+  )
+  ;;
+*) die "REQUEST=$REQUEST: use plain or browser" ;;
+esac
+# the headers as wrk and curl options (both take -H "Name: value")
+for h in "${REQ_HEADERS[@]}"; do
+  WRK_ARGS+=(-H "$h")
+done
 
 pin_cpus
 
@@ -81,7 +129,8 @@ if [[ $CANDIDATES == 1 ]]; then
 fi
 
 # ---------------------------------------------------------------- configs
-write_nginx_conf "$HOST:${PORT[nginx]}"
+write_nginx_conf nginx "$HOST:${PORT[nginx]}"
+write_nginx_modsec_conf nginx-modsec "$HOST:${PORT[nginx-modsec]}" 1
 write_haproxy_cfg "$HOST:${PORT[haproxy]}"
 write_caddyfile "http://$HOST:${PORT[caddy]}"
 cp "$BENCH_DIR"/rampart.yaml "$BENCH_DIR"/rampart-*.yaml "$OUT/"
@@ -160,6 +209,66 @@ for t in "${RUN[@]}"; do
   log "$t: backends seen in 4 requests: ${seen:-none}"
 done
 
+# status_of TARGET PATH: the status code of the measured request, sent to
+# PATH instead of REQ_PATH (the body lands in $OUT/check-TARGET.body)
+status_of() {
+  curl -s -m 5 -o "$OUT/check-$1.body" -w '%{http_code}' "${WRK_ARGS[@]}" "http://$HOST:${PORT[$1]}$2" || true
+}
+
+# waf_verdicts TARGET: "PASS DETECT BLOCK", the Rampart target's
+# rampart_waf_requests_total counters (admin listener: the "admin:" line of
+# its config)
+waf_verdicts() {
+  local admin
+  admin=$(sed -n 's/^admin: *{listen: *\([^ },]*\).*/\1/p' "$OUT/$1.yaml")
+  curl -s -m 5 "http://$admin/metrics" | awk '
+    $1 == "rampart_waf_requests_total{action=\"PASS\"}" {p = $2}
+    $1 == "rampart_waf_requests_total{action=\"DETECT\"}" {d = $2}
+    $1 == "rampart_waf_requests_total{action=\"BLOCK\"}" {b = $2}
+    END {if (p != "") printf "%d %d %d\n", p, d, b}'
+}
+
+# expect_verdicts TARGET BEFORE PASS DETECT BLOCK: waits (up to 1 s: the
+# counters move once the answer is written) until the target's verdict
+# counters are BEFORE plus the given increments; dies otherwise.
+expect_verdicts() {
+  local t=$1 want now i b
+  read -r -a b <<<"$2"
+  want="$((b[0] + $3)) $((b[1] + $4)) $((b[2] + $5))"
+  for ((i = 0; i < 10; i++)); do
+    now=$(waf_verdicts "$t")
+    [[ $now == "$want" ]] && return 0
+    sleep 0.1
+  done
+  die "$t: WAF verdict counters (PASS DETECT BLOCK) went from '$2' to '${now:-unreadable}', not to '$want': the measured request must pass and the SQL injection must be caught"
+}
+
+# The measured request must get a 200 from every target: a WAF that refuses
+# it (a false positive) would be measuring its error page. And every WAF must
+# be inspecting it: the same request with an SQL injection in a parameter is
+# refused with 403, or, in DETECT mode, passed and counted as DETECT; and
+# Rampart's WAFs count the benign request as PASS (not DETECT).
+if [[ $REQ_PATH == *\?* ]]; then ATTACK_PATH="$REQ_PATH&"; else ATTACK_PATH="$REQ_PATH?"; fi
+ATTACK_PATH+="q=1%27%20OR%20%271%27%3D%271" # q=1' OR '1'='1
+declare -A VERDICTS # Rampart WAF target -> its counters after these checks
+for t in "${RUN[@]}"; do
+  v0=""
+  [[ $t == rampart-waf-* ]] && v0=$(waf_verdicts "$t")
+  code=$(status_of "$t" "$REQ_PATH")
+  [[ $code == 200 ]] || die "$t answers the measured request (GET $REQ_PATH, REQUEST=$REQUEST) with $code, not 200: the numbers would be meaningless (body: $OUT/check-$t.body)"
+  is_waf "$t" || continue
+  want=403
+  [[ $t == rampart-waf-detect ]] && want=200
+  code=$(status_of "$t" "$ATTACK_PATH")
+  [[ $code == "$want" ]] || die "$t answers an SQL injection (GET $ATTACK_PATH) with $code, not $want: is its WAF on?"
+  case $t in
+  rampart-waf-detect) expect_verdicts "$t" "$v0" 1 1 0 ;;
+  rampart-waf-block) expect_verdicts "$t" "$v0" 1 0 1 ;;
+  esac
+  [[ $t == rampart-waf-* ]] && VERDICTS[$t]=$(waf_verdicts "$t")
+  log "$t: measured request 200, SQL injection $want: WAF on"
+done
+
 # ---------------------------------------------------------------- measure
 RAW=$OUT/raw.csv
 echo "round,target,rps,requests,p50_ms,p99_ms,cpu_s,cpu_s_per_100k,errors,upstream_conns_opened,proxy_cpu_pct,proxy_core_interference_pct,load_core_interference_pct" | tee "$OUT/raw-discarded.csv" >"$RAW"
@@ -232,7 +341,7 @@ run_wrk() {
   w0=$(self_child_ticks)
   # shellcheck disable=SC2086
   t0=$(cpu_ticks $pids)
-  wout=$(wrk_load "http://$HOST:$port/" "$secs")
+  wout=$(wrk_load "http://$HOST:$port$REQ_PATH" "$secs")
   # shellcheck disable=SC2086
   t1=$(cpu_ticks $pids)
   w1=$(self_child_ticks)
@@ -240,6 +349,12 @@ run_wrk() {
   l1=$(cpu_stat "$LOAD_CPU")
   s1=$(cpu_stat "$PROXY_CPU")
   a1=$(backend_accepts)
+  local bad
+  bad=$(non_2xx "$wout")
+  if ((bad > 0)); then
+    echo "$wout" >"$OUT/wrk-$t-r$round.txt"
+    die "$t answered $bad requests with a status >= 400 (wrk: $OUT/wrk-$t-r$round.txt): its numbers would be meaningless"
+  fi
   [[ $round == 0 ]] && return 0
   echo "$wout" >"$OUT/wrk-$t-r$round.txt"
   local rps reqs p50 p99 errs cpu per100k pcpu
@@ -287,6 +402,17 @@ for ((r = 1; r <= ROUNDS; r++)); do
   done
 done
 
+# Rampart's WAFs must have passed every measured request: a DETECT verdict
+# does not show in the status codes.
+for t in "${!VERDICTS[@]}"; do
+  alive "$t" || continue
+  read -r -a a <<<"${VERDICTS[$t]}"
+  read -r -a b <<<"$(waf_verdicts "$t") "
+  ((${#b[@]} == 3)) || die "$t: cannot read its WAF counters"
+  log "$t: WAF verdicts over warm-up and rounds: PASS $((b[0] - a[0])), DETECT $((b[1] - a[1])), BLOCK $((b[2] - a[2]))"
+  ((b[1] == a[1] && b[2] == a[2])) || die "$t: its WAF scored the measured request as an attack: the numbers would be meaningless"
+done
+
 declare -A LOADED_RSS
 for t in "${RUN[@]}"; do
   # shellcheck disable=SC2046
@@ -305,6 +431,30 @@ for t in "${RUN[@]}"; do
   M_INT1[$t]=$(median 13 "$t")
   M_ERR[$t]=$(total 9 "$t")
 done
+
+# waf_table: when WAF targets ran, what the WAF costs each proxy (vs the
+# same proxy without it) and how the WAFs compare (vs nginx + ModSecurity)
+waf_table() {
+  local t off any=0
+  for t in "${RUN[@]}"; do
+    is_waf "$t" && any=1
+  done
+  ((any)) || return 0
+  echo
+  echo "| WAF target | req/s | CPU-s/100k req | p99 ms | thr. vs WAF off | CPU/req vs WAF off | thr. vs nginx-modsec | CPU/req vs nginx-modsec |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+  for t in "${RUN[@]}"; do
+    is_waf "$t" || continue
+    off=rampart
+    [[ $t == nginx-modsec ]] && off=nginx
+    printf '| %s | %.0f | %.3f | %.2f | %s | %s | %s | %s |\n' "$t" "${M_RPS[$t]}" "${M_CPU[$t]}" "${M_P99[$t]}" \
+      "$(ratio "${M_RPS[$t]}" "${M_RPS[$off]:-}")" "$(ratio "${M_CPU[$t]}" "${M_CPU[$off]:-}")" \
+      "$(ratio "${M_RPS[$t]}" "${M_RPS[nginx-modsec]:-}")" "$(ratio "${M_CPU[$t]}" "${M_CPU[nginx-modsec]:-}")"
+  done
+  echo
+  echo "WAF off: nginx for nginx-modsec, rampart for rampart-waf-*. nginx-modsec runs ModSecurity v3 with Debian's CRS 3.3," \
+    "Rampart Coraza with CRS v4; both at paranoia level 1, anomaly threshold 5."
+}
 
 RES=$OUT/results.md
 {
@@ -328,6 +478,13 @@ RES=$OUT/results.md
   echo "Medians of $ROUNDS interleaved rounds of \`wrk -t1 -c$CONNS -d${DURATION}s --latency\`;" \
     "proxies pinned to CPU $PROXY_CPU with one worker/thread each, wrk and both backends on CPU $LOAD_CPU." \
     "The direct row's CPU and RSS columns are the backend's own. Raw per-run numbers: bench/out/raw.csv."
+  echo
+  if [[ $REQUEST == browser ]]; then
+    echo "Request (REQUEST=browser): \`GET $REQ_PATH\` with the headers $(printf '%s, ' "${REQ_HEADERS[@]%%:*}" | sed 's/, $//'); every target answered 200."
+  else
+    echo "Request (REQUEST=plain): \`GET /\` with wrk's default headers (Host only)."
+  fi
+  waf_table
 } >"$RES"
 
 show_results

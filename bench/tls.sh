@@ -64,7 +64,7 @@ go_build cmd/rampart rampart >"$OUT/rampart-build.log" 2>&1 ||
 # Every proxy: TLS 1.3 only, the same certificate, HTTP/1.1 (wrk offers no
 # ALPN), default session tickets (unused: wrk never resumes), round robin
 # over b1 and b2 with kept-alive upstream connections, no access log.
-write_nginx_conf "$HOST:${PORT[nginx]} ssl" "ssl_certificate $CERT" "ssl_certificate_key $KEY" "ssl_protocols TLSv1.3"
+write_nginx_conf nginx "$HOST:${PORT[nginx]} ssl" "ssl_certificate $CERT" "ssl_certificate_key $KEY" "ssl_protocols TLSv1.3"
 write_haproxy_cfg "$HOST:${PORT[haproxy]} ssl crt $CERT_DIR/haproxy.pem ssl-min-ver TLSv1.3"
 write_caddyfile "https://$HOST:${PORT[caddy]}" "tls $CERT $KEY {" "  protocols tls1.3" "}"
 

@@ -19,109 +19,59 @@
 set -euo pipefail
 
 LEVELS=${LEVELS:-"1 2"}
-NO_INSTALL=${NO_INSTALL:-0}
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
-BACKEND=127.0.0.1:18201
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+OUT=$(mktemp -d /tmp/rampart-wafbench.XXXXXX)
+LOG_TAG=wafbench
+# shellcheck source=bench/lib.sh
+source "$BENCH_DIR/lib.sh"
+if [[ ${KEEP_TMP:-0} == 1 ]]; then
+  log "keeping $OUT"
+else
+  REMOVE_ON_EXIT+=("$OUT")
+fi
+# Both proxies forward to the replay tool's 200-everything backend (nginx's
+# upstream lists it twice: lib.sh's config has two backends).
+B1_PORT=18201
+B2_PORT=18201
+BACKEND=$HOST:$B1_PORT
 NGINX_PORT=18202
 RAMPART_PORT=18203
-TMP=$(mktemp -d /tmp/rampart-wafbench.XXXXXX)
 
-log() { printf '[wafbench] %s\n' "$*" >&2; }
-die() { log "FATAL: $*"; tail -n 5 "$TMP"/*/error.log "$TMP"/*/stderr.log "$TMP"/*/rampart.log 2>/dev/null >&2 || true; exit 1; }
-
-STARTED_PIDS=()
-cleanup() {
-  local pid
-  for pid in "${STARTED_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  sleep 0.5
-  for pid in "${STARTED_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-  [[ ${KEEP_TMP:-0} == 1 ]] && log "kept $TMP" || rm -rf "$TMP"
+# die_with_logs MESSAGE: die, after the last lines of the proxies' logs
+die_with_logs() {
+  tail -n 5 "$OUT"/*/error.log "$OUT"/*/stderr.log "$OUT"/*/rampart.log 2>/dev/null >&2 || true
+  die "$*"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
-NGINX_MOD=/usr/lib/nginx/modules/ngx_http_modsecurity_module.so
-CRS_RULES=/usr/share/modsecurity-crs/rules
-if [[ ! -f $NGINX_MOD || ! -d $CRS_RULES ]] || ! command -v nginx >/dev/null; then
-  [[ $NO_INSTALL == 1 ]] && die "nginx, libnginx-mod-http-modsecurity and modsecurity-crs are needed"
-  log "installing nginx libnginx-mod-http-modsecurity modsecurity-crs"
-  SUDO=""; [[ $(id -u) == 0 ]] || SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx libnginx-mod-http-modsecurity modsecurity-crs >&2
-fi
+ensure_modsec || die "nginx, libnginx-mod-http-modsecurity and modsecurity-crs are needed (NO_INSTALL=$NO_INSTALL; see $OUT/apt-*.log)"
 
 wait_port() { # port
   for _ in $(seq 1 100); do
-    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+    port_open "$1" && return 0
     sleep 0.1
   done
-  die "nothing listens on 127.0.0.1:$1"
+  die_with_logs "nothing listens on $HOST:$1"
 }
 
 log "building rampart and the replay tool"
-(cd "$ROOT" && go build -o "$TMP/rampart" ./cmd/rampart && go build -o "$TMP/replay" ./bench/waf/replay)
+go_build cmd/rampart rampart
+go_build bench/waf/replay replay
 
-"$TMP/replay" -backend "$BACKEND" 2>"$TMP/backend.log" &
+"$OUT/replay" -backend "$BACKEND" 2>"$OUT/backend.log" &
 STARTED_PIDS+=($!)
-wait_port 18201
+wait_port "$B1_PORT"
 
 start_nginx() { # paranoia level
-  local pl=$1 d=$TMP/nginx-$1
-  mkdir -p "$d"
-  # ModSecurity's own base settings, as in modsecurity.conf-recommended
-  # (body access, JSON and XML processors, unparsable bodies refused),
-  # then CRS as the Debian package loads it (owasp-crs.load, whose
-  # IncludeOptional libmodsecurity3 does not know).
-  cat >"$d/modsec.conf" <<CONF
-SecRuleEngine On
-SecRequestBodyAccess On
-SecRule REQUEST_HEADERS:Content-Type "^(?:application(?:/soap\+|/)|text/)xml" "id:200000,phase:1,t:none,t:lowercase,pass,nolog,ctl:requestBodyProcessor=XML"
-SecRule REQUEST_HEADERS:Content-Type "^application/json" "id:200001,phase:1,t:none,t:lowercase,pass,nolog,ctl:requestBodyProcessor=JSON"
-SecRequestBodyLimit 13107200
-SecRequestBodyNoFilesLimit 131072
-SecRequestBodyLimitAction Reject
-SecRule REQBODY_ERROR "!@eq 0" "id:200002,phase:2,t:none,log,deny,status:400,msg:'Failed to parse request body.'"
-SecRule MULTIPART_STRICT_ERROR "!@eq 0" "id:200003,phase:2,t:none,log,deny,status:400,msg:'Multipart strict error'"
-SecResponseBodyAccess Off
-SecTmpDir $d
-SecDataDir $d
-SecAuditEngine Off
-SecDebugLogLevel 0
-SecAction "id:900000,phase:1,pass,t:none,nolog,setvar:tx.paranoia_level=$pl"
-SecAction "id:900200,phase:1,pass,t:none,nolog,setvar:'tx.allowed_methods=GET HEAD POST OPTIONS PUT PATCH DELETE'"
-Include /etc/modsecurity/crs/crs-setup.conf
-Include /etc/modsecurity/crs/REQUEST-900-EXCLUSION-RULES-BEFORE-CRS.conf
-Include $CRS_RULES/*.conf
-Include /etc/modsecurity/crs/RESPONSE-999-EXCLUSION-RULES-AFTER-CRS.conf
-CONF
-  cat >"$d/nginx.conf" <<CONF
-load_module $NGINX_MOD;
-worker_processes 1;
-daemon off;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-events { worker_connections 256; }
-http {
-  access_log off;
-  client_body_temp_path $d/body; proxy_temp_path $d/proxy; fastcgi_temp_path $d/fcgi;
-  uwsgi_temp_path $d/uwsgi; scgi_temp_path $d/scgi;
-  server {
-    listen 127.0.0.1:$NGINX_PORT;
-    modsecurity on;
-    modsecurity_rules_file $d/modsec.conf;
-    location / { proxy_pass http://$BACKEND; }
-  }
-}
-CONF
+  local d=$OUT/nginx-$1
+  write_nginx_modsec_conf "nginx-$1" "$HOST:$NGINX_PORT" "$1"
   nginx -p "$d" -c "$d/nginx.conf" -e "$d/error.log" 2>>"$d/stderr.log" &
   NGINX_PID=$!
-  STARTED_PIDS+=($NGINX_PID)
+  STARTED_PIDS+=("$NGINX_PID")
   wait_port $NGINX_PORT
 }
 
 start_rampart() { # paranoia level
-  local pl=$1 d=$TMP/rampart-$1
+  local pl=$1 d=$OUT/rampart-$1
   mkdir -p "$d"
   # Auto-blocking is off (every request comes from 127.0.0.1) and encoded
   # slashes are let through, so that only the WAF decides, as in nginx.
@@ -137,9 +87,9 @@ security:
   dynamic_blocklist: {auto_block: {waf_attacks: {enabled: false}}}
   waf: {mode: BLOCK, paranoia_level: $pl, allowed_methods: [GET, HEAD, POST, OPTIONS, PUT, PATCH, DELETE]}
 CONF
-  "$TMP/rampart" serve -c "$d/rampart.yaml" -log-level warn 2>"$d/rampart.log" &
+  "$OUT/rampart" serve -c "$d/rampart.yaml" -log-level warn 2>"$d/rampart.log" &
   RAMPART_PID=$!
-  STARTED_PIDS+=($RAMPART_PID)
+  STARTED_PIDS+=("$RAMPART_PID")
   wait_port $RAMPART_PORT
 }
 
@@ -148,15 +98,16 @@ stop() { kill -TERM "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 for pl in $LEVELS; do
   log "paranoia level $pl: nginx + ModSecurity"
   start_nginx "$pl"
-  (cd "$ROOT" && "$TMP/replay" -target "http://127.0.0.1:$NGINX_PORT") >"$TMP/modsec-$pl.json"
+  (cd "$ROOT" && "$OUT/replay" -target "http://127.0.0.1:$NGINX_PORT") >"$OUT/modsec-$pl.json"
   stop "$NGINX_PID"
   log "paranoia level $pl: Rampart"
   start_rampart "$pl"
-  (cd "$ROOT" && "$TMP/replay" -target "http://127.0.0.1:$RAMPART_PORT") >"$TMP/rampart-$pl.json"
+  (cd "$ROOT" && "$OUT/replay" -target "http://127.0.0.1:$RAMPART_PORT") >"$OUT/rampart-$pl.json"
   stop "$RAMPART_PID"
 done
 
-python3 - "$TMP" $LEVELS <<'PY'
+# shellcheck disable=SC2086 # LEVELS is a list of levels
+python3 - "$OUT" $LEVELS <<'PY'
 import json, sys
 tmp, levels = sys.argv[1], sys.argv[2:]
 print("WAF corpus: blocked share per category (attack: detection, higher is better;")
