@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"fmt"
 	"io/fs"
-	"path"
 	"regexp"
 	"slices"
 	"strings"
@@ -159,6 +158,7 @@ type skipRule struct {
 	// Coraza evaluation saved).
 	exact   func(string) bool
 	pattern string // the @rx argument, to verify; "" for other operators
+	negated bool
 	dropped bool
 }
 
@@ -168,7 +168,7 @@ func newSkipPlan() *skipPlan {
 
 // add plans r when it is a rule that can be skipped.
 func (p *skipPlan) add(fsys fs.FS, r secRule) {
-	if r.count || r.negated || len(r.targets) == 0 || r.id == 0 {
+	if r.count || len(r.targets) == 0 || r.id == 0 {
 		return
 	}
 	chain, ok := newTransformChain(r.transforms)
@@ -188,37 +188,14 @@ func (p *skipPlan) add(fsys fs.FS, r secRule) {
 		targets = append(targets, st)
 	}
 
-	var filter *Prefilter
-	sr := &skipRule{id: r.id}
-	switch r.op {
-	case "rx":
-		pattern := rxFlags + r.arg
-		if matchesArbitraryBytes(pattern) {
-			return
-		}
-		filter, sr.pattern = NewPrefilter(pattern), r.arg
-	case "pm":
-		filter = literalPrefilter(strings.Split(strings.ToLower(r.arg), " "))
-	case "pmFromFile", "pmf":
-		filter = literalPrefilter(phrasesFromFile(fsys, path.Join(ruleDir(r.file), r.arg)))
-	case "contains", "containsWord", "streq", "beginsWith", "endsWith":
-		if !strings.Contains(r.arg, "%{") {
-			filter = literalPrefilter([]string{r.arg})
-		}
-		arg := r.arg
-		switch r.op {
-		case "contains":
-			sr.exact = func(s string) bool { return strings.Contains(s, arg) }
-		case "streq":
-			sr.exact = func(s string) bool { return s == arg }
-		case "beginsWith":
-			sr.exact = func(s string) bool { return strings.HasPrefix(s, arg) }
-		case "endsWith":
-			sr.exact = func(s string) bool { return strings.HasSuffix(s, arg) }
-		}
-	}
-	if filter == nil {
+	cond, ok := conditionOf(fsys, r)
+	if !ok {
 		return
+	}
+	sr := &skipRule{id: r.id, exact: cond.exact, pattern: cond.pattern, negated: cond.negated}
+	filter := cond.filter
+	if filter == nil {
+		filter = &Prefilter{} // no literal or byte condition
 	}
 
 	sr.idx = int32(p.n)
@@ -355,7 +332,11 @@ func (p *skipPlan) verify() {
 				r.dropped = true
 				continue
 			}
-			r.exact = re.(*regexp.Regexp).MatchString
+			match := re.(*regexp.Regexp).MatchString
+			r.exact = match
+			if r.negated {
+				r.exact = func(s string) bool { return !match(s) }
+			}
 		}
 	}
 }

@@ -1,0 +1,156 @@
+package wafrx
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"testing/fstest"
+
+	coreruleset "github.com/corazawaf/coraza-coreruleset/v4"
+)
+
+func TestParseSecRule(t *testing.T) {
+	r, chain, err := parseSecRule(`REQUEST_COOKIES|!REQUEST_COOKIES:/^(?:a|b)$/|&ARGS|XML:/*|REQUEST_HEADERS:User-Agent "!@rx ^a\"b|c$" "id:942100,phase:request,t:none,t:urlDecodeUni,t:lowercase,multiMatch,msg:'x, y: z',chain"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []secTarget{{"REQUEST_COOKIES", ""}, {"ARGS", ""}, {"XML", "/*"}, {"REQUEST_HEADERS", "User-Agent"}}
+	if !slices.Equal(r.targets, want) {
+		t.Errorf("targets %v, want %v", r.targets, want)
+	}
+	if !r.count || !r.negated || r.op != "rx" || r.arg != `^a"b|c$` {
+		t.Errorf("count=%v negated=%v op=%q arg=%q", r.count, r.negated, r.op, r.arg)
+	}
+	if r.id != 942100 || r.phase != 2 || !r.multiMatch || !chain || !slices.Equal(r.transforms, []string{"urlDecodeUni", "lowercase"}) {
+		t.Errorf("id=%d phase=%d multi=%v chain=%v transforms=%v", r.id, r.phase, r.multiMatch, chain, r.transforms)
+	}
+	r, _, _ = parseSecRule(`ARGS "foo bar" "id:1,phase:1,t:lowercase,t:none,t:trim"`)
+	if r.op != "rx" || r.arg != "foo bar" || !slices.Equal(r.transforms, []string{"trim"}) {
+		t.Errorf("default operator: op=%q arg=%q transforms=%v", r.op, r.arg, r.transforms)
+	}
+}
+
+// crsFS is the embedded rule set plus one file of test rules read as if
+// it were part of CRS.
+func crsFS(rules string) fstest.MapFS {
+	m := fstest.MapFS{"@owasp_crs/REQUEST-000-TEST.conf": {Data: []byte(rules)}}
+	return m
+}
+
+func TestSkipRulesRefusesWhatChangesRules(t *testing.T) {
+	for name, directives := range map[string]string{
+		"default transformations": "SecDefaultAction \"phase:2,log,pass,t:lowercase\"\nInclude @owasp_crs/*.conf\n",
+		"target added by tag":     "Include @owasp_crs/*.conf\nSecRuleUpdateTargetByTag \"attack-sqli\" \"ARGS_POST\"\n",
+		"skip in a SecAction":     "SecAction \"id:5,phase:1,pass,nolog,skip:2\"\nInclude @owasp_crs/*.conf\n",
+		"include outside the set": "Include /etc/rules/*.conf\n",
+	} {
+		if _, rep := SkipRules(coreruleset.FS, directives); rep.Disabled == "" {
+			t.Errorf("%s: rule skipping not disabled", name)
+		}
+	}
+	prefix, rep := SkipRules(coreruleset.FS, "Include @owasp_crs/*.conf\n")
+	if rep.Disabled != "" || rep.Candidates < 200 || prefix == "" {
+		t.Fatalf("plain CRS: %+v", rep)
+	}
+	// Custom rules (not from the embedded set) are never skipped.
+	_, custom := SkipRules(coreruleset.FS, "SecRule ARGS \"@rx evil\" \"id:10,phase:2,pass,log\"\nInclude @owasp_crs/*.conf\n")
+	if custom.Candidates != rep.Candidates {
+		t.Errorf("custom rule planned: %d candidates, CRS alone %d", custom.Candidates, rep.Candidates)
+	}
+}
+
+func TestUnsafeRules(t *testing.T) {
+	sl := readSecLang(crsFS(`
+SecRule ARGS "@rx a" "id:1,phase:2,pass,log"
+SecRule REQBODY_PROCESSOR "@streq JSON" "id:2,phase:2,pass,nolog,skip:1"
+SecRule ARGS "@rx b" "id:3,phase:2,pass,log"
+SecRule ARGS "@rx c" "id:4,phase:2,pass,log"
+SecRule ARGS "@rx d" "id:5,phase:1,pass,log"
+SecMarker "END"
+SecRule ARGS "@rx e" "id:6,phase:2,pass,log"
+SecRuleUpdateTargetById 1 "!ARGS:x"
+SecRuleUpdateTargetById 6 "ARGS_NAMES"
+SecRuleUpdateActionById 1-0 "t:lowercase"
+`), "Include @owasp_crs/*.conf\n")
+	if sl.disabled == "" {
+		t.Fatal("a malformed id range must disable skipping")
+	}
+	sl = readSecLang(crsFS(`
+SecRule ARGS "@rx a" "id:1,phase:2,pass,log"
+SecRule REQBODY_PROCESSOR "@streq JSON" "id:2,phase:2,pass,nolog,skip:1"
+SecRule ARGS "@rx b" "id:3,phase:2,pass,log"
+SecRule ARGS "@rx c" "id:4,phase:2,pass,log"
+SecRule ARGS "@rx d" "id:5,phase:1,pass,log"
+SecMarker "END"
+SecRule ARGS "@rx e" "id:6,phase:2,pass,log"
+SecRuleUpdateTargetById 1 "!ARGS:x"
+SecRuleUpdateTargetById 6 "ARGS_NAMES"
+`), "Include @owasp_crs/*.conf\n")
+	if sl.disabled != "" {
+		t.Fatal(sl.disabled)
+	}
+	for id, want := range map[int]bool{1: false, 2: false, 3: true, 4: true, 5: false, 6: true} {
+		if sl.unsafe[id] != want {
+			t.Errorf("rule %d: unsafe=%v, want %v", id, sl.unsafe[id], want)
+		}
+	}
+}
+
+// TestSkipDecisions runs the production setup: a benign GET has most CRS
+// rules skipped, an attack keeps the rules that detect it, and both get
+// the same verdict as without skipping.
+func TestSkipDecisions(t *testing.T) {
+	b := getBuilds(t)
+	skipped := map[int]bool{}
+	skipHook = func(id int, skip bool) { skipped[id] = skip }
+	defer func() { skipHook = nil }()
+
+	res := evaluate(b.skip, benignGET(), nil)
+	n := 0
+	for _, s := range skipped {
+		if s {
+			n++
+		}
+	}
+	if n < 180 || res.interrupted || len(res.logged) != 0 {
+		t.Errorf("benign GET: %d of %d rules skipped, logged %v", n, len(skipped), res.logged)
+	}
+
+	clear(skipped)
+	attack := benignGET()
+	attack.RequestURI = "/products/list?q=%3Cscript%3Ealert(1)%3C/script%3E"
+	want := evaluate(b.stock, attack, nil)
+	got := evaluate(b.skip, attack, nil)
+	if !got.interrupted || !slices.Contains(got.logged, 941110) || !slices.Equal(want.all, got.all) {
+		t.Errorf("XSS: stock %v, skipping %v (interrupted=%v)", want.all, got.all, got.interrupted)
+	}
+	if skipped[941110] {
+		t.Error("941110 skipped on a request it detects")
+	}
+}
+
+func TestInputCacheIsBounded(t *testing.T) {
+	b := getBuilds(t)
+	evaluate(b.skip, benignGET(), nil) // the plan is built and verified
+	p := newSkipPlan()
+	p.add(coreruleset.FS, secRule{id: 1, phase: 1, file: "@owasp_crs/x.conf", targets: []secTarget{{"ARGS", ""}}, op: "rx", arg: "evil"})
+	p.build()
+	for i := range inputShards * inputsPerShard * 2 {
+		p.inputs.facts(p, fmt.Sprintf("value-%d", i))
+	}
+	total := 0
+	for i := range p.inputs.shards {
+		total += len(p.inputs.shards[i].m)
+	}
+	if total > inputShards*inputsPerShard {
+		t.Errorf("%d cached inputs, bound %d", total, inputShards*inputsPerShard)
+	}
+	long := string(make([]byte, maxCachedInput+1))
+	p.inputs.facts(p, long)
+	for i := range p.inputs.shards {
+		if _, ok := p.inputs.shards[i].m[long]; ok {
+			t.Error("an input longer than maxCachedInput was cached")
+		}
+	}
+}
+
