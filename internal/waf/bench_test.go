@@ -7,7 +7,17 @@ import (
 
 // BenchmarkWAFBenignGET is a plain browser GET through the stage at PL1:
 // the cost every clean request pays.
-func BenchmarkWAFBenignGET(b *testing.B) {
+func BenchmarkWAFBenignGET(b *testing.B) { benchBenignGET(b) }
+
+// BenchmarkWAFBenignGETNoSkipping is the same without rule skipping
+// (internal/wafrx), to see what it saves.
+func BenchmarkWAFBenignGETNoSkipping(b *testing.B) {
+	ruleSkipping = false
+	defer func() { ruleSkipping = true }()
+	benchBenignGET(b)
+}
+
+func benchBenignGET(b *testing.B) {
 	w := newWAF(b, Config{ParanoiaLevel: 1})
 	r, _ := http.NewRequest(http.MethodGet, "http://app.example.test/products/42?category=shoes&page=2", nil)
 	r.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0")
