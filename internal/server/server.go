@@ -131,7 +131,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	s.procSys = "/proc/sys"
 	s.wafCount = newWAFCounters(s.metrics.Registry())
 	s.metrics.Registry().MustRegister(certCollector{s})
-	wf, err := buildWAF(cfg)
+	wf, err := buildWAF(cfg, log)
 	if err != nil {
 		reg.Close()
 		return nil, err
@@ -522,7 +522,7 @@ func (s *Server) apply(cfg *config.Config) error {
 	}
 	// The WAF is compiled before anything changes: rules that do not
 	// compile leave the running WAF (and config) in place.
-	wf, err := buildWAF(cfg)
+	wf, err := buildWAF(cfg, s.log)
 	if err != nil {
 		s.log.Error("reload refused: WAF rules, keeping the running config", "problems", err.Error())
 		return err

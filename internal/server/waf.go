@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/netip"
 
@@ -15,7 +16,7 @@ import (
 // buildWAF compiles security.waf; nil when no route inspects anything. A
 // rule set that does not compile is a config problem, so serve refuses to
 // start and a reload keeps the running WAF.
-func buildWAF(cfg *config.Config) (*waf.WAF, error) {
+func buildWAF(cfg *config.Config, log *slog.Logger) (*waf.WAF, error) {
 	wc, on := cfg.WAFConfig()
 	if !on {
 		return nil, nil
@@ -23,6 +24,13 @@ func buildWAF(cfg *config.Config) (*waf.WAF, error) {
 	w, err := waf.New(wc)
 	if err != nil {
 		return nil, config.Problems{{File: cfg.File, Line: cfg.Line("security.waf"), Msg: "waf: " + err.Error()}}
+	}
+	for _, rep := range w.RuleSkipping() {
+		if rep.Disabled != "" {
+			log.Warn("waf rule skipping off: every CRS rule runs on every request", "reason", rep.Disabled)
+		} else {
+			log.Info("waf rule skipping on", "rules_decided_per_request", rep.Candidates)
+		}
 	}
 	return w, nil
 }

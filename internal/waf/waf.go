@@ -85,6 +85,8 @@ type WAF struct {
 	custom       []rulesFile
 	crs          bool
 	responses    bool
+	// skipping is what rule skipping planned, per compiled rule set.
+	skipping []wafrx.SkipReport
 }
 
 // Policy is how the requests of one route are inspected.
@@ -219,10 +221,17 @@ func (w *WAF) engine(s engineSettings) (coraza.WAF, error) {
 	// rules are compiled without it.
 	var e coraza.WAF
 	var err error
-	if prefix, rep := wafrx.SkipRules(coreruleset.FS, text); rep.Disabled == "" && ruleSkipping {
+	prefix, rep := wafrx.SkipRules(coreruleset.FS, text)
+	if !ruleSkipping {
+		rep = wafrx.SkipReport{Disabled: "turned off"}
+	}
+	if rep.Disabled == "" {
 		e, err = coraza.NewWAF(coraza.NewWAFConfig().WithRootFS(coreruleset.FS).WithDirectives(prefix + text))
 	}
 	if e == nil {
+		if rep.Disabled == "" {
+			rep = wafrx.SkipReport{Disabled: "rules do not compile with it: " + cleanErr(err)}
+		}
 		e, err = coraza.NewWAF(coraza.NewWAFConfig().WithRootFS(coreruleset.FS).WithDirectives(text))
 	}
 	if err != nil {
@@ -241,7 +250,17 @@ func (w *WAF) engine(s engineSettings) (coraza.WAF, error) {
 		return nil, fmt.Errorf("waf rules: %s", cleanErr(err))
 	}
 	w.engines[s] = e
+	w.skipping = append(w.skipping, rep)
 	return e, nil
+}
+
+// RuleSkipping reports, per compiled rule set, how many CRS rules are
+// decided per request by rule skipping (internal/wafrx), or why it is off.
+func (w *WAF) RuleSkipping() []wafrx.SkipReport {
+	if w == nil {
+		return nil
+	}
+	return w.skipping
 }
 
 // Policy returns the policy of a route (the global one for routes

@@ -159,3 +159,31 @@ func TestCustomRuleCollidesWithCRS(t *testing.T) {
 		t.Fatalf("CheckRulesFile: %v", err)
 	}
 }
+
+// Rule skipping is on for the embedded CRS, off (with the reason) when a
+// custom file skips rules by count (which removing rules would shift) or
+// takes one of its reserved ids; detection is the same either way.
+func TestRuleSkippingReport(t *testing.T) {
+	w := newWAF(t, Config{ParanoiaLevel: 1})
+	rep := w.RuleSkipping()
+	if len(rep) != 1 || rep[0].Disabled != "" || rep[0].Candidates < 200 {
+		t.Fatalf("CRS alone: %+v", rep)
+	}
+	dir := t.TempDir()
+	for name, rules := range map[string]string{
+		"skip in a SecAction": "SecAction \"id:10,phase:1,pass,nolog,skip:1\"\nSecRule ARGS \"@rx zzz\" \"id:11,phase:1,pass,log\"\n",
+		"reserved id":         "SecRule ARGS \"@rx zzz\" \"id:9990001,phase:2,pass,log\"\n",
+	} {
+		p := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".conf")
+		os.WriteFile(p, []byte(rules), 0o644)
+		w := newWAF(t, Config{ParanoiaLevel: 1, CustomRulesFiles: []string{p}})
+		rep := w.RuleSkipping()
+		if len(rep) != 1 || rep[0].Disabled == "" {
+			t.Errorf("%s: %+v", name, rep)
+		}
+		if res := w.Evaluate(get("/?q=%3Cscript%3Ealert(1)%3C/script%3E")); res.Action != ActionBlock {
+			t.Errorf("%s: XSS not blocked: %+v", name, res)
+		}
+		t.Logf("%s: %s", name, rep[0].Disabled)
+	}
+}

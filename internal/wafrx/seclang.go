@@ -15,7 +15,7 @@ import (
 type secRule struct {
 	id      int
 	phase   int
-	file    string // where it was read, "" for inline directives
+	file    string // where it was read: a path in fsys, or "inline directives"
 	targets []secTarget
 	// count: some target is &VAR, which always yields a value.
 	count      bool
@@ -54,7 +54,7 @@ type seclang struct {
 // readSecLang reads directives, following Include into fsys.
 func readSecLang(fsys fs.FS, directives string) *seclang {
 	s := &seclang{unsafe: map[int]bool{}, skipping: map[int]bool{}}
-	s.read(fsys, directives, "", 0)
+	s.read(fsys, directives, "inline directives", 0)
 	return s
 }
 

@@ -153,4 +153,3 @@ func TestInputCacheIsBounded(t *testing.T) {
 		}
 	}
 }
-
