@@ -451,6 +451,15 @@ func (sc *skipScratch) values(t skipTarget, out []string) []string {
 	if col == nil {
 		return out
 	}
+	// Get where it returns what FindAll/FindString would, without the
+	// MatchData they build (not for the *_NAMES collections, whose Get
+	// returns values, not names).
+	if s, ok := col.(collection.Single); ok {
+		return append(out, s.Get())
+	}
+	if m, ok := col.(collection.Map); ok && t.key != "" {
+		return append(out, m.Get(t.key)...)
+	}
 	if k, ok := col.(collection.Keyed); ok && t.key != "" {
 		for _, md := range k.FindString(t.key) {
 			out = append(out, md.Value())
