@@ -229,6 +229,7 @@ func (w *WAF) engine(s engineSettings) (coraza.WAF, error) {
 		e, err = coraza.NewWAF(coraza.NewWAFConfig().WithRootFS(coreruleset.FS).WithDirectives(prefix + text))
 	}
 	if e == nil {
+		wafrx.DiscardSkipRules(prefix)
 		if rep.Disabled == "" {
 			rep = wafrx.SkipReport{Disabled: "rules do not compile with it: " + cleanErr(err)}
 		}

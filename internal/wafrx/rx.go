@@ -12,6 +12,19 @@ import (
 
 var registerOnce sync.Once
 
+// prefilters memoises NewPrefilter by pattern for the process: rule
+// skipping plans a rule set before Coraza compiles it, and both need the
+// same pre-filters (~0.4 s of analysis for CRS).
+var prefilters sync.Map // pattern -> *Prefilter (nil stored as (*Prefilter)(nil))
+
+func sharedPrefilter(pattern string) *Prefilter {
+	if p, ok := prefilters.Load(pattern); ok {
+		return p.(*Prefilter)
+	}
+	p, _ := prefilters.LoadOrStore(pattern, NewPrefilter(pattern))
+	return p.(*Prefilter)
+}
+
 // compiledPatterns maps every @rx argument Coraza has handed the operator
 // to its regexp: rule skipping checks its own reading of the rule files
 // against it, and runs the same regexp.
@@ -67,7 +80,7 @@ func newRx(options plugintypes.OperatorOptions) (plugintypes.Operator, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &compiled{re: re, prefilter: NewPrefilter(pattern)}, nil
+		return &compiled{re: re, prefilter: sharedPrefilter(pattern)}, nil
 	})
 	if err != nil {
 		return nil, err

@@ -104,6 +104,16 @@ func SkipRules(fsys fs.FS, directives string) (string, SkipReport) {
 // skipHook, when set (by tests only), sees every decision.
 var skipHook func(id int, skipped bool)
 
+// DiscardSkipRules forgets the plan behind a prefix SkipRules returned,
+// for when the rule set it was made for did not compile.
+func DiscardSkipRules(prefix string) {
+	_, rest, ok := strings.Cut(prefix, skipActionName+":")
+	var k uint64
+	if _, err := fmt.Sscanf(rest, "%d/", &k); ok && err == nil {
+		pendingPlans.Delete(k)
+	}
+}
+
 var (
 	planKey      atomic.Uint64
 	pendingPlans sync.Map // key -> *skipPlan, read by the actions' Init

@@ -153,3 +153,19 @@ func TestInputCacheIsBounded(t *testing.T) {
 		}
 	}
 }
+
+func TestDiscardSkipRules(t *testing.T) {
+	prefix, rep := SkipRules(coreruleset.FS, "Include @owasp_crs/*.conf\n")
+	if rep.Disabled != "" {
+		t.Fatal(rep.Disabled)
+	}
+	count := func() (n int) {
+		pendingPlans.Range(func(any, any) bool { n++; return true })
+		return n
+	}
+	before := count()
+	DiscardSkipRules(prefix)
+	if after := count(); after != before-1 {
+		t.Errorf("pending plans %d -> %d", before, after)
+	}
+}

@@ -33,7 +33,7 @@ func conditionOf(fsys fs.FS, r secRule) (skipCondition, bool) {
 		}
 		c.pattern = arg
 		if !c.negated {
-			c.filter = NewPrefilter(pattern)
+			c.filter = sharedPrefilter(pattern)
 		}
 		return c, true
 	case "pm", "pmFromFile", "pmf":
