@@ -129,44 +129,25 @@ pools:
 //
 //	go test -run '^$' -bench ProxyRaw -benchmem -count 5 ./internal/server/
 func BenchmarkProxyRaw(b *testing.B) {
-	backend := startRawBackend(b)
-	e := startEnv(b, fmt.Sprintf(`
-listeners:
-  - {name: web, listen: "127.0.0.1:0"}
-routes:
-  - {name: all, match: {path_prefix: /}, pool: p}
-pools:
-  - name: p
-    backends: [{id: a, address: %q}]
-security:
-  slowloris_protection: {max_new_connections_per_ip_per_second: 0}
-`, backend))
-	c, err := net.Dial("tcp", e.srv.Addr("web"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	br := bufio.NewReaderSize(c, 4096)
-	req := []byte("GET /bench?x=1 HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n")
-	body := make([]byte, 256)
-	for range 10 { // warm up: pooled backend connection, buffers
-		if err := rawRoundTrip(c, br, req, body); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for range b.N {
-		if err := rawRoundTrip(c, br, req, body); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchProxyRaw(b, "", []byte("GET /bench?x=1 HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"))
 }
 
 // BenchmarkProxyRawWAF is BenchmarkProxyRaw with the WAF on (BLOCK, PL1)
 // and bench/run.sh's browser request (REQUEST=browser): the whole cost of
 // an inspected request in one process, to profile with -cpuprofile.
 func BenchmarkProxyRawWAF(b *testing.B) {
+	benchProxyRaw(b, "  waf: {enabled: true, mode: BLOCK, paranoia_level: 1, rule_sets: [owasp_crs_v4]}\n",
+		[]byte("GET /products/view?id=1234&color=blue&size=42 HTTP/1.1\r\nHost: shop.example\r\n"+
+			"User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36\r\n"+
+			"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8\r\n"+
+			"Accept-Language: en-US,en;q=0.9\r\nAccept-Encoding: gzip, deflate, br\r\n"+
+			"Referer: https://shop.example/products?category=shoes\r\n"+
+			"Cookie: session=4f3c2a1b9d8e7f60; theme=dark; consent=yes\r\n\r\n"))
+}
+
+// benchProxyRaw runs keep-alive round trips of req through a listener in
+// front of the raw backend; security is appended under security:.
+func benchProxyRaw(b *testing.B, security string, req []byte) {
 	backend := startRawBackend(b)
 	e := startEnv(b, fmt.Sprintf(`
 listeners:
@@ -178,22 +159,15 @@ pools:
     backends: [{id: a, address: %q}]
 security:
   slowloris_protection: {max_new_connections_per_ip_per_second: 0}
-  waf: {enabled: true, mode: BLOCK, paranoia_level: 1, rule_sets: [owasp_crs_v4]}
-`, backend))
+%s`, backend, security))
 	c, err := net.Dial("tcp", e.srv.Addr("web"))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer c.Close()
 	br := bufio.NewReaderSize(c, 4096)
-	req := []byte("GET /products/view?id=1234&color=blue&size=42 HTTP/1.1\r\nHost: shop.example\r\n" +
-		"User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36\r\n" +
-		"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8\r\n" +
-		"Accept-Language: en-US,en;q=0.9\r\nAccept-Encoding: gzip, deflate, br\r\n" +
-		"Referer: https://shop.example/products?category=shoes\r\n" +
-		"Cookie: session=4f3c2a1b9d8e7f60; theme=dark; consent=yes\r\n\r\n")
 	body := make([]byte, 256)
-	for range 10 {
+	for range 10 { // warm up: pooled backend connection, buffers
 		if err := rawRoundTrip(c, br, req, body); err != nil {
 			b.Fatal(err)
 		}

@@ -60,7 +60,7 @@ func TestSkipRulesRefusesWhatChangesRules(t *testing.T) {
 }
 
 func TestUnsafeRules(t *testing.T) {
-	sl := readSecLang(crsFS(`
+	const rules = `
 SecRule ARGS "@rx a" "id:1,phase:2,pass,log"
 SecRule REQBODY_PROCESSOR "@streq JSON" "id:2,phase:2,pass,nolog,skip:1"
 SecRule ARGS "@rx b" "id:3,phase:2,pass,log"
@@ -70,22 +70,11 @@ SecMarker "END"
 SecRule ARGS "@rx e" "id:6,phase:2,pass,log"
 SecRuleUpdateTargetById 1 "!ARGS:x"
 SecRuleUpdateTargetById 6 "ARGS_NAMES"
-SecRuleUpdateActionById 1-0 "t:lowercase"
-`), "Include @owasp_crs/*.conf\n")
-	if sl.disabled == "" {
-		t.Fatal("a malformed id range must disable skipping")
+`
+	if sl := readSecLang(crsFS(rules+"SecRuleUpdateActionById 1-0 \"t:lowercase\"\n"), "Include @owasp_crs/*.conf\n"); sl.disabled == "" {
+		t.Error("a malformed id range must disable skipping")
 	}
-	sl = readSecLang(crsFS(`
-SecRule ARGS "@rx a" "id:1,phase:2,pass,log"
-SecRule REQBODY_PROCESSOR "@streq JSON" "id:2,phase:2,pass,nolog,skip:1"
-SecRule ARGS "@rx b" "id:3,phase:2,pass,log"
-SecRule ARGS "@rx c" "id:4,phase:2,pass,log"
-SecRule ARGS "@rx d" "id:5,phase:1,pass,log"
-SecMarker "END"
-SecRule ARGS "@rx e" "id:6,phase:2,pass,log"
-SecRuleUpdateTargetById 1 "!ARGS:x"
-SecRuleUpdateTargetById 6 "ARGS_NAMES"
-`), "Include @owasp_crs/*.conf\n")
+	sl := readSecLang(crsFS(rules), "Include @owasp_crs/*.conf\n")
 	if sl.disabled != "" {
 		t.Fatal(sl.disabled)
 	}
