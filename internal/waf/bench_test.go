@@ -20,7 +20,9 @@ func BenchmarkWAFBenignGETNoSkipping(b *testing.B) {
 	benchGET(b, sameRequest(benignGET(0)))
 }
 
-func sameRequest(r *http.Request) func(int) *http.Request { return func(int) *http.Request { return r } }
+func sameRequest(r *http.Request) func(int) *http.Request {
+	return func(int) *http.Request { return r }
+}
 
 // BenchmarkWAFVariedGET is BenchmarkWAFBenignGET with every value that
 // varies in real traffic new on each request (query values, session
