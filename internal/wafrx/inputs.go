@@ -69,7 +69,17 @@ func (f *inputFacts) mayMatch(r *skipRule) bool {
 	if f.ran[w].Load()&bit != 0 {
 		return f.match[w].Load()&bit != 0
 	}
-	m := (r.bytes == nil || r.bytes.mayMatchMask(&f.mask)) && (r.exact == nil || r.exact(f.s))
+	var m bool
+	switch {
+	case r.bytes != nil && !r.bytes.mayMatchMask(&f.mask):
+	case r.hasQuiet && isQuiet(&f.mask):
+		// Exact for quiet inputs: the reduced pattern matches them
+		// exactly when the pattern does (quiet.go).
+		q := &r.quiet
+		m = !q.never && (q.pf == nil || q.pf.MayMatch(f.s)) && (q.re == nil && r.exact(f.s) || q.re != nil && q.re.MatchString(f.s))
+	default:
+		m = r.exact == nil || r.exact(f.s)
+	}
 	if m {
 		f.match[w].Or(bit)
 	}

@@ -96,7 +96,11 @@ func NewPrefilter(pattern string) *Prefilter {
 	if err != nil {
 		return nil
 	}
-	re = re.Simplify()
+	return prefilterOf(re.Simplify())
+}
+
+// prefilterOf is NewPrefilter for a parsed, simplified pattern.
+func prefilterOf(re *syntax.Regexp) *Prefilter {
 	req := analyze(re).required()
 	bf := newByteFilter(re)
 	if req == nil && bf == nil {

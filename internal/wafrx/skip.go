@@ -169,7 +169,11 @@ type skipRule struct {
 	exact   func(string) bool
 	pattern string // the @rx argument, to verify; "" for other operators
 	negated bool
-	dropped bool
+	// quiet, when hasQuiet: the pre-filter and regexp for inputs
+	// without quietBytes.
+	quiet    quietResult
+	hasQuiet bool
+	dropped  bool
 }
 
 func newSkipPlan() *skipPlan {
@@ -202,7 +206,7 @@ func (p *skipPlan) add(fsys fs.FS, r secRule) {
 	if !ok {
 		return
 	}
-	sr := &skipRule{id: r.id, exact: cond.exact, pattern: cond.pattern, negated: cond.negated}
+	sr := &skipRule{id: r.id, exact: cond.exact, pattern: cond.pattern, negated: cond.negated, quiet: cond.quiet, hasQuiet: cond.hasQuiet}
 	filter := cond.filter
 	if filter == nil {
 		filter = &Prefilter{} // no literal or byte condition

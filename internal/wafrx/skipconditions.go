@@ -18,6 +18,12 @@ type skipCondition struct {
 	exact   func(string) bool
 	pattern string // @rx argument
 	negated bool
+	// quiet, for @rx patterns whose pre-filter is weak or that are
+	// large, is the pre-filter and regexp for inputs without quietBytes
+	// (quiet.go).
+	quiet quietResult
+	// hasQuiet: quiet applies.
+	hasQuiet bool
 }
 
 // conditionOf returns the condition for r's operator, or false when rule
@@ -34,6 +40,9 @@ func conditionOf(fsys fs.FS, r secRule) (skipCondition, bool) {
 		c.pattern = arg
 		if !c.negated {
 			c.filter = sharedPrefilter(pattern)
+			if weak(c.filter) || len(arg) > 2000 {
+				c.quiet, c.hasQuiet = sharedQuiet(pattern), true
+			}
 		}
 		return c, true
 	case "pm", "pmFromFile", "pmf":
