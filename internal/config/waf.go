@@ -37,6 +37,10 @@ type WAF struct {
 	// HTML, XML and JSON bodies are held back up to max_body_inspect_bytes
 	// to be inspected), with anomaly_threshold as the outbound threshold.
 	ResponseInspection bool `yaml:"response_inspection"`
+	// RuleSkipping (default true) removes, per request, the CRS rules
+	// that provably cannot match before Coraza evaluates them
+	// (internal/wafrx); false is the escape hatch that runs every rule.
+	RuleSkipping *bool `yaml:"rule_skipping"`
 }
 
 // WAFExclusion turns rules off on a path (exact, or a prefix ending in
@@ -80,6 +84,7 @@ func (c *Config) WAFConfig() (waf.Config, bool) {
 		MaxBodyInspectBytes: w.MaxBodyInspectBytes,
 		PassLargeBody:       w.BodyLimitAction == "pass",
 		ResponseInspection:  w.ResponseInspection,
+		NoRuleSkipping:      w.RuleSkipping != nil && !*w.RuleSkipping,
 		Routes:              map[string]waf.RouteConfig{},
 	}
 	if _, set := c.lines["security.waf.rule_sets"]; !set && w.RuleSets == nil {

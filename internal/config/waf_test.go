@@ -85,15 +85,15 @@ func TestWAFConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	wc, on := cfg.WAFConfig()
-	if !on || !wc.Enabled || wc.Mode != "" || wc.ResponseInspection || len(wc.RuleSets) != 1 || wc.RuleSets[0] != "owasp_crs_v4" || len(wc.AllowedMethods) != 7 || wc.PassLargeBody {
+	if !on || !wc.Enabled || wc.Mode != "" || wc.ResponseInspection || len(wc.RuleSets) != 1 || wc.RuleSets[0] != "owasp_crs_v4" || len(wc.AllowedMethods) != 7 || wc.PassLargeBody || wc.NoRuleSkipping {
 		t.Errorf("defaults: on=%v %+v", on, wc)
 	}
-	cfg, err = Parse("t.yaml", []byte(valid+doc("security:\n  waf: {response_inspection: true, body_limit_action: pass}\n")))
+	cfg, err = Parse("t.yaml", []byte(valid+doc("security:\n  waf: {response_inspection: true, body_limit_action: pass, rule_skipping: false}\n")))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if wc, _ := cfg.WAFConfig(); !wc.ResponseInspection || !wc.PassLargeBody {
-		t.Errorf("response_inspection/body_limit_action not carried: %+v", wc)
+	if wc, _ := cfg.WAFConfig(); !wc.ResponseInspection || !wc.PassLargeBody || !wc.NoRuleSkipping {
+		t.Errorf("response_inspection/body_limit_action/rule_skipping not carried: %+v", wc)
 	}
 	cfg, err = Parse("t.yaml", []byte(valid+doc("security:\n  waf: {enabled: false, rule_sets: []}\n")))
 	if err != nil {

@@ -10,14 +10,14 @@ import (
 
 // BenchmarkWAFBenignGET is a plain browser GET through the stage at PL1:
 // the cost every clean request pays.
-func BenchmarkWAFBenignGET(b *testing.B) { benchGET(b, sameRequest(benignGET(0))) }
+func BenchmarkWAFBenignGET(b *testing.B) {
+	benchGET(b, Config{ParanoiaLevel: 1}, sameRequest(benignGET(0)))
+}
 
 // BenchmarkWAFBenignGETNoSkipping is the same without rule skipping
 // (internal/wafrx), to see what it saves.
 func BenchmarkWAFBenignGETNoSkipping(b *testing.B) {
-	ruleSkipping = false
-	defer func() { ruleSkipping = true }()
-	benchGET(b, sameRequest(benignGET(0)))
+	benchGET(b, Config{ParanoiaLevel: 1, NoRuleSkipping: true}, sameRequest(benignGET(0)))
 }
 
 func sameRequest(r *http.Request) func(int) *http.Request {
@@ -28,7 +28,7 @@ func sameRequest(r *http.Request) func(int) *http.Request {
 // varies in real traffic new on each request (query values, session
 // cookie, Referer, the browser's minor version), so rule skipping's
 // per-string cache only helps with what browsers repeat.
-func BenchmarkWAFVariedGET(b *testing.B) { benchGET(b, variedGET) }
+func BenchmarkWAFVariedGET(b *testing.B) { benchGET(b, Config{ParanoiaLevel: 1}, variedGET) }
 
 func benignGET(int) *http.Request {
 	r, _ := http.NewRequest(http.MethodGet, "http://app.example.test/products/42?category=shoes&page=2", nil)
@@ -55,8 +55,8 @@ func variedGET(i int) *http.Request {
 
 // benchGET evaluates req(i) per iteration (built outside the timed part)
 // and reports the median beside the mean: the goal is a median.
-func benchGET(b *testing.B, req func(i int) *http.Request) {
-	w := newWAF(b, Config{ParanoiaLevel: 1})
+func benchGET(b *testing.B, c Config, req func(i int) *http.Request) {
+	w := newWAF(b, c)
 	if res := w.Evaluate(req(0)); res.Action != ActionPass || len(res.RuleIDs) != 0 {
 		b.Fatalf("benign GET: %+v", res)
 	}

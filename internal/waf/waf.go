@@ -61,8 +61,11 @@ type Config struct {
 	// shells) on answers: headers, and text, HTML, XML and JSON bodies up
 	// to MaxBodyInspectBytes, which are held back until inspected.
 	ResponseInspection bool
-	Exclusions         []Exclusion
-	Routes             map[string]RouteConfig
+	// NoRuleSkipping turns rule skipping (internal/wafrx) off: every CRS
+	// rule is evaluated on every request.
+	NoRuleSkipping bool
+	Exclusions     []Exclusion
+	Routes         map[string]RouteConfig
 }
 
 // RouteConfig overrides Config for one route; zero values inherit.
@@ -85,6 +88,7 @@ type WAF struct {
 	custom       []rulesFile
 	crs          bool
 	responses    bool
+	noSkipping   bool
 	// skipping is what rule skipping planned, per compiled rule set.
 	skipping []wafrx.SkipReport
 }
@@ -103,7 +107,7 @@ type Policy struct {
 // New compiles c. Custom rules that do not compile are reported as
 // "FILE:LINE: message".
 func New(c Config) (*WAF, error) {
-	w := &WAF{responses: c.ResponseInspection, maxBody: c.MaxBodyInspectBytes, routes: map[string]*Policy{}, engines: map[engineSettings]coraza.WAF{}}
+	w := &WAF{responses: c.ResponseInspection, noSkipping: c.NoRuleSkipping, maxBody: c.MaxBodyInspectBytes, routes: map[string]*Policy{}, engines: map[engineSettings]coraza.WAF{}}
 	if w.maxBody <= 0 {
 		w.maxBody = DefaultMaxBodyInspectBytes
 	}
@@ -222,8 +226,8 @@ func (w *WAF) engine(s engineSettings) (coraza.WAF, error) {
 	var e coraza.WAF
 	var err error
 	prefix, rep := wafrx.SkipRules(coreruleset.FS, text)
-	if !ruleSkipping {
-		rep = wafrx.SkipReport{Disabled: "turned off"}
+	if w.noSkipping {
+		rep = wafrx.SkipReport{Disabled: "turned off by rule_skipping: false"}
 	}
 	if rep.Disabled == "" {
 		e, err = coraza.NewWAF(coraza.NewWAFConfig().WithRootFS(coreruleset.FS).WithDirectives(prefix + text))
@@ -449,9 +453,6 @@ func splitHostPort(a string) (string, int) {
 	port, _ := strconv.Atoi(ps)
 	return h, port
 }
-
-// ruleSkipping is off only in benchmarks that measure what it saves.
-var ruleSkipping = true
 
 // Every WAF Rampart builds uses the pre-filtered @rx (internal/wafrx):
 // the same matches as Coraza's, proven on the CRS regression suite, for

@@ -186,4 +186,7 @@ func TestRuleSkippingReport(t *testing.T) {
 		}
 		t.Logf("%s: %s", name, rep[0].Disabled)
 	}
+	if rep := newWAF(t, Config{ParanoiaLevel: 1, NoRuleSkipping: true}).RuleSkipping(); len(rep) != 1 || !strings.Contains(rep[0].Disabled, "rule_skipping: false") {
+		t.Errorf("rule_skipping: false: %+v", rep)
+	}
 }
