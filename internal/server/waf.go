@@ -29,7 +29,7 @@ func buildWAF(cfg *config.Config, log *slog.Logger) (*waf.WAF, error) {
 		if rep.Disabled != "" {
 			log.Warn("waf rule skipping off: every CRS rule runs on every request", "reason", rep.Disabled)
 		} else {
-			log.Info("waf rule skipping on", "rules_decided_per_request", rep.Candidates)
+			log.Info("waf rule skipping on", "crs_rules_planned", rep.Candidates)
 		}
 	}
 	return w, nil
