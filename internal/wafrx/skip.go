@@ -24,15 +24,16 @@ import (
 // the transaction (the mechanism of ctl:ruleRemoveById) when it provably
 // cannot match:
 //   - it is a CRS rule (from the embedded rule set, which the equality
-//     suite covers), not counted (&VAR), not negated;
+//     suite covers), not counted (&VAR), not changed by an update
+//     directive nor placed where a skip:N would count it (seclang.go);
 //   - every target is request data fixed before the phase starts, read
-//     from the transaction exactly as Coraza's GetField reads it (negated
-//     targets ignored: a superset);
+//     from the transaction as Coraza's GetField reads it (negated targets
+//     ignored: a superset);
 //   - every value, through a model of the rule's transformations that is
-//     exact on printable ASCII (transforms.go), fails a necessary
-//     condition of the operator: the @rx pre-filter, or the phrases of
-//     @pm/@pmFromFile, or the literal of @contains/@streq/@beginsWith/
-//     @endsWith/@containsWord.
+//     exact on printable ASCII (transforms.go), fails the operator: first
+//     the necessary conditions (the literals of the @rx pre-filter or of
+//     @pm, found by one automaton pass per input; the byte classes), then
+//     the operator itself (skipconditions.go), negated or not.
 // A rule that does not match has no effect (actions run only on a match),
 // so removing it changes nothing but the time spent. The CRS regression
 // suite checks it rule by rule (TestDetectionUnchanged).
@@ -69,7 +70,7 @@ func init() {
 
 // SkipReport says what SkipRules planned.
 type SkipReport struct {
-	Candidates int    // rules that may be skipped per request
+	Candidates int    // CRS rules planned: decided per request when reached
 	Disabled   string // why none may be, when not empty
 }
 
