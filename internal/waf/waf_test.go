@@ -166,7 +166,7 @@ func TestCustomRuleCollidesWithCRS(t *testing.T) {
 func TestRuleSkippingReport(t *testing.T) {
 	w := newWAF(t, Config{ParanoiaLevel: 1})
 	rep := w.RuleSkipping()
-	if len(rep) != 1 || rep[0].Disabled != "" || rep[0].Candidates < 200 {
+	if len(rep) != 1 || rep[0].Disabled != "" || rep[0].Candidates < 120 { // the PL1 rules of phases 1-2
 		t.Fatalf("CRS alone: %+v", rep)
 	}
 	dir := t.TempDir()

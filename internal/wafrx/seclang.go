@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,6 +26,7 @@ type secRule struct {
 	transforms []string // the transformations after the last t:none
 	multiMatch bool
 	skips      bool // has skip:N
+	paranoia   int  // from tag:'paranoia-level/N'; 0 without
 }
 
 // secTarget is one variable of a rule. Negated targets (!VAR:key) are
@@ -49,6 +51,12 @@ type seclang struct {
 	// would make it skip another. Those rules are marked unsafe up to the
 	// next marker (not just N: exclusions may remove some of them).
 	skipping map[int]bool
+	// paranoia is the highest paranoia level the configuration outside
+	// CRS sets (setvar tx.blocking_/detection_paranoia_level); 0 when
+	// none is set or one is not a plain number. CRS skips the rules above
+	// it, so planning them is wasted work.
+	paranoia    int
+	paranoiaSet bool
 }
 
 // readSecLang reads directives, following Include into fsys.
@@ -73,6 +81,9 @@ func (s *seclang) read(fsys fs.FS, text, file string, depth int) {
 	for _, d := range logicalLines(text) {
 		name, rest, _ := strings.Cut(d, " ")
 		rest = strings.TrimSpace(rest)
+		if !strings.HasPrefix(file, "@owasp_crs/") {
+			s.noteParanoia(d)
+		}
 		switch strings.ToLower(name) {
 		case "include":
 			s.include(fsys, strings.Trim(rest, `"`), file, depth)
@@ -116,6 +127,19 @@ func (s *seclang) read(fsys fs.FS, text, file string, depth int) {
 				s.disable("%s: %s adds targets", file, name)
 			}
 		}
+	}
+}
+
+var paranoiaSetvar = regexp.MustCompile(`(?i)setvar:'?tx\.(?:blocking_|detection_)?paranoia_level=([^,'"]*)`)
+
+func (s *seclang) noteParanoia(directive string) {
+	for _, m := range paranoiaSetvar.FindAllStringSubmatch(directive, -1) {
+		n, err := strconv.Atoi(strings.TrimSpace(m[1]))
+		if err != nil || s.paranoiaSet && s.paranoia == 0 {
+			s.paranoia, s.paranoiaSet = 0, true // unknown: plan every level
+			continue
+		}
+		s.paranoia, s.paranoiaSet = max(s.paranoia, n), true
 	}
 }
 
@@ -281,6 +305,10 @@ func parseSecRule(s string) (secRule, bool, error) {
 			chain = true
 		case "skip":
 			r.skips = true
+		case "tag":
+			if l, ok := strings.CutPrefix(v, "paranoia-level/"); ok {
+				r.paranoia, _ = strconv.Atoi(l)
+			}
 		}
 	}
 	return r, chain, nil

@@ -88,6 +88,9 @@ func SkipRules(fsys fs.FS, directives string) (string, SkipReport) {
 		if sl.unsafe[r.id] || !strings.HasPrefix(r.file, "@owasp_crs/") || (r.phase != 1 && r.phase != 2) {
 			continue
 		}
+		if sl.paranoia > 0 && r.paranoia > sl.paranoia {
+			continue // never reached: CRS skips past it (and runs it if reached)
+		}
 		p.add(fsys, r)
 	}
 	n := len(p.rules[0]) + len(p.rules[1])
