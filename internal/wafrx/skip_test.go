@@ -162,7 +162,10 @@ func TestDiscardSkipRules(t *testing.T) {
 }
 
 func TestPlanFollowsParanoiaLevel(t *testing.T) {
-	plan := func(d string) int { _, rep := SkipRules(coreruleset.FS, d+"Include @owasp_crs/*.conf\n"); return rep.Candidates }
+	plan := func(d string) int {
+		_, rep := SkipRules(coreruleset.FS, d+"Include @owasp_crs/*.conf\n")
+		return rep.Candidates
+	}
 	all := plan("")
 	pl1 := plan(`SecAction "id:900000,phase:1,pass,nolog,setvar:tx.blocking_paranoia_level=1"` + "\n")
 	pl2 := plan(`SecAction "id:900000,phase:1,pass,nolog,setvar:tx.blocking_paranoia_level=1,setvar:tx.detection_paranoia_level=2"` + "\n")
