@@ -115,11 +115,9 @@ func newInputCache() *inputCache {
 	return c
 }
 
-// facts returns the facts of s, examining s the first time.
+// facts returns the facts of s, examining s the first time; s is at
+// most maxCachedInput long.
 func (c *inputCache) facts(p *skipPlan, s string) *inputFacts {
-	if len(s) > maxCachedInput {
-		return newInputFacts(p, s)
-	}
 	sh := &c.shards[maphash.String(c.seed, s)%inputShards]
 	sh.mu.RLock()
 	f := sh.m[s]

@@ -376,6 +376,9 @@ type skipScratch struct {
 	// pair is ruled out for the whole pair at once.
 	words     int
 	pairRules []uint64 // pair i at [i*words:(i+1)*words]
+	// long holds this request's inputs too long for the shared cache, so
+	// that a large body targeted by several rules is examined once.
+	long map[string]*inputFacts
 }
 
 var scratchPool = sync.Pool{New: func() any { return &skipScratch{} }}
@@ -398,6 +401,24 @@ func (sc *skipScratch) reset(p *skipPlan, tx plugintypes.TransactionState) {
 		clear(sc.pairInputs[i]) // let the facts go
 		sc.pairInputs[i] = sc.pairInputs[i][:0]
 	}
+	clear(sc.long)
+}
+
+// facts returns what is known about input s: from the shared cache, or
+// for a long input from this request's own memo.
+func (sc *skipScratch) facts(s string) *inputFacts {
+	if len(s) <= maxCachedInput {
+		return sc.p.inputs.facts(sc.p, s)
+	}
+	if f, ok := sc.long[s]; ok {
+		return f
+	}
+	if sc.long == nil {
+		sc.long = map[string]*inputFacts{}
+	}
+	f := newInputFacts(sc.p, s)
+	sc.long[s] = f
+	return f
 }
 
 func resize[T any](s []T, n int) []T {
@@ -444,7 +465,7 @@ func (sc *skipScratch) input(pi int) bool {
 	rules := sc.pairRules[pi*sc.words : (pi+1)*sc.words]
 	clear(rules)
 	for _, v := range sc.targetVals[ti] {
-		raw := sc.p.inputs.facts(sc.p, v)
+		raw := sc.facts(v)
 		co := raw.chain(sc.p, ci)
 		if !co.followed {
 			return false
@@ -452,7 +473,7 @@ func (sc *skipScratch) input(pi int) bool {
 		for _, s := range co.outs {
 			f := raw
 			if s != raw.s {
-				f = sc.p.inputs.facts(sc.p, s)
+				f = sc.facts(s)
 			}
 			sc.pairInputs[pi] = append(sc.pairInputs[pi], f)
 			for k, x := range f.lits {

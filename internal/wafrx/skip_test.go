@@ -136,12 +136,20 @@ func TestInputCacheIsBounded(t *testing.T) {
 	if total > inputShards*inputsPerShard {
 		t.Errorf("%d cached inputs, bound %d", total, inputShards*inputsPerShard)
 	}
+	// A long input is examined once per request, never cached.
 	long := string(make([]byte, maxCachedInput+1))
-	p.inputs.facts(p, long)
+	sc := &skipScratch{p: p}
+	if f := sc.facts(long); f != sc.facts(long) {
+		t.Error("a long input was examined twice in one request")
+	}
 	for i := range p.inputs.shards {
 		if _, ok := p.inputs.shards[i].m[long]; ok {
 			t.Error("an input longer than maxCachedInput was cached")
 		}
+	}
+	sc.reset(p, nil)
+	if len(sc.long) != 0 {
+		t.Error("a long input outlived its request")
 	}
 }
 
