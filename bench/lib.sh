@@ -430,6 +430,10 @@ alive() {
 # core, with the extra wrk options in WRK_ARGS (e.g. -H headers)
 WRK_ARGS=()
 wrk_load() {
+  if [[ -n ${RATE:-} ]]; then # open loop at a fixed rate (bench/openload), wrk-like output
+    GOMAXPROCS=1 "${PIN_LOAD[@]}" "$OUT/openload" -rate "$RATE" -c "$CONNS" -d "${2}s" "${WRK_ARGS[@]}" "$1" 2>&1 || true
+    return
+  fi
   "${PIN_LOAD[@]}" wrk -t1 -c"$CONNS" -d"${2}s" --timeout 5s --latency "${WRK_ARGS[@]}" "$1" 2>&1 || true
 }
 

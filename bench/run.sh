@@ -6,6 +6,7 @@
 #
 # Usage:  bench/run.sh
 # Env:    ROUNDS=3 DURATION=10 WARMUP=2 CONNS=64 CANDIDATES=0
+#         RATE=N   open loop at N req/s (bench/openload) instead of wrk's closed loop
 #         ONLY="nginx rampart"   (run only these targets; "direct" is always run)
 #         REQUEST=plain|browser  (what wrk sends: GET /, or a browser's page
 #                                view; browser is the default when a WAF
@@ -115,6 +116,7 @@ pin_cpus
 # ---------------------------------------------------------------- builds
 log "building backend and rampart"
 go_build bench/backend backend
+[[ -n ${RATE:-} ]] && go_build bench/openload openload
 RAMPART_OK=1
 if ! go_build cmd/rampart rampart >"$OUT/rampart-build.log" 2>&1; then
   RAMPART_OK=0
@@ -475,7 +477,9 @@ RES=$OUT/results.md
       "${M_PCPU[$t]}" "${M_INT0[$t]}" "${M_INT1[$t]}"
   done
   echo
-  echo "Medians of $ROUNDS interleaved rounds of \`wrk -t1 -c$CONNS -d${DURATION}s --latency\`;" \
+  loadgen="wrk -t1 -c$CONNS -d${DURATION}s --latency"
+  [[ -n ${RATE:-} ]] && loadgen="openload -rate $RATE -c $CONNS -d ${DURATION}s (open loop: latency from when each request was due)"
+  echo "Medians of $ROUNDS interleaved rounds of \`$loadgen\`;" \
     "proxies pinned to CPU $PROXY_CPU with one worker/thread each, wrk and both backends on CPU $LOAD_CPU." \
     "The direct row's CPU and RSS columns are the backend's own. Raw per-run numbers: bench/out/raw.csv."
   echo
