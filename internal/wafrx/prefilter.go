@@ -136,15 +136,21 @@ func literalPrefilter(lits []string) *Prefilter {
 	return p
 }
 
-// lowerASCIIString lowercases ASCII letters only.
+// lowerASCIIString lowercases ASCII letters only (Coraza's lowercase on
+// ASCII input, and how literals are stored); s itself when it has none.
 func lowerASCIIString(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if 'A' <= b[j] && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
 		}
 	}
-	return string(b)
+	return s
 }
 
 // info is what the analysis knows about one node.

@@ -18,7 +18,7 @@ import (
 type transformModel func(s string) (out string, ok bool)
 
 var transformModels = map[string]transformModel{
-	"lowercase": func(s string) (string, bool) { return asciiLower(s), true },
+	"lowercase": func(s string) (string, bool) { return lowerASCIIString(s), true },
 	"uppercase": func(s string) (string, bool) { return strings.ToUpper(s), true },
 	// Decoders are the identity on input without their escape character
 	// (URL decoding also turns + into a space).
@@ -87,15 +87,6 @@ func unlessSub(subs ...string) transformModel {
 		}
 		return s, true
 	}
-}
-
-func asciiLower(s string) string {
-	for i := 0; i < len(s); i++ {
-		if 'A' <= s[i] && s[i] <= 'Z' {
-			return strings.ToLower(s)
-		}
-	}
-	return s
 }
 
 // compressSpaces turns every run of spaces into one.
