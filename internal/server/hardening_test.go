@@ -104,10 +104,12 @@ func TestHardeningRequestLimits(t *testing.T) {
 			t.Errorf("%s: status %d, want %d", tc.name, res.StatusCode, tc.status)
 		}
 	}
-	if n := b.hits.Load(); n != 1 {
-		// Only the chunked body reached the proxy (its size is unknown
-		// until it crosses the limit); it never arrived whole.
-		t.Errorf("backend saw %d requests, want 1", n)
+	if n := b.hits.Load(); n > 1 {
+		// Only the chunked body can reach the backend (its size is
+		// unknown until it crosses the limit, and it is streamed); it
+		// never arrives whole (checked below). Whether its head got
+		// there before the cut is a race, so 0 is as right as 1.
+		t.Errorf("backend saw %d requests, want at most the chunked one", n)
 	}
 	if n := bodies.Load(); n != 0 {
 		t.Errorf("backend received %d complete bodies over the limit", n)
