@@ -24,7 +24,6 @@ import (
 	"log"
 	"net"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -210,5 +209,3 @@ func roundTrip(c net.Conn, br *bufio.Reader, req []byte) (int, error) {
 	}
 	return 0, fmt.Errorf("answer without a length")
 }
-
-func init() { log.SetOutput(os.Stderr) }

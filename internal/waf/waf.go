@@ -225,9 +225,9 @@ func (w *WAF) engine(s engineSettings) (coraza.WAF, error) {
 	// rules are compiled without it.
 	var e coraza.WAF
 	var err error
-	prefix, rep := wafrx.SkipRules(coreruleset.FS, text)
-	if w.noSkipping {
-		rep = wafrx.SkipReport{Disabled: "turned off by rule_skipping: false"}
+	prefix, rep := "", wafrx.SkipReport{Disabled: "turned off by rule_skipping: false"}
+	if !w.noSkipping {
+		prefix, rep = wafrx.SkipRules(coreruleset.FS, text)
 	}
 	if rep.Disabled == "" {
 		e, err = coraza.NewWAF(coraza.NewWAFConfig().WithRootFS(coreruleset.FS).WithDirectives(prefix + text))

@@ -86,7 +86,7 @@ func (s *seclang) read(fsys fs.FS, text, file string, depth int) {
 		}
 		switch strings.ToLower(name) {
 		case "include":
-			s.include(fsys, strings.Trim(rest, `"`), file, depth)
+			s.include(fsys, strings.Trim(rest, `"`), depth)
 		case "secrule":
 			r, chain, err := parseSecRule(rest)
 			if err != nil {
@@ -143,7 +143,7 @@ func (s *seclang) noteParanoia(directive string) {
 	}
 }
 
-func (s *seclang) include(fsys fs.FS, pattern, from string, depth int) {
+func (s *seclang) include(fsys fs.FS, pattern string, depth int) {
 	if !strings.HasPrefix(pattern, "@") {
 		s.disable("include of %s outside the embedded rule set", pattern)
 		return

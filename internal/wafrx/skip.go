@@ -210,16 +210,13 @@ func (p *skipPlan) add(fsys fs.FS, r secRule) {
 	if !ok {
 		return
 	}
-	sr := &skipRule{id: r.id, exact: cond.exact, pattern: cond.pattern, negated: cond.negated, quiet: cond.quiet, hasQuiet: cond.hasQuiet}
-	filter := cond.filter
-	if filter == nil {
-		filter = &Prefilter{} // no literal or byte condition
-	}
-
-	sr.idx = int32(p.n)
+	sr := &skipRule{id: r.id, idx: int32(p.n), exact: cond.exact, pattern: cond.pattern, negated: cond.negated, quiet: cond.quiet, hasQuiet: cond.hasQuiet}
 	p.n++
-	sr.lits, sr.bytes = filter.lits != nil, filter.bytes
-	for _, lit := range filter.lits {
+	var lits []string
+	if f := cond.filter; f != nil {
+		lits, sr.lits, sr.bytes = f.lits, f.lits != nil, f.bytes
+	}
+	for _, lit := range lits {
 		li, ok := p.litIdx[lit]
 		if !ok {
 			li = len(p.lits)
@@ -333,7 +330,6 @@ func (a *skipAction) Evaluate(_ plugintypes.RuleMetadata, tx plugintypes.Transac
 			skipHook(r.id, skip)
 		}
 	}
-	sc.tx = nil
 	sc.reset(p, nil) // drop references to this request's values
 	scratchPool.Put(sc)
 }

@@ -172,15 +172,7 @@ func TestTLSH2WithoutH2C(t *testing.T) {
 	}
 	// HTTP/2 with prior knowledge over TLS (no ALPN) is refused: closed,
 	// without an HTTP/1 answer the client would read as a frame.
-	cc := f.client()
-	cc.NextProtos = []string{"http/1.1"}
-	c, err := tls.Dial("tcp", ts.addr, cc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(testTimeout))
-	io.WriteString(c, http2.ClientPreface)
+	c := f.dialH2Preface(t, ts.addr, "http/1.1")
 	if rest, err := io.ReadAll(c); len(rest) != 0 || (err != nil && !isReset(err)) {
 		t.Fatalf("prior-knowledge h2 over TLS: read %q, %v; want the connection closed", rest, err)
 	}
@@ -370,6 +362,22 @@ func TestTLSMinReadRate(t *testing.T) {
 	waitFor(t, "slow reader's connection closed", func() bool { return ts.srv.ActiveConns() == 0 })
 }
 
+// dialH2Preface connects over TLS offering the ALPN protocol proto and
+// sends the HTTP/2 client preface; the connection closes with the test.
+func (f *tlsFixture) dialH2Preface(t *testing.T, addr, proto string) *tls.Conn {
+	t.Helper()
+	cc := f.client()
+	cc.NextProtos = []string{proto}
+	c, err := tls.Dial("tcp", addr, cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(testTimeout))
+	io.WriteString(c, http2.ClientPreface)
+	return c
+}
+
 // Rapid reset over TLS: the reset limit holds for h2 negotiated by ALPN.
 func TestTLSH2MaxResetsPerSecond(t *testing.T) {
 	f := newTLSFixture(t)
@@ -382,15 +390,7 @@ func TestTLSH2MaxResetsPerSecond(t *testing.T) {
 		}
 		s.Configure(Policy{HTTP2: HTTP2Limits{MaxResetsPerSecond: 20}})
 	})
-	cc := f.client()
-	cc.NextProtos = []string{"h2"}
-	c, err := tls.Dial("tcp", ts.addr, cc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(testTimeout))
-	io.WriteString(c, http2.ClientPreface)
+	c := f.dialH2Preface(t, ts.addr, "h2")
 	fr := http2.NewFramer(c, c)
 	fr.WriteSettings()
 	hdr := []byte{0x82, 0x87, 0x84, 0x41, 0x01, 'a'} // GET https / host a (HPACK)
