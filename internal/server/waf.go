@@ -29,7 +29,11 @@ func buildWAF(cfg *config.Config, log *slog.Logger) (*waf.WAF, error) {
 		if rep.Disabled != "" {
 			log.Warn("waf rule skipping off: every CRS rule runs on every request", "reason", rep.Disabled)
 		} else {
-			log.Info("waf rule skipping on", "crs_rules_planned", rep.Candidates)
+			attrs := []any{"crs_rules_planned", rep.Candidates, "crs_paranoia_gates_decided", rep.Gates.Gates, "crs_rules_left_out", rep.Gates.Dropped}
+			if rep.Gates.Disabled != "" {
+				attrs = append(attrs, "paranoia_gates_off", rep.Gates.Disabled)
+			}
+			log.Info("waf rule skipping on", attrs...)
 		}
 	}
 	return w, nil

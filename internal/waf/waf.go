@@ -10,6 +10,7 @@ package waf
 import (
 	"fmt"
 	"github.com/rampart-proxy/rampart/internal/wafrx"
+	"io/fs"
 	"net"
 	"net/http"
 	"slices"
@@ -89,6 +90,9 @@ type WAF struct {
 	crs          bool
 	responses    bool
 	noSkipping   bool
+	// removed are the rule ids exclusions remove at run time, on any
+	// route: paranoia gates they name are left to Coraza.
+	removed []wafrx.IDRange
 	// skipping is what rule skipping planned, per compiled rule set.
 	skipping []wafrx.SkipReport
 }
@@ -147,6 +151,20 @@ func New(c Config) (*WAF, error) {
 			return nil, err
 		}
 		w.custom = append(w.custom, f)
+	}
+	all := slices.Clone(c.Exclusions)
+	for _, rc := range c.Routes {
+		all = append(all, rc.Exclusions...)
+	}
+	if xs, err := compileExclusions(all); err == nil {
+		for _, x := range xs {
+			for _, id := range x.ids {
+				w.removed = append(w.removed, wafrx.IDRange{id, id})
+			}
+			for _, rg := range x.ranges {
+				w.removed = append(w.removed, wafrx.IDRange(rg))
+			}
+		}
 	}
 	var err error
 	if w.base, err = w.policy(c, RouteConfig{}); err != nil {
@@ -220,24 +238,31 @@ func (w *WAF) engine(s engineSettings) (coraza.WAF, error) {
 	if w.crs {
 		text += crsInclude
 	}
-	// Rule skipping (internal/wafrx) goes in front; should it be what
-	// fails to compile (a custom rule with one of its reserved ids), the
-	// rules are compiled without it.
+	// Rule skipping (internal/wafrx) goes in front, and CRS comes with
+	// its paranoia gates decided; should that be what fails to compile (a
+	// custom rule with one of the reserved ids), the rules are compiled
+	// as written.
 	var e coraza.WAF
 	var err error
+	fsys := fs.FS(coreruleset.FS)
 	prefix, rep := "", wafrx.SkipReport{Disabled: "turned off by rule_skipping: false"}
 	if !w.noSkipping {
-		prefix, rep = wafrx.SkipRules(coreruleset.FS, text)
+		var gates wafrx.GateReport
+		if w.crs {
+			fsys, gates = wafrx.ResolveParanoiaGates(coreruleset.FS, text, w.removed)
+		}
+		prefix, rep = wafrx.SkipRules(fsys, text)
+		rep.Gates = gates
 	}
 	if rep.Disabled == "" {
-		e, err = coraza.NewWAF(coraza.NewWAFConfig().WithRootFS(coreruleset.FS).WithDirectives(prefix + text))
+		e, err = coraza.NewWAF(coraza.NewWAFConfig().WithDebugLogger(newQuietLogger()).WithRootFS(fsys).WithDirectives(prefix + text))
 	}
 	if e == nil {
 		wafrx.DiscardSkipRules(prefix)
 		if rep.Disabled == "" {
 			rep = wafrx.SkipReport{Disabled: "rules do not compile with it: " + cleanErr(err)}
 		}
-		e, err = coraza.NewWAF(coraza.NewWAFConfig().WithRootFS(coreruleset.FS).WithDirectives(text))
+		e, err = coraza.NewWAF(coraza.NewWAFConfig().WithDebugLogger(newQuietLogger()).WithRootFS(coreruleset.FS).WithDirectives(text))
 	}
 	if err != nil {
 		// Name the custom rule at fault: each file is checked after

@@ -169,6 +169,16 @@ func TestRuleSkippingReport(t *testing.T) {
 	if len(rep) != 1 || rep[0].Disabled != "" || rep[0].Candidates < 120 { // the PL1 rules of phases 1-2
 		t.Fatalf("CRS alone: %+v", rep)
 	}
+	// The paranoia gates are decided: at PL1 each request file's "@lt 2"
+	// pair jumps, 17 files (911-949) in phases 1 and 2.
+	if g := rep[0].Gates; g.Disabled != "" || !slices.Contains(g.DroppedMatching, 942014) || len(g.DroppedMatching) < 34 {
+		t.Errorf("paranoia gates at PL1: %+v", g)
+	}
+	// An exclusion of a gate by id, on any route, leaves it to Coraza.
+	xw := newWAF(t, Config{ParanoiaLevel: 1, Routes: map[string]RouteConfig{"r": {Exclusions: []Exclusion{{Path: "/x", Rules: []string{"942014"}}}}}})
+	if g := xw.RuleSkipping()[0].Gates; g.Disabled != "" || slices.Contains(g.DroppedMatching, 942014) || !slices.Contains(g.DroppedMatching, 942013) {
+		t.Errorf("gate 942014 excluded on a route: %+v", g)
+	}
 	dir := t.TempDir()
 	for name, rules := range map[string]string{
 		"skip in a SecAction": "SecAction \"id:10,phase:1,pass,nolog,skip:1\"\nSecRule ARGS \"@rx zzz\" \"id:11,phase:1,pass,log\"\n",

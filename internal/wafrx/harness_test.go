@@ -27,7 +27,7 @@ import (
 const stockDirectives = `
 Include @coraza.conf-recommended
 Include @crs-setup.conf.example
-SecAction "id:900000,phase:1,pass,t:none,nolog,setvar:tx.blocking_paranoia_level=1"
+SecAction "id:900000,phase:1,pass,t:none,nolog,setvar:tx.blocking_paranoia_level=1,setvar:tx.detection_paranoia_level=1"
 SecAction "id:900110,phase:1,pass,t:none,nolog,setvar:tx.inbound_anomaly_score_threshold=5,setvar:tx.outbound_anomaly_score_threshold=4"
 Include @owasp_crs/*.conf
 SecRuleEngine On
@@ -40,7 +40,7 @@ SecRequestBodyAccess On
 const regressDirectives = `
 Include @coraza.conf-recommended
 Include @crs-setup.conf.example
-SecAction "id:900005,phase:1,pass,t:none,nolog,ctl:ruleEngine=DetectionOnly,setvar:tx.blocking_paranoia_level=4,setvar:tx.crs_validate_utf8_encoding=1,setvar:tx.arg_name_length=100,setvar:tx.arg_length=400,setvar:tx.total_arg_length=64000,setvar:tx.max_num_args=255,setvar:tx.max_file_size=64100,setvar:tx.combined_file_sizes=65535"
+SecAction "id:900005,phase:1,pass,t:none,nolog,ctl:ruleEngine=DetectionOnly,setvar:tx.blocking_paranoia_level=4,setvar:tx.detection_paranoia_level=4,setvar:tx.crs_validate_utf8_encoding=1,setvar:tx.arg_name_length=100,setvar:tx.arg_length=400,setvar:tx.total_arg_length=64000,setvar:tx.max_num_args=255,setvar:tx.max_file_size=64100,setvar:tx.combined_file_sizes=65535"
 Include @owasp_crs/*.conf
 SecRequestBodyAccess On
 `
@@ -53,9 +53,11 @@ type builds struct {
 	stock, plugin               coraza.WAF
 	stockRegress, pluginRegress coraza.WAF
 	stockCapture, pluginCapture coraza.WAF
-	// skip and skipRegress add rule skipping (SkipRules) to the plugin
-	// builds.
-	skip, skipRegress coraza.WAF
+	// skip and skipRegress add rule skipping (SkipRules) and decided
+	// paranoia gates (ResolveParanoiaGates) to the plugin builds;
+	// gatesLeftOut are the gates each leaves out that would have matched.
+	skip, skipRegress                coraza.WAF
+	skipGatesLeftOut, regressLeftOut map[int]bool
 }
 
 // captureDirectives exercise @rx captures: ten groups (only TX.0..TX.8
@@ -88,13 +90,24 @@ func newWAF(directives string) (coraza.WAF, error) {
 		WithDirectives(directives))
 }
 
-// newSkipWAF builds directives with rule skipping in front.
-func newSkipWAF(directives string) (coraza.WAF, error) {
-	prefix, rep := SkipRules(coreruleset.FS, directives)
-	if rep.Disabled != "" {
-		return nil, fmt.Errorf("rule skipping disabled: %s", rep.Disabled)
+// newSkipWAF builds directives with rule skipping in front and the
+// paranoia gates decided, as Rampart does, and returns the ids of the
+// gates left out that would have matched.
+func newSkipWAF(directives string) (coraza.WAF, map[int]bool, error) {
+	fsys, gates := ResolveParanoiaGates(coreruleset.FS, directives, nil)
+	if gates.Disabled != "" {
+		return nil, nil, fmt.Errorf("paranoia gates not decided: %s", gates.Disabled)
 	}
-	return newWAF(prefix + directives)
+	prefix, rep := SkipRules(fsys, directives)
+	if rep.Disabled != "" {
+		return nil, nil, fmt.Errorf("rule skipping disabled: %s", rep.Disabled)
+	}
+	leftOut := map[int]bool{}
+	for _, id := range gates.DroppedMatching {
+		leftOut[id] = true
+	}
+	waf, err := coraza.NewWAF(coraza.NewWAFConfig().WithRootFS(fsys).WithDirectives(prefix + directives))
+	return waf, leftOut, err
 }
 
 func getBuilds(tb testing.TB) *builds {
@@ -127,10 +140,10 @@ func getBuilds(tb testing.TB) *builds {
 		if b.pluginCapture, buildsErr = newWAF(captureDirectives); buildsErr != nil {
 			return
 		}
-		if b.skip, buildsErr = newSkipWAF(stockDirectives); buildsErr != nil {
+		if b.skip, b.skipGatesLeftOut, buildsErr = newSkipWAF(stockDirectives); buildsErr != nil {
 			return
 		}
-		b.skipRegress, buildsErr = newSkipWAF(regressDirectives)
+		b.skipRegress, b.regressLeftOut, buildsErr = newSkipWAF(regressDirectives)
 	})
 	if buildsErr != nil {
 		tb.Fatalf("building WAF: %v", buildsErr)
@@ -203,6 +216,28 @@ func evaluate(waf coraza.WAF, r *http.Request, body []byte) result {
 	sort.Ints(res.logged)
 	sort.Strings(res.messages)
 	return res
+}
+
+// without is r less the matches of the rules in ids: paranoia gates a
+// rule-skipping build leaves out (nolog, no effect but the jump, so they
+// match on the stock build only).
+func (r result) without(ids map[int]bool) result {
+	if len(ids) == 0 {
+		return r
+	}
+	out := result{interrupted: r.interrupted, logged: r.logged}
+	for _, id := range r.all {
+		if !ids[id] {
+			out.all = append(out.all, id)
+		}
+	}
+	for _, m := range r.messages {
+		id, _, _ := strings.Cut(m, " ")
+		if n, _ := strconv.Atoi(id); !ids[n] {
+			out.messages = append(out.messages, m)
+		}
+	}
+	return out
 }
 
 // benignGET is what a browser sends for a page with a small query.

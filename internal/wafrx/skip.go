@@ -72,6 +72,8 @@ func init() {
 type SkipReport struct {
 	Candidates int    // CRS rules planned: decided per request when reached
 	Disabled   string // why none may be, when not empty
+	// Gates is what ResolveParanoiaGates decided for the same rule set.
+	Gates GateReport
 }
 
 // SkipRules reads the directives a WAF is about to be built from (Include
