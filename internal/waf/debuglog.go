@@ -7,16 +7,16 @@ import (
 	"github.com/corazawaf/coraza/v3/debuglog"
 )
 
-// quietLogger is Coraza's debug logger for Rampart: Info, Warn and Error
-// go to Coraza's default logger, Trace and Debug nowhere. Coraza asks its
-// logger for a child with context fields for every transaction and every
-// chained rule; the default logger builds those even when it will never
-// print them, a tenth of the WAF stage's allocations on a benign request.
-// Here a child is the logger itself, at the price of that context on the
-// rare error line.
+// quietLogger is Coraza's debug logger for Rampart. Like Coraza's default
+// it prints nothing unless a SecDebugLogLevel asks for Error, Warn or Info
+// (Debug and Trace stay off). Coraza asks its logger for a child with
+// context fields for every transaction and every chained rule; its own
+// logger builds those even when it will never print them, 30 allocations
+// on a benign request. Here a child is the logger itself, at the price of
+// that context on the lines a SecDebugLogLevel turns on.
 type quietLogger struct{ out debuglog.Logger }
 
-func newQuietLogger() *quietLogger { return &quietLogger{out: debuglog.Default()} }
+func newQuietLogger() *quietLogger { return &quietLogger{out: debuglog.Noop()} }
 
 func (l *quietLogger) WithOutput(w io.Writer) debuglog.Logger {
 	return &quietLogger{out: l.out.WithOutput(w)}
