@@ -99,6 +99,7 @@ type ruleInfo struct {
 	first, last int
 	gate        *gateCond // nil unless the rule is a paranoia gate
 	skipAfter   string
+	skips       bool // has skip:N
 	flowOnly    bool // no action but flow control and metadata
 }
 
@@ -109,12 +110,6 @@ type gateCond struct {
 }
 
 var gateTarget = regexp.MustCompile(`(?i)^TX:(BLOCKING|DETECTION)_PARANOIA_LEVEL$`)
-
-// jumps reports whether a rule's actions can make Coraza pass over the
-// rules after it.
-func jumps(actions string) bool {
-	return len(actionValues(actions, "skipAfter")) > 0 || len(actionValues(actions, "skip")) > 0
-}
 
 // flowActions are the actions a rule may have and still do nothing but
 // jump when it matches.
@@ -157,6 +152,8 @@ func parseRuleInfo(kind, rest string, d directive) (ruleInfo, bool) {
 			r.tags = append(r.tags, v)
 		case "skipafter":
 			r.skipAfter = v
+		case "skip":
+			r.skips = true
 		case "chain":
 			chain = true
 		case "t":
@@ -322,15 +319,16 @@ func ResolveParanoiaGates(fsys fs.FS, text string, removed []IDRange) (fs.FS, Ga
 			if !rm.note(d.text) {
 				return "a rule removal or update it cannot follow: " + short(d.text)
 			}
+			if kind != "secrule" && kind != "secaction" {
+				continue
+			}
+			r, _ := parseRuleInfo(kind, rest, d)
 			if !strings.Contains(strings.ToLower(d.text), "paranoia_level") {
-				if (kind == "secrule" || kind == "secaction") && jumps(d.text) {
-					jumped = true
-				}
+				jumped = jumped || r.skipAfter != "" || r.skips
 				continue
 			}
 			// The levels must be set before CRS runs, by rules nothing
 			// can pass over.
-			r, _ := parseRuleInfo(kind, rest, d)
 			if kind != "secaction" || r.phase != 1 || jumped || len(files) > 0 {
 				return "the paranoia level is not only set by phase 1 SecActions before CRS: " + short(d.text)
 			}

@@ -208,29 +208,12 @@ func addsTargets(targets string) bool {
 	return false
 }
 
-// logicalLines joins continuation lines (a trailing backslash) and drops
-// comments and blank lines, as Coraza's directive reader does.
+// logicalLines is the text of each of directives(text).
 func logicalLines(text string) []string {
-	var out []string
-	var cur strings.Builder
-	for _, line := range strings.Split(text, "\n") {
-		line = strings.TrimRight(line, "\r")
-		if cur.Len() == 0 {
-			line = strings.TrimSpace(line)
-			if line == "" || line[0] == '#' {
-				continue
-			}
-		}
-		if strings.HasSuffix(line, "\\") {
-			cur.WriteString(strings.TrimSuffix(line, "\\"))
-			continue
-		}
-		cur.WriteString(line)
-		out = append(out, strings.TrimSpace(cur.String()))
-		cur.Reset()
-	}
-	if cur.Len() > 0 {
-		out = append(out, strings.TrimSpace(cur.String()))
+	ds := directives(text)
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = d.text
 	}
 	return out
 }
