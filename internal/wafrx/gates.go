@@ -91,82 +91,52 @@ func directives(text string) []directive {
 	return out
 }
 
-// ruleInfo is what gate resolution needs of one rule (a chain counts as
-// its head, its lines extended over the members).
+// ruleInfo is a rule of a CRS file as gate resolution sees it: a chain
+// counts as its head, its lines extended over the members.
 type ruleInfo struct {
-	id, phase   int
-	tags        []string
+	secRule
+	marker      string // a SecMarker's name; then secRule is empty
 	first, last int
 	gate        *gateCond // nil unless the rule is a paranoia gate
-	skipAfter   string
-	skips       bool // has skip:N
-	flowOnly    bool // no action but flow control and metadata
 }
 
+// gateCond is a gate's condition: the paranoia level compared to n.
 type gateCond struct {
 	blocking bool // TX:BLOCKING_PARANOIA_LEVEL, else DETECTION
 	op       string
 	n        int
 }
 
-var gateTarget = regexp.MustCompile(`(?i)^TX:(BLOCKING|DETECTION)_PARANOIA_LEVEL$`)
+var gateKey = regexp.MustCompile(`(?i)^(BLOCKING|DETECTION)_PARANOIA_LEVEL$`)
 
-// flowActions are the actions a rule may have and still do nothing but
-// jump when it matches.
-var flowActions = map[string]bool{"id": true, "phase": true, "pass": true, "nolog": true, "noauditlog": true,
-	"tag": true, "ver": true, "skipafter": true, "t": true, "rev": true, "maturity": true, "accuracy": true}
-
-func parseRuleInfo(kind, rest string, d directive) (ruleInfo, bool) {
-	r := ruleInfo{first: d.first, last: d.last, phase: 2, flowOnly: true}
-	var actions string
+// parseRuleInfo reads a SecRule or SecAction and reports whether it
+// starts or continues a chain.
+func parseRuleInfo(kind, rest string, d directive) (ruleInfo, bool, error) {
+	r := ruleInfo{first: d.first, last: d.last}
 	chain := false
 	if kind == "secaction" {
-		actions = unquote(strings.TrimSpace(rest))
+		r.secRule = parseSecAction(rest)
 	} else {
-		vars, after, _ := strings.Cut(strings.TrimSpace(rest), " ")
-		op, tail, err := cutQuoted(strings.TrimLeft(after, " "))
-		if err != nil {
-			return r, false
+		var err error
+		if r.secRule, chain, err = parseSecRule(rest); err != nil {
+			return r, false, err
 		}
-		actions = unquote(strings.TrimSpace(tail))
-		if m := gateTarget.FindStringSubmatch(vars); m != nil && strings.HasPrefix(op, "@") {
-			name, arg, _ := strings.Cut(op[1:], " ")
-			if n, err := strconv.Atoi(strings.TrimSpace(arg)); err == nil {
-				switch name {
+	}
+	if r.phase == 0 {
+		r.phase = 2 // Coraza's default
+	}
+	// A gate compares one paranoia level, untransformed, to a number.
+	if len(r.targets) == 1 && r.targets[0].name == "TX" && !r.count && !r.negated && !chain && len(r.transforms) == 0 {
+		if m := gateKey.FindStringSubmatch(r.targets[0].key); m != nil {
+			if n, err := strconv.Atoi(r.arg); err == nil {
+				switch r.op {
 				case "lt", "le", "gt", "ge", "eq":
-					r.gate = &gateCond{blocking: strings.EqualFold(m[1], "BLOCKING"), op: name, n: n}
+					r.gate = &gateCond{blocking: strings.EqualFold(m[1], "BLOCKING"), op: r.op, n: n}
 				}
 			}
 		}
 	}
-	transformed := false
-	for _, a := range splitActions(actions) {
-		k, v, _ := strings.Cut(a, ":")
-		k, v = strings.ToLower(strings.TrimSpace(k)), unquoteSingle(strings.TrimSpace(v))
-		switch k {
-		case "id":
-			r.id, _ = strconv.Atoi(v)
-		case "phase":
-			r.phase = phaseNumber(v)
-		case "tag":
-			r.tags = append(r.tags, v)
-		case "skipafter":
-			r.skipAfter = v
-		case "skip":
-			r.skips = true
-		case "chain":
-			chain = true
-		case "t":
-			transformed = !strings.EqualFold(v, "none")
-		}
-		if !flowActions[k] {
-			r.flowOnly = false
-		}
-	}
-	if transformed || chain {
-		r.gate = nil // not one of CRS's gates: left to Coraza
-	}
-	return r, chain
+	return r, chain, nil
 }
 
 func (g *gateCond) holds(level int) bool {
@@ -272,129 +242,209 @@ func inRanges(rs []IDRange, id int) bool {
 
 // ResolveParanoiaGates returns fsys with the CRS rule files' paranoia
 // gates decided (see above), or fsys itself and the reason when it cannot
-// decide any. directives is what Coraza is given besides the CRS files
+// decide any. text is what Coraza is given besides the CRS files
 // (Rampart's settings and custom rules, with the Include of CRS); removed
 // are the rule ids Rampart removes at run time (exclusions).
 func ResolveParanoiaGates(fsys fs.FS, text string, removed []IDRange) (fs.FS, GateReport) {
-	rm := removals{ids: slices.Clone(removed)}
-	levels := map[bool]int{} // blocking → level
-	var setters []int
-	var files []string // the CRS rule files, in the order Coraza includes them
-	jumped := false    // a rule that can pass over the ones after it was read
-	// scan reads the configuration around CRS (Includes of the embedded
-	// setup files followed); it returns why nothing can be decided, or "".
-	var scan func(text string, depth int) string
-	scan = func(text string, depth int) string {
-		if depth > 8 {
-			return "includes nested too deeply"
-		}
-		for _, d := range directives(text) {
-			name, rest, _ := strings.Cut(d.text, " ")
-			kind := strings.ToLower(name)
-			if kind == "include" {
-				pat := strings.Trim(strings.TrimSpace(rest), `"`)
-				if !strings.HasPrefix(pat, "@") {
-					return "an include outside the embedded rule set: " + pat
-				}
-				m, err := fs.Glob(fsys, pat)
-				if err != nil || len(m) == 0 {
-					return "include " + pat + ": no file"
-				}
-				slices.Sort(m)
-				if strings.HasPrefix(pat, "@owasp_crs/") {
-					files = append(files, m...)
-					continue
-				}
-				for _, f := range m {
-					b, err := fs.ReadFile(fsys, f)
-					if err != nil {
-						return err.Error()
-					}
-					if why := scan(string(b), depth+1); why != "" {
-						return why
-					}
-				}
-				continue
-			}
-			if !rm.note(d.text) {
-				return "a rule removal or update it cannot follow: " + short(d.text)
-			}
-			if kind != "secrule" && kind != "secaction" {
-				continue
-			}
-			r, _ := parseRuleInfo(kind, rest, d)
-			if !strings.Contains(strings.ToLower(d.text), "paranoia_level") {
-				jumped = jumped || r.skipAfter != "" || r.skips
-				continue
-			}
-			// The levels must be set before CRS runs, by rules nothing
-			// can pass over.
-			if kind != "secaction" || r.phase != 1 || jumped || len(files) > 0 {
-				return "the paranoia level is not only set by phase 1 SecActions before CRS: " + short(d.text)
-			}
-			for _, a := range splitActions(unquote(strings.TrimSpace(rest))) {
-				if !strings.Contains(strings.ToLower(a), "paranoia_level") {
-					continue
-				}
-				m := levelSetvar.FindStringSubmatch(strings.TrimSpace(a))
-				if m == nil {
-					return "the paranoia level is not set to a plain number: " + short(a)
-				}
-				n, _ := strconv.Atoi(m[2])
-				levels[strings.EqualFold(m[1], "blocking")] = n
-			}
-			setters = append(setters, r.id)
-		}
-		return ""
-	}
-	if why := scan(text, 0); why != "" {
+	g := &gateResolver{fsys: fsys, rm: removals{ids: slices.Clone(removed)}, levels: map[bool]int{}}
+	if why := g.scanConfig(text, 0); why != "" {
 		return fsys, GateReport{Disabled: why}
 	}
-	blocking, okB := levels[true]
-	detection, okD := levels[false]
+	blocking, okB := g.levels[true]
+	detection, okD := g.levels[false]
 	if !okB || !okD {
 		return fsys, GateReport{Disabled: "the configuration does not set both paranoia levels"}
 	}
-	for _, id := range setters {
-		if inRanges(rm.ids, id) {
+	for _, id := range g.setters {
+		if inRanges(g.rm.ids, id) {
 			return fsys, GateReport{Disabled: "a rule that sets the paranoia level may be removed"}
 		}
 	}
+	crs, why := g.readCRS()
+	if why != "" {
+		return fsys, GateReport{Disabled: why}
+	}
+	if g.rm.byMsg {
+		return fsys, GateReport{Disabled: "rules are removed or updated by message or tag pattern"}
+	}
 
-	type crsUpdate struct {
-		ids         []IDRange
-		first, last int
-	}
-	type crsFile struct {
-		name    string
-		text    []byte
-		rules   []ruleInfo
-		updates []crsUpdate
-	}
-	var crs []crsFile
-	for _, name := range files {
-		b, err := fs.ReadFile(fsys, name)
-		if err != nil {
-			return fsys, GateReport{Disabled: err.Error()}
+	var rep GateReport
+	dropped := map[int]bool{} // rule ids
+	for _, f := range crs {
+		f.drop = map[int]bool{}
+		for i, gate := range f.rules {
+			if gate.gate == nil || gate.id <= 0 || f.drop[i] {
+				continue
+			}
+			level := detection
+			if gate.gate.blocking {
+				level = blocking
+			}
+			matches := gate.gate.holds(level)
+			var region []int // what it jumps over: its phase's rules up to its marker
+			if matches {
+				if !gate.flowOnly {
+					continue // it does something: it runs
+				}
+				var ok bool
+				if region, ok = f.jumpedOver(i); !ok {
+					continue // the marker is elsewhere: leave it to Coraza
+				}
+			}
+			if !g.mayDecide(f, i, region) {
+				continue
+			}
+			for _, j := range append(region, i) {
+				f.drop[j] = true
+				dropped[f.rules[j].id] = true
+			}
+			rep.Gates++
+			if matches {
+				rep.DroppedMatching = append(rep.DroppedMatching, gate.id)
+			}
 		}
-		f := crsFile{name: name, text: b}
+	}
+	if rep.Gates == 0 {
+		return fsys, GateReport{Disabled: "no gate can be decided"}
+	}
+	out := overlayFS{base: fsys, files: map[string][]byte{}}
+	for _, f := range crs {
+		if data, changed := f.leaveOut(dropped); changed {
+			out.files[f.name] = data
+			rep.Dropped += len(f.drop)
+		}
+	}
+	return out, rep
+}
+
+// gateResolver holds what ResolveParanoiaGates learns from the
+// configuration.
+type gateResolver struct {
+	fsys    fs.FS
+	rm      removals
+	levels  map[bool]int // blocking → level
+	setters []int        // ids of the SecActions that set the levels
+	files   []string     // the CRS rule files, in the order Coraza includes them
+	jumped  bool         // a rule that can pass over the ones after it was read
+}
+
+// scanConfig reads the configuration around CRS, following Includes of
+// the embedded setup files; it returns why no gate can be decided, or "".
+func (g *gateResolver) scanConfig(text string, depth int) string {
+	if depth > 8 {
+		return "includes nested too deeply"
+	}
+	for _, d := range directives(text) {
+		name, rest, _ := strings.Cut(d.text, " ")
+		kind := strings.ToLower(name)
+		if kind == "include" {
+			if why := g.include(strings.Trim(strings.TrimSpace(rest), `"`), depth); why != "" {
+				return why
+			}
+			continue
+		}
+		if !g.rm.note(d.text) {
+			return "a rule removal or update it cannot follow: " + short(d.text)
+		}
+		if kind != "secrule" && kind != "secaction" {
+			continue
+		}
+		r, _, err := parseRuleInfo(kind, rest, d)
+		if err != nil {
+			return err.Error()
+		}
+		if !strings.Contains(strings.ToLower(d.text), "paranoia_level") {
+			g.jumped = g.jumped || r.skipAfter != "" || r.skips
+			continue
+		}
+		// The levels must be set before CRS runs, by rules nothing can
+		// pass over.
+		if kind != "secaction" || r.phase != 1 || g.jumped || len(g.files) > 0 {
+			return "the paranoia level is not only set by phase 1 SecActions before CRS: " + short(d.text)
+		}
+		for _, a := range splitActions(unquote(strings.TrimSpace(rest))) {
+			if !strings.Contains(strings.ToLower(a), "paranoia_level") {
+				continue
+			}
+			m := levelSetvar.FindStringSubmatch(strings.TrimSpace(a))
+			if m == nil {
+				return "the paranoia level is not set to a plain number: " + short(a)
+			}
+			n, _ := strconv.Atoi(m[2])
+			g.levels[strings.EqualFold(m[1], "blocking")] = n
+		}
+		g.setters = append(g.setters, r.id)
+	}
+	return ""
+}
+
+// include notes CRS rule files and reads the other embedded files.
+func (g *gateResolver) include(pat string, depth int) string {
+	if !strings.HasPrefix(pat, "@") {
+		return "an include outside the embedded rule set: " + pat
+	}
+	m, err := fs.Glob(g.fsys, pat)
+	if err != nil || len(m) == 0 {
+		return "include " + pat + ": no file"
+	}
+	slices.Sort(m)
+	if strings.HasPrefix(pat, "@owasp_crs/") {
+		g.files = append(g.files, m...)
+		return ""
+	}
+	for _, f := range m {
+		b, err := fs.ReadFile(g.fsys, f)
+		if err != nil {
+			return err.Error()
+		}
+		if why := g.scanConfig(string(b), depth+1); why != "" {
+			return why
+		}
+	}
+	return ""
+}
+
+// A crsFile is one CRS rule file read for gate resolution.
+type crsFile struct {
+	name    string
+	text    []byte
+	rules   []ruleInfo
+	updates []crsUpdate  // CRS's own SecRuleUpdate*ById directives
+	drop    map[int]bool // indexes in rules left out
+}
+
+type crsUpdate struct {
+	ids         []IDRange
+	first, last int
+}
+
+func (g *gateResolver) readCRS() ([]*crsFile, string) {
+	var crs []*crsFile
+	for _, name := range g.files {
+		b, err := fs.ReadFile(g.fsys, name)
+		if err != nil {
+			return nil, err.Error()
+		}
+		f := &crsFile{name: name, text: b}
 		inChain := false
 		for _, d := range directives(string(b)) {
-			// CRS's own updates name rules that may be left out: they
-			// are left out with them (below), so they do not count.
-			n := len(rm.updated)
-			if !rm.note(d.text) {
-				return fsys, GateReport{Disabled: name + ": a rule removal it cannot follow"}
+			// CRS's own updates may name rules that are left out: they
+			// are left out with them (leaveOut), so they do not count.
+			n := len(g.rm.updated)
+			if !g.rm.note(d.text) {
+				return nil, name + ": a rule removal it cannot follow"
 			}
-			if len(rm.updated) > n {
-				f.updates = append(f.updates, crsUpdate{ids: slices.Clone(rm.updated[n:]), first: d.first, last: d.last})
-				rm.updated = rm.updated[:n]
+			if len(g.rm.updated) > n {
+				f.updates = append(f.updates, crsUpdate{ids: slices.Clone(g.rm.updated[n:]), first: d.first, last: d.last})
+				g.rm.updated = g.rm.updated[:n]
 			}
 			kindName, rest, _ := strings.Cut(d.text, " ")
-			kind := strings.ToLower(kindName)
-			switch kind {
+			switch kind := strings.ToLower(kindName); kind {
 			case "secrule", "secaction":
-				r, chain := parseRuleInfo(kind, rest, d)
+				r, chain, err := parseRuleInfo(kind, rest, d)
+				if err != nil {
+					return nil, name + ": " + err.Error()
+				}
 				if inChain { // a member: part of its chain's head
 					f.rules[len(f.rules)-1].last = d.last
 				} else {
@@ -402,132 +452,100 @@ func ResolveParanoiaGates(fsys fs.FS, text string, removed []IDRange) (fs.FS, Ga
 				}
 				inChain = chain
 			case "secmarker":
-				f.rules = append(f.rules, ruleInfo{id: -1, skipAfter: strings.Trim(strings.TrimSpace(rest), `"'`), first: d.first, last: d.last})
+				f.rules = append(f.rules, ruleInfo{marker: strings.Trim(strings.TrimSpace(rest), `"'`), first: d.first, last: d.last})
 			}
 		}
 		crs = append(crs, f)
 	}
-	if rm.byMsg {
-		return fsys, GateReport{Disabled: "rules are removed or updated by message or tag pattern"}
-	}
+	return crs, ""
+}
 
-	removedByTag := func(r ruleInfo) []string {
-		var out []string
-		for _, t := range rm.tags {
-			if slices.Contains(r.tags, t) {
-				out = append(out, t)
-			}
-		}
-		return out
+// jumpedOver returns the indexes of the rules gate i's skipAfter passes
+// over (those of its phase before its marker); false when the marker is
+// not in the file.
+func (f *crsFile) jumpedOver(i int) ([]int, bool) {
+	gate := f.rules[i]
+	if gate.skipAfter == "" {
+		return nil, true
 	}
-	// covered reports whether every removal that names the gate also
-	// removes every rule it jumps over.
-	covered := func(g ruleInfo, region []ruleInfo) bool {
-		for _, rg := range rm.ids {
-			if rg[0] > g.id || g.id > rg[1] {
-				continue
-			}
-			for _, r := range region {
-				if r.id < rg[0] || r.id > rg[1] {
-					return false
-				}
-			}
+	var region []int
+	for j := i + 1; j < len(f.rules); j++ {
+		r := f.rules[j]
+		if r.marker == gate.skipAfter {
+			return region, true
 		}
-		for _, t := range removedByTag(g) {
-			for _, r := range region {
-				if !slices.Contains(r.tags, t) {
-					return false
-				}
-			}
+		if r.marker == "" && r.phase == gate.phase {
+			region = append(region, j)
 		}
-		return true
 	}
+	return nil, false
+}
 
-	out := overlayFS{base: fsys, files: map[string]overlayFile{}}
-	var rep GateReport
-	drop := make([]map[int]bool, len(crs)) // per file: indexes in rules
-	dropped := map[int]bool{}              // rule ids
-	for fi, f := range crs {
-		drop[fi] = map[int]bool{}
-		for i, g := range f.rules {
-			if g.gate == nil || g.id <= 0 || drop[fi][i] {
-				continue
-			}
-			level := detection
-			if g.gate.blocking {
-				level = blocking
-			}
-			var region []ruleInfo
-			var regionIdx []int
-			matches := g.gate.holds(level)
-			if matches {
-				if !g.flowOnly {
-					continue // it does something: it runs
-				}
-				if g.skipAfter != "" {
-					found := false
-					for j := i + 1; j < len(f.rules); j++ {
-						r := f.rules[j]
-						if r.id == -1 && r.skipAfter == g.skipAfter {
-							found = true
-							break
-						}
-						if r.id != -1 && r.phase == g.phase {
-							region, regionIdx = append(region, r), append(regionIdx, j)
-						}
-					}
-					if !found {
-						continue // the marker is elsewhere: leave it to Coraza
-					}
-				}
-			}
-			if !covered(g, region) || slices.ContainsFunc(region, func(r ruleInfo) bool { return inRanges(rm.updated, r.id) }) || inRanges(rm.updated, g.id) {
-				continue
-			}
-			drop[fi][i] = true
-			dropped[g.id] = true
-			for _, j := range regionIdx {
-				drop[fi][j] = true
-				dropped[f.rules[j].id] = true
-			}
-			rep.Gates++
-			if matches {
-				rep.DroppedMatching = append(rep.DroppedMatching, g.id)
-			}
+// mayDecide reports whether nothing can change what gate i does: every
+// removal that names it also removes everything it jumps over, and no
+// update directive of the configuration names it or one of those.
+func (g *gateResolver) mayDecide(f *crsFile, i int, region []int) bool {
+	gate := f.rules[i]
+	if inRanges(g.rm.updated, gate.id) {
+		return false
+	}
+	for _, j := range region {
+		if inRanges(g.rm.updated, f.rules[j].id) {
+			return false
 		}
 	}
-	for fi, f := range crs {
-		var blank [][2]int
-		for i := range drop[fi] {
-			blank = append(blank, [2]int{f.rules[i].first, f.rules[i].last})
-		}
-		for _, u := range f.updates {
-			all := true
-			for _, rg := range u.ids {
-				for id := rg[0]; id <= rg[1] && all; id++ {
-					all = dropped[id]
-				}
-			}
-			if all {
-				blank = append(blank, [2]int{u.first, u.last})
-			}
-		}
-		if len(blank) == 0 {
+	for _, rg := range g.rm.ids {
+		if rg[0] > gate.id || gate.id > rg[1] {
 			continue
 		}
-		lines := bytes.Split(f.text, []byte("\n"))
-		for _, b := range blank {
-			for l := b[0]; l <= b[1]; l++ {
-				lines[l] = nil
+		for _, j := range region {
+			if id := f.rules[j].id; id < rg[0] || id > rg[1] {
+				return false
 			}
 		}
-		rep.Dropped += len(drop[fi])
-		out.files[f.name] = overlayFile{data: bytes.Join(lines, []byte("\n"))}
 	}
-	if rep.Gates == 0 {
-		return fsys, GateReport{Disabled: "no gate can be decided"}
+	for _, t := range g.rm.tags {
+		if !slices.Contains(gate.tags, t) {
+			continue
+		}
+		for _, j := range region {
+			if !slices.Contains(f.rules[j].tags, t) {
+				return false
+			}
+		}
 	}
-	return out, rep
+	return true
+}
+
+// leaveOut returns the file without the rules in f.drop and without the
+// updates that only name rules left out (dropped, by id), lines blanked
+// so that line numbers stay; false when nothing changes.
+func (f *crsFile) leaveOut(dropped map[int]bool) ([]byte, bool) {
+	var blank [][2]int
+	for i := range f.drop {
+		blank = append(blank, [2]int{f.rules[i].first, f.rules[i].last})
+	}
+	for _, u := range f.updates {
+		all := true
+		for _, rg := range u.ids {
+			// A range does not fail to compile when its rules are gone;
+			// a single id does.
+			all = all && rg[0] == rg[1] && dropped[rg[0]]
+		}
+		if all {
+			blank = append(blank, [2]int{u.first, u.last})
+		}
+	}
+	if len(blank) == 0 {
+		return nil, false
+	}
+	lines := bytes.Split(f.text, []byte("\n"))
+	for _, b := range blank {
+		for l := b[0]; l <= b[1]; l++ {
+			lines[l] = nil
+		}
+	}
+	return bytes.Join(lines, []byte("\n")), true
 }
 
 var levelSetvar = regexp.MustCompile(`(?i)^setvar:'?tx\.(blocking|detection)_paranoia_level=(\d+)'?$`)
@@ -542,13 +560,11 @@ func short(s string) string {
 // overlayFS is base with some files' contents replaced.
 type overlayFS struct {
 	base  fs.FS
-	files map[string]overlayFile
+	files map[string][]byte
 }
 
-type overlayFile struct{ data []byte }
-
 func (o overlayFS) Open(name string) (fs.File, error) {
-	f, ok := o.files[name]
+	data, ok := o.files[name]
 	if !ok {
 		return o.base.Open(name)
 	}
@@ -561,7 +577,7 @@ func (o overlayFS) Open(name string) (fs.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &memFile{Reader: bytes.NewReader(f.data), info: memInfo{FileInfo: info, size: int64(len(f.data))}}, nil
+	return &memFile{Reader: bytes.NewReader(data), info: memInfo{FileInfo: info, size: int64(len(data))}}, nil
 }
 
 type memFile struct {

@@ -27,7 +27,17 @@ type secRule struct {
 	multiMatch bool
 	skips      bool // has skip:N
 	paranoia   int  // from tag:'paranoia-level/N'; 0 without
+	tags       []string
+	skipAfter  string
+	// flowOnly: every action is flow control or metadata, so a match
+	// does nothing but (with skipAfter) jump.
+	flowOnly bool
 }
+
+// flowActions are the actions a rule may have and still do nothing but
+// jump when it matches.
+var flowActions = map[string]bool{"id": true, "phase": true, "pass": true, "nolog": true, "noauditlog": true,
+	"tag": true, "ver": true, "skipafter": true, "t": true, "rev": true, "maturity": true, "accuracy": true}
 
 // secTarget is one variable of a rule. Negated targets (!VAR:key) are
 // dropped: they only ever remove values, so ignoring them gives a superset
@@ -267,10 +277,22 @@ func parseSecRule(s string) (secRule, bool, error) {
 	name, arg, _ := strings.Cut(op, " ")
 	r.op, r.arg = strings.TrimSpace(name), strings.TrimSpace(arg)
 
-	chain := false
-	for _, a := range splitActions(actions) {
-		k, v, _ := strings.Cut(a, ":")
-		k, v = strings.ToLower(strings.TrimSpace(k)), unquoteSingle(strings.TrimSpace(v))
+	return r, r.readActions(actions), nil
+}
+
+// parseSecAction reads the actions of a SecAction: a rule that always
+// matches.
+func parseSecAction(s string) secRule {
+	r := secRule{op: "unconditionalMatch"}
+	r.readActions(unquote(strings.TrimSpace(s)))
+	return r
+}
+
+// readActions fills in what r's actions say and reports whether the rule
+// starts or continues a chain.
+func (r *secRule) readActions(actions string) (chain bool) {
+	r.flowOnly = true
+	eachAction(actions, func(k, v string) {
 		switch k {
 		case "id":
 			r.id, _ = strconv.Atoi(v)
@@ -288,13 +310,19 @@ func parseSecRule(s string) (secRule, bool, error) {
 			chain = true
 		case "skip":
 			r.skips = true
+		case "skipafter":
+			r.skipAfter = v
 		case "tag":
+			r.tags = append(r.tags, v)
 			if l, ok := strings.CutPrefix(v, "paranoia-level/"); ok {
 				r.paranoia, _ = strconv.Atoi(l)
 			}
 		}
-	}
-	return r, chain, nil
+		if !flowActions[k] {
+			r.flowOnly = false
+		}
+	})
+	return chain
 }
 
 func phaseNumber(v string) int {
@@ -365,6 +393,15 @@ func splitActions(s string) []string {
 		}
 	}
 	return append(out, s[start:])
+}
+
+// eachAction calls f with each action's lower-case name and its value,
+// single quotes removed.
+func eachAction(actions string, f func(name, value string)) {
+	for _, a := range splitActions(actions) {
+		k, v, _ := strings.Cut(a, ":")
+		f(strings.ToLower(strings.TrimSpace(k)), unquoteSingle(strings.TrimSpace(v)))
+	}
 }
 
 // actionValues returns the values of every action named name.
