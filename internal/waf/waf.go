@@ -252,7 +252,9 @@ func (w *WAF) engine(s engineSettings) (coraza.WAF, error) {
 			fsys, gates = wafrx.ResolveParanoiaGates(coreruleset.FS, text, w.removed)
 		}
 		prefix, rep = wafrx.SkipRules(fsys, text)
-		rep.Gates = gates
+		if rep.Disabled == "" {
+			rep.Gates = gates
+		}
 	}
 	if rep.Disabled == "" {
 		e, err = coraza.NewWAF(coraza.NewWAFConfig().WithDebugLogger(newQuietLogger()).WithRootFS(fsys).WithDirectives(prefix + text))
