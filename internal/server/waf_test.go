@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"os"
@@ -375,5 +376,38 @@ func TestWAFResponseInspection(t *testing.T) {
 	}
 	if m := metricsText(t, e); !strings.Contains(m, `rampart_blocked_total{reason="response",stage="waf"} 1`) {
 		t.Error("no response block counted")
+	}
+}
+
+// The start-up log says what rule skipping decided: the paranoia gates at
+// PL1, and why they stay to Coraza when a custom rule sets the level.
+func TestWAFStartupReportsRuleSkipping(t *testing.T) {
+	b := newTestBackend(t, "a")
+	dir := t.TempDir()
+	rules := filepath.Join(dir, "custom.conf")
+	os.WriteFile(rules, []byte(`SecRule REQUEST_URI "@beginsWith /admin" "id:1000001,phase:1,pass,nolog,setvar:tx.detection_paranoia_level=2"`+"\n"), 0o644)
+	for _, c := range []struct {
+		name, extra string
+		want        []string
+	}{
+		{"CRS at PL1", "", []string{"waf rule skipping on", "crs_paranoia_gates_decided=116", "crs_rules_left_out=337"}},
+		{"a custom rule sets the level", fmt.Sprintf("    custom_rules_files: [%q]\n", rules), []string{"waf rule skipping on", "crs_paranoia_gates_decided=0", "paranoia_gates_off=\"the paranoia level is not only set by phase 1 SecActions before CRS"}},
+	} {
+		e := &testEnv{t: t, dir: t.TempDir()}
+		e.cfgPath = filepath.Join(e.dir, "rampart.yaml")
+		e.write(wafConfig(b, c.extra))
+		cfg, err := config.Load(e.cfgPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var logs strings.Builder
+		if _, err := buildWAF(cfg, slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(logs.String(), w) {
+				t.Errorf("%s: log lacks %q:\n%s", c.name, w, logs.String())
+			}
+		}
 	}
 }
