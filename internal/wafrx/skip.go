@@ -219,11 +219,8 @@ func (p *skipPlan) add(fsys fs.FS, r secRule) {
 		lits, sr.lits, sr.bytes = f.lits, f.lits != nil, f.bytes
 	}
 	for _, lit := range lits {
-		li, ok := p.litIdx[lit]
-		if !ok {
-			li = len(p.lits)
-			p.litIdx[lit] = li
-			p.lits = append(p.lits, lit)
+		li := intern(p.litIdx, &p.lits, lit)
+		if li == len(p.litRule) {
 			p.litRule = append(p.litRule, nil)
 		}
 		p.litRule[li] = append(p.litRule[li], sr.idx)
@@ -236,24 +233,23 @@ func (p *skipPlan) add(fsys fs.FS, r secRule) {
 		p.chains = append(p.chains, skipChain{chain: chain, multi: r.multiMatch})
 	}
 	for _, t := range targets {
-		ti, ok := p.targetIdx[t]
-		if !ok {
-			ti = len(p.targets)
-			p.targetIdx[t] = ti
-			p.targets = append(p.targets, t)
-		}
-		pk := [2]int{ti, ci}
-		pi, ok := p.pairIdx[pk]
-		if !ok {
-			pi = len(p.pairs)
-			p.pairIdx[pk] = pi
-			p.pairs = append(p.pairs, pk)
-		}
+		pi := intern(p.pairIdx, &p.pairs, [2]int{intern(p.targetIdx, &p.targets, t), ci})
 		if !slices.Contains(sr.pairs, pi) {
 			sr.pairs = append(sr.pairs, pi)
 		}
 	}
 	p.rules[r.phase-1] = append(p.rules[r.phase-1], sr)
+}
+
+// intern returns k's index in *list, appending k when it is new.
+func intern[K comparable](idx map[K]int, list *[]K, k K) int {
+	i, ok := idx[k]
+	if !ok {
+		i = len(*list)
+		idx[k] = i
+		*list = append(*list, k)
+	}
+	return i
 }
 
 // build compiles the literal automaton.
