@@ -29,9 +29,9 @@ func buildWAF(cfg *config.Config, log *slog.Logger) (*waf.WAF, error) {
 		if rep.Disabled != "" {
 			log.Warn("waf rule skipping off: every CRS rule runs on every request", "reason", rep.Disabled)
 		} else {
-			attrs := []any{"crs_rules_planned", rep.Candidates, "crs_paranoia_gates_decided", rep.Gates.Gates, "crs_rules_left_out", rep.Gates.Dropped}
+			attrs := []any{"crs_rules_planned", rep.Candidates, "crs_rules_decided", rep.Gates.Decided, "crs_rules_left_out", rep.Gates.Dropped}
 			if rep.Gates.Disabled != "" {
-				attrs = append(attrs, "paranoia_gates_off", rep.Gates.Disabled)
+				attrs = append(attrs, "crs_rules_decided_off", rep.Gates.Disabled)
 			}
 			log.Info("waf rule skipping on", attrs...)
 		}

@@ -390,8 +390,8 @@ func TestWAFStartupReportsRuleSkipping(t *testing.T) {
 		name, extra string
 		want        []string
 	}{
-		{"CRS at PL1", "", []string{"waf rule skipping on", "crs_paranoia_gates_decided=116", "crs_rules_left_out=337"}},
-		{"a custom rule sets the level", fmt.Sprintf("    custom_rules_files: [%q]\n", rules), []string{"waf rule skipping on", "crs_paranoia_gates_decided=0", "paranoia_gates_off=\"the paranoia level is not only set by phase 1 SecActions before CRS"}},
+		{"CRS at PL1", "", []string{"waf rule skipping on", "crs_rules_decided=146", "crs_rules_left_out=369"}},
+		{"a custom rule sets the level", fmt.Sprintf("    custom_rules_files: [%q]\n", rules), []string{"waf rule skipping on", "crs_rules_decided=0", "crs_rules_decided_off=\"the paranoia level is not only set by phase 1 SecActions before CRS"}},
 	} {
 		e := &testEnv{t: t, dir: t.TempDir()}
 		e.cfgPath = filepath.Join(e.dir, "rampart.yaml")

@@ -246,18 +246,20 @@ func (w *WAF) engine(s engineSettings) (coraza.WAF, error) {
 	var err error
 	fsys := fs.FS(coreruleset.FS)
 	prefix, rep := "", wafrx.SkipReport{Disabled: "turned off by rule_skipping: false"}
+	skipText := text
 	if !w.noSkipping {
 		var gates wafrx.GateReport
 		if w.crs {
-			fsys, gates = wafrx.ResolveParanoiaGates(coreruleset.FS, text, w.removed)
+			skipText = w.withCRSDefaults(s)
+			fsys, gates = wafrx.ResolveParanoiaGates(coreruleset.FS, skipText, w.removed)
 		}
-		prefix, rep = wafrx.SkipRules(fsys, text)
+		prefix, rep = wafrx.SkipRules(fsys, skipText)
 		if rep.Disabled == "" {
 			rep.Gates = gates
 		}
 	}
 	if rep.Disabled == "" {
-		e, err = coraza.NewWAF(coraza.NewWAFConfig().WithDebugLogger(newQuietLogger()).WithRootFS(fsys).WithDirectives(prefix + text))
+		e, err = coraza.NewWAF(coraza.NewWAFConfig().WithDebugLogger(newQuietLogger()).WithRootFS(fsys).WithDirectives(prefix + skipText))
 	}
 	if e == nil {
 		wafrx.DiscardSkipRules(prefix)
@@ -284,6 +286,27 @@ func (w *WAF) engine(s engineSettings) (coraza.WAF, error) {
 	w.engines[s] = e
 	w.skipping = append(w.skipping, rep)
 	return e, nil
+}
+
+// withCRSDefaults is the engine's directives with CRS's defaults
+// (wafrx.CRSDefaults) set right after Rampart's settings, for the TX
+// variables neither those settings nor a custom rule mention: CRS's
+// initialisation then finds them set and its rules setting them never
+// match, so ResolveParanoiaGates leaves them out.
+func (w *WAF) withCRSDefaults(s engineSettings) string {
+	setup := w.directives(s)
+	var custom strings.Builder
+	for _, f := range w.custom {
+		custom.WriteString(f.text + "\n")
+	}
+	mentioned := strings.ToLower(setup + custom.String())
+	var defaults []wafrx.TXDefault
+	for _, d := range wafrx.CRSDefaults(coreruleset.FS) {
+		if !strings.Contains(mentioned, d.Name) {
+			defaults = append(defaults, d)
+		}
+	}
+	return setup + wafrx.DefaultsAction(defaults) + custom.String() + crsInclude
 }
 
 // RuleSkipping reports, per compiled rule set, how many CRS rules are

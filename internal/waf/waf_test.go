@@ -188,7 +188,7 @@ func TestRuleSkippingReport(t *testing.T) {
 		os.WriteFile(p, []byte(rules), 0o644)
 		w := newWAF(t, Config{ParanoiaLevel: 1, CustomRulesFiles: []string{p}})
 		rep := w.RuleSkipping()
-		if len(rep) != 1 || rep[0].Disabled == "" || rep[0].Gates.Gates != 0 {
+		if len(rep) != 1 || rep[0].Disabled == "" || rep[0].Gates.Decided != 0 {
 			t.Errorf("%s: %+v", name, rep) // skipping off: CRS as written, no gate decided
 		}
 		if res := w.Evaluate(get("/?q=%3Cscript%3Ealert(1)%3C/script%3E")); res.Action != ActionBlock {

@@ -27,23 +27,29 @@ import (
 // rules decided beforehand: a gate that cannot match is left out; a gate
 // that always matches and only jumps is left out together with the rules
 // of its phase it jumps over. Every other rule, the SecMarkers and the
-// line numbers stay as they were.
+// line numbers stay as they were. The same goes for CRS's defaults
+// (`SecRule &TX:name "@eq 0" "...setvar:tx.name=..."`) for what the
+// configuration sets, which never match, and for gates on other values
+// the configuration fixes (with CRSDefaults set ahead, the sampling gate:
+// tx.sampling_percentage is 100).
 //
-// A gate is only decided when nothing can change its outcome: the levels
-// are set by phase 1 SecActions to plain numbers and nothing else in the
-// configuration mentions them; no rule removal or update, in the
-// configuration or at run time (the removed parameter: Rampart's
-// exclusions), names the gate, unless it also removes everything the gate
-// jumps over (a category exclusion, CRS's own ctl:ruleRemoveByTag=OWASP_CRS);
-// and no update directive names a rule left out (it would no longer
-// compile). What changes for the operator is only that these flow-control
-// rules (nolog, no effect but the jump) are absent from Coraza's list of
+// A rule is only decided when nothing can change its outcome: the values
+// it reads are set by phase 1 SecActions before CRS to plain values, and
+// nothing else in the configuration, and no CRS rule that may run, writes
+// them (the paranoia levels must be set that way for anything to be
+// decided); no rule removal or update, in the configuration or at run
+// time (the removed parameter: Rampart's exclusions), names the gate,
+// unless it also removes everything the gate jumps over (a category
+// exclusion, CRS's own ctl:ruleRemoveByTag=OWASP_CRS); and no update
+// directive names a rule left out (it would no longer compile). What
+// changes for the operator is only that these rules (nolog, no effect but
+// the jump or a default already set) are absent from Coraza's list of
 // matched rules.
 
 // GateReport says what ResolveParanoiaGates decided.
 type GateReport struct {
-	Disabled string // why no gate was decided; "" when some were
-	Gates    int    // gate rules decided
+	Disabled string // why no rule was decided; "" when some were
+	Decided  int    // rules decided: gates, and defaults the configuration set
 	Dropped  int    // rules left out, gates included
 	// DroppedMatching are the ids of left-out rules that would have
 	// matched (the gates that jump), in file order.
@@ -97,17 +103,21 @@ type ruleInfo struct {
 	secRule
 	marker      string // a SecMarker's name; then secRule is empty
 	first, last int
-	gate        *gateCond // nil unless the rule is a paranoia gate
+	gate        *gateCond // nil unless the rule is a gate
+	// unsetCheck is the TX variable of a rule `&TX:name "@eq 0"`: CRS's
+	// way of setting a default the configuration did not set.
+	unsetCheck string
 }
 
-// gateCond is a gate's condition: the paranoia level compared to n.
+// gateCond is a gate's condition: a TX variable compared to n.
 type gateCond struct {
-	blocking bool // TX:BLOCKING_PARANOIA_LEVEL, else DETECTION
-	op       string
-	n        int
+	name string // lower case, e.g. detection_paranoia_level
+	op   string
+	n    int
 }
 
-var gateKey = regexp.MustCompile(`(?i)^(BLOCKING|DETECTION)_PARANOIA_LEVEL$`)
+// plainName is a TX variable named without a regexp or a macro.
+var plainName = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
 
 // parseRuleInfo reads a SecRule or SecAction and reports whether it
 // starts or continues a chain.
@@ -125,15 +135,17 @@ func parseRuleInfo(kind, rest string, d directive) (ruleInfo, bool, error) {
 	if r.phase == 0 {
 		r.phase = 2 // Coraza's default
 	}
-	// A gate compares one paranoia level, untransformed, to a number.
-	if len(r.targets) == 1 && r.targets[0].name == "TX" && !r.count && !r.negated && !chain && len(r.transforms) == 0 {
-		if m := gateKey.FindStringSubmatch(r.targets[0].key); m != nil {
-			if n, err := strconv.Atoi(r.arg); err == nil {
-				switch r.op {
-				case "lt", "le", "gt", "ge", "eq":
-					r.gate = &gateCond{blocking: strings.EqualFold(m[1], "BLOCKING"), op: r.op, n: n}
-				}
-			}
+	// A gate compares one TX variable, untransformed, to a number; a
+	// default checks that one is not set.
+	if len(r.targets) == 1 && r.targets[0].name == "TX" && plainName.MatchString(r.targets[0].key) && !r.negated && !chain && len(r.transforms) == 0 {
+		name := strings.ToLower(r.targets[0].key)
+		n, err := strconv.Atoi(r.arg)
+		switch {
+		case err != nil:
+		case r.count && r.op == "eq" && n == 0:
+			r.unsetCheck = name
+		case !r.count && slices.Contains([]string{"lt", "le", "gt", "ge", "eq"}, r.op):
+			r.gate = &gateCond{name: name, op: r.op, n: n}
 		}
 	}
 	return r, chain, nil
@@ -246,12 +258,13 @@ func inRanges(rs []IDRange, id int) bool {
 // (Rampart's settings and custom rules, with the Include of CRS); removed
 // are the rule ids Rampart removes at run time (exclusions).
 func ResolveParanoiaGates(fsys fs.FS, text string, removed []IDRange) (fs.FS, GateReport) {
-	g := &gateResolver{fsys: fsys, rm: removals{ids: slices.Clone(removed)}, levels: map[bool]int{}}
+	g := &gateResolver{fsys: fsys, rm: removals{ids: slices.Clone(removed)}, levels: map[bool]int{},
+		consts: map[string]string{}, varies: map[string]bool{}, crsWrites: map[string][]ruleRef{}, crsUnsets: map[string]bool{}}
 	if why := g.scanConfig(text, 0); why != "" {
 		return fsys, GateReport{Disabled: why}
 	}
-	blocking, okB := g.levels[true]
-	detection, okD := g.levels[false]
+	_, okB := g.levels[true]
+	_, okD := g.levels[false]
 	if !okB || !okD {
 		return fsys, GateReport{Disabled: "the configuration does not set both paranoia levels"}
 	}
@@ -270,17 +283,36 @@ func ResolveParanoiaGates(fsys fs.FS, text string, removed []IDRange) (fs.FS, Ga
 
 	var rep GateReport
 	dropped := map[int]bool{} // rule ids
+	leaveOut := func(f *crsFile, rules ...int) {
+		for _, j := range rules {
+			f.drop[j] = true
+			dropped[f.rules[j].id] = true
+		}
+		rep.Decided++
+	}
 	for _, f := range crs {
 		f.drop = map[int]bool{}
+	}
+	// First the defaults the configuration already set: they never match,
+	// so their own setvars never run.
+	for _, f := range crs {
+		for i, r := range f.rules {
+			if r.unsetCheck != "" && g.constant(r.unsetCheck) && g.mayDecide(f, i, nil) {
+				leaveOut(f, i)
+			}
+		}
+	}
+	// Then the gates on values nothing else can change.
+	for _, f := range crs {
 		for i, gate := range f.rules {
-			if gate.gate == nil || gate.id <= 0 || f.drop[i] {
+			if gate.gate == nil || gate.id <= 0 || f.drop[i] || !g.stable(gate.gate.name) {
 				continue
 			}
-			level := detection
-			if gate.gate.blocking {
-				level = blocking
+			value, err := strconv.Atoi(g.consts[gate.gate.name])
+			if err != nil {
+				continue
 			}
-			matches := gate.gate.holds(level)
+			matches := gate.gate.holds(value)
 			var region []int // what it jumps over: its phase's rules up to its marker
 			if matches {
 				if !gate.flowOnly {
@@ -294,17 +326,13 @@ func ResolveParanoiaGates(fsys fs.FS, text string, removed []IDRange) (fs.FS, Ga
 			if !g.mayDecide(f, i, region) {
 				continue
 			}
-			for _, j := range append(region, i) {
-				f.drop[j] = true
-				dropped[f.rules[j].id] = true
-			}
-			rep.Gates++
+			leaveOut(f, append(region, i)...)
 			if matches {
 				rep.DroppedMatching = append(rep.DroppedMatching, gate.id)
 			}
 		}
 	}
-	if rep.Gates == 0 {
+	if rep.Decided == 0 {
 		return fsys, GateReport{Disabled: "no gate can be decided"}
 	}
 	out := overlayFS{base: fsys, files: map[string][]byte{}}
@@ -326,6 +354,41 @@ type gateResolver struct {
 	setters []int        // ids of the SecActions that set the levels
 	files   []string     // the CRS rule files, in the order Coraza includes them
 	jumped  bool         // a rule that can pass over the ones after it was read
+	// consts are the TX variables the configuration sets to a plain
+	// value in phase 1 SecActions before CRS that nothing jumps over;
+	// varies those it writes any other way ("*": a name made by a macro).
+	consts map[string]string
+	varies map[string]bool
+	// crsWrites are, per TX variable, the CRS rules (chains count as
+	// their head) whose setvars write it; crsPrefixes the beginnings of
+	// names CRS makes with macros; crsUnsets what CRS unsets.
+	crsWrites   map[string][]ruleRef
+	crsPrefixes []string
+	crsUnsets   map[string]bool
+}
+
+// ruleRef is a rule of a crsFile.
+type ruleRef struct {
+	f *crsFile
+	i int
+}
+
+// txWrite reads a setvar's value: the lower-case TX variable it names,
+// whether that name is made by a macro, whether it unsets, and whether
+// it sets a plain value (no macro, no += or -=) and which.
+func txWrite(setvar string) (name string, dynamic, unset, plain bool, value string) {
+	target, value, hasValue := strings.Cut(setvar, "=")
+	unset = strings.HasPrefix(target, "!")
+	coll, name, _ := strings.Cut(strings.TrimPrefix(target, "!"), ".")
+	if !strings.EqualFold(coll, "tx") {
+		return "", false, false, false, ""
+	}
+	name = strings.ToLower(name)
+	if i := strings.Index(name, "%{"); i >= 0 {
+		return name[:i], true, unset, false, ""
+	}
+	plain = hasValue && !unset && !strings.HasPrefix(value, "+") && !strings.HasPrefix(value, "-") && !strings.Contains(value, "%{")
+	return name, false, unset, plain, value
 }
 
 // scanConfig reads the configuration around CRS, following Includes of
@@ -352,6 +415,19 @@ func (g *gateResolver) scanConfig(text string, depth int) string {
 		r, _, err := parseRuleInfo(kind, rest, d)
 		if err != nil {
 			return err.Error()
+		}
+		constant := kind == "secaction" && r.phase == 1 && !g.jumped && len(g.files) == 0
+		for _, sv := range r.setvars {
+			name, dynamic, _, plain, value := txWrite(sv)
+			switch {
+			case dynamic:
+				g.varies["*"] = true
+			case name == "":
+			case constant && plain && !g.varies[name]:
+				g.consts[name] = value
+			default:
+				g.varies[name] = true
+			}
 		}
 		if !strings.Contains(strings.ToLower(d.text), "paranoia_level") {
 			g.jumped = g.jumped || r.skipAfter != "" || r.skips
@@ -451,6 +527,16 @@ func (g *gateResolver) readCRS() ([]*crsFile, string) {
 					f.rules = append(f.rules, r)
 				}
 				inChain = chain
+				for _, sv := range r.setvars {
+					switch v, dynamic, unset, _, _ := txWrite(sv); {
+					case dynamic:
+						g.crsPrefixes = append(g.crsPrefixes, v)
+					case unset:
+						g.crsUnsets[v] = true
+					case v != "":
+						g.crsWrites[v] = append(g.crsWrites[v], ruleRef{f, len(f.rules) - 1})
+					}
+				}
 			case "secmarker":
 				f.rules = append(f.rules, ruleInfo{marker: strings.Trim(strings.TrimSpace(rest), `"'`), first: d.first, last: d.last})
 			}
@@ -512,6 +598,35 @@ func (g *gateResolver) mayDecide(f *crsFile, i int, region []int) bool {
 			if !slices.Contains(f.rules[j].tags, t) {
 				return false
 			}
+		}
+	}
+	return true
+}
+
+// constant reports whether the configuration set TX variable name to a
+// plain value that neither it nor CRS can unset.
+func (g *gateResolver) constant(name string) bool {
+	if _, ok := g.consts[name]; !ok || g.varies[name] || g.varies["*"] || g.crsUnsets[name] {
+		return false
+	}
+	for _, p := range g.crsPrefixes {
+		if strings.HasPrefix(name, p) {
+			return false
+		}
+	}
+	return true
+}
+
+// stable reports whether TX variable name keeps the configuration's value
+// for the whole request: constant, and every CRS rule that writes it is a
+// default left out because the configuration set it.
+func (g *gateResolver) stable(name string) bool {
+	if !g.constant(name) {
+		return false
+	}
+	for _, w := range g.crsWrites[name] {
+		if !w.f.drop[w.i] || w.f.rules[w.i].unsetCheck == "" {
+			return false
 		}
 	}
 	return true

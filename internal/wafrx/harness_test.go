@@ -90,10 +90,27 @@ func newWAF(directives string) (coraza.WAF, error) {
 		WithDirectives(directives))
 }
 
-// newSkipWAF builds directives with rule skipping in front and the
-// paranoia gates decided, as Rampart does, and returns the ids of the
-// gates left out that would have matched.
+// newSkipWAF builds directives with rule skipping in front, CRS's
+// defaults set ahead of CRS and the gates decided, as Rampart does, and
+// returns the ids of the rules left out that match on the stock build
+// (nolog, flow control or setting a default).
 func newSkipWAF(directives string) (coraza.WAF, map[int]bool, error) {
+	// CRS's defaults set ahead of CRS, as Rampart does for what its
+	// configuration leaves unset: CRS's rules setting them then match on
+	// the stock build only.
+	leftOut := map[int]bool{}
+	var defaults []TXDefault
+	for _, d := range CRSDefaults(coreruleset.FS) {
+		if !strings.Contains(strings.ToLower(directives), d.Name) {
+			defaults = append(defaults, d)
+			leftOut[d.RuleID] = true
+		}
+	}
+	const crs = "Include @owasp_crs/*.conf"
+	if !strings.Contains(directives, crs) {
+		return nil, nil, fmt.Errorf("no CRS include in the directives")
+	}
+	directives = strings.Replace(directives, crs, DefaultsAction(defaults)+crs, 1)
 	fsys, gates := ResolveParanoiaGates(coreruleset.FS, directives, nil)
 	if gates.Disabled != "" {
 		return nil, nil, fmt.Errorf("paranoia gates not decided: %s", gates.Disabled)
@@ -102,7 +119,6 @@ func newSkipWAF(directives string) (coraza.WAF, map[int]bool, error) {
 	if rep.Disabled != "" {
 		return nil, nil, fmt.Errorf("rule skipping disabled: %s", rep.Disabled)
 	}
-	leftOut := map[int]bool{}
 	for _, id := range gates.DroppedMatching {
 		leftOut[id] = true
 	}
@@ -203,7 +219,7 @@ func evaluate(waf coraza.WAF, r *http.Request, body []byte) result {
 	tx.ProcessLogging()
 	res := result{interrupted: it != nil}
 	for _, m := range tx.MatchedRules() {
-		if id := m.Rule().ID(); id == SkipRuleIDPhase1 || id == SkipRuleIDPhase2 {
+		if id := m.Rule().ID(); id == SkipRuleIDPhase1 || id == SkipRuleIDPhase2 || id == SkipRuleIDDefaults {
 			continue // rule skipping's own SecActions
 		}
 		res.all = append(res.all, m.Rule().ID())

@@ -29,6 +29,7 @@ type secRule struct {
 	paranoia   int  // from tag:'paranoia-level/N'; 0 without
 	tags       []string
 	skipAfter  string
+	setvars    []string // the values of its setvar actions
 	// flowOnly: every action is flow control or metadata, so a match
 	// does nothing but (with skipAfter) jump.
 	flowOnly bool
@@ -312,6 +313,8 @@ func (r *secRule) readActions(actions string) (chain bool) {
 			r.skips = true
 		case "skipafter":
 			r.skipAfter = v
+		case "setvar":
+			r.setvars = append(r.setvars, v)
 		case "tag":
 			r.tags = append(r.tags, v)
 			if l, ok := strings.CutPrefix(v, "paranoia-level/"); ok {
