@@ -42,7 +42,7 @@ func CRSDefaults(fsys fs.FS) []TXDefault {
 			continue
 		}
 		r, chain, err := parseRuleInfo("secrule", rest, d)
-		if err != nil || chain || r.unsetCheck == "" || r.phase != 1 || len(r.setvars) != 1 || !onlySetvar(rest) {
+		if err != nil || chain || r.unsetCheck == "" || r.phase != 1 || len(r.setvars) != 1 || !r.setOnly || r.skipAfter != "" || r.skips {
 			continue
 		}
 		name, _, _, plain, value := txWrite(r.setvars[0])
@@ -51,23 +51,6 @@ func CRSDefaults(fsys fs.FS) []TXDefault {
 		}
 	}
 	return out
-}
-
-// onlySetvar reports whether a SecRule's actions are flow control,
-// metadata and setvar: nothing a default's rule could do besides setting
-// its value.
-func onlySetvar(rule string) bool {
-	r, _, err := parseSecRule(rule)
-	if err != nil {
-		return false
-	}
-	ok := true
-	_, rest, _ := strings.Cut(strings.TrimSpace(rule), " ")
-	_, actions, _ := cutQuoted(strings.TrimLeft(rest, " "))
-	eachAction(unquote(strings.TrimSpace(actions)), func(k, _ string) {
-		ok = ok && (flowActions[k] || k == "setvar")
-	})
-	return ok && r.skipAfter == "" && !r.skips
 }
 
 // DefaultsAction is the phase 1 SecAction that sets defaults, to be put

@@ -31,8 +31,9 @@ type secRule struct {
 	skipAfter  string
 	setvars    []string // the values of its setvar actions
 	// flowOnly: every action is flow control or metadata, so a match
-	// does nothing but (with skipAfter) jump.
-	flowOnly bool
+	// does nothing but (with skipAfter) jump; setOnly: the same, but for
+	// setvars.
+	flowOnly, setOnly bool
 }
 
 // flowActions are the actions a rule may have and still do nothing but
@@ -292,7 +293,7 @@ func parseSecAction(s string) secRule {
 // readActions fills in what r's actions say and reports whether the rule
 // starts or continues a chain.
 func (r *secRule) readActions(actions string) (chain bool) {
-	r.flowOnly = true
+	r.flowOnly, r.setOnly = true, true
 	eachAction(actions, func(k, v string) {
 		switch k {
 		case "id":
@@ -323,6 +324,7 @@ func (r *secRule) readActions(actions string) (chain bool) {
 		}
 		if !flowActions[k] {
 			r.flowOnly = false
+			r.setOnly = r.setOnly && k == "setvar"
 		}
 	})
 	return chain
