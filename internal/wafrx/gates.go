@@ -34,11 +34,11 @@ import (
 // tx.sampling_percentage is 100).
 //
 // A rule is only decided when nothing can change its outcome: the values
-// it reads are set by phase 1 SecActions before CRS to plain values, and
-// nothing else in the configuration, and no CRS rule that may run, writes
-// them (the paranoia levels must be set that way for anything to be
-// decided); no rule removal or update, in the configuration or at run
-// time (the removed parameter: Rampart's exclusions), names the gate,
+// it reads are set by phase 1 SecActions before CRS to plain values, that
+// no removal can take out, and nothing else in the configuration, and no
+// CRS rule that may run, writes them; no rule removal or update, in the
+// configuration or at run time (the removed parameter: Rampart's
+// exclusions), names the gate,
 // unless it also removes everything the gate jumps over (a category
 // exclusion, CRS's own ctl:ruleRemoveByTag=OWASP_CRS); and no update
 // directive names a rule left out (it would no longer compile). What
@@ -258,20 +258,10 @@ func inRanges(rs []IDRange, id int) bool {
 // (Rampart's settings and custom rules, with the Include of CRS); removed
 // are the rule ids Rampart removes at run time (exclusions).
 func ResolveParanoiaGates(fsys fs.FS, text string, removed []IDRange) (fs.FS, GateReport) {
-	g := &gateResolver{fsys: fsys, rm: removals{ids: slices.Clone(removed)}, levels: map[bool]int{},
-		consts: map[string]string{}, varies: map[string]bool{}, crsWrites: map[string][]ruleRef{}, crsUnsets: map[string]bool{}}
+	g := &gateResolver{fsys: fsys, rm: removals{ids: slices.Clone(removed)}, consts: map[string]string{},
+		setters: map[string][]secRule{}, varies: map[string]bool{}, crsWrites: map[string][]ruleRef{}, crsUnsets: map[string]bool{}}
 	if why := g.scanConfig(text, 0); why != "" {
 		return fsys, GateReport{Disabled: why}
-	}
-	_, okB := g.levels[true]
-	_, okD := g.levels[false]
-	if !okB || !okD {
-		return fsys, GateReport{Disabled: "the configuration does not set both paranoia levels"}
-	}
-	for _, id := range g.setters {
-		if inRanges(g.rm.ids, id) {
-			return fsys, GateReport{Disabled: "a rule that sets the paranoia level may be removed"}
-		}
 	}
 	crs, why := g.readCRS()
 	if why != "" {
@@ -283,7 +273,7 @@ func ResolveParanoiaGates(fsys fs.FS, text string, removed []IDRange) (fs.FS, Ga
 
 	var rep GateReport
 	dropped := map[int]bool{} // rule ids
-	leaveOut := func(f *crsFile, rules ...int) {
+	decide := func(f *crsFile, rules ...int) {
 		for _, j := range rules {
 			f.drop[j] = true
 			dropped[f.rules[j].id] = true
@@ -298,7 +288,7 @@ func ResolveParanoiaGates(fsys fs.FS, text string, removed []IDRange) (fs.FS, Ga
 	for _, f := range crs {
 		for i, r := range f.rules {
 			if r.unsetCheck != "" && g.constant(r.unsetCheck) && g.mayDecide(f, i, nil) {
-				leaveOut(f, i)
+				decide(f, i)
 			}
 		}
 	}
@@ -326,14 +316,14 @@ func ResolveParanoiaGates(fsys fs.FS, text string, removed []IDRange) (fs.FS, Ga
 			if !g.mayDecide(f, i, region) {
 				continue
 			}
-			leaveOut(f, append(region, i)...)
+			decide(f, append(region, i)...)
 			if matches {
 				rep.DroppedMatching = append(rep.DroppedMatching, gate.id)
 			}
 		}
 	}
 	if rep.Decided == 0 {
-		return fsys, GateReport{Disabled: "no gate can be decided"}
+		return fsys, GateReport{Disabled: "no rule can be decided: nothing it reads is fixed by the configuration"}
 	}
 	out := overlayFS{base: fsys, files: map[string][]byte{}}
 	for _, f := range crs {
@@ -348,17 +338,17 @@ func ResolveParanoiaGates(fsys fs.FS, text string, removed []IDRange) (fs.FS, Ga
 // gateResolver holds what ResolveParanoiaGates learns from the
 // configuration.
 type gateResolver struct {
-	fsys    fs.FS
-	rm      removals
-	levels  map[bool]int // blocking → level
-	setters []int        // ids of the SecActions that set the levels
-	files   []string     // the CRS rule files, in the order Coraza includes them
-	jumped  bool         // a rule that can pass over the ones after it was read
+	fsys   fs.FS
+	rm     removals
+	files  []string // the CRS rule files, in the order Coraza includes them
+	jumped bool     // a rule that can pass over the ones after it was read
 	// consts are the TX variables the configuration sets to a plain
-	// value in phase 1 SecActions before CRS that nothing jumps over;
-	// varies those it writes any other way ("*": a name made by a macro).
-	consts map[string]string
-	varies map[string]bool
+	// value in phase 1 SecActions before CRS that nothing jumps over, and
+	// setters those SecActions; varies are those it writes any other way
+	// ("*": a name made by a macro).
+	consts  map[string]string
+	setters map[string][]secRule
+	varies  map[string]bool
 	// crsWrites are, per TX variable, the CRS rules (chains count as
 	// their head) whose setvars write it; crsPrefixes the beginnings of
 	// names CRS makes with macros; crsUnsets what CRS unsets.
@@ -425,31 +415,12 @@ func (g *gateResolver) scanConfig(text string, depth int) string {
 			case name == "":
 			case constant && plain && !g.varies[name]:
 				g.consts[name] = value
+				g.setters[name] = append(g.setters[name], r.secRule)
 			default:
 				g.varies[name] = true
 			}
 		}
-		if !strings.Contains(strings.ToLower(d.text), "paranoia_level") {
-			g.jumped = g.jumped || r.skipAfter != "" || r.skips
-			continue
-		}
-		// The levels must be set before CRS runs, by rules nothing can
-		// pass over.
-		if kind != "secaction" || r.phase != 1 || g.jumped || len(g.files) > 0 {
-			return "the paranoia level is not only set by phase 1 SecActions before CRS: " + short(d.text)
-		}
-		for _, a := range splitActions(unquote(strings.TrimSpace(rest))) {
-			if !strings.Contains(strings.ToLower(a), "paranoia_level") {
-				continue
-			}
-			m := levelSetvar.FindStringSubmatch(strings.TrimSpace(a))
-			if m == nil {
-				return "the paranoia level is not set to a plain number: " + short(a)
-			}
-			n, _ := strconv.Atoi(m[2])
-			g.levels[strings.EqualFold(m[1], "blocking")] = n
-		}
-		g.setters = append(g.setters, r.id)
+		g.jumped = g.jumped || r.skipAfter != "" || r.skips
 	}
 	return ""
 }
@@ -604,13 +575,19 @@ func (g *gateResolver) mayDecide(f *crsFile, i int, region []int) bool {
 }
 
 // constant reports whether the configuration set TX variable name to a
-// plain value that neither it nor CRS can unset.
+// plain value that neither it nor CRS can unset, by SecActions no
+// removal can take out.
 func (g *gateResolver) constant(name string) bool {
 	if _, ok := g.consts[name]; !ok || g.varies[name] || g.varies["*"] || g.crsUnsets[name] {
 		return false
 	}
 	for _, p := range g.crsPrefixes {
 		if strings.HasPrefix(name, p) {
+			return false
+		}
+	}
+	for _, r := range g.setters[name] {
+		if inRanges(g.rm.ids, r.id) || slices.ContainsFunc(g.rm.tags, func(t string) bool { return slices.Contains(r.tags, t) }) {
 			return false
 		}
 	}
@@ -662,8 +639,6 @@ func (f *crsFile) leaveOut(dropped map[int]bool) ([]byte, bool) {
 	}
 	return bytes.Join(lines, []byte("\n")), true
 }
-
-var levelSetvar = regexp.MustCompile(`(?i)^setvar:'?tx\.(blocking|detection)_paranoia_level=(\d+)'?$`)
 
 func short(s string) string {
 	if len(s) > 120 {

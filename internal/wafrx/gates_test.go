@@ -121,16 +121,19 @@ func TestParanoiaGatesKeptWhenTheyMayChange(t *testing.T) {
 	for _, c := range []struct {
 		name, before, after string
 		removed             []IDRange
-		disabled            bool
+		disabled            bool   // nothing at all is decided
+		levelVaries         bool   // no gate on the detection level is decided
 		keeps               string // a rule id that must stay in sqliFile
 		gate                int    // and the gate that must stay with it
 	}{
-		{name: "level set by a SecRule", before: gateSetup("1") + `SecRule REQUEST_URI "@beginsWith /admin" "id:10,phase:1,pass,nolog,setvar:tx.detection_paranoia_level=3"` + "\n", disabled: true},
-		{name: "level from a macro", before: gateSetup("1") + `SecAction "id:11,phase:1,pass,nolog,setvar:tx.detection_paranoia_level=%{tx.x}"` + "\n", disabled: true},
-		{name: "level set in phase 2", before: gateSetup("1") + `SecAction "id:12,phase:2,pass,nolog,setvar:tx.detection_paranoia_level=2"` + "\n", disabled: true},
-		{name: "level set after CRS", before: gateSetup("1"), after: `SecAction "id:13,phase:1,pass,nolog,setvar:tx.detection_paranoia_level=2"` + "\n", disabled: true},
-		{name: "level setter can be jumped over", before: `SecRule REQUEST_URI "@beginsWith /x" "id:14,phase:1,pass,nolog,skipAfter:M"` + "\n" + gateSetup("1") + "SecMarker M\n", disabled: true},
-		{name: "only one level set", before: `SecAction "id:15,phase:1,pass,nolog,setvar:tx.blocking_paranoia_level=1"` + "\n", disabled: true},
+		{name: "level set by a SecRule", before: gateSetup("1") + `SecRule REQUEST_URI "@beginsWith /admin" "id:10,phase:1,pass,nolog,setvar:tx.detection_paranoia_level=3"` + "\n", levelVaries: true},
+		{name: "level from a macro", before: gateSetup("1") + `SecAction "id:11,phase:1,pass,nolog,setvar:tx.detection_paranoia_level=%{tx.x}"` + "\n", levelVaries: true},
+		{name: "level set in phase 2", before: gateSetup("1") + `SecAction "id:12,phase:2,pass,nolog,setvar:tx.detection_paranoia_level=2"` + "\n", levelVaries: true},
+		{name: "level set after CRS", before: gateSetup("1"), after: `SecAction "id:13,phase:1,pass,nolog,setvar:tx.detection_paranoia_level=2"` + "\n", levelVaries: true},
+		{name: "level setter can be jumped over", before: `SecRule REQUEST_URI "@beginsWith /x" "id:14,phase:1,pass,nolog,skipAfter:M"` + "\n" + gateSetup("1") + "SecMarker M\n", levelVaries: true},
+		{name: "only one level set", before: `SecAction "id:15,phase:1,pass,nolog,setvar:tx.blocking_paranoia_level=1"` + "\n", levelVaries: true},
+		{name: "level setter excluded", before: gateSetup("1"), removed: []IDRange{{900000, 900000}}, levelVaries: true},
+		{name: "level setter removed by a custom rule", before: gateSetup("1") + `SecRule REQUEST_URI "@beginsWith /x" "id:17,phase:1,pass,nolog,ctl:ruleRemoveById=900000"` + "\n", levelVaries: true},
 		{name: "removal by message", before: gateSetup("1") + `SecRuleRemoveByMsg "SQL"` + "\n", disabled: true},
 		{name: "exclusion of the gate alone", before: gateSetup("1"), removed: []IDRange{{942014, 942014}}, keeps: "id:942120,", gate: 942014},
 		{name: "ctl removal of the gate", before: gateSetup("1") + `SecRule REQUEST_URI "@beginsWith /x" "id:16,phase:1,pass,nolog,ctl:ruleRemoveById=942000-942014"` + "\n", keeps: "id:942120,", gate: 942014},
@@ -141,6 +144,13 @@ func TestParanoiaGatesKeptWhenTheyMayChange(t *testing.T) {
 			if c.disabled {
 				if rep.Disabled == "" {
 					t.Fatalf("rules decided (%d), want none", rep.Decided)
+				}
+				return
+			}
+			if c.levelVaries {
+				got := fileOf(t, fsys, sqliFile)
+				if len(rep.DroppedMatching) != 0 || !strings.Contains(got, "id:942013,") || !strings.Contains(got, "id:942120,") {
+					t.Fatalf("a gate on a level that may vary was decided: left out %v", rep.DroppedMatching)
 				}
 				return
 			}
