@@ -231,13 +231,14 @@ func (w *WAF) engine(s engineSettings) (coraza.WAF, error) {
 	if e, ok := w.engines[s]; ok {
 		return e, nil
 	}
-	text := w.directives(s)
+	setup, custom, crs := w.directives(s), "", ""
 	for _, f := range w.custom {
-		text += f.text + "\n"
+		custom += f.text + "\n"
 	}
 	if w.crs {
-		text += crsInclude
+		crs = crsInclude
 	}
+	text := setup + custom + crs
 	// Rule skipping (internal/wafrx) goes in front, and CRS comes with
 	// its paranoia gates decided; should that be what fails to compile (a
 	// custom rule with one of the reserved ids), the rules are compiled
@@ -250,7 +251,10 @@ func (w *WAF) engine(s engineSettings) (coraza.WAF, error) {
 	if !w.noSkipping {
 		var gates wafrx.GateReport
 		if w.crs {
-			skipText = w.withCRSDefaults(s)
+			// CRS's defaults set right after Rampart's settings: CRS's
+			// initialisation then finds them set and its rules setting
+			// them one by one never match, so they are left out.
+			skipText = setup + wafrx.DefaultsAction(wafrx.CRSDefaults(coreruleset.FS, setup+custom)) + custom + crs
 			fsys, gates = wafrx.ResolveParanoiaGates(coreruleset.FS, skipText, w.removed)
 		}
 		prefix, rep = wafrx.SkipRules(fsys, skipText)
@@ -271,12 +275,9 @@ func (w *WAF) engine(s engineSettings) (coraza.WAF, error) {
 	if err != nil {
 		// Name the custom rule at fault: each file is checked after
 		// the setup and the files before it, with CRS after it.
-		before, after := w.directives(s), ""
-		if w.crs {
-			after = crsInclude
-		}
+		before := setup
 		for _, f := range w.custom {
-			if ferr := f.check(before, after); ferr != nil {
+			if ferr := f.check(before, crs); ferr != nil {
 				return nil, ferr
 			}
 			before += f.text + "\n"
@@ -286,27 +287,6 @@ func (w *WAF) engine(s engineSettings) (coraza.WAF, error) {
 	w.engines[s] = e
 	w.skipping = append(w.skipping, rep)
 	return e, nil
-}
-
-// withCRSDefaults is the engine's directives with CRS's defaults
-// (wafrx.CRSDefaults) set right after Rampart's settings, for the TX
-// variables neither those settings nor a custom rule mention: CRS's
-// initialisation then finds them set and its rules setting them never
-// match, so ResolveParanoiaGates leaves them out.
-func (w *WAF) withCRSDefaults(s engineSettings) string {
-	setup := w.directives(s)
-	var custom strings.Builder
-	for _, f := range w.custom {
-		custom.WriteString(f.text + "\n")
-	}
-	mentioned := strings.ToLower(setup + custom.String())
-	var defaults []wafrx.TXDefault
-	for _, d := range wafrx.CRSDefaults(coreruleset.FS) {
-		if !strings.Contains(mentioned, d.Name) {
-			defaults = append(defaults, d)
-		}
-	}
-	return setup + wafrx.DefaultsAction(defaults) + custom.String() + crsInclude
 }
 
 // RuleSkipping reports, per compiled rule set, how many CRS rules are

@@ -23,18 +23,21 @@ type TXDefault struct {
 
 // CRSDefaults returns the defaults CRS sets in phase 1 with rules of the
 // form `SecRule &TX:name "@eq 0" "...,setvar:'tx.name=value'"` (a plain
-// value, no macro), in file order.
+// value, no macro), in file order, for the variables config (the
+// configuration's own directives) does not mention: those it may set or
+// read itself keep CRS's handling.
 //
 // Why: each such rule matches on every request whose configuration left
 // the variable unset, and a matching rule is one of Coraza's costliest
 // steps. Set once in one SecAction ahead of CRS (DefaultsAction), the
 // same values make those rules never match, and ResolveParanoiaGates then
 // leaves them out: at PL1 that is 17 rule matches fewer per request.
-func CRSDefaults(fsys fs.FS) []TXDefault {
+func CRSDefaults(fsys fs.FS, config string) []TXDefault {
 	b, err := fs.ReadFile(fsys, crsInit)
 	if err != nil {
 		return nil
 	}
+	config = strings.ToLower(config)
 	var out []TXDefault
 	for _, d := range directives(string(b)) {
 		kind, rest, _ := strings.Cut(d.text, " ")
@@ -46,7 +49,7 @@ func CRSDefaults(fsys fs.FS) []TXDefault {
 			continue
 		}
 		name, _, _, plain, value := txWrite(r.setvars[0])
-		if name == r.unsetCheck && plain && !strings.ContainsAny(value, `'"\`) {
+		if name == r.unsetCheck && plain && !strings.ContainsAny(value, `'"\`) && !strings.Contains(config, name) {
 			out = append(out, TXDefault{name, value, r.id})
 		}
 	}

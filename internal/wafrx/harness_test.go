@@ -99,12 +99,9 @@ func newSkipWAF(directives string) (coraza.WAF, map[int]bool, error) {
 	// configuration leaves unset: CRS's rules setting them then match on
 	// the stock build only.
 	leftOut := map[int]bool{}
-	var defaults []TXDefault
-	for _, d := range CRSDefaults(coreruleset.FS) {
-		if !strings.Contains(strings.ToLower(directives), d.Name) {
-			defaults = append(defaults, d)
-			leftOut[d.RuleID] = true
-		}
+	defaults := CRSDefaults(coreruleset.FS, directives)
+	for _, d := range defaults {
+		leftOut[d.RuleID] = true
 	}
 	const crs = "Include @owasp_crs/*.conf"
 	if !strings.Contains(directives, crs) {
