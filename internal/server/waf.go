@@ -29,7 +29,10 @@ func buildWAF(cfg *config.Config, log *slog.Logger) (*waf.WAF, error) {
 		if rep.Disabled != "" {
 			log.Warn("waf rule skipping off: every CRS rule runs on every request", "reason", rep.Disabled)
 		} else {
-			attrs := []any{"crs_rules_planned", rep.Candidates, "crs_rules_decided", rep.Gates.Decided, "crs_rules_left_out", rep.Gates.Dropped}
+			attrs := []any{"crs_rules_planned", rep.Candidates, "crs_rules_decided", rep.Gates.Decided, "crs_rules_left_out", rep.Gates.Dropped, "crs_markers_left_out", rep.Gates.Markers}
+			if rep.Gates.MarkersKept != "" {
+				attrs = append(attrs, "crs_markers_kept", rep.Gates.MarkersKept)
+			}
 			if rep.Gates.Disabled != "" {
 				attrs = append(attrs, "crs_rules_decided_off", rep.Gates.Disabled)
 			}

@@ -2,7 +2,9 @@ package wafrx
 
 import (
 	"bytes"
+	"fmt"
 	"io/fs"
+	"maps"
 	"regexp"
 	"slices"
 	"strconv"
@@ -54,6 +56,10 @@ type GateReport struct {
 	// DroppedMatching are the ids of left-out rules that would have
 	// matched (the gates that jump), in file order.
 	DroppedMatching []int
+	// Markers is the number of SecMarkers left out because no rule that
+	// remains jumps to them; MarkersKept says why none was, if so.
+	Markers     int
+	MarkersKept string
 }
 
 // IDRange is an inclusive range of rule ids; a single id is {id, id}.
@@ -259,7 +265,8 @@ func inRanges(rs []IDRange, id int) bool {
 // are the rule ids Rampart removes at run time (exclusions).
 func ResolveParanoiaGates(fsys fs.FS, text string, removed []IDRange) (fs.FS, GateReport) {
 	g := &gateResolver{fsys: fsys, rm: removals{ids: slices.Clone(removed)}, consts: map[string]string{},
-		setters: map[string][]secRule{}, varies: map[string]bool{}, crsWrites: map[string][]ruleRef{}, crsUnsets: map[string]bool{}}
+		setters: map[string][]secRule{}, varies: map[string]bool{}, crsWrites: map[string][]ruleRef{}, crsUnsets: map[string]bool{},
+		skipTargets: map[string]bool{}}
 	if why := g.scanConfig(text, 0); why != "" {
 		return fsys, GateReport{Disabled: why}
 	}
@@ -325,14 +332,137 @@ func ResolveParanoiaGates(fsys fs.FS, text string, removed []IDRange) (fs.FS, Ga
 	if rep.Decided == 0 {
 		return fsys, GateReport{Disabled: "no rule can be decided: nothing it reads is fixed by the configuration"}
 	}
+	for _, f := range crs {
+		rep.Dropped += len(f.drop)
+	}
+	rep.Markers, rep.MarkersKept = g.leaveOutMarkers(crs)
 	out := overlayFS{base: fsys, files: map[string][]byte{}}
 	for _, f := range crs {
 		if data, changed := f.leaveOut(dropped); changed {
 			out.files[f.name] = data
-			rep.Dropped += len(f.drop)
 		}
 	}
 	return out, rep
+}
+
+// leaveOutMarkers marks for leaving out the SecMarkers no rule that stays
+// jumps to, and returns how many, or why none.
+//
+// A marker is a rule without an id that Coraza evaluates in every phase
+// the rules before it do not jump over: it always "matches", which costs
+// a match record each time (at PL1 with the gates decided, most of the
+// 30 CRS markers, in both request phases). Once the gates that jumped to
+// a marker are left out, it has no effect but two: skip:N counts it, and
+// its match sets MATCHED_VAR and MATCHED_VAR_NAME, which a later rule
+// reads when its own targets or operator name them outside a chain (a
+// chain member reads its head's match). When any rule does either, the
+// markers stay.
+func (g *gateResolver) leaveOutMarkers(crs []*crsFile) (int, string) {
+	if g.markerUse != "" {
+		return 0, g.markerUse
+	}
+	if why := g.skipReachesMarker(crs); why != "" {
+		return 0, why
+	}
+	targets := maps.Clone(g.skipTargets) // the configuration's and chain members'
+	afterSkip := false
+	for _, f := range crs {
+		for i, r := range f.rules {
+			switch {
+			case r.marker != "" && afterSkip:
+				// Rule skipping (seclang.go) leaves the rules after a
+				// skip:N in place up to the next marker: it stays.
+				targets[r.marker], afterSkip = true, false
+			case r.marker == "" && !f.drop[i]:
+				if r.skipAfter != "" {
+					targets[r.skipAfter] = true
+				}
+				afterSkip = afterSkip || r.skips
+			}
+		}
+	}
+	n := 0
+	for _, f := range crs {
+		for i, r := range f.rules {
+			if r.marker != "" && !targets[r.marker] {
+				f.drop[i] = true
+				n++
+			}
+		}
+	}
+	return n, ""
+}
+
+// noteMarkerUse records what in rule r, read outside or at the head of a
+// chain (head) or as a chain member, keeps markers or needs one. A skip:N
+// in CRS is followed up by leaveOutMarkers; anywhere else it keeps them.
+func (g *gateResolver) noteMarkerUse(r secRule, head, inCRS bool) {
+	if r.skipAfter != "" && !head {
+		g.skipTargets[r.skipAfter] = true // Coraza ignores it; kept to be safe
+	}
+	switch {
+	case g.markerUse != "":
+	case r.skips && (!inCRS || !head || r.skip <= 0):
+		g.markerUse = fmt.Sprintf("rule %d has skip:N, which counts markers", r.id)
+	case head && readsLastMatch(r):
+		g.markerUse = fmt.Sprintf("rule %d reads the previous rule's MATCHED_VAR", r.id)
+	}
+}
+
+// skipReachesMarker returns why markers must stay when a CRS skip:N may
+// pass over one: walking on from the rule through the rules of its phase
+// that stay, a rule some removal may take out without the skipping rule
+// does not count (the skip then passes over the next one too), and the
+// walk must count N before it meets a marker.
+func (g *gateResolver) skipReachesMarker(crs []*crsFile) string {
+	for fi, f := range crs {
+		for i, r := range f.rules {
+			if !r.skips || f.drop[i] {
+				continue
+			}
+			left := r.skip
+			for fj, j := fi, i+1; left > 0 && fj < len(crs); fj, j = fj+1, 0 {
+				for ; left > 0 && j < len(crs[fj].rules); j++ {
+					e := crs[fj].rules[j]
+					switch {
+					case e.marker != "":
+						return fmt.Sprintf("rule %d's skip:%d may count marker %s", r.id, r.skip, e.marker)
+					case crs[fj].drop[j] || e.phase != r.phase || g.removableWithout(e.secRule, r.secRule):
+					default:
+						left--
+					}
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// removableWithout reports whether a removal by id or tag may take out
+// rule r and not rule other.
+func (g *gateResolver) removableWithout(r, other secRule) bool {
+	for _, rg := range g.rm.ids {
+		if rg[0] <= r.id && r.id <= rg[1] && (other.id < rg[0] || other.id > rg[1]) {
+			return true
+		}
+	}
+	for _, t := range g.rm.tags {
+		if slices.Contains(r.tags, t) && !slices.Contains(other.tags, t) {
+			return true
+		}
+	}
+	return false
+}
+
+// readsLastMatch reports whether a rule's targets or operator read the
+// MATCHED_VAR* variables.
+func readsLastMatch(r secRule) bool {
+	for _, t := range r.targets {
+		if strings.HasPrefix(t.name, "MATCHED_VAR") {
+			return true
+		}
+	}
+	return strings.Contains(strings.ToLower(r.arg), "%{matched_var")
 }
 
 // gateResolver holds what ResolveParanoiaGates learns from the
@@ -355,6 +485,11 @@ type gateResolver struct {
 	crsWrites   map[string][]ruleRef
 	crsPrefixes []string
 	crsUnsets   map[string]bool
+	// skipTargets are the markers the configuration's rules and CRS's
+	// chain members name in skipAfter; markerUse, when set, says why no
+	// marker may be left out.
+	skipTargets map[string]bool
+	markerUse   string
 }
 
 // ruleRef is a rule of a crsFile.
@@ -387,6 +522,7 @@ func (g *gateResolver) scanConfig(text string, depth int) string {
 	if depth > 8 {
 		return "includes nested too deeply"
 	}
+	inChain := false
 	for _, d := range directives(text) {
 		name, rest, _ := strings.Cut(d.text, " ")
 		kind := strings.ToLower(name)
@@ -402,10 +538,15 @@ func (g *gateResolver) scanConfig(text string, depth int) string {
 		if kind != "secrule" && kind != "secaction" {
 			continue
 		}
-		r, _, err := parseRuleInfo(kind, rest, d)
+		r, chain, err := parseRuleInfo(kind, rest, d)
 		if err != nil {
 			return err.Error()
 		}
+		g.noteMarkerUse(r.secRule, !inChain, false)
+		if r.skipAfter != "" {
+			g.skipTargets[r.skipAfter] = true
+		}
+		inChain = chain
 		constant := kind == "secaction" && r.phase == 1 && !g.jumped && len(g.files) == 0
 		for _, sv := range r.setvars {
 			name, dynamic, _, plain, value := txWrite(sv)
@@ -492,6 +633,7 @@ func (g *gateResolver) readCRS() ([]*crsFile, string) {
 				if err != nil {
 					return nil, name + ": " + err.Error()
 				}
+				g.noteMarkerUse(r.secRule, !inChain, true)
 				if inChain { // a member: part of its chain's head
 					f.rules[len(f.rules)-1].last = d.last
 				} else {

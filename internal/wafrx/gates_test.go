@@ -58,17 +58,41 @@ func TestParanoiaGatesPL1(t *testing.T) {
 	if strings.Count(orig, "\n") != strings.Count(got, "\n") {
 		t.Errorf("line count changed: %d → %d (error messages name CRS lines)", strings.Count(orig, "\n"), strings.Count(got, "\n"))
 	}
-	// Left out: the gates, a PL2 rule they jump over; kept: PL1 rules,
-	// the markers, the PL1 scoring in the blocking evaluation.
-	for _, gone := range []string{"id:942011,", "id:942013,", "id:942120,"} {
+	// Left out: the gates, a PL2 rule they jump over, the marker they
+	// jumped to; kept: PL1 rules, the PL1 scoring in the blocking
+	// evaluation.
+	for _, gone := range []string{"id:942011,", "id:942013,", "id:942120,", `SecMarker "END-REQUEST-942-APPLICATION-ATTACK-SQLI"`} {
 		if strings.Contains(got, gone) {
 			t.Errorf("%s still in the resolved file", gone)
 		}
 	}
-	for _, kept := range []string{"id:942100,", `SecMarker "END-REQUEST-942-APPLICATION-ATTACK-SQLI"`} {
+	for _, kept := range []string{"id:942100,"} {
 		if !strings.Contains(got, kept) {
 			t.Errorf("%s missing from the resolved file", kept)
 		}
+	}
+	// The marker after 920539's skip:1 stays (rule skipping leaves the
+	// rules up to it in place); so do the markers the remaining rules
+	// jump to.
+	if !strings.Contains(fileOf(t, fsys, "@owasp_crs/REQUEST-920-PROTOCOL-ENFORCEMENT.conf"), `SecMarker "END-REQUEST-920-PROTOCOL-ENFORCEMENT"`) {
+		t.Error("END-REQUEST-920-PROTOCOL-ENFORCEMENT (the first marker after a skip:1) left out")
+	}
+	if rep.Markers == 0 || rep.MarkersKept != "" {
+		t.Errorf("no marker left out: %q", rep.MarkersKept)
+	}
+	kept := 0
+	for _, f := range crsFiles(t, fsys) {
+		for _, d := range directives(fileOf(t, fsys, f)) {
+			if name, ok := strings.CutPrefix(d.text, "SecMarker "); ok {
+				kept++
+				if name = strings.Trim(name, `"`); !strings.Contains(allText(t, fsys), "skipAfter:"+name) && name != "END-REQUEST-920-PROTOCOL-ENFORCEMENT" {
+					t.Errorf("marker %s stays though no rule jumps to it", name)
+				}
+			}
+		}
+	}
+	if kept+rep.Markers != 30 {
+		t.Errorf("%d markers kept + %d left out, CRS has 30", kept, rep.Markers)
 	}
 	eval := fileOf(t, fsys, "@owasp_crs/REQUEST-949-BLOCKING-EVALUATION.conf")
 	if !strings.Contains(eval, "id:949052,") || strings.Contains(eval, "id:949053,") {
@@ -94,6 +118,65 @@ func TestParanoiaGatesPL1(t *testing.T) {
 	}
 	if a, b := fileOf(t, coreruleset.FS, "@owasp_crs/REQUEST-922-MULTIPART-ATTACK.conf"), fileOf(t, fsys, "@owasp_crs/REQUEST-922-MULTIPART-ATTACK.conf"); a != b {
 		t.Error("REQUEST-922 (no gate) changed")
+	}
+}
+
+// crsFiles are the CRS rule files in fsys.
+func crsFiles(t *testing.T, fsys fs.FS) []string {
+	m, err := fs.Glob(fsys, "@owasp_crs/*.conf")
+	if err != nil || len(m) == 0 {
+		t.Fatalf("no CRS files: %v", err)
+	}
+	return m
+}
+
+// allText is every CRS rule file in fsys, as directives.
+func allText(t *testing.T, fsys fs.FS) string {
+	var b strings.Builder
+	for _, f := range crsFiles(t, fsys) {
+		for _, d := range directives(fileOf(t, fsys, f)) {
+			b.WriteString(d.text + "\n")
+		}
+	}
+	return b.String()
+}
+
+// TestMarkersKeptWhenTheyMayMatter: a marker stays when a rule of the
+// configuration jumps to it, and none is left out when a skip:N could
+// count one or a rule reads the previous rule's MATCHED_VAR.
+func TestMarkersKeptWhenTheyMayMatter(t *testing.T) {
+	const sqli = `SecMarker "END-REQUEST-942-APPLICATION-ATTACK-SQLI"`
+	fsys, rep := resolve(t, gateSetup("1")+`SecRule REQUEST_URI "@contains /static/" "id:100,phase:1,pass,nolog,skipAfter:END-REQUEST-942-APPLICATION-ATTACK-SQLI"`+"\n", "")
+	if !strings.Contains(fileOf(t, fsys, sqliFile), sqli) || rep.Markers == 0 {
+		t.Errorf("a marker a custom rule jumps to was left out (%d markers left out)", rep.Markers)
+	}
+	for name, c := range map[string]struct {
+		before, after string
+		removed       []IDRange
+		why           string
+	}{
+		"custom skip:N":      {before: `SecRule REQUEST_URI "@contains /x" "id:100,phase:1,pass,nolog,skip:2"` + "\n", why: "rule 100 has skip:N"},
+		"reads MATCHED_VAR":  {after: `SecRule MATCHED_VAR "@contains x" "id:100,phase:2,pass,nolog"` + "\n", why: "rule 100 reads the previous rule's MATCHED_VAR"},
+		"macro MATCHED_VAR":  {after: `SecRule ARGS "@streq %{MATCHED_VAR}" "id:100,phase:2,pass,nolog"` + "\n", why: "rule 100 reads"},
+		"skip reach widened": {removed: []IDRange{{920540, 920540}}, why: "rule 920539's skip:1 may count marker"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			fsys, rep := resolve(t, gateSetup("1")+c.before, c.after, c.removed...)
+			if rep.Disabled != "" {
+				t.Fatalf("disabled: %s", rep.Disabled)
+			}
+			if rep.Markers != 0 || !strings.Contains(rep.MarkersKept, c.why) {
+				t.Errorf("%d markers left out, kept because %q; want none, because %q", rep.Markers, rep.MarkersKept, c.why)
+			}
+			if !strings.Contains(fileOf(t, fsys, sqliFile), sqli) {
+				t.Error("marker left out")
+			}
+		})
+	}
+	// A chain member reads its head's match: that keeps nothing.
+	_, rep = resolve(t, gateSetup("1"), `SecRule ARGS "@contains x" "id:100,phase:2,pass,nolog,chain"`+"\n"+`SecRule MATCHED_VAR "@contains y" ""`+"\n")
+	if rep.Markers == 0 {
+		t.Errorf("a chain member reading MATCHED_VAR kept the markers: %q", rep.MarkersKept)
 	}
 }
 

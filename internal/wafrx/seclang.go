@@ -26,6 +26,7 @@ type secRule struct {
 	transforms []string // the transformations after the last t:none
 	multiMatch bool
 	skips      bool // has skip:N
+	skip       int  // N; 0 when not a plain number
 	paranoia   int  // from tag:'paranoia-level/N'; 0 without
 	tags       []string
 	skipAfter  string
@@ -312,6 +313,7 @@ func (r *secRule) readActions(actions string) (chain bool) {
 			chain = true
 		case "skip":
 			r.skips = true
+			r.skip, _ = strconv.Atoi(v)
 		case "skipafter":
 			r.skipAfter = v
 		case "setvar":
