@@ -255,7 +255,13 @@ func (w *WAF) engine(s engineSettings) (coraza.WAF, error) {
 			// initialisation then finds them set and its rules setting
 			// them one by one never match, so they are left out.
 			skipText = setup + wafrx.DefaultsAction(wafrx.CRSDefaults(coreruleset.FS, setup+custom)) + custom + crs
-			fsys, gates = wafrx.ResolveParanoiaGates(coreruleset.FS, skipText, w.removed)
+			// Rampart runs the response phases only with response
+			// inspection, and never the logging phase.
+			runs := wafrx.RequestPhases
+			if w.responses {
+				runs |= wafrx.ResponsePhases
+			}
+			fsys, gates = wafrx.ResolveParanoiaGates(coreruleset.FS, skipText, w.removed, runs)
 		}
 		prefix, rep = wafrx.SkipRules(fsys, skipText)
 		if rep.Disabled == "" {

@@ -62,6 +62,23 @@ type GateReport struct {
 	MarkersKept string
 }
 
+// Phases is a set of rule phases: bit n stands for phase n.
+type Phases uint8
+
+const (
+	// RequestPhases are the phases of a transaction that inspects the
+	// request only and never runs the logging phase: Rampart's, when
+	// response inspection is off.
+	RequestPhases Phases = 1<<1 | 1<<2
+	// ResponsePhases are the phases that inspect the response.
+	ResponsePhases Phases = 1<<3 | 1<<4
+	// AllPhases are the five phases of ModSecurity and Coraza.
+	AllPhases Phases = 1<<1 | 1<<2 | 1<<3 | 1<<4 | 1<<5
+)
+
+// Has reports whether phase n is in the set.
+func (p Phases) Has(n int) bool { return n >= 0 && n < 8 && p&(1<<n) != 0 }
+
 // IDRange is an inclusive range of rule ids; a single id is {id, id}.
 type IDRange [2]int
 
@@ -262,9 +279,10 @@ func inRanges(rs []IDRange, id int) bool {
 // gates decided (see above), or fsys itself and the reason when it cannot
 // decide any. text is what Coraza is given besides the CRS files
 // (Rampart's settings and custom rules, with the Include of CRS); removed
-// are the rule ids Rampart removes at run time (exclusions).
-func ResolveParanoiaGates(fsys fs.FS, text string, removed []IDRange) (fs.FS, GateReport) {
-	g := &gateResolver{fsys: fsys, rm: removals{ids: slices.Clone(removed)}, consts: map[string]string{},
+// are the rule ids Rampart removes at run time (exclusions); runs are the
+// phases the transactions run (rules of other phases never jump).
+func ResolveParanoiaGates(fsys fs.FS, text string, removed []IDRange, runs Phases) (fs.FS, GateReport) {
+	g := &gateResolver{fsys: fsys, runs: runs, rm: removals{ids: slices.Clone(removed)}, consts: map[string]string{},
 		setters: map[string][]secRule{}, varies: map[string]bool{}, crsWrites: map[string][]ruleRef{}, crsUnsets: map[string]bool{},
 		skipTargets: map[string]bool{}}
 	if why := g.scanConfig(text, 0); why != "" {
@@ -346,17 +364,19 @@ func ResolveParanoiaGates(fsys fs.FS, text string, removed []IDRange) (fs.FS, Ga
 }
 
 // leaveOutMarkers marks for leaving out the SecMarkers no rule that stays
-// jumps to, and returns how many, or why none.
+// jumps to in a phase the transactions run, and returns how many, or why
+// none.
 //
 // A marker is a rule without an id that Coraza evaluates in every phase
 // the rules before it do not jump over: it always "matches", which costs
 // a match record each time (at PL1 with the gates decided, most of the
-// 30 CRS markers, in both request phases). Once the gates that jumped to
-// a marker are left out, it has no effect but two: skip:N counts it, and
-// its match sets MATCHED_VAR and MATCHED_VAR_NAME, which a later rule
-// reads when its own targets or operator name them outside a chain (a
-// chain member reads its head's match). When any rule does either, the
-// markers stay.
+// 30 CRS markers, in both request phases, and the response files' in the
+// request phases too). Once the gates that jumped to a marker are left
+// out, or when the rules that jump to it belong to phases that never run,
+// it has no effect but two: skip:N counts it, and its match sets
+// MATCHED_VAR and MATCHED_VAR_NAME, which a later rule reads when its own
+// targets or operator name them outside a chain (a chain member reads its
+// head's match). When any rule does either, the markers stay.
 func (g *gateResolver) leaveOutMarkers(crs []*crsFile) (int, string) {
 	if g.markerUse != "" {
 		return 0, g.markerUse
@@ -373,7 +393,7 @@ func (g *gateResolver) leaveOutMarkers(crs []*crsFile) (int, string) {
 				// Rule skipping (seclang.go) leaves the rules after a
 				// skip:N in place up to the next marker: it stays.
 				targets[r.marker], afterSkip = true, false
-			case r.marker == "" && !f.drop[i]:
+			case r.marker == "" && !f.drop[i] && g.runs.Has(r.phase):
 				if r.skipAfter != "" {
 					targets[r.skipAfter] = true
 				}
@@ -417,7 +437,7 @@ func (g *gateResolver) noteMarkerUse(r secRule, head, inCRS bool) {
 func (g *gateResolver) skipReachesMarker(crs []*crsFile) string {
 	for fi, f := range crs {
 		for i, r := range f.rules {
-			if !r.skips || f.drop[i] {
+			if !r.skips || f.drop[i] || !g.runs.Has(r.phase) {
 				continue
 			}
 			left := r.skip
@@ -469,6 +489,7 @@ func readsLastMatch(r secRule) bool {
 // configuration.
 type gateResolver struct {
 	fsys   fs.FS
+	runs   Phases
 	rm     removals
 	files  []string // the CRS rule files, in the order Coraza includes them
 	jumped bool     // a rule that can pass over the ones after it was read
@@ -543,7 +564,7 @@ func (g *gateResolver) scanConfig(text string, depth int) string {
 			return err.Error()
 		}
 		g.noteMarkerUse(r.secRule, !inChain, false)
-		if r.skipAfter != "" {
+		if r.skipAfter != "" && (g.runs.Has(r.phase) || inChain) {
 			g.skipTargets[r.skipAfter] = true
 		}
 		inChain = chain

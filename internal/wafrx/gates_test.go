@@ -23,8 +23,13 @@ SecAction "id:900990,phase:1,pass,t:none,nolog,setvar:tx.crs_setup_version=4250"
 
 func resolve(t *testing.T, before, after string, removed ...IDRange) (fs.FS, GateReport) {
 	t.Helper()
+	return resolvePhases(t, AllPhases, before, after, removed...)
+}
+
+func resolvePhases(t *testing.T, runs Phases, before, after string, removed ...IDRange) (fs.FS, GateReport) {
+	t.Helper()
 	text := before + "Include @owasp_crs/*.conf\n" + after
-	fsys, rep := ResolveParanoiaGates(coreruleset.FS, text, removed)
+	fsys, rep := ResolveParanoiaGates(coreruleset.FS, text, removed, runs)
 	if rep.Disabled == "" {
 		// What is handed to Coraza must compile.
 		if _, err := coraza.NewWAF(coraza.NewWAFConfig().WithRootFS(fsys).WithDirectives(text)); err != nil {
@@ -177,6 +182,32 @@ func TestMarkersKeptWhenTheyMayMatter(t *testing.T) {
 	_, rep = resolve(t, gateSetup("1"), `SecRule ARGS "@contains x" "id:100,phase:2,pass,nolog,chain"`+"\n"+`SecRule MATCHED_VAR "@contains y" ""`+"\n")
 	if rep.Markers == 0 {
 		t.Errorf("a chain member reading MATCHED_VAR kept the markers: %q", rep.MarkersKept)
+	}
+}
+
+// TestMarkersOfPhasesNotRun: the markers only response or logging rules
+// jump to are left out when those phases never run, and stay when they do.
+func TestMarkersOfPhasesNotRun(t *testing.T) {
+	const leak = "@owasp_crs/RESPONSE-950-DATA-LEAKAGES.conf"
+	const marker = `SecMarker "END-RESPONSE-950-DATA-LEAKAGES"`
+	all, repAll := resolvePhases(t, AllPhases, gateSetup("1"), "")
+	req, repReq := resolvePhases(t, RequestPhases, gateSetup("1"), "")
+	resp, repResp := resolvePhases(t, RequestPhases|ResponsePhases, gateSetup("1"), "")
+	if !strings.Contains(fileOf(t, all, leak), marker) || !strings.Contains(fileOf(t, resp, leak), marker) {
+		t.Error("a marker response rules jump to was left out though the response phases run")
+	}
+	if strings.Contains(fileOf(t, req, leak), marker) {
+		t.Error("a marker only response rules jump to stayed though they never run")
+	}
+	if strings.Contains(fileOf(t, resp, "@owasp_crs/RESPONSE-980-CORRELATION.conf"), `SecMarker "END-RESPONSE-980-CORRELATION"`) {
+		t.Error("a marker only logging rules jump to stayed though the logging phase never runs")
+	}
+	if !(repReq.Markers > repResp.Markers && repResp.Markers > repAll.Markers) {
+		t.Errorf("markers left out: request phases %d, with responses %d, all %d", repReq.Markers, repResp.Markers, repAll.Markers)
+	}
+	// A request-phase marker stays whatever the phases: 920280 jumps to it.
+	if !strings.Contains(fileOf(t, req, "@owasp_crs/REQUEST-920-PROTOCOL-ENFORCEMENT.conf"), `SecMarker "END-HOST-CHECK"`) {
+		t.Error("END-HOST-CHECK left out")
 	}
 }
 

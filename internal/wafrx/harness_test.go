@@ -108,7 +108,7 @@ func newSkipWAF(directives string) (coraza.WAF, map[int]bool, error) {
 		return nil, nil, fmt.Errorf("no CRS include in the directives")
 	}
 	directives = strings.Replace(directives, crs, DefaultsAction(defaults)+crs, 1)
-	fsys, gates := ResolveParanoiaGates(coreruleset.FS, directives, nil)
+	fsys, gates := ResolveParanoiaGates(coreruleset.FS, directives, nil, AllPhases)
 	if gates.Disabled != "" {
 		return nil, nil, fmt.Errorf("paranoia gates not decided: %s", gates.Disabled)
 	}
