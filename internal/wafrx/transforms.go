@@ -3,6 +3,7 @@ package wafrx
 import (
 	"path"
 	"strings"
+	"unicode"
 
 	"golang.org/x/net/html"
 )
@@ -46,6 +47,64 @@ var transformModels = map[string]transformModel{
 	"cmdLine":            cmdLine,
 	"normalizePath":      normalizedPath,
 	"normalisePath":      normalizedPath,
+	// Printable ASCII in, any bytes out: what follows must be in
+	// binaryModels for the chain to go on.
+	"base64Decode": base64Decoded,
+}
+
+// binaryModels are the models that are also exact on any bytes, for the
+// values a decoder turned into arbitrary bytes (CRS's Node.js injection
+// rules base64-decode every argument, then URL- and JS-decode the
+// result): each acts only on bytes it bails out on, or is Coraza's own
+// definition in terms of the standard library.
+// TestBinaryTransformModels checks them against Coraza on random bytes.
+var binaryModels = map[string]transformModel{
+	"urlDecode":       unlessAny("%+"),
+	"urlDecodeUni":    unlessAny("%+"),
+	"jsDecode":        unlessAny(`\`),
+	"replaceComments": unlessSub("/*", "*/"),
+	// Coraza drops what unicode.IsSpace says is space, rune by rune, as
+	// strings.Map reads runes (an invalid byte becomes U+FFFD).
+	"removeWhitespace": func(s string) (string, bool) {
+		return strings.Map(func(r rune) rune {
+			if unicode.IsSpace(r) {
+				return -1
+			}
+			return r
+		}, s), true
+	},
+}
+
+// base64Decoded is Coraza's t:base64Decode: the standard alphabet;
+// carriage returns and line feeds are skipped; '=', a space or any other
+// byte outside the alphabet ends the input; a last group of two or three
+// characters gives one or two bytes, a lone one nothing.
+func base64Decoded(s string) (string, bool) {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	out := make([]byte, 0, len(s)*3/4+2)
+	var bits, n uint32
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '\r' || c == '\n' {
+			continue
+		}
+		v := strings.IndexByte(alphabet, c)
+		if v < 0 {
+			break
+		}
+		bits, n = bits<<6|uint32(v), n+1
+		if n == 4 {
+			out = append(out, byte(bits>>16), byte(bits>>8), byte(bits))
+			bits, n = 0, 0
+		}
+	}
+	switch n {
+	case 2:
+		out = append(out, byte(bits>>4))
+	case 3:
+		out = append(out, byte(bits>>10), byte(bits>>2))
+	}
+	return string(out), true
 }
 
 func init() {
@@ -166,7 +225,11 @@ func printableASCII(s string) bool {
 }
 
 // transformChain is a rule's transformation list as one model.
-type transformChain []transformModel
+type transformChain []transformStep
+
+// transformStep is one transformation's models: for printable ASCII, and
+// for any bytes (nil when there is none).
+type transformStep struct{ ascii, binary transformModel }
 
 func newTransformChain(names []string) (transformChain, bool) {
 	c := make(transformChain, 0, len(names))
@@ -175,7 +238,7 @@ func newTransformChain(names []string) (transformChain, bool) {
 		if !ok {
 			return nil, false
 		}
-		c = append(c, m)
+		c = append(c, transformStep{m, binaryModels[n]})
 	}
 	return c, true
 }
@@ -189,9 +252,12 @@ func (c transformChain) apply(s string, multi bool, out []string) ([]string, boo
 	if multi {
 		out = append(out, s)
 	}
-	for i, m := range c {
-		if i > 0 && !printableASCII(s) { // a decoder made non-ASCII
-			return out, false
+	for _, step := range c {
+		m := step.ascii
+		if !printableASCII(s) { // a decoder made other bytes
+			if m = step.binary; m == nil {
+				return out, false
+			}
 		}
 		var ok bool
 		if s, ok = m(s); !ok {

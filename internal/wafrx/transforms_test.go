@@ -20,6 +20,9 @@ var transformSeeds = []string{
 	"a/../b", "a//b/", "/a/b/", `a\b`, `\\x\..\y`, "a%20b", "a+b", "%", "%zz", "&amp;", "&lt;x&gt;",
 	"&para=1", "&#39;", "&#x41;", "&", "a&b", `\x41`, `\u0041`, `a\`, "0x41", "0X41", "/*c*/", "a--b",
 	"#x", "<!--x-->", "a;b,c", `c"a't^`, "x (y", "x /y", "x  ,  ;y",
+	// base64: whole groups, short last groups, padding, a space or a
+	// byte outside the alphabet ending the input.
+	"X19fJCRORF9GVU5DJCRfXw==", "ZXZhbCg=", "YWJj", "YWI", "YQ", "Y", "YWJjZA", "YW Jj", "YW=Jj", "YW*Jj", "YW-_Jj", "+/+/", "YWJj\\nZGVm",
 }
 
 // TestTransformModels checks every transformation model against Coraza's
@@ -81,6 +84,64 @@ SecRule REQUEST_HEADERS:X-V "@unconditionalMatch" "id:1,phase:1,pass,log,t:none,
 	}
 }
 
+// TestBinaryTransformModels checks the models for any bytes against
+// Coraza's transformations on random bytes: invalid UTF-8, Unicode
+// spaces, and the bytes the transformations act on.
+func TestBinaryTransformModels(t *testing.T) {
+	pieces := []string{"\xff", "\x80", "\xc2", "\xc2\xa0", "\xe2\x80\xa8", "\xe3\x80\x80", "\x00", "\t", "\n", "\v", "\f", "\r", " ",
+		"\x85", "\xc2\x85", "%", "+", "%41", "%u0041", `\`, `\x41`, "/*", "*/", "a", "Z", "0", "é"}
+	rng := rand.New(rand.NewPCG(3, 4))
+	var inputs []string
+	n := 3000
+	if raceEnabled {
+		n = 300
+	}
+	for range n {
+		var b strings.Builder
+		for range rng.IntN(16) {
+			if rng.IntN(3) == 0 {
+				b.WriteByte(byte(rng.IntN(256)))
+			} else {
+				b.WriteString(pieces[rng.IntN(len(pieces))])
+			}
+		}
+		inputs = append(inputs, b.String())
+	}
+	for name, model := range binaryModels {
+		t.Run(name, func(t *testing.T) {
+			waf, err := coraza.NewWAF(coraza.NewWAFConfig().WithDirectives(fmt.Sprintf(
+				`SecRuleEngine On
+SecRule REQUEST_HEADERS:X-V "@unconditionalMatch" "id:1,phase:1,pass,log,t:none,t:%s,msg:'[%%{MATCHED_VAR}]'"`, name)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			followed := 0
+			for _, in := range inputs {
+				want, ok := model(in)
+				if !ok {
+					continue
+				}
+				followed++
+				tx := waf.NewTransaction()
+				tx.ProcessURI("/", "GET", "HTTP/1.1")
+				tx.AddRequestHeader("X-V", in)
+				tx.ProcessRequestHeaders()
+				mr := tx.MatchedRules()
+				if len(mr) != 1 {
+					t.Fatalf("%q: %d rules matched", in, len(mr))
+				}
+				if got := mr[0].Message(); got != "["+want+"]" {
+					t.Errorf("%s(%q): Coraza %q, model %q", name, in, got, "["+want+"]")
+				}
+				tx.Close()
+			}
+			if followed < len(inputs)/10 {
+				t.Errorf("model follows only %d of %d inputs", followed, len(inputs))
+			}
+		})
+	}
+}
+
 func TestChainRefusesWhatModelsDoNotCover(t *testing.T) {
 	c, ok := newTransformChain([]string{"lowercase"})
 	if !ok {
@@ -89,12 +150,24 @@ func TestChainRefusesWhatModelsDoNotCover(t *testing.T) {
 	if _, ok := c.apply("caf\u00e9", false, nil); ok {
 		t.Error("non-ASCII input followed through lowercase")
 	}
-	if _, ok := newTransformChain([]string{"base64Decode"}); ok {
-		t.Error("base64Decode has no model")
+	if _, ok := newTransformChain([]string{"base64Decode", "lowercase"}); !ok {
+		t.Fatal("base64Decode and lowercase have models")
 	}
 	c, _ = newTransformChain([]string{"htmlEntityDecode", "lowercase"})
 	if _, ok := c.apply("&para;", false, nil); ok {
 		t.Error("non-ASCII decoder output followed into the next transformation")
+	}
+	// Decoded bytes go on only through models exact on any bytes.
+	c, _ = newTransformChain([]string{"base64Decode", "lowercase"})
+	if _, ok := c.apply("/w==", false, nil); ok { // 0xff
+		t.Error("base64-decoded bytes followed into lowercase")
+	}
+	c, _ = newTransformChain([]string{"base64Decode", "urlDecodeUni", "jsDecode", "removeWhitespace"})
+	if out, ok := c.apply("/yAJ", true, nil); !ok || !slices.Equal(out, []string{"/yAJ", "\xff \t", "\xff \t", "\xff \t", "\ufffd"}) {
+		t.Errorf("base64 then binary models: %q %v", out, ok)
+	}
+	if _, ok := c.apply("/ysl", false, nil); ok { // 0xff '+' '%'
+		t.Error("decoded bytes with + and %% followed through urlDecodeUni")
 	}
 	out, ok := (transformChain{}).apply("caf\u00e9", true, nil)
 	if !ok || !slices.Equal(out, []string{"caf\u00e9"}) {
