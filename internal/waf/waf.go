@@ -257,11 +257,13 @@ func (w *WAF) engine(s engineSettings) (coraza.WAF, error) {
 			skipText = setup + wafrx.DefaultsAction(wafrx.CRSDefaults(coreruleset.FS, setup+custom)) + custom + crs
 			// Rampart runs the response phases only with response
 			// inspection, and never the logging phase.
-			runs := wafrx.RequestPhases
+			// Rampart reads the blocking scores (txInt).
+			runs, reads := wafrx.RequestPhases, []string{"blocking_inbound_anomaly_score"}
 			if w.responses {
 				runs |= wafrx.ResponsePhases
+				reads = append(reads, "blocking_outbound_anomaly_score")
 			}
-			fsys, gates = wafrx.ResolveParanoiaGates(coreruleset.FS, skipText, w.removed, runs)
+			fsys, gates = wafrx.ResolveParanoiaGates(coreruleset.FS, skipText, w.removed, runs, reads...)
 		}
 		prefix, rep = wafrx.SkipRules(fsys, skipText)
 		if rep.Disabled == "" {

@@ -60,6 +60,11 @@ type GateReport struct {
 	// remains jumps to them; MarkersKept says why none was, if so.
 	Markers     int
 	MarkersKept string
+	// Unread are the TX variables CRS no longer writes because no rule
+	// that runs, and not the caller, reads them; UnreadRules the ids of
+	// the rules left out because writing them was all they did.
+	Unread      []string
+	UnreadRules []int
 }
 
 // Phases is a set of rule phases: bit n stands for phase n.
@@ -130,6 +135,12 @@ type ruleInfo struct {
 	// unsetCheck is the TX variable of a rule `&TX:name "@eq 0"`: CRS's
 	// way of setting a default the configuration did not set.
 	unsetCheck string
+	// actions are a SecAction's actions, unquoted; reads what the rule
+	// and its chain's members read of TX (txReadsOf); chained: it has
+	// members.
+	actions string
+	reads   []string
+	chained bool
 }
 
 // gateCond is a gate's condition: a TX variable compared to n.
@@ -145,10 +156,11 @@ var plainName = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
 // parseRuleInfo reads a SecRule or SecAction and reports whether it
 // starts or continues a chain.
 func parseRuleInfo(kind, rest string, d directive) (ruleInfo, bool, error) {
-	r := ruleInfo{first: d.first, last: d.last}
+	r := ruleInfo{first: d.first, last: d.last, reads: txReadsOf(d.text)}
 	chain := false
 	if kind == "secaction" {
 		r.secRule = parseSecAction(rest)
+		r.actions = unquote(strings.TrimSpace(rest))
 	} else {
 		var err error
 		if r.secRule, chain, err = parseSecRule(rest); err != nil {
@@ -281,8 +293,8 @@ func inRanges(rs []IDRange, id int) bool {
 // (Rampart's settings and custom rules, with the Include of CRS); removed
 // are the rule ids Rampart removes at run time (exclusions); runs are the
 // phases the transactions run (rules of other phases never jump).
-func ResolveParanoiaGates(fsys fs.FS, text string, removed []IDRange, runs Phases) (fs.FS, GateReport) {
-	g := &gateResolver{fsys: fsys, runs: runs, rm: removals{ids: slices.Clone(removed)}, consts: map[string]string{},
+func ResolveParanoiaGates(fsys fs.FS, text string, removed []IDRange, runs Phases, reads ...string) (fs.FS, GateReport) {
+	g := &gateResolver{fsys: fsys, runs: runs, reads: reads, rm: removals{ids: slices.Clone(removed)}, consts: map[string]string{},
 		setters: map[string][]secRule{}, varies: map[string]bool{}, crsWrites: map[string][]ruleRef{}, crsUnsets: map[string]bool{},
 		skipTargets: map[string]bool{}}
 	if why := g.scanConfig(text, 0); why != "" {
@@ -353,6 +365,9 @@ func ResolveParanoiaGates(fsys fs.FS, text string, removed []IDRange, runs Phase
 	for _, f := range crs {
 		rep.Dropped += len(f.drop)
 	}
+	rep.Unread, rep.UnreadRules = g.leaveOutUnread(crs)
+	rep.DroppedMatching = append(rep.DroppedMatching, rep.UnreadRules...)
+	rep.Dropped += len(rep.UnreadRules)
 	rep.Markers, rep.MarkersKept = g.leaveOutMarkers(crs)
 	out := overlayFS{base: fsys, files: map[string][]byte{}}
 	for _, f := range crs {
@@ -435,6 +450,16 @@ func (g *gateResolver) noteMarkerUse(r secRule, head, inCRS bool) {
 // does not count (the skip then passes over the next one too), and the
 // walk must count N before it meets a marker.
 func (g *gateResolver) skipReachesMarker(crs []*crsFile) string {
+	_, why := g.skipReach(crs)
+	return why
+}
+
+// skipReach returns the rules a CRS skip:N may pass over (see
+// skipReachesMarker), which must stay for it to count as before, and why
+// markers must stay, if a marker is among them.
+func (g *gateResolver) skipReach(crs []*crsFile) (map[ruleRef]bool, string) {
+	reach := map[ruleRef]bool{}
+	why := ""
 	for fi, f := range crs {
 		for i, r := range f.rules {
 			if !r.skips || f.drop[i] || !g.runs.Has(r.phase) {
@@ -446,16 +471,22 @@ func (g *gateResolver) skipReachesMarker(crs []*crsFile) string {
 					e := crs[fj].rules[j]
 					switch {
 					case e.marker != "":
-						return fmt.Sprintf("rule %d's skip:%d may count marker %s", r.id, r.skip, e.marker)
-					case crs[fj].drop[j] || e.phase != r.phase || g.removableWithout(e.secRule, r.secRule):
+						if why == "" {
+							why = fmt.Sprintf("rule %d's skip:%d may count marker %s", r.id, r.skip, e.marker)
+						}
+						reach[ruleRef{crs[fj], j}] = true
+					case crs[fj].drop[j] || e.phase != r.phase:
+					case g.removableWithout(e.secRule, r.secRule):
+						reach[ruleRef{crs[fj], j}] = true
 					default:
+						reach[ruleRef{crs[fj], j}] = true
 						left--
 					}
 				}
 			}
 		}
 	}
-	return ""
+	return reach, why
 }
 
 // removableWithout reports whether a removal by id or tag may take out
@@ -511,6 +542,10 @@ type gateResolver struct {
 	// marker may be left out.
 	skipTargets map[string]bool
 	markerUse   string
+	// otherReads are what the configuration's directives and CRS's
+	// directives other than rules read of TX; reads what the caller does.
+	otherReads []string
+	reads      []string
 }
 
 // ruleRef is a rule of a crsFile.
@@ -556,6 +591,7 @@ func (g *gateResolver) scanConfig(text string, depth int) string {
 		if !g.rm.note(d.text) {
 			return "a rule removal or update it cannot follow: " + short(d.text)
 		}
+		g.otherReads = append(g.otherReads, txReadsOf(d.text)...)
 		if kind != "secrule" && kind != "secaction" {
 			continue
 		}
@@ -620,6 +656,8 @@ type crsFile struct {
 	rules   []ruleInfo
 	updates []crsUpdate  // CRS's own SecRuleUpdate*ById directives
 	drop    map[int]bool // indexes in rules left out
+	// rewrite are SecActions written anew (index in rules → directive).
+	rewrite map[int]string
 }
 
 type crsUpdate struct {
@@ -656,7 +694,10 @@ func (g *gateResolver) readCRS() ([]*crsFile, string) {
 				}
 				g.noteMarkerUse(r.secRule, !inChain, true)
 				if inChain { // a member: part of its chain's head
-					f.rules[len(f.rules)-1].last = d.last
+					head := &f.rules[len(f.rules)-1]
+					head.last = d.last
+					head.chained = true
+					head.reads = append(head.reads, r.reads...)
 				} else {
 					f.rules = append(f.rules, r)
 				}
@@ -673,6 +714,8 @@ func (g *gateResolver) readCRS() ([]*crsFile, string) {
 				}
 			case "secmarker":
 				f.rules = append(f.rules, ruleInfo{marker: strings.Trim(strings.TrimSpace(rest), `"'`), first: d.first, last: d.last})
+			default:
+				g.otherReads = append(g.otherReads, txReadsOf(d.text)...)
 			}
 		}
 		crs = append(crs, f)
@@ -780,6 +823,11 @@ func (f *crsFile) leaveOut(dropped map[int]bool) ([]byte, bool) {
 	for i := range f.drop {
 		blank = append(blank, [2]int{f.rules[i].first, f.rules[i].last})
 	}
+	for i := range f.rewrite {
+		if !f.drop[i] && f.rules[i].last > f.rules[i].first {
+			blank = append(blank, [2]int{f.rules[i].first + 1, f.rules[i].last})
+		}
+	}
 	for _, u := range f.updates {
 		all := true
 		for _, rg := range u.ids {
@@ -791,13 +839,18 @@ func (f *crsFile) leaveOut(dropped map[int]bool) ([]byte, bool) {
 			blank = append(blank, [2]int{u.first, u.last})
 		}
 	}
-	if len(blank) == 0 {
+	if len(blank) == 0 && len(f.rewrite) == 0 {
 		return nil, false
 	}
 	lines := bytes.Split(f.text, []byte("\n"))
 	for _, b := range blank {
 		for l := b[0]; l <= b[1]; l++ {
 			lines[l] = nil
+		}
+	}
+	for i, d := range f.rewrite {
+		if !f.drop[i] {
+			lines[f.rules[i].first] = []byte(d)
 		}
 	}
 	return bytes.Join(lines, []byte("\n")), true

@@ -28,8 +28,18 @@ func resolve(t *testing.T, before, after string, removed ...IDRange) (fs.FS, Gat
 
 func resolvePhases(t *testing.T, runs Phases, before, after string, removed ...IDRange) (fs.FS, GateReport) {
 	t.Helper()
+	return resolveAll(t, runs, nil, before, after, removed...)
+}
+
+func resolvePhasesReads(t *testing.T, runs Phases, reads []string, before, after string) (fs.FS, GateReport) {
+	t.Helper()
+	return resolveAll(t, runs, reads, before, after)
+}
+
+func resolveAll(t *testing.T, runs Phases, reads []string, before, after string, removed ...IDRange) (fs.FS, GateReport) {
+	t.Helper()
 	text := before + "Include @owasp_crs/*.conf\n" + after
-	fsys, rep := ResolveParanoiaGates(coreruleset.FS, text, removed, runs)
+	fsys, rep := ResolveParanoiaGates(coreruleset.FS, text, removed, runs, reads...)
 	if rep.Disabled == "" {
 		// What is handed to Coraza must compile.
 		if _, err := coraza.NewWAF(coraza.NewWAFConfig().WithRootFS(fsys).WithDirectives(text)); err != nil {
