@@ -19,7 +19,7 @@ type engineSettings struct {
 // rules and CRS. Rampart writes it instead of including
 // @coraza.conf-recommended and @crs-setup.conf.example so that every
 // setting is one the operator can see in Rampart's config.
-func (w *WAF) directives(s engineSettings) string {
+func (w *WAF) directives(s engineSettings, moreSetvars string) string {
 	var b strings.Builder
 	limit := strconv.FormatInt(max(w.maxBody, 1), 10)
 	// The engine always runs "On": DETECT and BLOCK differ only in what
@@ -53,18 +53,20 @@ func (w *WAF) directives(s engineSettings) string {
 	// backend parsing it leniently would see what the WAF did not.
 	b.WriteString(`SecRule REQBODY_ERROR "!@eq 0" "id:200002,phase:2,t:none,log,deny,status:400,msg:'Failed to parse request body.',severity:2"` + "\n")
 	b.WriteString(`SecRule MULTIPART_STRICT_ERROR "!@eq 0" "id:200003,phase:2,t:none,log,deny,status:400,msg:'Multipart request body failed strict validation.'"` + "\n")
-	// CRS setup (the 900xxx ids of crs-setup.conf.example).
-	p := strconv.Itoa(s.paranoia)
-	b.WriteString(`SecAction "id:900000,phase:1,pass,t:none,nolog,setvar:tx.blocking_paranoia_level=` + p + `,setvar:tx.detection_paranoia_level=` + p + `"` + "\n")
-	th := strconv.Itoa(s.threshold)
-	b.WriteString(`SecAction "id:900110,phase:1,pass,t:none,nolog,setvar:tx.inbound_anomaly_score_threshold=` + th + `,setvar:tx.outbound_anomaly_score_threshold=` + th + `"` + "\n")
+	// CRS setup (what crs-setup.conf.example's 900xxx SecActions set),
+	// in one SecAction: each one that matches costs Coraza a match record
+	// on every request. moreSetvars (CRS's defaults, comma first) go in
+	// it too.
+	p, th := strconv.Itoa(s.paranoia), strconv.Itoa(s.threshold)
+	b.WriteString(`SecAction "id:900000,phase:1,pass,t:none,nolog,setvar:tx.blocking_paranoia_level=` + p + `,setvar:tx.detection_paranoia_level=` + p)
+	b.WriteString(`,setvar:tx.inbound_anomaly_score_threshold=` + th + `,setvar:tx.outbound_anomaly_score_threshold=` + th)
 	if s.allowedMethods != "" {
-		b.WriteString(`SecAction "id:900200,phase:1,pass,t:none,nolog,setvar:'tx.allowed_methods=` + s.allowedMethods + `'"` + "\n")
+		b.WriteString(`,setvar:'tx.allowed_methods=` + s.allowedMethods + `'`)
 	}
 	if w.contentTypes != "" {
-		b.WriteString(`SecAction "id:900220,phase:1,pass,t:none,nolog,setvar:'tx.allowed_request_content_type=` + w.contentTypes + `'"` + "\n")
+		b.WriteString(`,setvar:'tx.allowed_request_content_type=` + w.contentTypes + `'`)
 	}
-	b.WriteString(`SecAction "id:900990,phase:1,pass,t:none,nolog,setvar:tx.crs_setup_version=4250"` + "\n")
+	b.WriteString(`,setvar:tx.crs_setup_version=4250` + moreSetvars + `"` + "\n")
 	return b.String()
 }
 

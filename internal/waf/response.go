@@ -154,7 +154,7 @@ func (w *ResponseWriter) score(it *types.Interruption) bool {
 	}
 	w.scored = true
 	res := w.c.p.verdict(w.c.tx, it, Result{})
-	res.Score = txInt(w.c.tx, "blocking_outbound_anomaly_score")
+	res.Score = txInt(w.c.tx, outboundScore)
 	w.verdict(res)
 	if res.Action == ActionBlock {
 		w.state = respBlocked

@@ -231,7 +231,7 @@ func (w *WAF) engine(s engineSettings) (coraza.WAF, error) {
 	if e, ok := w.engines[s]; ok {
 		return e, nil
 	}
-	setup, custom, crs := w.directives(s), "", ""
+	setup, custom, crs := w.directives(s, ""), "", ""
 	for _, f := range w.custom {
 		custom += f.text + "\n"
 	}
@@ -251,17 +251,17 @@ func (w *WAF) engine(s engineSettings) (coraza.WAF, error) {
 	if !w.noSkipping {
 		var gates wafrx.GateReport
 		if w.crs {
-			// CRS's defaults set right after Rampart's settings: CRS's
+			// CRS's defaults set with Rampart's settings: CRS's
 			// initialisation then finds them set and its rules setting
 			// them one by one never match, so they are left out.
-			skipText = setup + wafrx.DefaultsAction(wafrx.CRSDefaults(coreruleset.FS, setup+custom)) + custom + crs
+			skipText = w.directives(s, wafrx.DefaultsSetvars(wafrx.CRSDefaults(coreruleset.FS, setup+custom))) + custom + crs
 			// Rampart runs the response phases only with response
-			// inspection, and never the logging phase.
-			// Rampart reads the blocking scores (txInt).
-			runs, reads := wafrx.RequestPhases, []string{"blocking_inbound_anomaly_score"}
+			// inspection, never the logging phase, and reads the
+			// blocking scores (txInt).
+			runs, reads := wafrx.RequestPhases, []string{inboundScore}
 			if w.responses {
 				runs |= wafrx.ResponsePhases
-				reads = append(reads, "blocking_outbound_anomaly_score")
+				reads = append(reads, outboundScore)
 			}
 			fsys, gates = wafrx.ResolveParanoiaGates(coreruleset.FS, skipText, w.removed, runs, reads...)
 		}
@@ -449,7 +449,7 @@ func (p *Policy) verdict(tx types.Transaction, it *types.Interruption, res Resul
 			res.RuleIDs = append(res.RuleIDs, id)
 		}
 	}
-	res.Score = txInt(tx, "blocking_inbound_anomaly_score")
+	res.Score = txInt(tx, inboundScore)
 	switch {
 	case it != nil:
 		res.Attack = true
@@ -469,6 +469,13 @@ func (p *Policy) verdict(tx types.Transaction, it *types.Interruption, res Resul
 	}
 	return res
 }
+
+// The TX variables Rampart reads: CRS's anomaly scores at the blocking
+// paranoia level.
+const (
+	inboundScore  = "blocking_inbound_anomaly_score"
+	outboundScore = "blocking_outbound_anomaly_score"
+)
 
 // txInt reads a numeric TX variable (CRS's anomaly scores).
 func txInt(tx types.Transaction, name string) int {

@@ -181,9 +181,8 @@ func TestRuleSkippingReport(t *testing.T) {
 	}
 	dir := t.TempDir()
 	for name, rules := range map[string]string{
-		"skip in a SecAction":  "SecAction \"id:10,phase:1,pass,nolog,skip:1\"\nSecRule ARGS \"@rx zzz\" \"id:11,phase:1,pass,log\"\n",
-		"reserved id":          "SecRule ARGS \"@rx zzz\" \"id:9990001,phase:2,pass,log\"\n",
-		"reserved defaults id": "SecRule ARGS \"@rx zzz\" \"id:9990003,phase:2,pass,log\"\n",
+		"skip in a SecAction": "SecAction \"id:10,phase:1,pass,nolog,skip:1\"\nSecRule ARGS \"@rx zzz\" \"id:11,phase:1,pass,log\"\n",
+		"reserved id":         "SecRule ARGS \"@rx zzz\" \"id:9990001,phase:2,pass,log\"\n",
 	} {
 		p := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".conf")
 		os.WriteFile(p, []byte(rules), 0o644)

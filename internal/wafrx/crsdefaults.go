@@ -63,11 +63,16 @@ func DefaultsAction(defaults []TXDefault) string {
 	if len(defaults) == 0 {
 		return ""
 	}
+	return fmt.Sprintf(`SecAction "id:%d,phase:1,pass,t:none,nolog,noauditlog%s"`+"\n", SkipRuleIDDefaults, DefaultsSetvars(defaults))
+}
+
+// DefaultsSetvars are the setvar actions that set defaults, each after a
+// comma, for a configuration that puts them in a SecAction of its own
+// making (every SecAction that matches costs Coraza a match record).
+func DefaultsSetvars(defaults []TXDefault) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, `SecAction "id:%d,phase:1,pass,t:none,nolog,noauditlog`, SkipRuleIDDefaults)
 	for _, d := range defaults {
 		fmt.Fprintf(&b, ",setvar:'tx.%s=%s'", d.Name, d.Value)
 	}
-	b.WriteString("\"\n")
 	return b.String()
 }
