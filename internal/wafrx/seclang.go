@@ -11,9 +11,13 @@ import (
 )
 
 // secRule is what rule skipping needs to know about one SecRule: a chain
-// head (chain members never run unless their head matched, so only heads
-// matter).
+// head, with its members (which run only when the head and the members
+// before them matched).
 type secRule struct {
+	members []secRule
+	// pure: no action of its has an effect when the rule matches but
+	// its chain does not (no setvar, capture, ctl, flow control...).
+	pure    bool
 	id      int
 	phase   int
 	file    string // where it was read: a path in fsys, or "inline directives"
@@ -41,6 +45,14 @@ type secRule struct {
 // jump when it matches.
 var flowActions = map[string]bool{"id": true, "phase": true, "pass": true, "nolog": true, "noauditlog": true,
 	"tag": true, "ver": true, "skipafter": true, "t": true, "rev": true, "maturity": true, "accuracy": true}
+
+// pureActions are the actions that do nothing when a rule matches and its
+// chain does not: metadata, and disruptive and logging actions, which
+// Coraza runs only for a whole chain.
+var pureActions = map[string]bool{"id": true, "phase": true, "t": true, "pass": true, "block": true, "deny": true,
+	"drop": true, "log": true, "nolog": true, "auditlog": true, "noauditlog": true, "msg": true, "logdata": true,
+	"tag": true, "ver": true, "rev": true, "severity": true, "maturity": true, "accuracy": true, "chain": true,
+	"status": true, "multimatch": true}
 
 // secTarget is one variable of a rule. Negated targets (!VAR:key) are
 // dropped: they only ever remove values, so ignoring them gives a superset
@@ -70,6 +82,9 @@ type seclang struct {
 	// it, so planning them is wasted work.
 	paranoia    int
 	paranoiaSet bool
+	// lastMatchRead: some rule reads the previous rule's MATCHED_VAR
+	// (readsLastMatch): then a chain whose head matches must run.
+	lastMatchRead bool
 }
 
 // readSecLang reads directives, following Include into fsys.
@@ -114,7 +129,12 @@ func (s *seclang) read(fsys fs.FS, text, file string, depth int) {
 				if r.skips {
 					s.skipping[r.phase] = true
 				}
+				s.lastMatchRead = s.lastMatchRead || readsLastMatch(r)
 				s.rules = append(s.rules, r)
+			} else if len(s.rules) > 0 {
+				head := &s.rules[len(s.rules)-1]
+				r.id, r.phase, r.file = head.id, head.phase, file
+				head.members = append(head.members, r)
 			}
 			inChain = chain
 		case "secmarker":
@@ -294,8 +314,9 @@ func parseSecAction(s string) secRule {
 // readActions fills in what r's actions say and reports whether the rule
 // starts or continues a chain.
 func (r *secRule) readActions(actions string) (chain bool) {
-	r.flowOnly, r.setOnly = true, true
+	r.flowOnly, r.setOnly, r.pure = true, true, true
 	eachAction(actions, func(k, v string) {
+		r.pure = r.pure && pureActions[k]
 		switch k {
 		case "id":
 			r.id, _ = strconv.Atoi(v)

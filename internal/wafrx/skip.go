@@ -93,7 +93,7 @@ func SkipRules(fsys fs.FS, directives string) (string, SkipReport) {
 		if sl.paranoia > 0 && r.paranoia > sl.paranoia {
 			continue // never reached: CRS skips past it (and runs it if reached)
 		}
-		p.add(fsys, r)
+		p.add(fsys, r, sl.lastMatchRead)
 	}
 	n := len(p.rules[0]) + len(p.rules[1])
 	if n == 0 {
@@ -180,26 +180,58 @@ type skipRule struct {
 	quiet    quietResult
 	hasQuiet bool
 	dropped  bool
+	// undecided: nothing tells whether the rule itself can match; a
+	// chain may still be decided by one of its members.
+	undecided bool
+	members   []*skipRule
 }
 
 func newSkipPlan() *skipPlan {
 	return &skipPlan{targetIdx: map[skipTarget]int{}, chainIdx: map[string]int{}, pairIdx: map[[2]int]int{}, litIdx: map[string]int{}}
 }
 
-// add plans r when it is a rule that can be skipped.
-func (p *skipPlan) add(fsys fs.FS, r secRule) {
-	if r.count || len(r.targets) == 0 || r.id == 0 {
+// add plans r when it is a rule that can be skipped: when it provably
+// cannot match, or, for a chain, when one of its members provably cannot
+// and nothing the head or the members before it do on a match has an
+// effect (pure) that a later rule could see (lastMatchRead: the head's
+// match would set MATCHED_VAR).
+func (p *skipPlan) add(fsys fs.FS, r secRule, lastMatchRead bool) {
+	if r.id == 0 {
 		return
+	}
+	sr := p.decider(fsys, r)
+	if r.pure && !lastMatchRead {
+		for _, m := range r.members {
+			if d := p.decider(fsys, m); d != nil {
+				sr.members = append(sr.members, d)
+			}
+			if !m.pure {
+				break // the members after it run after its actions did
+			}
+		}
+	}
+	if sr.undecided && len(sr.members) == 0 {
+		return
+	}
+	p.rules[r.phase-1] = append(p.rules[r.phase-1], sr)
+}
+
+// decider returns what decides whether r (a rule or a chain member) can
+// match on a request; undecided when nothing can tell.
+func (p *skipPlan) decider(fsys fs.FS, r secRule) *skipRule {
+	undecided := &skipRule{id: r.id, undecided: true}
+	if r.count || len(r.targets) == 0 {
+		return undecided
 	}
 	chain, ok := newTransformChain(r.transforms)
 	if !ok {
-		return
+		return undecided
 	}
 	var targets []skipTarget
 	for _, t := range r.targets {
 		v, ok := skippable[t.name]
 		if !ok {
-			return
+			return undecided
 		}
 		st := skipTarget{v: v, key: t.key}
 		if strings.HasPrefix(st.key, "/") || strings.ContainsAny(st.key, `'"`) || v == variables.XML {
@@ -210,7 +242,7 @@ func (p *skipPlan) add(fsys fs.FS, r secRule) {
 
 	cond, ok := conditionOf(fsys, r)
 	if !ok {
-		return
+		return undecided
 	}
 	sr := &skipRule{id: r.id, idx: int32(p.n), exact: cond.exact, pattern: cond.pattern, negated: cond.negated, quiet: cond.quiet, hasQuiet: cond.hasQuiet}
 	p.n++
@@ -238,7 +270,7 @@ func (p *skipPlan) add(fsys fs.FS, r secRule) {
 			sr.pairs = append(sr.pairs, pi)
 		}
 	}
-	p.rules[r.phase-1] = append(p.rules[r.phase-1], sr)
+	return sr
 }
 
 // intern returns k's index in *list, appending k when it is new.
@@ -320,7 +352,7 @@ func (a *skipAction) Evaluate(_ plugintypes.RuleMetadata, tx plugintypes.Transac
 	sc := scratchPool.Get().(*skipScratch)
 	sc.reset(p, tx)
 	for _, r := range p.rules[a.phase-1] {
-		skip := !r.dropped && sc.cannotMatch(r)
+		skip := sc.decides(r)
 		if skip {
 			rm.RemoveRuleByID(r.id)
 		}
@@ -335,7 +367,7 @@ func (a *skipAction) Evaluate(_ plugintypes.RuleMetadata, tx plugintypes.Transac
 // verify also gives @rx candidates the regexp Coraza runs for them.
 func (p *skipPlan) verify() {
 	for _, rs := range p.rules {
-		for _, r := range rs {
+		for _, r := range slices.Concat(rs, membersOf(rs)) {
 			if r.pattern == "" {
 				continue
 			}
@@ -351,6 +383,14 @@ func (p *skipPlan) verify() {
 			}
 		}
 	}
+}
+
+func membersOf(rs []*skipRule) []*skipRule {
+	var out []*skipRule
+	for _, r := range rs {
+		out = append(out, r.members...)
+	}
+	return out
 }
 
 // skipScratch is one phase's work: target values, and the inputs of each
@@ -420,6 +460,20 @@ func resize[T any](s []T, n int) []T {
 		return make([]T, n)
 	}
 	return s[:n]
+}
+
+// decides reports whether rule r, or one of its chain's members, provably
+// cannot match now.
+func (sc *skipScratch) decides(r *skipRule) bool {
+	if !r.undecided && !r.dropped && sc.cannotMatch(r) {
+		return true
+	}
+	for _, m := range r.members {
+		if !m.undecided && !m.dropped && sc.cannotMatch(m) {
+			return true
+		}
+	}
+	return false
 }
 
 // cannotMatch reports whether rule r provably cannot match now.

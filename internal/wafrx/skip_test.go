@@ -7,6 +7,7 @@ import (
 	"testing/fstest"
 
 	coreruleset "github.com/corazawaf/coraza-coreruleset/v4"
+	"github.com/corazawaf/coraza/v3"
 )
 
 func TestParseSecRule(t *testing.T) {
@@ -124,7 +125,7 @@ func TestInputCacheIsBounded(t *testing.T) {
 	b := getBuilds(t)
 	evaluate(b.skip, benignGET(), nil) // the plan is built and verified
 	p := newSkipPlan()
-	p.add(coreruleset.FS, secRule{id: 1, phase: 1, file: "@owasp_crs/x.conf", targets: []secTarget{{"ARGS", ""}}, op: "rx", arg: "evil"})
+	p.add(coreruleset.FS, secRule{id: 1, phase: 1, file: "@owasp_crs/x.conf", targets: []secTarget{{"ARGS", ""}}, op: "rx", arg: "evil"}, false)
 	p.build()
 	for i := range inputShards * inputsPerShard * 2 {
 		p.inputs.facts(p, fmt.Sprintf("value-%d", i))
@@ -182,4 +183,72 @@ func TestPlanFollowsParanoiaLevel(t *testing.T) {
 		t.Errorf("planned rules: PL1 %d, PL2 %d, all %d, macro %d", pl1, pl2, all, macro)
 	}
 	t.Logf("planned rules: PL1 %d, PL2 %d, all %d", pl1, pl2, all)
+}
+
+// TestChainMembersDecide: a chain is skipped when a member cannot match
+// and nothing before it acts on a match; not when the head or an earlier
+// member captures or sets something, nor when a rule reads the previous
+// rule's MATCHED_VAR. The skipped chains' verdicts are checked against
+// Coraza's on a request where they match.
+func TestChainMembersDecide(t *testing.T) {
+	const rules = `
+SecRule REQUEST_METHOD "@rx ^GET$" "id:11,phase:1,block,t:none,msg:'body on GET',chain"
+    SecRule REQUEST_HEADERS:Content-Length "!@rx ^0?$" "t:none,setvar:'tx.score=+5'"
+SecRule REQUEST_METHOD "@rx ^GET$" "id:12,phase:1,pass,capture,t:none,chain"
+    SecRule REQUEST_HEADERS:Content-Length "@rx ." "t:none"
+SecRule REQUEST_METHOD "@rx ^GET$" "id:13,phase:1,block,t:none,msg:'x-b',chain"
+    SecRule &REQUEST_HEADERS:X-A "@eq 0" "t:none,chain"
+    SecRule REQUEST_HEADERS:X-B "@rx ." "t:none"
+SecRule REQUEST_METHOD "@rx ^GET$" "id:14,phase:1,block,t:none,msg:'seen',chain"
+    SecRule REQUEST_METHOD "@rx GET" "t:none,setvar:tx.seen=1,chain"
+    SecRule REQUEST_HEADERS:X-B "@rx ." "t:none"
+`
+	Register()
+	decisions := func(extra string, headers map[string]string) (map[int]bool, []int) {
+		t.Helper()
+		fsys := crsFS(rules + extra)
+		const directives = "SecRuleEngine DetectionOnly\nInclude @owasp_crs/*.conf\n"
+		prefix, rep := SkipRules(fsys, directives)
+		if rep.Disabled != "" {
+			t.Fatal(rep.Disabled)
+		}
+		waf, err := coraza.NewWAF(coraza.NewWAFConfig().WithRootFS(fsys).WithDirectives(prefix + directives))
+		if err != nil {
+			t.Fatal(err)
+		}
+		skipped := map[int]bool{}
+		skipHook = func(id int, skip bool) { skipped[id] = skip }
+		defer func() { skipHook = nil }()
+		tx := waf.NewTransaction()
+		defer tx.Close()
+		tx.ProcessURI("/", "GET", "HTTP/1.1")
+		for k, v := range headers {
+			tx.AddRequestHeader(k, v)
+		}
+		tx.ProcessRequestHeaders()
+		var matched []int
+		for _, mr := range tx.MatchedRules() {
+			if id := mr.Rule().ID(); id < 1000 {
+				matched = append(matched, id)
+			}
+		}
+		return skipped, matched
+	}
+	skipped, _ := decisions("", nil)
+	for id, want := range map[int]bool{11: true, 12: false, 13: true, 14: false} {
+		if skipped[id] != want {
+			t.Errorf("rule %d skipped=%v, want %v", id, skipped[id], want)
+		}
+	}
+	// Where the members match, nothing is skipped and the chains match.
+	skipped, matched := decisions("", map[string]string{"Content-Length": "5", "X-B": "1"})
+	if skipped[11] || skipped[13] || !slices.Contains(matched, 11) || !slices.Contains(matched, 13) || !slices.Contains(matched, 14) {
+		t.Errorf("members match: skipped %v, matched %v", skipped, matched)
+	}
+	// A rule reading the previous rule's MATCHED_VAR would see the heads'
+	// matches: chains whose head matches all run.
+	skipped, _ = decisions(`SecRule MATCHED_VAR "@rx x" "id:20,phase:1,pass,nolog"`+"\n", nil)
+	if skipped[11] || skipped[13] {
+		t.Errorf("MATCHED_VAR read, yet skipped %v", skipped)
+	}
 }
