@@ -252,3 +252,21 @@ SecRule REQUEST_METHOD "@rx ^GET$" "id:14,phase:1,block,t:none,msg:'seen',chain"
 		t.Errorf("MATCHED_VAR read, yet skipped %v", skipped)
 	}
 }
+
+// TestBytePatternCondition: a pattern that spells non-UTF-8 bytes is
+// decided with Coraza's byte-oriented engine on the bare argument, as
+// Coraza runs it.
+func TestBytePatternCondition(t *testing.T) {
+	c, ok := conditionOf(coreruleset.FS, secRule{op: "rx", arg: `\xbc[^\xbe>]*[\xbe>]|<[^\xbe]*\xbe`})
+	if !ok || c.exact == nil || c.filter != nil || c.pattern != "" {
+		t.Fatalf("byte pattern: ok=%v exact=%v filter=%v pattern=%q", ok, c.exact != nil, c.filter, c.pattern)
+	}
+	for in, want := range map[string]bool{"\xbcx\xbe": true, "\xbcx>": true, "<x\xbe": true, "<x>": false, "abc": false, "\u00bcx": false} {
+		if got := c.exact(in); got != want {
+			t.Errorf("%q: %v, want %v", in, got, want)
+		}
+	}
+	if c, ok := conditionOf(coreruleset.FS, secRule{op: "rx", arg: `\xbc`, negated: true}); !ok || c.exact("\xbc") || !c.exact("a") {
+		t.Error("negated byte pattern")
+	}
+}

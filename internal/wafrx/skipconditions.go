@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/corazawaf/libinjection-go"
+	"rsc.io/binaryregexp"
 )
 
 // skipCondition is what rule skipping checks on each input of a rule: a
@@ -35,7 +36,15 @@ func conditionOf(fsys fs.FS, r secRule) (skipCondition, bool) {
 	case "rx":
 		pattern := rxFlags + arg
 		if matchesArbitraryBytes(pattern) {
-			return c, false // Coraza's byte-oriented engine, not ours
+			// Coraza's byte-oriented engine on the bare argument, as
+			// Coraza compiles it: exact, and run on every input (no
+			// pre-filter for byte patterns).
+			re, err := binaryregexp.Compile(arg)
+			if err != nil {
+				return c, false
+			}
+			c.exact = re.MatchString
+			break
 		}
 		c.pattern = arg
 		if !c.negated {
