@@ -19,7 +19,7 @@ type engineSettings struct {
 // rules and CRS. Rampart writes it instead of including
 // @coraza.conf-recommended and @crs-setup.conf.example so that every
 // setting is one the operator can see in Rampart's config.
-func (w *WAF) directives(s engineSettings, moreSetvars string) string {
+func (w *WAF) directives(s engineSettings, moreSetvars string, omit map[string]bool) string {
 	var b strings.Builder
 	limit := strconv.FormatInt(max(w.maxBody, 1), 10)
 	// The engine always runs "On": DETECT and BLOCK differ only in what
@@ -56,17 +56,20 @@ func (w *WAF) directives(s engineSettings, moreSetvars string) string {
 	// CRS setup (what crs-setup.conf.example's 900xxx SecActions set),
 	// in one SecAction: each one that matches costs Coraza a match record
 	// on every request. moreSetvars (CRS's defaults, comma first) go in
-	// it too.
+	// it too; omit are settings no rule that runs reads.
 	p, th := strconv.Itoa(s.paranoia), strconv.Itoa(s.threshold)
-	b.WriteString(`SecAction "id:900000,phase:1,pass,t:none,nolog,setvar:tx.blocking_paranoia_level=` + p + `,setvar:tx.detection_paranoia_level=` + p)
-	b.WriteString(`,setvar:tx.inbound_anomaly_score_threshold=` + th + `,setvar:tx.outbound_anomaly_score_threshold=` + th)
-	if s.allowedMethods != "" {
-		b.WriteString(`,setvar:'tx.allowed_methods=` + s.allowedMethods + `'`)
+	b.WriteString(`SecAction "id:900000,phase:1,pass,t:none,nolog`)
+	for _, set := range [][2]string{
+		{"blocking_paranoia_level", p}, {"detection_paranoia_level", p},
+		{"inbound_anomaly_score_threshold", th}, {"outbound_anomaly_score_threshold", th},
+		{"allowed_methods", s.allowedMethods}, {"allowed_request_content_type", w.contentTypes},
+		{"crs_setup_version", "4250"},
+	} {
+		if set[1] != "" && !omit[set[0]] {
+			b.WriteString(`,setvar:'tx.` + set[0] + `=` + set[1] + `'`)
+		}
 	}
-	if w.contentTypes != "" {
-		b.WriteString(`,setvar:'tx.allowed_request_content_type=` + w.contentTypes + `'`)
-	}
-	b.WriteString(`,setvar:tx.crs_setup_version=4250` + moreSetvars + `"` + "\n")
+	b.WriteString(moreSetvars + `"` + "\n")
 	return b.String()
 }
 

@@ -231,7 +231,7 @@ func (w *WAF) engine(s engineSettings) (coraza.WAF, error) {
 	if e, ok := w.engines[s]; ok {
 		return e, nil
 	}
-	setup, custom, crs := w.directives(s, ""), "", ""
+	setup, custom, crs := w.directives(s, "", nil), "", ""
 	for _, f := range w.custom {
 		custom += f.text + "\n"
 	}
@@ -254,7 +254,11 @@ func (w *WAF) engine(s engineSettings) (coraza.WAF, error) {
 			// CRS's defaults set with Rampart's settings: CRS's
 			// initialisation then finds them set and its rules setting
 			// them one by one never match, so they are left out.
-			skipText = w.directives(s, wafrx.DefaultsSetvars(wafrx.CRSDefaults(coreruleset.FS, setup+custom))) + custom + crs
+			defaults := wafrx.CRSDefaults(coreruleset.FS, setup+custom)
+			withDefaults := func(omit map[string]bool) string {
+				kept := slices.DeleteFunc(slices.Clone(defaults), func(d wafrx.TXDefault) bool { return omit[d.Name] })
+				return w.directives(s, wafrx.DefaultsSetvars(kept), omit) + custom + crs
+			}
 			// Rampart runs the response phases only with response
 			// inspection, never the logging phase, and reads the
 			// blocking scores (txInt).
@@ -263,7 +267,20 @@ func (w *WAF) engine(s engineSettings) (coraza.WAF, error) {
 				runs |= wafrx.ResponsePhases
 				reads = append(reads, outboundScore)
 			}
+			skipText = withDefaults(nil)
 			fsys, gates = wafrx.ResolveParanoiaGates(coreruleset.FS, skipText, w.removed, runs, reads...)
+			// Settings no rule that runs reads are not set at all (one
+			// more resolution, without them).
+			if len(gates.UnreadSettings) > 0 {
+				omit := map[string]bool{}
+				for _, name := range gates.UnreadSettings {
+					omit[name] = true
+				}
+				skipText = withDefaults(omit)
+				unset := gates.UnreadSettings
+				fsys, gates = wafrx.ResolveParanoiaGates(coreruleset.FS, skipText, w.removed, runs, reads...)
+				gates.UnreadSettings = unset
+			}
 		}
 		prefix, rep = wafrx.SkipRules(fsys, skipText)
 		if rep.Disabled == "" {

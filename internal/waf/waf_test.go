@@ -174,6 +174,15 @@ func TestRuleSkippingReport(t *testing.T) {
 	if g := rep[0].Gates; g.Disabled != "" || !slices.Contains(g.DroppedMatching, 942014) || len(g.DroppedMatching) < 34 {
 		t.Errorf("paranoia gates at PL1: %+v", g)
 	}
+	// Settings no rule Rampart runs reads are not set: the outbound
+	// threshold without response inspection (and CRS's rule that would
+	// set its default goes too), but with it, it is.
+	if g := rep[0].Gates; !slices.Contains(g.UnreadSettings, "outbound_anomaly_score_threshold") || !slices.Contains(g.UnreadRules, 901110) {
+		t.Errorf("unread settings without response inspection: %v (rules %v)", g.UnreadSettings, g.UnreadRules)
+	}
+	if g := newWAF(t, Config{ParanoiaLevel: 1, ResponseInspection: true}).RuleSkipping()[0].Gates; slices.Contains(g.UnreadSettings, "outbound_anomaly_score_threshold") {
+		t.Errorf("outbound threshold unset with response inspection: %v", g.UnreadSettings)
+	}
 	// An exclusion of a gate by id, on any route, leaves it to Coraza.
 	xw := newWAF(t, Config{ParanoiaLevel: 1, Routes: map[string]RouteConfig{"r": {Exclusions: []Exclusion{{Path: "/x", Rules: []string{"942014"}}}}}})
 	if g := xw.RuleSkipping()[0].Gates; g.Disabled != "" || slices.Contains(g.DroppedMatching, 942014) || !slices.Contains(g.DroppedMatching, 942013) {

@@ -65,6 +65,11 @@ type GateReport struct {
 	// the rules left out because writing them was all they did.
 	Unread      []string
 	UnreadRules []int
+	// UnreadSettings are the TX variables the configuration sets that no
+	// rule left reads, and that no rule was decided on: the configuration
+	// may stop setting them (CRS's rules that would set them then only
+	// write what nobody reads, and go too).
+	UnreadSettings []string
 }
 
 // Phases is a set of rule phases: bit n stands for phase n.
@@ -296,7 +301,7 @@ func inRanges(rs []IDRange, id int) bool {
 func ResolveParanoiaGates(fsys fs.FS, text string, removed []IDRange, runs Phases, reads ...string) (fs.FS, GateReport) {
 	g := &gateResolver{fsys: fsys, runs: runs, reads: reads, rm: removals{ids: slices.Clone(removed)}, consts: map[string]string{},
 		setters: map[string][]secRule{}, varies: map[string]bool{}, crsWrites: map[string][]ruleRef{}, crsUnsets: map[string]bool{},
-		skipTargets: map[string]bool{}}
+		skipTargets: map[string]bool{}, decidedOn: map[string]bool{}}
 	if why := g.scanConfig(text, 0); why != "" {
 		return fsys, GateReport{Disabled: why}
 	}
@@ -326,6 +331,9 @@ func ResolveParanoiaGates(fsys fs.FS, text string, removed []IDRange, runs Phase
 		for i, r := range f.rules {
 			if r.unsetCheck != "" && g.constant(r.unsetCheck) && g.mayDecide(f, i, nil) {
 				decide(f, i)
+				if !r.setOnly && g.runs.Has(r.phase) { // say 901001, which refuses requests without it
+					g.decidedOn[r.unsetCheck] = true
+				}
 			}
 		}
 	}
@@ -354,6 +362,9 @@ func ResolveParanoiaGates(fsys fs.FS, text string, removed []IDRange, runs Phase
 				continue
 			}
 			decide(f, append(region, i)...)
+			if g.runs.Has(gate.phase) {
+				g.decidedOn[gate.gate.name] = true
+			}
 			if matches {
 				rep.DroppedMatching = append(rep.DroppedMatching, gate.id)
 			}
@@ -365,7 +376,7 @@ func ResolveParanoiaGates(fsys fs.FS, text string, removed []IDRange, runs Phase
 	for _, f := range crs {
 		rep.Dropped += len(f.drop)
 	}
-	rep.Unread, rep.UnreadRules = g.leaveOutUnread(crs)
+	rep.Unread, rep.UnreadRules, rep.UnreadSettings = g.leaveOutUnread(crs)
 	rep.DroppedMatching = append(rep.DroppedMatching, rep.UnreadRules...)
 	rep.Dropped += len(rep.UnreadRules)
 	rep.Markers, rep.MarkersKept = g.leaveOutMarkers(crs)
@@ -542,6 +553,8 @@ type gateResolver struct {
 	// marker may be left out.
 	skipTargets map[string]bool
 	markerUse   string
+	// decidedOn are the TX variables a decision relied on being set.
+	decidedOn map[string]bool
 	// otherReads are what the configuration's directives and CRS's
 	// directives other than rules read of TX; reads what the caller does.
 	otherReads []string

@@ -67,8 +67,9 @@ var (
 
 // leaveOutUnread rewrites the CRS SecActions that write TX variables no
 // one reads without those setvars, leaves out the rules that only write
-// such variables, and returns the variables and the ids of those rules.
-func (g *gateResolver) leaveOutUnread(crs []*crsFile) ([]string, []int) {
+// such variables, and returns the variables, the ids of those rules, and
+// the settings of the configuration nothing reads (UnreadSettings).
+func (g *gateResolver) leaveOutUnread(crs []*crsFile) ([]string, []int, []string) {
 	names := map[string]bool{}
 	var patterns []*regexp.Regexp
 	note := func(reads []string) bool {
@@ -89,12 +90,12 @@ func (g *gateResolver) leaveOutUnread(crs []*crsFile) ([]string, []int) {
 		return true
 	}
 	if !note(g.otherReads) || !note(g.reads) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	for _, f := range crs {
 		for i, r := range f.rules {
-			if r.marker == "" && !f.drop[i] && g.runs.Has(r.phase) && !note(r.reads) {
-				return nil, nil
+			if r.marker == "" && !f.drop[i] && g.runs.Has(r.phase) && !note(ownReadsLeftOut(r)) {
+				return nil, nil, nil
 			}
 		}
 	}
@@ -168,6 +169,29 @@ func (g *gateResolver) leaveOutUnread(crs []*crsFile) ([]string, []int) {
 			}
 		}
 	}
+	var settings []string
+	for name := range g.consts {
+		if _, ok := unreadWrite("tx." + name + "=0"); ok && !g.decidedOn[name] {
+			settings = append(settings, name)
+		}
+	}
 	slices.Sort(vars)
-	return slices.Compact(vars), dropped
+	slices.Sort(settings)
+	return slices.Compact(vars), dropped, settings
+}
+
+// ownReadsLeftOut returns what r reads, less the variables it writes when
+// writing is all it does (CRS's `&TX:name "@eq 0"` defaults): reading
+// them only decides whether to write them.
+func ownReadsLeftOut(r ruleInfo) []string {
+	if !r.setOnly || r.chained || r.actions != "" {
+		return r.reads
+	}
+	var out []string
+	for _, rd := range r.reads {
+		if !slices.ContainsFunc(r.setvars, func(sv string) bool { name, _, _, _, _ := txWrite(sv); return name == rd }) {
+			out = append(out, rd)
+		}
+	}
+	return out
 }

@@ -85,3 +85,30 @@ func TestUnreadSettings(t *testing.T) {
 		t.Errorf("a rule reads the whole collection, yet %v unset, %v left out", rep.Unread, rep.UnreadRules)
 	}
 }
+
+// TestUnreadConfigSettings: settings of the configuration no rule that runs
+// reads are reported, unless a decision relied on them.
+func TestUnreadConfigSettings(t *testing.T) {
+	setup := gateSetup("1") + `SecAction "id:900001,phase:1,pass,nolog,setvar:tx.outbound_anomaly_score_threshold=4,setvar:tx.reporting_level=4,setvar:tx.crs_setup_version=4250,setvar:tx.sampling_percentage=100,setvar:tx.inbound_anomaly_score_threshold=5"` + "\n"
+	_, rep := resolvePhases(t, RequestPhases, setup, "")
+	// crs_setup_version: 901001 refuses requests without it; the sampling
+	// gate was decided on sampling_percentage; 949 reads the inbound
+	// threshold.
+	if want := []string{"outbound_anomaly_score_threshold", "reporting_level"}; !slices.Equal(rep.UnreadSettings, want) {
+		t.Errorf("request phases: %v, want %v", rep.UnreadSettings, want)
+	}
+	_, rep = resolvePhases(t, RequestPhases|ResponsePhases, setup, "")
+	if slices.Contains(rep.UnreadSettings, "outbound_anomaly_score_threshold") || !slices.Contains(rep.UnreadSettings, "reporting_level") {
+		t.Errorf("with response phases: %v", rep.UnreadSettings)
+	}
+	_, rep = resolvePhases(t, AllPhases, setup, "")
+	if len(rep.UnreadSettings) != 0 {
+		t.Errorf("all phases (980 reads the reporting level): %v", rep.UnreadSettings)
+	}
+	// Without the setting, CRS's default rule for it only writes what
+	// nobody reads: it goes too.
+	_, rep = resolvePhases(t, RequestPhases, gateSetup("1"), "")
+	if !slices.Contains(rep.UnreadRules, 901111) || !slices.Contains(rep.UnreadRules, 901110) {
+		t.Errorf("defaults of unread settings kept: %v", rep.UnreadRules)
+	}
+}
