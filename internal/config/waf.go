@@ -55,11 +55,13 @@ type WAFExclusion struct {
 // RouteWAF overrides security.waf for one route (routes[].waf); unset keys
 // inherit, exclusions are added to the global ones.
 type RouteWAF struct {
-	Enabled        *bool          `yaml:"enabled"`
-	Mode           string         `yaml:"mode"`
-	ParanoiaLevel  int            `yaml:"paranoia_level"`
-	AllowedMethods []string       `yaml:"allowed_methods"`
-	Exclusions     []WAFExclusion `yaml:"exclusions"`
+	Enabled            *bool          `yaml:"enabled"`
+	Mode               string         `yaml:"mode"`
+	ParanoiaLevel      int            `yaml:"paranoia_level"`
+	AnomalyThreshold   int            `yaml:"anomaly_threshold"`
+	ResponseInspection *bool          `yaml:"response_inspection"`
+	AllowedMethods     []string       `yaml:"allowed_methods"`
+	Exclusions         []WAFExclusion `yaml:"exclusions"`
 }
 
 // DefaultWAFMethods is security.waf.allowed_methods when not set: CRS's
@@ -103,6 +105,7 @@ func (c *Config) WAFConfig() (waf.Config, bool) {
 			continue
 		}
 		rc := waf.RouteConfig{Enabled: r.WAF.Enabled, Mode: waf.Mode(r.WAF.Mode), ParanoiaLevel: r.WAF.ParanoiaLevel,
+			AnomalyThreshold: r.WAF.AnomalyThreshold, ResponseInspection: r.WAF.ResponseInspection,
 			AllowedMethods: r.WAF.AllowedMethods, Exclusions: wafExclusions(r.WAF.Exclusions)}
 		out.Routes[r.Name] = rc
 		if rc.Enabled != nil {
@@ -129,9 +132,7 @@ func (v *validator) waf() {
 	w := v.cfg.Security.WAF
 	if w != nil {
 		v.wafMode(base, w.Mode, w.ParanoiaLevel)
-		if w.AnomalyThreshold < 0 {
-			v.add(base+".anomaly_threshold", "waf: anomaly_threshold must be 1 or more (CRS default 5)")
-		}
+		v.wafThreshold(base, w.AnomalyThreshold)
 		for i, rs := range w.RuleSets {
 			if rs != waf.RuleSetCRS {
 				v.add(fmt.Sprintf("%s.rule_sets[%d]", base, i), "waf: unknown rule set %q (the built-in one is %s)", rs, waf.RuleSetCRS)
@@ -168,6 +169,7 @@ func (v *validator) waf() {
 		}
 		p := fmt.Sprintf("routes[%d].waf", i)
 		v.wafMode(p, r.WAF.Mode, r.WAF.ParanoiaLevel)
+		v.wafThreshold(p, r.WAF.AnomalyThreshold)
 		v.wafExclusions(p+".exclusions", r.WAF.Exclusions)
 		v.wafMethods(p+".allowed_methods", r.WAF.AllowedMethods)
 	}
@@ -179,6 +181,12 @@ func (v *validator) wafMode(base, mode string, pl int) {
 	}
 	if pl < 0 || pl > 4 {
 		v.add(base+".paranoia_level", "waf: paranoia_level %d must be between 1 and 4", pl)
+	}
+}
+
+func (v *validator) wafThreshold(base string, th int) {
+	if th < 0 {
+		v.add(base+".anomaly_threshold", "waf: anomaly_threshold must be 1 or more (CRS default 5)")
 	}
 }
 

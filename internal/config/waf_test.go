@@ -60,6 +60,7 @@ routes:
     waf:
       mode: LOG
       exclusions: [{path: /x, rules: [nope]}]
+      anomaly_threshold: -3
 pools:
   - name: web
     backends:
@@ -67,8 +68,37 @@ pools:
 `
 	_, err := Parse("t.yaml", []byte(doc))
 	var ps Problems
-	if !errors.As(err, &ps) || len(ps) != 2 || ps[0].Line != 8 || ps[1].Line != 9 {
+	if !errors.As(err, &ps) || len(ps) != 3 || ps[0].Line != 8 || ps[1].Line != 9 || ps[2].Line != 10 || !strings.Contains(ps[2].Msg, "anomaly_threshold") {
 		t.Fatalf("problems: %v", err)
+	}
+}
+
+func TestWAFRouteOverrides(t *testing.T) {
+	doc := `listeners:
+  - {name: public, listen: ":8080"}
+routes:
+  - name: api
+    match: {path_prefix: /api}
+    pool: web
+    waf: {anomaly_threshold: 20, response_inspection: true}
+  - name: all
+    match: {path_prefix: /}
+    pool: web
+pools:
+  - name: web
+    backends:
+      - {id: w1, address: 127.0.0.1:9001}
+security:
+  waf: {anomaly_threshold: 7}
+`
+	cfg, err := Parse("t.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wc, _ := cfg.WAFConfig()
+	rc := wc.Routes["api"]
+	if wc.AnomalyThreshold != 7 || rc.AnomalyThreshold != 20 || rc.ResponseInspection == nil || !*rc.ResponseInspection || wc.ResponseInspection {
+		t.Errorf("route overrides not carried: %+v, api %+v", wc, rc)
 	}
 }
 

@@ -13,6 +13,7 @@ type engineSettings struct {
 	paranoia       int
 	threshold      int
 	allowedMethods string // space-separated, "" for CRS's default
+	responses      bool   // response inspection: the response phases run
 }
 
 // directives is the SecLang that configures an engine, before the custom
@@ -32,7 +33,7 @@ func (w *WAF) directives(s engineSettings, moreSetvars string, omit map[string]b
 	b.WriteString("SecRequestBodyInMemoryLimit " + limit + "\n")
 	b.WriteString("SecRequestBodyLimitAction ProcessPartial\n")
 	b.WriteString("SecRequestBodyJsonDepthLimit 1024\n")
-	if w.responses {
+	if s.responses {
 		b.WriteString("SecResponseBodyAccess On\n")
 		b.WriteString("SecResponseBodyMimeType text/plain text/html text/xml application/xml application/json\n")
 		b.WriteString("SecResponseBodyLimit " + limit + "\n")

@@ -57,3 +57,39 @@ func TestResponseInspection(t *testing.T) {
 	}
 	_ = http.StatusOK
 }
+
+// TestRouteThresholdAndResponses: a route's anomaly_threshold and
+// response_inspection override the global ones, each route getting the
+// rule set its settings need.
+func TestRouteThresholdAndResponses(t *testing.T) {
+	on := true
+	w := newWAF(t, Config{Mode: ModeBlock, Routes: map[string]RouteConfig{
+		"lenient":   {AnomalyThreshold: 1000},
+		"inspected": {ResponseInspection: &on},
+	}})
+	xss := "/?q=%3Cscript%3Ealert(1)%3C/script%3E"
+	if res := w.Policy("").Evaluate(get(xss)); res.Action != ActionBlock || res.Score < 5 {
+		t.Errorf("global threshold 5: %+v", res)
+	}
+	res := w.Policy("lenient").Evaluate(get(xss))
+	if res.Action != ActionPass || res.Score < 5 || len(res.RuleIDs) == 0 {
+		t.Errorf("route threshold 1000: %+v (scored, logged, passed)", res)
+	}
+	if _, rc := w.Policy("").EvaluateExchange(get("/report")); rc != nil {
+		t.Error("response check on the global policy, which does not inspect responses")
+	}
+	_, rc := w.Policy("inspected").EvaluateExchange(get("/report"))
+	if rc == nil {
+		t.Fatal("no response check on the route that inspects responses")
+	}
+	rec := httptest.NewRecorder()
+	var got Result
+	rw := rc.Writer(rec, func(r Result) { got = r })
+	rw.Header().Set("Content-Type", "text/html")
+	rw.WriteHeader(200)
+	io.WriteString(rw, sqlLeak)
+	rw.Finish()
+	if rec.Code != 403 || got.Action != ActionBlock {
+		t.Errorf("SQL error leak on the inspected route: status %d, %+v", rec.Code, got)
+	}
+}

@@ -72,11 +72,13 @@ type Config struct {
 // RouteConfig overrides Config for one route; zero values inherit.
 // Exclusions are added to the global ones.
 type RouteConfig struct {
-	Enabled        *bool
-	Mode           Mode
-	ParanoiaLevel  int
-	AllowedMethods []string
-	Exclusions     []Exclusion
+	Enabled            *bool
+	Mode               Mode
+	ParanoiaLevel      int
+	AnomalyThreshold   int
+	ResponseInspection *bool
+	AllowedMethods     []string
+	Exclusions         []Exclusion
 }
 
 // WAF is a compiled Config.
@@ -88,7 +90,6 @@ type WAF struct {
 	engines      map[engineSettings]coraza.WAF
 	custom       []rulesFile
 	crs          bool
-	responses    bool
 	noSkipping   bool
 	// removed are the rule ids exclusions remove at run time, on any
 	// route: paranoia gates they name are left to Coraza.
@@ -111,7 +112,7 @@ type Policy struct {
 // New compiles c. Custom rules that do not compile are reported as
 // "FILE:LINE: message".
 func New(c Config) (*WAF, error) {
-	w := &WAF{responses: c.ResponseInspection, noSkipping: c.NoRuleSkipping, maxBody: c.MaxBodyInspectBytes, routes: map[string]*Policy{}, engines: map[engineSettings]coraza.WAF{}}
+	w := &WAF{noSkipping: c.NoRuleSkipping, maxBody: c.MaxBodyInspectBytes, routes: map[string]*Policy{}, engines: map[engineSettings]coraza.WAF{}}
 	if w.maxBody <= 0 {
 		w.maxBody = DefaultMaxBodyInspectBytes
 	}
@@ -195,10 +196,17 @@ func (w *WAF) policy(c Config, rc RouteConfig) (*Policy, error) {
 	if p.mode != ModeBlock && p.mode != ModeDetect {
 		return nil, fmt.Errorf("unknown mode %q (DETECT or BLOCK)", p.mode)
 	}
-	s := engineSettings{paranoia: c.ParanoiaLevel, threshold: c.AnomalyThreshold}
+	s := engineSettings{paranoia: c.ParanoiaLevel, threshold: c.AnomalyThreshold, responses: c.ResponseInspection}
 	if rc.ParanoiaLevel != 0 {
 		s.paranoia = rc.ParanoiaLevel
 	}
+	if rc.AnomalyThreshold != 0 {
+		s.threshold = rc.AnomalyThreshold
+	}
+	if rc.ResponseInspection != nil {
+		s.responses = *rc.ResponseInspection
+	}
+	p.responses = s.responses
 	if s.paranoia == 0 {
 		s.paranoia = 1
 	}
@@ -263,7 +271,7 @@ func (w *WAF) engine(s engineSettings) (coraza.WAF, error) {
 			// inspection, never the logging phase, and reads the
 			// blocking scores (txInt).
 			runs, reads := wafrx.RequestPhases, []string{inboundScore}
-			if w.responses {
+			if s.responses {
 				runs |= wafrx.ResponsePhases
 				reads = append(reads, outboundScore)
 			}
