@@ -379,6 +379,9 @@ func ResolveParanoiaGates(fsys fs.FS, text string, removed []IDRange, runs Phase
 	rep.Unread, rep.UnreadRules, rep.UnreadSettings = g.leaveOutUnread(crs)
 	rep.DroppedMatching = append(rep.DroppedMatching, rep.UnreadRules...)
 	rep.Dropped += len(rep.UnreadRules)
+	for _, id := range rep.UnreadRules {
+		dropped[id] = true // CRS's own updates naming them go with them
+	}
 	rep.Markers, rep.MarkersKept = g.leaveOutMarkers(crs)
 	out := overlayFS{base: fsys, files: map[string][]byte{}}
 	for _, f := range crs {

@@ -180,18 +180,22 @@ func (g *gateResolver) leaveOutUnread(crs []*crsFile) ([]string, []int, []string
 	return slices.Compact(vars), dropped, settings
 }
 
-// ownReadsLeftOut returns what r reads, less the variables it writes when
-// writing is all it does (CRS's `&TX:name "@eq 0"` defaults): reading
-// them only decides whether to write them.
+// ownReadsLeftOut returns what r reads, less the variable it writes when
+// writing that one variable is all it does (CRS's `&TX:name "@eq 0"`
+// defaults): reading it then only decides whether to write it. A rule
+// that writes anything else keeps its reads: they decide that too.
 func ownReadsLeftOut(r ruleInfo) []string {
-	if !r.setOnly || r.chained || r.actions != "" {
+	if !r.setOnly || r.chained || r.actions != "" || len(r.setvars) == 0 {
 		return r.reads
 	}
-	var out []string
-	for _, rd := range r.reads {
-		if !slices.ContainsFunc(r.setvars, func(sv string) bool { name, _, _, _, _ := txWrite(sv); return name == rd }) {
-			out = append(out, rd)
+	own, dynamic, _, _, _ := txWrite(r.setvars[0])
+	for _, sv := range r.setvars[1:] {
+		if name, _, _, _, _ := txWrite(sv); name != own {
+			return r.reads
 		}
 	}
-	return out
+	if dynamic || own == "" {
+		return r.reads
+	}
+	return slices.DeleteFunc(slices.Clone(r.reads), func(rd string) bool { return rd == own })
 }

@@ -112,3 +112,18 @@ func TestUnreadConfigSettings(t *testing.T) {
 		t.Errorf("defaults of unread settings kept: %v", rep.UnreadRules)
 	}
 }
+
+// TestOwnReads: a rule that only writes the variable it reads does not
+// keep it alive; one that also writes another variable does.
+func TestOwnReads(t *testing.T) {
+	only := ruleInfo{reads: []string{"x"}}
+	only.secRule, _, _ = parseSecRule(`&TX:x "@eq 0" "id:1,phase:1,pass,nolog,setvar:tx.x=5"`)
+	if got := ownReadsLeftOut(only); len(got) != 0 {
+		t.Errorf("default rule keeps %v", got)
+	}
+	more := ruleInfo{reads: []string{"x"}}
+	more.secRule, _, _ = parseSecRule(`TX:x "@eq 1" "id:2,phase:1,pass,nolog,setvar:tx.x=2,setvar:tx.y=1"`)
+	if got := ownReadsLeftOut(more); !slices.Equal(got, []string{"x"}) {
+		t.Errorf("a rule writing y from x must keep x: %v", got)
+	}
+}
