@@ -27,9 +27,9 @@ func buildWAF(cfg *config.Config, log *slog.Logger) (*waf.WAF, error) {
 	}
 	for _, rep := range w.RuleSkipping() {
 		if rep.Disabled != "" {
-			log.Warn("waf rule skipping off: every CRS rule runs on every request", "reason", rep.Disabled)
+			log.Warn("waf rule skipping off: every CRS rule runs on every request", "rule_set", rep.RuleSet, "reason", rep.Disabled)
 		} else {
-			attrs := []any{"crs_rules_planned", rep.Candidates, "crs_rules_decided", rep.Gates.Decided, "crs_rules_left_out", rep.Gates.Dropped, "crs_markers_left_out", rep.Gates.Markers, "crs_unread_vars_left_out", len(rep.Gates.Unread), "crs_settings_unset", len(rep.Gates.UnreadSettings)}
+			attrs := []any{"rule_set", rep.RuleSet, "crs_rules_planned", rep.Candidates, "crs_rules_decided", rep.Gates.Decided, "crs_rules_left_out", rep.Gates.Dropped, "crs_markers_left_out", rep.Gates.Markers, "crs_unread_vars_left_out", len(rep.Gates.Unread), "crs_settings_unset", len(rep.Gates.UnreadSettings)}
 			if rep.Gates.MarkersKept != "" {
 				attrs = append(attrs, "crs_markers_kept", rep.Gates.MarkersKept)
 			}

@@ -318,6 +318,7 @@ func (w *WAF) engine(s engineSettings) (coraza.WAF, error) {
 		return nil, fmt.Errorf("waf rules: %s", cleanErr(err))
 	}
 	w.engines[s] = e
+	rep.RuleSet = fmt.Sprintf("paranoia_level=%d anomaly_threshold=%d response_inspection=%v", s.paranoia, s.threshold, s.responses)
 	w.skipping = append(w.skipping, rep)
 	return e, nil
 }

@@ -74,6 +74,9 @@ type SkipReport struct {
 	Disabled   string // why none may be, when not empty
 	// Gates is what ResolveParanoiaGates decided for the same rule set.
 	Gates GateReport
+	// RuleSet names the rule set for the caller's logs (its settings);
+	// SkipRules leaves it empty.
+	RuleSet string
 }
 
 // SkipRules reads the directives a WAF is about to be built from (Include
