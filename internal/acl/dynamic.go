@@ -195,6 +195,9 @@ func (d *Dynamic) Close() error {
 // takes no lock and does not allocate.
 func (d *Dynamic) Lookup(l List, a netip.Addr) (source string, p netip.Prefix, ok bool) {
 	t := d.tables[l].Load()
+	if t == nil || t.Size() == 0 { // the usual case: no tree walk
+		return "", netip.Prefix{}, false
+	}
 	a = a.Unmap().WithZone("")
 	if !t.Contains(a) {
 		return "", netip.Prefix{}, false

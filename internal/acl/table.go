@@ -44,7 +44,7 @@ var netSet4Min = 1 << 14
 // and the longest prefix that contains a. A nil Table contains nothing.
 // IPv4-mapped IPv6 addresses are looked up as the IPv4 address they carry.
 func (t *Table) Lookup(a netip.Addr) (source string, p netip.Prefix, ok bool) {
-	if t == nil {
+	if t == nil || t.size == 0 { // most lists are empty: no tree walk
 		return "", netip.Prefix{}, false
 	}
 	a = a.Unmap()
