@@ -407,10 +407,10 @@ func ResolveParanoiaGates(fsys fs.FS, text string, removed []IDRange, runs Phase
 // targets or operator name them outside a chain (a chain member reads its
 // head's match). When any rule does either, the markers stay.
 func (g *gateResolver) leaveOutMarkers(crs []*crsFile) (int, string) {
-	if g.markerUse != "" {
-		return 0, g.markerUse
+	if g.matchSeen != "" {
+		return 0, g.matchSeen
 	}
-	if why := g.skipReachesMarker(crs); why != "" {
+	if _, why := g.skipReach(crs); why != "" {
 		return 0, why
 	}
 	targets := maps.Clone(g.skipTargets) // the configuration's and chain members'
@@ -442,35 +442,30 @@ func (g *gateResolver) leaveOutMarkers(crs []*crsFile) (int, string) {
 	return n, ""
 }
 
-// noteMarkerUse records what in rule r, read outside or at the head of a
-// chain (head) or as a chain member, keeps markers or needs one. A skip:N
-// in CRS is followed up by leaveOutMarkers; anywhere else it keeps them.
-func (g *gateResolver) noteMarkerUse(r secRule, head, inCRS bool) {
+// noteMatchUse records what in rule r, read outside or at the head of a
+// chain (head) or as a chain member, needs a marker or sees other rules'
+// matches: a skipAfter target, a skip:N that counts rules (one in CRS is
+// followed up by skipReach; anywhere else it keeps every rule that
+// matches), a read of the previous rule's MATCHED_VAR.
+func (g *gateResolver) noteMatchUse(r secRule, head, inCRS bool) {
 	if r.skipAfter != "" && !head {
 		g.skipTargets[r.skipAfter] = true // Coraza ignores it; kept to be safe
 	}
 	switch {
-	case g.markerUse != "":
+	case g.matchSeen != "":
 	case r.skips && (!inCRS || !head || r.skip <= 0):
-		g.markerUse = fmt.Sprintf("rule %d has skip:N, which counts markers", r.id)
+		g.matchSeen = fmt.Sprintf("rule %d has skip:N, which counts markers", r.id)
 	case head && readsLastMatch(r):
-		g.markerUse = fmt.Sprintf("rule %d reads the previous rule's MATCHED_VAR", r.id)
+		g.matchSeen = fmt.Sprintf("rule %d reads the previous rule's MATCHED_VAR", r.id)
 	}
 }
 
-// skipReachesMarker returns why markers must stay when a CRS skip:N may
-// pass over one: walking on from the rule through the rules of its phase
-// that stay, a rule some removal may take out without the skipping rule
-// does not count (the skip then passes over the next one too), and the
-// walk must count N before it meets a marker.
-func (g *gateResolver) skipReachesMarker(crs []*crsFile) string {
-	_, why := g.skipReach(crs)
-	return why
-}
-
-// skipReach returns the rules a CRS skip:N may pass over (see
-// skipReachesMarker), which must stay for it to count as before, and why
-// markers must stay, if a marker is among them.
+// skipReach returns the rules a CRS skip:N may pass over, which must stay
+// for it to count as before, and why markers must stay, if a marker is
+// among them. The walk goes on from the skipping rule through the rules
+// of its phase that stay; a rule some removal may take out without the
+// skipping rule does not count (the skip then passes over the next one
+// too).
 func (g *gateResolver) skipReach(crs []*crsFile) (map[ruleRef]bool, string) {
 	reach := map[ruleRef]bool{}
 	why := ""
@@ -552,10 +547,11 @@ type gateResolver struct {
 	crsPrefixes []string
 	crsUnsets   map[string]bool
 	// skipTargets are the markers the configuration's rules and CRS's
-	// chain members name in skipAfter; markerUse, when set, says why no
-	// marker may be left out.
+	// chain members name in skipAfter; matchSeen, when set, says why no
+	// rule that matches (a marker, a rule that only writes) may be left
+	// out.
 	skipTargets map[string]bool
-	markerUse   string
+	matchSeen   string
 	// decidedOn are the TX variables a decision relied on being set.
 	decidedOn map[string]bool
 	// otherReads are what the configuration's directives and CRS's
@@ -615,7 +611,7 @@ func (g *gateResolver) scanConfig(text string, depth int) string {
 		if err != nil {
 			return err.Error()
 		}
-		g.noteMarkerUse(r.secRule, !inChain, false)
+		g.noteMatchUse(r.secRule, !inChain, false)
 		if r.skipAfter != "" && (g.runs.Has(r.phase) || inChain) {
 			g.skipTargets[r.skipAfter] = true
 		}
@@ -708,7 +704,7 @@ func (g *gateResolver) readCRS() ([]*crsFile, string) {
 				if err != nil {
 					return nil, name + ": " + err.Error()
 				}
-				g.noteMarkerUse(r.secRule, !inChain, true)
+				g.noteMatchUse(r.secRule, !inChain, true)
 				if inChain { // a member: part of its chain's head
 					head := &f.rules[len(f.rules)-1]
 					head.last = d.last

@@ -205,7 +205,7 @@ func (p *skipPlan) add(fsys fs.FS, r secRule, lastMatchRead bool) {
 	sr := p.decider(fsys, r)
 	if r.pure && !lastMatchRead {
 		for _, m := range r.members {
-			if d := p.decider(fsys, m); d != nil {
+			if d := p.decider(fsys, m); !d.undecided {
 				sr.members = append(sr.members, d)
 			}
 			if !m.pure {
@@ -472,7 +472,7 @@ func (sc *skipScratch) decides(r *skipRule) bool {
 		return true
 	}
 	for _, m := range r.members {
-		if !m.undecided && !m.dropped && sc.cannotMatch(m) {
+		if !m.dropped && sc.cannotMatch(m) {
 			return true
 		}
 	}

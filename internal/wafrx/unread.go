@@ -113,7 +113,7 @@ func (g *gateResolver) leaveOutUnread(crs []*crsFile) ([]string, []int, []string
 	reach, _ := g.skipReach(crs)
 	mayDrop := func(f *crsFile, i int) bool {
 		r := f.rules[i]
-		return g.markerUse == "" && !reach[ruleRef{f, i}] && !inRanges(g.rm.updated, r.id) && r.skipAfter == "" && !r.chained
+		return g.matchSeen == "" && !reach[ruleRef{f, i}] && !inRanges(g.rm.updated, r.id) && r.skipAfter == "" && !r.chained
 	}
 	var vars []string
 	var dropped []int
