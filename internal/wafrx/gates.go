@@ -603,14 +603,15 @@ func (g *gateResolver) scanConfig(text string, depth int) string {
 		if !g.rm.note(d.text) {
 			return "a rule removal or update it cannot follow: " + short(d.text)
 		}
-		g.otherReads = append(g.otherReads, txReadsOf(d.text)...)
 		if kind != "secrule" && kind != "secaction" {
+			g.otherReads = append(g.otherReads, txReadsOf(d.text)...)
 			continue
 		}
 		r, chain, err := parseRuleInfo(kind, rest, d)
 		if err != nil {
 			return err.Error()
 		}
+		g.otherReads = append(g.otherReads, r.reads...) // every rule of the configuration may run
 		g.noteMatchUse(r.secRule, !inChain, false)
 		if r.skipAfter != "" && (g.runs.Has(r.phase) || inChain) {
 			g.skipTargets[r.skipAfter] = true

@@ -31,24 +31,11 @@ var transformSeeds = []string{
 // printable ASCII strings biased towards the characters the
 // transformations act on.
 func TestTransformModels(t *testing.T) {
-	const alphabet = "aZ09 ./\\%+&#;,'\"^()-*<>!x:=?_"
-	rng := rand.New(rand.NewPCG(1, 2))
-	inputs := slices.Clone(transformSeeds)
-	n := 3000
-	if raceEnabled {
-		n = 300
+	var alphabet []string
+	for _, c := range "aZ09 ./\\%+&#;,'\"^()-*<>!x:=?_" {
+		alphabet = append(alphabet, string(c))
 	}
-	for range n {
-		var b strings.Builder
-		for range rng.IntN(24) {
-			if rng.IntN(3) == 0 {
-				b.WriteByte(byte(0x20 + rng.IntN(0x5f)))
-			} else {
-				b.WriteByte(alphabet[rng.IntN(len(alphabet))])
-			}
-		}
-		inputs = append(inputs, b.String())
-	}
+	inputs := append(slices.Clone(transformSeeds), randomInputs(1, 24, alphabet, func(r *rand.Rand) byte { return byte(0x20 + r.IntN(0x5f)) })...)
 	for name, model := range transformModels {
 		t.Run(name, func(t *testing.T) { compareWithCoraza(t, name, model, inputs) })
 	}
@@ -60,26 +47,34 @@ func TestTransformModels(t *testing.T) {
 func TestBinaryTransformModels(t *testing.T) {
 	pieces := []string{"\xff", "\x80", "\xc2", "\xc2\xa0", "\xe2\x80\xa8", "\xe3\x80\x80", "\x00", "\t", "\n", "\v", "\f", "\r", " ",
 		"\x85", "\xc2\x85", "%", "+", "%41", "%u0041", `\`, `\x41`, "/*", "*/", "a", "Z", "0", "é"}
-	rng := rand.New(rand.NewPCG(3, 4))
-	var inputs []string
+	inputs := randomInputs(3, 16, pieces, func(r *rand.Rand) byte { return byte(r.IntN(256)) })
+	for name, model := range binaryModels {
+		t.Run(name, func(t *testing.T) { compareWithCoraza(t, name, model, inputs) })
+	}
+}
+
+// randomInputs returns 3,000 strings (300 under the race detector) of up
+// to maxParts parts, each one of pieces or, one time in three, a byte from
+// anyByte.
+func randomInputs(seed uint64, maxParts int, pieces []string, anyByte func(*rand.Rand) byte) []string {
+	rng := rand.New(rand.NewPCG(seed, seed+1))
 	n := 3000
 	if raceEnabled {
 		n = 300
 	}
+	out := make([]string, 0, n)
 	for range n {
 		var b strings.Builder
-		for range rng.IntN(16) {
+		for range rng.IntN(maxParts) {
 			if rng.IntN(3) == 0 {
-				b.WriteByte(byte(rng.IntN(256)))
+				b.WriteByte(anyByte(rng))
 			} else {
 				b.WriteString(pieces[rng.IntN(len(pieces))])
 			}
 		}
-		inputs = append(inputs, b.String())
+		out = append(out, b.String())
 	}
-	for name, model := range binaryModels {
-		t.Run(name, func(t *testing.T) { compareWithCoraza(t, name, model, inputs) })
-	}
+	return out
 }
 
 // compareWithCoraza checks that, for every input model follows, Coraza's
