@@ -1,60 +1,103 @@
 package acl
 
 import (
+	"cmp"
 	"math/bits"
 	"slices"
 )
 
-// hostSet is a set of IPv4 addresses built for lookups that miss the CPU
-// caches, which is what lookups in a blocklist of millions of addresses
-// do. An address's upper bits choose a bucket of 16 slots in 32 bytes,
-// half a cache line, which holds the lower bits of the bucket's members;
-// a lookup reads that one bucket and compares all 16 slots at once, four
-// per 64-bit word, without a branch on the data. That matters more than
-// the memory touched: a sorted array needs as many cache misses but
-// mispredicts a branch at most search steps, and each misprediction
-// stalls the lookups the CPU would otherwise overlap with the miss.
+// hostSet answers IPv4 lookups in a table of many single addresses, and
+// the table's IPv4 CIDRs with them, from one 64-byte cache line per
+// lookup. Lookups in a blocklist of millions of addresses miss the CPU
+// caches; what they cost is how many misses the CPU can overlap, and a
+// second structure asked after the first (the CIDRs) is a second miss
+// behind branches that wait on the first.
 //
-// The bucket count is a power of two chosen for 8 to 16 members per
-// bucket, so that few buckets overflow (2% with 10 million random
-// addresses); the members of one that does (a densely listed range) are
-// kept as a sorted run in spill, found through a marker in the bucket's
-// first slot.
+// An address's upper bits choose a line. The line's first four words
+// hold up to 16 lower halves of its members, compared with the query all
+// at once, four per word, without a branch on the data (a sorted array
+// needs as many cache misses but mispredicts a branch at most search
+// steps, and each misprediction stalls the lookups the CPU would
+// otherwise overlap with the miss). The fifth word answers the CIDRs for
+// the line's range: the longest prefix covering the whole range and at
+// most one segment inside it; a line whose range holds more asks the
+// netSet4, which answers every range. The rest of the line is padding:
+// 28 members in 7 words over half as many lines measured slower (more
+// work per lookup, more overflow).
+//
+// The line count is a power of two chosen for 8 to 16 members per line,
+// so that few lines overflow (2% with 10 million random addresses); the
+// members of one that does (a densely listed range) are kept as a sorted
+// run in spill.
 type hostSet struct {
-	shift   uint                // bucket index = a >> shift
-	buckets []hostBucket        // len 1 << (32 - shift)
-	spill   map[uint32][]uint16 // sorted members of overflowing buckets
-	n       int
+	shift uint                // line index = a >> shift; 8 ≤ shift ≤ 15
+	low   uint32              // 1<<shift - 1: an address's lower half
+	lines []hostLine          // len 1 << (32 - shift)
+	spill map[uint32][]uint16 // sorted members of overflowing lines
+	nets  *netSet4            // the table's IPv4 CIDRs; nil when none
+	n     int
 }
 
-// A hostBucket holds up to hostSlots lower halves; unused slots hold
-// hostEmpty. Lower halves are at most 15 bits (shift ≤ 15), so the two
-// markers can never be members.
-type hostBucket [hostSlots / 4]uint64
+// A hostLine holds up to lineSlots lower halves (unused slots, and all
+// slots of a line whose members spill, hold hostEmpty) and the CIDR
+// word. Lower halves are at most 15 bits (shift ≤ 15), so hostEmpty is
+// never a member and the word's fields hold them. Lines are 64 bytes
+// and the Go allocator aligns large slices to pages, so each is one
+// cache line.
+type hostLine struct {
+	slots [lineSlots / 4]uint64
+	nets  netWord
+	_     [3]uint64
+}
 
 const (
-	hostSlots = 16
+	lineSlots = 16
 	hostEmpty = 0xffff
-	hostSpill = 0xfffe // in slot 0: the members are in spill
 
 	lanes = 0x0001_0001_0001_0001 // 1 in each 16-bit lane
 	highs = 0x8000_8000_8000_8000 // the top bit of each lane
 )
 
-func newHostSet(addrs []uint32) *hostSet {
-	// 8 to 16 members per bucket, and at least 2^17 buckets so that the
-	// lower halves leave the markers free.
-	bucketBits := max(17, min(24, bits.Len(uint(len(addrs)/16))))
-	h := &hostSet{shift: uint(32 - bucketBits), buckets: make([]hostBucket, 1<<bucketBits)}
-	// Counting sort by bucket, then a small sort per bucket.
-	start := make([]uint32, len(h.buckets)+1)
+// A netWord is a line's CIDR answer, in fields of 1 + prefix length
+// (0: none): bits 0–5 the longest prefix covering the whole line, bits
+// 6–11 the one inside it that covers the lower halves lo (bits 12–26)
+// to hi (bits 27–41); bit 63 (netAsk) set when the line cannot answer
+// alone: its members spill, or its range holds more than one segment. A
+// line without a segment inside repeats its cover there over the whole
+// range, so that lookup needs no branch to tell the two apart.
+type netWord uint64
+
+const netAsk netWord = 1 << 63
+
+func makeNetWord(cover, inner uint8, lo, hi uint16) netWord {
+	return netWord(cover) | netWord(inner)<<6 | netWord(lo)<<12 | netWord(hi)<<27
+}
+
+// answer returns 1 + the length of the longest prefix holding the lower
+// half x, or 0.
+func (w netWord) answer(x uint64) uint8 {
+	lo, hi := uint64(w>>12&0x7fff), uint64(w>>27&0x7fff)
+	c := uint8(w & 63)
+	if x-lo <= hi-lo { // lo ≤ x ≤ hi, in one comparison
+		c = uint8(w >> 6 & 63)
+	}
+	return c
+}
+
+func newHostSet(addrs []uint32, nets *netSet4) *hostSet {
+	// 8 to 16 members per line, and at least 2^17 lines so that lower
+	// halves fit in 15 bits.
+	lineBits := max(17, min(24, bits.Len(uint(len(addrs)/16))))
+	h := &hostSet{shift: uint(32 - lineBits), low: 1<<(32-lineBits) - 1, lines: make([]hostLine, 1<<lineBits), nets: nets}
+	// Counting sort by line, then a small sort per line.
+	start := make([]uint32, len(h.lines)+1)
 	for _, a := range addrs {
 		start[a>>h.shift+1]++
 	}
 	for k := 1; k < len(start); k++ {
 		start[k] += start[k-1]
 	}
-	next := slices.Clone(start[:len(h.buckets)])
+	next := slices.Clone(start[:len(h.lines)])
 	low := make([]uint16, len(addrs))
 	mask := uint32(1)<<h.shift - 1
 	for _, a := range addrs {
@@ -62,51 +105,97 @@ func newHostSet(addrs []uint32) *hostSet {
 		low[next[k]] = uint16(a & mask)
 		next[k]++
 	}
-	for k := range h.buckets {
+	for k := range h.lines {
 		run := low[start[k]:start[k+1]]
 		slices.Sort(run)
 		run = slices.Compact(run)
 		h.n += len(run)
-		var slots [hostSlots]uint16
+		var slots [lineSlots]uint16
 		for i := range slots {
 			slots[i] = hostEmpty
 		}
-		if len(run) <= hostSlots {
+		if len(run) <= lineSlots {
 			copy(slots[:], run)
 		} else {
 			if h.spill == nil {
 				h.spill = make(map[uint32][]uint16)
 			}
 			h.spill[uint32(k)] = slices.Clone(run)
-			slots[0] = hostSpill
 		}
-		for w := range h.buckets[k] {
-			h.buckets[k][w] = uint64(slots[4*w]) | uint64(slots[4*w+1])<<16 | uint64(slots[4*w+2])<<32 | uint64(slots[4*w+3])<<48
+		l := &h.lines[k]
+		for w := range l.slots {
+			l.slots[w] = uint64(slots[4*w]) | uint64(slots[4*w+1])<<16 | uint64(slots[4*w+2])<<32 | uint64(slots[4*w+3])<<48
+		}
+		l.nets = h.netWordOf(uint32(k))
+		if len(run) > lineSlots {
+			l.nets |= netAsk
 		}
 	}
 	return h
 }
 
-func (h *hostSet) contains(a uint32) bool {
-	k := a >> h.shift
-	b := &h.buckets[k]
-	x := uint64(a&(1<<h.shift-1)) * lanes
+// netWordOf derives line k's CIDR word from the netSet4: a line lies
+// inside one /16, whose disjoint segments either cover the line, leave
+// it to the /16's cover, or cut into it.
+func (h *hostSet) netWordOf(k uint32) netWord {
+	if h.nets == nil {
+		return 0
+	}
+	first := k << h.shift
+	k16 := first >> 16
+	lo, hi := uint16(first), uint16(first|h.low) // the line within its /16
+	cover := h.nets.cover[k16]
+	segs := h.nets.segs[h.nets.index[k16]:h.nets.index[k16+1]]
+	i, _ := slices.BinarySearchFunc(segs, lo, func(g segment4, x uint16) int { return cmp.Compare(g.hi, x) })
+	n := 0
+	for j := i; j < len(segs) && segs[j].lo <= hi; j++ {
+		n++
+	}
+	switch {
+	case n == 0:
+		return makeNetWord(cover, cover, 0, uint16(h.low))
+	case n > 1:
+		return netAsk
+	}
+	g := segs[i]
+	if g.lo <= lo && g.hi >= hi {
+		return makeNetWord(g.bits+1, g.bits+1, 0, uint16(h.low))
+	}
+	return makeNetWord(cover, g.bits+1, max(g.lo, lo)&uint16(h.low), min(g.hi, hi)&uint16(h.low))
+}
+
+// lookup returns the length of the longest prefix in the set that holds
+// a: 32 for a member.
+func (h *hostSet) lookup(a uint32) (bits int, ok bool) {
+	l := &h.lines[a>>(h.shift&31)] // &31: no guard for shifts past 31
+	x := uint64(a & h.low)
 	// A lane of t is zero where the slot equals x; (t - lanes) &^ t has
 	// a lane's top bit set exactly when some lane is zero (the classic
 	// has-zero test, exact as to whether any lane matched).
-	var found uint64
-	for _, w := range b {
-		t := w ^ x
-		found |= (t - lanes) &^ t
+	xs := x * lanes
+	t0, t1, t2, t3 := l.slots[0]^xs, l.slots[1]^xs, l.slots[2]^xs, l.slots[3]^xs
+	if ((t0-lanes)&^t0|(t1-lanes)&^t1|(t2-lanes)&^t2|(t3-lanes)&^t3)&highs != 0 {
+		return 32, true
 	}
-	if found&highs != 0 {
-		return true
+	if l.nets&netAsk != 0 {
+		return h.lookupSlow(a)
 	}
-	if uint16(b[0]) != hostSpill {
-		return false
+	c := l.nets.answer(x)
+	return int(c) - 1, c != 0
+}
+
+// lookupSlow answers for a line whose members spill or whose range holds
+// more CIDR segments than its word does.
+func (h *hostSet) lookupSlow(a uint32) (bits int, ok bool) {
+	if run, spilled := h.spill[a>>h.shift]; spilled {
+		if _, ok := slices.BinarySearch(run, uint16(a&h.low)); ok {
+			return 32, true
+		}
 	}
-	_, ok := slices.BinarySearch(h.spill[k], uint16(a&(1<<h.shift-1)))
-	return ok
+	if h.nets == nil {
+		return 0, false
+	}
+	return h.nets.lookup(a)
 }
 
 // len is the number of distinct addresses in the set.
@@ -114,7 +203,7 @@ func (h *hostSet) len() int { return h.n }
 
 // all yields every address in the set, in ascending order.
 func (h *hostSet) all(yield func(uint32) bool) {
-	for k := range h.buckets {
+	for k := range h.lines {
 		emit := func(lo uint16) bool { return yield(uint32(k)<<h.shift | uint32(lo)) }
 		if run, ok := h.spill[uint32(k)]; ok {
 			for _, lo := range run {
@@ -124,7 +213,7 @@ func (h *hostSet) all(yield func(uint32) bool) {
 			}
 			continue
 		}
-		for _, w := range h.buckets[k] {
+		for _, w := range h.lines[k].slots {
 			for i := range 4 {
 				if lo := uint16(w >> (16 * i)); lo != hostEmpty {
 					if !emit(lo) {

@@ -1,6 +1,7 @@
 package acl
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"slices"
 
@@ -47,23 +48,36 @@ func (t *Table) Lookup(a netip.Addr) (source string, p netip.Prefix, ok bool) {
 	if t == nil || t.size == 0 { // most lists are empty: no tree walk
 		return "", netip.Prefix{}, false
 	}
-	a = a.Unmap()
-	// A single address is the longest possible match, so the hostSet is
-	// asked first.
-	if t.hosts != nil && a.Is4() {
-		b := a.As4()
-		if t.hosts.contains(uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])) {
-			return t.source, netip.PrefixFrom(a.WithZone(""), 32), true
+	if !a.Is4() {
+		if a = a.Unmap(); !a.Is4() {
+			return t.lookupTree(a)
 		}
 	}
-	if t.nets4 != nil && a.Is4() {
-		b := a.As4()
-		if bits, ok := t.nets4.lookup(uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])); ok {
-			p, _ := a.WithZone("").Prefix(bits)
-			return t.source, p, true
-		}
+	// The flat structures index IPv4 addresses as numbers; the hostSet
+	// answers the table's IPv4 CIDRs too, from the same cache line.
+	b := a.As4()
+	v := binary.BigEndian.Uint32(b[:])
+	var bits int
+	switch {
+	case t.hosts != nil:
+		bits, ok = t.hosts.lookup(v)
+	case t.nets4 != nil:
+		bits, ok = t.nets4.lookup(v)
+	default:
+		return t.lookupTree(a)
+	}
+	if !ok {
 		return "", netip.Prefix{}, false
 	}
+	if bits == 32 { // IPv4 addresses carry no zone: no WithZone needed
+		return t.source, netip.PrefixFrom(a, 32), true
+	}
+	p, _ = a.Prefix(bits)
+	return t.source, p, true
+}
+
+// lookupTree answers from bart: IPv6, and IPv4 in small tables.
+func (t *Table) lookupTree(a netip.Addr) (source string, p netip.Prefix, ok bool) {
 	// Contains is cheaper than LookupPrefixLPM and most addresses are not
 	// listed: pay for the matched prefix only on a hit.
 	if !t.nets.Contains(a) {
@@ -145,16 +159,20 @@ func (b *TableBuilder) Add(p netip.Prefix) {
 func (b *TableBuilder) Build() *Table {
 	t := &Table{source: b.source, nets: b.nets}
 	if len(b.hosts) >= hostSetMin && len(b.hosts) < 1<<31 {
-		t.hosts = newHostSet(b.hosts)
+		// bart keeps the prefixes too: for All, and for IPv6.
+		var nets4 *netSet4
+		if t.nets.Size4() > 0 {
+			nets4 = newNetSet4(slices.Collect(t.nets.All4()))
+		}
+		t.hosts = newHostSet(b.hosts, nets4)
 		t.size = t.hosts.len()
 	} else {
 		for _, v := range b.hosts {
 			t.nets.Insert(netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), 32))
 		}
-	}
-	if t.nets.Size4() >= netSet4Min {
-		// bart keeps the prefixes too: for All, and for IPv6.
-		t.nets4 = newNetSet4(slices.Collect(t.nets.All4()))
+		if t.nets.Size4() >= netSet4Min {
+			t.nets4 = newNetSet4(slices.Collect(t.nets.All4()))
+		}
 	}
 	t.size += t.nets.Size()
 	b.hosts, b.nets = nil, nil

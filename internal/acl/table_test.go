@@ -1,6 +1,7 @@
 package acl
 
 import (
+	"encoding/binary"
 	"math/rand/v2"
 	"net/netip"
 	"testing"
@@ -121,21 +122,21 @@ func TestHostSetMatchesMap(t *testing.T) {
 		in[i] = v
 		want[v] = true
 	}
-	h := newHostSet(append([]uint32(nil), in...))
+	h := newHostSet(append([]uint32(nil), in...), nil)
 	if h.len() != len(want) {
 		t.Fatalf("hostSet holds %d, want %d distinct", h.len(), len(want))
 	}
 	for _, v := range in {
 		for _, q := range []uint32{v, v - 1, v + 1, v ^ 0x10000} {
-			if got := h.contains(q); got != want[q] {
-				t.Fatalf("contains(%08x) = %v, want %v", q, got, want[q])
+			if bits, got := h.lookup(q); got != want[q] || got && bits != 32 {
+				t.Fatalf("lookup(%08x) = /%d %v, want %v", q, bits, got, want[q])
 			}
 		}
 	}
 	for range 100_000 {
 		q := r.Uint32()
-		if got := h.contains(q); got != want[q] {
-			t.Fatalf("contains(%08x) = %v, want %v", q, got, want[q])
+		if bits, got := h.lookup(q); got != want[q] || got && bits != 32 {
+			t.Fatalf("lookup(%08x) = /%d %v, want %v", q, bits, got, want[q])
 		}
 	}
 	// All returns exactly the set.
@@ -177,45 +178,104 @@ func TestTableLookupDoesNotAllocate(t *testing.T) {
 func TestNetSet4MatchesBart(t *testing.T) {
 	for seed := range uint64(20) {
 		r := rand.New(rand.NewPCG(seed, 3))
-		ref := new(bart.Lite)
-		var ps []netip.Prefix
-		n := 50 + r.IntN(3000)
-		for i := range n {
-			v := r.Uint32()
-			switch i % 4 {
-			case 0:
-				v &= 0x0a0b_ffff // nest inside a few /16s
-			case 1:
-				v = v&0x0000_00ff | 0xc633_6400 // inside one /24
-			}
-			bits := []int{0, 1, 8, 12, 16, 17, 20, 23, 24, 25, 28, 30, 31, 32}[r.IntN(14)]
-			if seed%2 == 0 && bits < 8 {
-				bits = 24
-			}
-			p := netip.PrefixFrom(addr4(v), bits).Masked()
-			ps = append(ps, p)
-			ref.Insert(p)
-		}
+		ps, ref := nestedPrefixes(r, seed)
 		s := newNetSet4(ps)
-		probe := func(v uint32) {
+		probeEdges(ps, r, func(v uint32) {
 			a := addr4(v)
 			want, wok := ref.LookupPrefixLPM(netip.PrefixFrom(a, 32))
 			bits, ok := s.lookup(v)
 			if ok != wok || (ok && bits != want.Bits()) {
 				t.Fatalf("seed %d: lookup(%s) = /%d %v, want %s %v", seed, a, bits, ok, want, wok)
 			}
+		})
+	}
+}
+
+// The hostSet's lines answer CIDRs as the netSet4 does, whether a line's
+// word holds its answer (a cover, one segment inside) or asks the netSet4,
+// and a member still wins over every CIDR.
+func TestHostSetAnswersCIDRs(t *testing.T) {
+	for seed := range uint64(20) {
+		r := rand.New(rand.NewPCG(seed, 4))
+		ps, ref := nestedPrefixes(r, seed)
+		var hosts []uint32
+		for range 5000 {
+			v := r.Uint32()
+			if r.IntN(2) == 0 {
+				p := ps[r.IntN(len(ps))]
+				a := p.Addr().As4()
+				v = binary.BigEndian.Uint32(a[:]) | v&uint32(uint64(1)<<(32-p.Bits())-1) // inside a prefix
+			}
+			hosts = append(hosts, v)
+			ref.Insert(netip.PrefixFrom(addr4(v), 32))
 		}
-		for _, p := range ps {
-			lo := p.Addr().As4()
-			v := uint32(lo[0])<<24 | uint32(lo[1])<<16 | uint32(lo[2])<<8 | uint32(lo[3])
-			hi := v | uint32(uint64(1)<<(32-p.Bits())-1)
-			for _, q := range []uint32{v, v - 1, hi, hi + 1, v + (hi-v)/2} {
-				probe(q)
+		h := newHostSet(hosts, newNetSet4(ps))
+		kinds := map[string]int{}
+		for _, l := range h.lines {
+			switch w := l.nets; {
+			case w&netAsk != 0:
+				kinds["ask"]++
+			case w>>6&63 != w&63:
+				kinds["segment"]++
+			case w != 0:
+				kinds["cover"]++
 			}
 		}
-		for range 20_000 {
-			probe(r.Uint32())
+		if kinds["ask"] == 0 || kinds["segment"] == 0 || kinds["cover"] == 0 {
+			t.Fatalf("seed %d: line words %v: every kind must be tested", seed, kinds)
 		}
+		for _, v := range hosts {
+			ps = append(ps, netip.PrefixFrom(addr4(v), 32))
+		}
+		probeEdges(ps, r, func(v uint32) {
+			a := addr4(v)
+			want, wok := ref.LookupPrefixLPM(netip.PrefixFrom(a, 32))
+			bits, ok := h.lookup(v)
+			if ok != wok || (ok && bits != want.Bits()) {
+				t.Fatalf("seed %d: lookup(%s) = /%d %v, want %s %v", seed, a, bits, ok, want, wok)
+			}
+		})
+	}
+}
+
+// nestedPrefixes returns random, heavily nested IPv4 prefixes, and bart
+// holding them as the reference.
+func nestedPrefixes(r *rand.Rand, seed uint64) ([]netip.Prefix, *bart.Lite) {
+	ref := new(bart.Lite)
+	var ps []netip.Prefix
+	n := 50 + r.IntN(3000)
+	for i := range n {
+		v := r.Uint32()
+		switch i % 4 {
+		case 0:
+			v &= 0x0a0b_ffff // nest inside a few /16s
+		case 1:
+			v = v&0x0000_00ff | 0xc633_6400 // inside one /24
+		}
+		bits := []int{0, 1, 8, 12, 16, 17, 20, 23, 24, 25, 28, 30, 31, 32}[r.IntN(14)]
+		if seed%2 == 0 && bits < 8 {
+			bits = 24
+		}
+		p := netip.PrefixFrom(addr4(v), bits).Masked()
+		ps = append(ps, p)
+		ref.Insert(p)
+	}
+	return ps, ref
+}
+
+// probeEdges calls probe at every prefix's first, last and middle
+// address and their outer neighbours, and at 20,000 random addresses.
+func probeEdges(ps []netip.Prefix, r *rand.Rand, probe func(uint32)) {
+	for _, p := range ps {
+		lo := p.Addr().As4()
+		v := binary.BigEndian.Uint32(lo[:])
+		hi := v | uint32(uint64(1)<<(32-p.Bits())-1)
+		for _, q := range []uint32{v, v - 1, hi, hi + 1, v + (hi-v)/2} {
+			probe(q)
+		}
+	}
+	for range 20_000 {
+		probe(r.Uint32())
 	}
 }
 
@@ -243,7 +303,7 @@ func TestTableFlatMatchesBart(t *testing.T) {
 		return b.Build()
 	}
 	flat, tree := build(1, 1), build(1<<30, 1<<30)
-	if flat.hosts == nil || flat.nets4 == nil || tree.hosts != nil || tree.nets4 != nil {
+	if flat.hosts == nil || flat.hosts.nets == nil || tree.hosts != nil || tree.nets4 != nil {
 		t.Fatal("thresholds did not select the structures")
 	}
 	if flat.Len() != tree.Len() {
