@@ -59,8 +59,17 @@ func (t *Table) Lookup(a netip.Addr) (source string, p netip.Prefix, ok bool) {
 	v := binary.BigEndian.Uint32(b[:])
 	var bits int
 	switch {
-	case t.hosts != nil:
-		bits, ok = t.hosts.lookup(v)
+	case t.hosts != nil: // a hostSet lookup, spelled out (see hostSet.line)
+		l, x := t.hosts.line(v)
+		switch {
+		case l.has(x):
+			return t.source, netip.PrefixFrom(a, 32), true
+		case l.nets&netAsk != 0:
+			bits, ok = t.hosts.lookupSlow(v)
+		default:
+			c := l.nets.answer(x)
+			bits, ok = int(c)-1, c != 0
+		}
 	case t.nets4 != nil:
 		bits, ok = t.nets4.lookup(v)
 	default:
@@ -69,11 +78,10 @@ func (t *Table) Lookup(a netip.Addr) (source string, p netip.Prefix, ok bool) {
 	if !ok {
 		return "", netip.Prefix{}, false
 	}
-	if bits == 32 { // IPv4 addresses carry no zone: no WithZone needed
-		return t.source, netip.PrefixFrom(a, 32), true
-	}
-	p, _ = a.Prefix(bits)
-	return t.source, p, true
+	// The prefix's address is v masked to its bits (bits ≤ 32; the shift
+	// of a 64-bit mask makes /0 work), built in line: a.Prefix is a call.
+	v &= uint32(uint64(0xffff_ffff_0000_0000) >> bits)
+	return t.source, netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), bits), true
 }
 
 // lookupTree answers from bart: IPv6, and IPv4 in small tables.
