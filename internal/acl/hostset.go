@@ -47,11 +47,12 @@ type hostSet struct {
 type hostLine struct {
 	slots [lineSlots / 4]uint64
 	nets  netWord
-	_     [3]uint64
+	ext   [3]uint64 // 12 more members (netMore), or 3 more segments (netSegs)
 }
 
 const (
-	lineSlots = 16
+	lineSlots = 16 // in slots; ext holds 12 more
+	extSlots  = 12
 	hostEmpty = 0xffff
 
 	lanes = 0x0001_0001_0001_0001 // 1 in each 16-bit lane
@@ -61,13 +62,31 @@ const (
 // A netWord is a line's CIDR answer, in fields of 1 + prefix length
 // (0: none): bits 0–5 the longest prefix covering the whole line, bits
 // 6–11 the one inside it that covers the lower halves lo (bits 12–26)
-// to hi (bits 27–41); bit 63 (netAsk) set when the line cannot answer
-// alone: its members spill, or its range holds more than one segment. A
-// line without a segment inside repeats its cover there over the whole
-// range, so that lookup needs no branch to tell the two apart.
+// to hi (bits 27–41). A line without a segment inside repeats its cover
+// there over the whole range, so that lookup needs no branch to tell the
+// two apart. The top bits say where the rest of a fuller line is: its
+// members continue in ext (netMore), its range holds up to three more
+// segments, in ext (netSegs), or the line cannot answer alone and asks
+// spill and the netSet4 (netAsk: more than 28 members, or more segments
+// than fit).
 type netWord uint64
 
-const netAsk netWord = 1 << 63
+const (
+	netAsk  netWord = 1 << 63
+	netMore netWord = 1 << 62
+	netSegs netWord = 1 << 61
+
+	netRare = netAsk | netMore | netSegs
+)
+
+// extSeg is a segment in ext: 1 + prefix length in bits 0–5, the lower
+// halves lo and hi in bits 6–20 and 21–35. An unused one (lo 1, hi 0)
+// holds nothing.
+func extSeg(inner uint8, lo, hi uint16) uint64 {
+	return uint64(inner) | uint64(lo)<<6 | uint64(hi)<<21
+}
+
+const extSegNone = 1 << 6
 
 func makeNetWord(cover, inner uint8, lo, hi uint16) netWord {
 	return netWord(cover) | netWord(inner)<<6 | netWord(lo)<<12 | netWord(hi)<<27
@@ -110,11 +129,11 @@ func newHostSet(addrs []uint32, nets *netSet4) *hostSet {
 		slices.Sort(run)
 		run = slices.Compact(run)
 		h.n += len(run)
-		var slots [lineSlots]uint16
+		var slots [lineSlots + extSlots]uint16
 		for i := range slots {
 			slots[i] = hostEmpty
 		}
-		if len(run) <= lineSlots {
+		if len(run) <= len(slots) {
 			copy(slots[:], run)
 		} else {
 			if h.spill == nil {
@@ -122,24 +141,46 @@ func newHostSet(addrs []uint32, nets *netSet4) *hostSet {
 			}
 			h.spill[uint32(k)] = slices.Clone(run)
 		}
+		pack := func(s []uint16) uint64 {
+			return uint64(s[0]) | uint64(s[1])<<16 | uint64(s[2])<<32 | uint64(s[3])<<48
+		}
 		l := &h.lines[k]
 		for w := range l.slots {
-			l.slots[w] = uint64(slots[4*w]) | uint64(slots[4*w+1])<<16 | uint64(slots[4*w+2])<<32 | uint64(slots[4*w+3])<<48
+			l.slots[w] = pack(slots[4*w:])
 		}
-		l.nets = h.netWordOf(uint32(k))
-		if len(run) > lineSlots {
+		var segs []uint64
+		l.nets, segs = h.netWordOf(uint32(k))
+		switch {
+		case len(run) > len(slots):
 			l.nets |= netAsk
+		case len(run) > lineSlots:
+			for w := range l.ext {
+				l.ext[w] = pack(slots[lineSlots+4*w:])
+			}
+			l.nets |= netMore
+			if len(segs) > 0 {
+				l.nets |= netAsk // ext holds members: the netSet4 answers
+			}
+		case len(segs) > 0:
+			for w := range l.ext {
+				l.ext[w] = extSegNone
+				if w < len(segs) {
+					l.ext[w] = segs[w]
+				}
+			}
+			l.nets |= netSegs
 		}
 	}
 	return h
 }
 
-// netWordOf derives line k's CIDR word from the netSet4: a line lies
-// inside one /16, whose disjoint segments either cover the line, leave
-// it to the /16's cover, or cut into it.
-func (h *hostSet) netWordOf(k uint32) netWord {
+// netWordOf derives line k's CIDR word from the netSet4, and the
+// segments past the word's one that ext must hold (netAsk when more than
+// ext can): a line lies inside one /16, whose disjoint segments either
+// cover the line, leave it to the /16's cover, or cut into it.
+func (h *hostSet) netWordOf(k uint32) (netWord, []uint64) {
 	if h.nets == nil {
-		return 0
+		return 0, nil
 	}
 	first := k << h.shift
 	k16 := first >> 16
@@ -147,28 +188,35 @@ func (h *hostSet) netWordOf(k uint32) netWord {
 	cover := h.nets.cover[k16]
 	segs := h.nets.segs[h.nets.index[k16]:h.nets.index[k16+1]]
 	i, _ := slices.BinarySearchFunc(segs, lo, func(g segment4, x uint16) int { return cmp.Compare(g.hi, x) })
-	n := 0
-	for j := i; j < len(segs) && segs[j].lo <= hi; j++ {
-		n++
+	j := i
+	for j < len(segs) && segs[j].lo <= hi {
+		j++
 	}
+	in, low := segs[i:j], uint16(h.low)
 	switch {
-	case n == 0:
-		return makeNetWord(cover, cover, 0, uint16(h.low))
-	case n > 1:
-		return netAsk
+	case len(in) == 0:
+		return makeNetWord(cover, cover, 0, low), nil
+	case len(in) > 1+len(hostLine{}.ext):
+		return netAsk, nil
+	case len(in) == 1 && in[0].lo <= lo && in[0].hi >= hi:
+		return makeNetWord(in[0].bits+1, in[0].bits+1, 0, low), nil
 	}
-	g := segs[i]
-	if g.lo <= lo && g.hi >= hi {
-		return makeNetWord(g.bits+1, g.bits+1, 0, uint16(h.low))
+	clip := func(g segment4) (uint16, uint16) { return max(g.lo, lo) & low, min(g.hi, hi) & low }
+	glo, ghi := clip(in[0])
+	w := makeNetWord(cover, in[0].bits+1, glo, ghi)
+	var more []uint64
+	for _, g := range in[1:] {
+		glo, ghi := clip(g)
+		more = append(more, extSeg(g.bits+1, glo, ghi))
 	}
-	return makeNetWord(cover, g.bits+1, max(g.lo, lo)&uint16(h.low), min(g.hi, hi)&uint16(h.low))
+	return w, more
 }
 
 // A lookup, which Table.Lookup spells out so that the compiler inlines
 // its parts (it does not inline a whole lookup, and the call alone
 // measured a quarter of a lookup that misses the caches): line, then
-// has, then the line's netWord answer, or lookupSlow when the word says
-// netAsk.
+// has, then the line's netWord answer, or lookupRare when the word has
+// a netRare bit.
 
 // line returns a's line and a's lower half.
 func (h *hostSet) line(a uint32) (*hostLine, uint64) {
@@ -185,18 +233,39 @@ func (l *hostLine) has(x uint64) bool {
 	return ((t0-lanes)&^t0|(t1-lanes)&^t1|(t2-lanes)&^t2|(t3-lanes)&^t3)&highs != 0
 }
 
-// lookupSlow answers for a line whose members spill or whose range holds
-// more CIDR segments than its word does.
-func (h *hostSet) lookupSlow(a uint32) (bits int, ok bool) {
-	if run, spilled := h.spill[a>>h.shift]; spilled {
-		if _, ok := slices.BinarySearch(run, uint16(a&h.low)); ok {
-			return 32, true
+// lookupRare answers for a line whose word has a netRare bit.
+func (h *hostSet) lookupRare(l *hostLine, a uint32, x uint64) (bits int, ok bool) {
+	if l.nets&netMore != 0 && l.hasMore(x) {
+		return 32, true
+	}
+	if l.nets&netAsk != 0 {
+		if run, spilled := h.spill[a>>h.shift]; spilled {
+			if _, ok := slices.BinarySearch(run, uint16(x)); ok {
+				return 32, true
+			}
+		}
+		if h.nets == nil {
+			return 0, false
+		}
+		return h.nets.lookup(a)
+	}
+	c := l.nets.answer(x)
+	if l.nets&netSegs != 0 {
+		for _, s := range l.ext {
+			// x-lo or hi-x wraps exactly when x is outside [lo, hi].
+			if lo, hi := s>>6&0x7fff, s>>21&0x7fff; ((x-lo)|(hi-x))>>63 == 0 {
+				c = uint8(s & 63)
+			}
 		}
 	}
-	if h.nets == nil {
-		return 0, false
-	}
-	return h.nets.lookup(a)
+	return int(c) - 1, c != 0
+}
+
+// hasMore reports whether the lower half x is one of the members in ext.
+func (l *hostLine) hasMore(x uint64) bool {
+	xs := x * lanes
+	t0, t1, t2 := l.ext[0]^xs, l.ext[1]^xs, l.ext[2]^xs
+	return ((t0-lanes)&^t0|(t1-lanes)&^t1|(t2-lanes)&^t2)&highs != 0
 }
 
 // len is the number of distinct addresses in the set.

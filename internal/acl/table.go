@@ -64,8 +64,8 @@ func (t *Table) Lookup(a netip.Addr) (source string, p netip.Prefix, ok bool) {
 		switch {
 		case l.has(x):
 			return t.source, netip.PrefixFrom(a, 32), true
-		case l.nets&netAsk != 0:
-			bits, ok = t.hosts.lookupSlow(v)
+		case l.nets&netRare != 0:
+			bits, ok = t.hosts.lookupRare(l, v, x)
 		default:
 			c := l.nets.answer(x)
 			bits, ok = int(c)-1, c != 0

@@ -215,13 +215,15 @@ func TestHostSetAnswersCIDRs(t *testing.T) {
 			switch w := l.nets; {
 			case w&netAsk != 0:
 				kinds["ask"]++
+			case w&netSegs != 0:
+				kinds["segments"]++
 			case w>>6&63 != w&63:
 				kinds["segment"]++
 			case w != 0:
 				kinds["cover"]++
 			}
 		}
-		if kinds["ask"] == 0 || kinds["segment"] == 0 || kinds["cover"] == 0 {
+		if kinds["ask"] == 0 || kinds["segments"] == 0 || kinds["segment"] == 0 || kinds["cover"] == 0 {
 			t.Fatalf("seed %d: line words %v: every kind must be tested", seed, kinds)
 		}
 		for _, v := range hosts {
