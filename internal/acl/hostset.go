@@ -13,20 +13,20 @@ import (
 // second structure asked after the first (the CIDRs) is a second miss
 // behind branches that wait on the first.
 //
-// An address's upper bits choose a line. The line's first four words
-// hold up to 16 lower halves of its members, compared with the query all
-// at once, four per word, without a branch on the data (a sorted array
-// needs as many cache misses but mispredicts a branch at most search
-// steps, and each misprediction stalls the lookups the CPU would
-// otherwise overlap with the miss). The fifth word answers the CIDRs for
-// the line's range: the longest prefix covering the whole range and at
-// most one segment inside it. The last three words take what overflows
-// in a fuller line: 12 more members, or 3 more segments (2% of lines
-// each with 10 million random addresses and 100,000 CIDRs), read only
-// when the fifth word says so. (28 members in 7 words over half as many
-// lines, always compared, measured slower.) A line that needs more asks
-// spill, the sorted members of a densely listed range, and the netSet4,
-// which answers every range.
+// An address's upper bits choose a line. Six of the line's eight words
+// hold up to 24 lower halves of its members, four per word; a member sits
+// in one of two words its own bits choose, so a lookup compares the query
+// with those two words at once, without a branch on the data (a sorted
+// array needs as many cache misses but mispredicts a branch at most
+// search steps, and each misprediction stalls the lookups the CPU would
+// otherwise overlap with the miss; comparing all the words, as this did
+// before, costs instructions that stall them too). One word answers the
+// CIDRs for the line's range: the longest prefix covering the whole range
+// and at most one segment inside it; the last holds a second segment
+// when the range has one. A line whose members do not fit (0.14% of lines
+// with 10 million random addresses) or whose range holds more segments
+// (0.5% with 100,000 random CIDRs besides) asks spill, the sorted members
+// of a densely listed range, and the netSet4, which answers every range.
 //
 // The line count is a power of two chosen for 8 to 16 members per line.
 type hostSet struct {
@@ -38,26 +38,30 @@ type hostSet struct {
 	n     int
 }
 
-// A hostLine holds up to lineSlots lower halves (unused slots, and all
-// slots of a line whose members spill, hold hostEmpty) and the CIDR
-// word. Lower halves are at most 15 bits (shift ≤ 15), so hostEmpty is
-// never a member and the word's fields hold them. Lines are 64 bytes
-// and the Go allocator aligns large slices to pages, so each is one
-// cache line.
+// A hostLine holds up to 24 lower halves in six words of four slots
+// (unused slots, and all slots of a line whose members spill, hold
+// hostEmpty), a segment more than its CIDR word holds (netSegs), and the
+// CIDR word. A member x sits in word x&3 or, when that is full, in word
+// 4 + (x>>2)&1, so that a lookup compares two words, not six: fewer
+// instructions behind the cache miss let the CPU overlap more lookups.
+// Lower halves are at most 15 bits (shift ≤ 15), so hostEmpty is never a
+// member and the CIDR word's fields hold them. Lines are 64 bytes and the
+// Go allocator aligns large slices to pages, so each is one cache line.
 type hostLine struct {
-	slots [lineSlots / 4]uint64
+	slots [6]uint64
+	ext   [1]uint64
 	nets  netWord
-	ext   [3]uint64 // 12 more members (netMore), or 3 more segments (netSegs)
 }
 
 const (
-	lineSlots = 16 // in slots; ext holds 12 more
-	extSlots  = 12
 	hostEmpty = 0xffff
 
 	lanes = 0x0001_0001_0001_0001 // 1 in each 16-bit lane
 	highs = 0x8000_8000_8000_8000 // the top bit of each lane
 )
+
+// slotWords returns the two words the lower half x may sit in.
+func slotWords(x uint64) (first, second uint64) { return x & 3, 4 + x>>2&1 }
 
 // A netWord is a line's CIDR answer, in fields of 1 + prefix length
 // (0: none): bits 0–5 the longest prefix covering the whole line, bits
@@ -65,18 +69,16 @@ const (
 // to hi (bits 27–41). A line without a segment inside repeats its cover
 // there over the whole range, so that lookup needs no branch to tell the
 // two apart. The top bits say where the rest of a fuller line is: its
-// members continue in ext (netMore), its range holds up to three more
-// segments, in ext (netSegs), or the line cannot answer alone and asks
-// spill and the netSet4 (netAsk: more than 28 members, or more segments
-// than fit).
+// range holds a second segment, in ext (netSegs), or the line cannot answer
+// alone and asks spill and the netSet4 (netAsk: its members do not fit,
+// or its segments do not).
 type netWord uint64
 
 const (
 	netAsk  netWord = 1 << 63
-	netMore netWord = 1 << 62
 	netSegs netWord = 1 << 61
 
-	netRare = netAsk | netMore | netSegs
+	netRare = netAsk | netSegs
 )
 
 // extSeg is a segment in ext: 1 + prefix length in bits 0–5, the lower
@@ -129,38 +131,20 @@ func newHostSet(addrs []uint32, nets *netSet4) *hostSet {
 		slices.Sort(run)
 		run = slices.Compact(run)
 		h.n += len(run)
-		var slots [lineSlots + extSlots]uint16
-		for i := range slots {
-			slots[i] = hostEmpty
-		}
-		if len(run) <= len(slots) {
-			copy(slots[:], run)
-		} else {
+		l := &h.lines[k]
+		placed := l.place(run)
+		if !placed {
 			if h.spill == nil {
 				h.spill = make(map[uint32][]uint16)
 			}
 			h.spill[uint32(k)] = slices.Clone(run)
-		}
-		pack := func(s []uint16) uint64 {
-			return uint64(s[0]) | uint64(s[1])<<16 | uint64(s[2])<<32 | uint64(s[3])<<48
-		}
-		l := &h.lines[k]
-		for w := range l.slots {
-			l.slots[w] = pack(slots[4*w:])
+			l.slots = emptyLine.slots
 		}
 		var segs []uint64
 		l.nets, segs = h.netWordOf(uint32(k))
 		switch {
-		case len(run) > len(slots):
+		case !placed:
 			l.nets |= netAsk
-		case len(run) > lineSlots:
-			for w := range l.ext {
-				l.ext[w] = pack(slots[lineSlots+4*w:])
-			}
-			l.nets |= netMore
-			if len(segs) > 0 {
-				l.nets |= netAsk // ext holds members: the netSet4 answers
-			}
 		case len(segs) > 0:
 			for w := range l.ext {
 				l.ext[w] = extSegNone
@@ -172,6 +156,34 @@ func newHostSet(addrs []uint32, nets *netSet4) *hostSet {
 		}
 	}
 	return h
+}
+
+var emptyLine = func() (l hostLine) {
+	for w := range l.slots {
+		l.slots[w] = hostEmpty * lanes
+	}
+	return l
+}()
+
+// place puts the lower halves run into the line's slots, each in the
+// first of its two words with room, and reports whether all fit.
+func (l *hostLine) place(run []uint16) bool {
+	l.slots = emptyLine.slots
+	var used [len(l.slots)]int
+	for _, x := range run {
+		first, second := slotWords(uint64(x))
+		w := first
+		if used[w] == 4 {
+			w = second
+		}
+		if used[w] == 4 {
+			return false
+		}
+		l.slots[w] &^= 0xffff << (16 * used[w])
+		l.slots[w] |= uint64(x) << (16 * used[w])
+		used[w]++
+	}
+	return true
 }
 
 // netWordOf derives line k's CIDR word from the netSet4, and the
@@ -229,15 +241,13 @@ func (h *hostSet) line(a uint32) (*hostLine, uint64) {
 // exact as to whether any lane matched).
 func (l *hostLine) has(x uint64) bool {
 	xs := x * lanes
-	t0, t1, t2, t3 := l.slots[0]^xs, l.slots[1]^xs, l.slots[2]^xs, l.slots[3]^xs
-	return ((t0-lanes)&^t0|(t1-lanes)&^t1|(t2-lanes)&^t2|(t3-lanes)&^t3)&highs != 0
+	first, second := slotWords(x)
+	t0, t1 := l.slots[first]^xs, l.slots[second]^xs
+	return ((t0-lanes)&^t0|(t1-lanes)&^t1)&highs != 0
 }
 
 // lookupRare answers for a line whose word has a netRare bit.
 func (h *hostSet) lookupRare(l *hostLine, a uint32, x uint64) (bits int, ok bool) {
-	if l.nets&netMore != 0 && l.hasMore(x) {
-		return 32, true
-	}
 	if l.nets&netAsk != 0 {
 		if run, spilled := h.spill[a>>h.shift]; spilled {
 			if _, ok := slices.BinarySearch(run, uint16(x)); ok {
@@ -261,35 +271,28 @@ func (h *hostSet) lookupRare(l *hostLine, a uint32, x uint64) (bits int, ok bool
 	return int(c) - 1, c != 0
 }
 
-// hasMore reports whether the lower half x is one of the members in ext.
-func (l *hostLine) hasMore(x uint64) bool {
-	xs := x * lanes
-	t0, t1, t2 := l.ext[0]^xs, l.ext[1]^xs, l.ext[2]^xs
-	return ((t0-lanes)&^t0|(t1-lanes)&^t1|(t2-lanes)&^t2)&highs != 0
-}
-
 // len is the number of distinct addresses in the set.
 func (h *hostSet) len() int { return h.n }
 
 // all yields every address in the set, in ascending order.
 func (h *hostSet) all(yield func(uint32) bool) {
 	for k := range h.lines {
-		emit := func(lo uint16) bool { return yield(uint32(k)<<h.shift | uint32(lo)) }
-		if run, ok := h.spill[uint32(k)]; ok {
-			for _, lo := range run {
-				if !emit(lo) {
-					return
-				}
-			}
-			continue
-		}
-		for _, w := range h.lines[k].slots {
-			for i := range 4 {
-				if lo := uint16(w >> (16 * i)); lo != hostEmpty {
-					if !emit(lo) {
-						return
+		run, ok := h.spill[uint32(k)]
+		if !ok {
+			var buf [4 * len(hostLine{}.slots)]uint16
+			run = buf[:0]
+			for _, w := range h.lines[k].slots {
+				for i := range 4 {
+					if lo := uint16(w >> (16 * i)); lo != hostEmpty {
+						run = append(run, lo)
 					}
 				}
+			}
+			slices.Sort(run)
+		}
+		for _, lo := range run {
+			if !yield(uint32(k)<<h.shift | uint32(lo)) {
+				return
 			}
 		}
 	}
