@@ -334,3 +334,55 @@ func hostsLookup(h *hostSet, v uint32) (bits int, ok bool) {
 	_, p, ok := (&Table{source: "test", hosts: h, nets: new(bart.Lite), size: max(1, h.len())}).Lookup(addr4(v))
 	return p.Bits(), ok
 }
+
+// Members that do not fit their two candidate words spill, and are
+// found there; a line whose members just fit does not spill.
+func TestHostSetFullLines(t *testing.T) {
+	h0 := newHostSet([]uint32{0}, nil)
+	lineOf := func(a uint32) uint32 { return a >> h0.shift }
+	var in []uint32
+	dense := uint32(0x0a00_0000) // 30 consecutive addresses: more than 24 slots
+	for i := range uint32(30) {
+		in = append(in, dense+i)
+	}
+	crowded := uint32(0x0b00_0000) // 9 members whose two words are words 0 and 4
+	for i := range uint32(9) {
+		in = append(in, crowded+i*8)
+	}
+	fits := uint32(0x0c00_0000) // 8 such members: words 0 and 4 hold them
+	for i := range uint32(8) {
+		in = append(in, fits+i*8)
+	}
+	h := newHostSet(in, nil)
+	for _, c := range []struct {
+		base  uint32
+		spill bool
+	}{{dense, true}, {crowded, true}, {fits, false}} {
+		if _, ok := h.spill[lineOf(c.base)]; ok != c.spill {
+			t.Errorf("line of %08x spilled: %v, want %v", c.base, ok, c.spill)
+		}
+	}
+	want := map[uint32]bool{}
+	for _, v := range in {
+		want[v] = true
+	}
+	for _, v := range in {
+		for _, q := range []uint32{v, v + 1, v + 4, v - 1} {
+			if bits, got := hostsLookup(h, q); got != want[q] || got && bits != 32 {
+				t.Fatalf("lookup(%08x) = /%d %v, want %v", q, bits, got, want[q])
+			}
+		}
+	}
+	n := 0
+	prev := uint32(0)
+	for v := range h.all {
+		if !want[v] || (n > 0 && v <= prev) {
+			t.Fatalf("all yielded %08x after %08x", v, prev)
+		}
+		prev = v
+		n++
+	}
+	if n != len(want) {
+		t.Errorf("all yielded %d, want %d", n, len(want))
+	}
+}
