@@ -19,13 +19,14 @@ import (
 // because a tree walk over millions of entries is a chain of cache misses:
 // many single addresses, which is what big blocklists and feeds mostly
 // hold, go into a hostSet (and not into bart, where 10 million addresses
-// took 576 MB and 0.7–1 µs per lookup), and many CIDRs into a netSet4.
+// took 576 MB and 0.7–1 µs per lookup), which answers the table's IPv4
+// CIDRs too; many CIDRs without many single addresses go into a netSet4.
 //
 // Lookup does not allocate, and a Table is safe for concurrent use.
 type Table struct {
 	source string
 	hosts  *hostSet   // nil unless there were at least hostSetMin IPv4 hosts
-	nets4  *netSet4   // nil unless there were at least netSet4Min IPv4 CIDRs
+	nets4  *netSet4   // without hosts: nil unless there were at least netSet4Min IPv4 CIDRs
 	nets   *bart.Lite // never nil
 	size   int
 }
