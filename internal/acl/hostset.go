@@ -120,10 +120,9 @@ func newHostSet(addrs []uint32, nets *netSet4) *hostSet {
 	}
 	next := slices.Clone(start[:len(h.lines)])
 	low := make([]uint16, len(addrs))
-	mask := uint32(1)<<h.shift - 1
 	for _, a := range addrs {
 		k := a >> h.shift
-		low[next[k]] = uint16(a & mask)
+		low[next[k]] = uint16(a & h.low)
 		next[k]++
 	}
 	for k := range h.lines {
@@ -158,6 +157,7 @@ func newHostSet(addrs []uint32, nets *netSet4) *hostSet {
 	return h
 }
 
+// emptyLine has every slot hostEmpty.
 var emptyLine = func() (l hostLine) {
 	for w := range l.slots {
 		l.slots[w] = hostEmpty * lanes
