@@ -79,6 +79,7 @@ func BenchmarkBigList(b *testing.B) {
 		seed uint64
 	}{{"listed", bigListSeed}, {"random", 77}} {
 		b.Run("Lookup/"+q.name, func(b *testing.B) {
+			b.ReportAllocs()
 			g := addrGen(q.seed)
 			hits, n := 0, 0
 			for b.Loop() {
@@ -92,6 +93,7 @@ func BenchmarkBigList(b *testing.B) {
 			reportHits(b, q.seed, hits)
 		})
 		b.Run("Check/"+q.name, func(b *testing.B) {
+			b.ReportAllocs()
 			g := addrGen(q.seed)
 			hits, n := 0, 0
 			for b.Loop() {
@@ -113,6 +115,7 @@ func BenchmarkBigList(b *testing.B) {
 			tb.Add(netip.PrefixFrom(addr4(g.next()), 32))
 		}
 		hosts := tb.Build()
+		b.ReportAllocs()
 		g = addrGen(77)
 		hits := 0
 		for b.Loop() { // the first call starts the timer: the build is not counted
