@@ -35,8 +35,10 @@ type h2Conn struct {
 	lastID    uint32 // highest client stream id seen, for GOAWAY
 
 	wmu       sync.Mutex // orders the server's writes with our GOAWAY
+	wrote     *sync.Cond // on wmu: a server write, or the GOAWAY's wait is over
 	out       frameTracker
 	goingAway bool
+	waitOver  bool
 }
 
 // errResetFlood ends the read side of a connection that reset too many
@@ -87,6 +89,7 @@ const (
 // the TLS connection over it); inner is what onClose is given.
 func newH2Conn(conn, inner net.Conn, r io.Reader, onClose func(net.Conn), maxResets int, onFlood func()) *h2Conn {
 	c := &h2Conn{Conn: conn, r: r, onClose: onClose, inner: inner, maxResets: maxResets, onFlood: onFlood}
+	c.wrote = sync.NewCond(&c.wmu)
 	c.in.skip = h2PrefaceLen
 	return c
 }
@@ -123,17 +126,29 @@ func (c *h2Conn) Read(p []byte) (int, error) {
 }
 
 // goAway sends GOAWAY between two of the server's frames and closes the
-// connection. A server write in progress is waited for, at most a second
-// (a flooding client may not be reading): then the close comes without it.
+// connection. When the server's last write ended inside a frame (its
+// buffer flushes at any byte), the GOAWAY waits for the server to finish
+// that frame; a server write in progress, or a frame not finished, is
+// waited for at most a second (a flooding client may not be reading):
+// then the close comes without it.
 func (c *h2Conn) goAway() {
 	if c.onFlood != nil {
 		c.onFlood()
 	}
+	stop := time.AfterFunc(time.Second, func() {
+		c.wmu.Lock()
+		c.waitOver = true
+		c.wrote.Broadcast()
+		c.wmu.Unlock()
+	})
 	sent := make(chan struct{})
 	go func() {
 		defer close(sent)
 		c.wmu.Lock()
 		defer c.wmu.Unlock()
+		for !c.goingAway && !c.out.atBoundary() && !c.waitOver {
+			c.wrote.Wait()
+		}
 		if !c.goingAway && c.out.atBoundary() {
 			var f [17]byte
 			f[2] = 8 // payload length
@@ -151,6 +166,7 @@ func (c *h2Conn) goAway() {
 	case <-t.C:
 	}
 	t.Stop()
+	stop.Stop()
 	c.Close()
 }
 
@@ -165,6 +181,7 @@ func (c *h2Conn) Write(p []byte) (int, error) {
 	}
 	n, err := c.Conn.Write(p)
 	c.out.feed(p[:n], nil)
+	c.wrote.Broadcast()
 	return n, err
 }
 
