@@ -32,8 +32,10 @@ type Table struct {
 }
 
 // hostSetMin is the number of single IPv4 addresses from which a Table
-// stores them in a hostSet: below it the hostSet's fixed 256 KiB index
-// would cost more than bart does. A variable so tests can exercise both.
+// stores them in a hostSet: its at least 2^17 lines take 8.4 MB, and
+// bart ~100 bytes an address (65,536 random addresses: 6.6 MB in bart,
+// lookups 21–24 ns against the hostSet's 17 ns; 131,072: 12.7 MB, 32 ns
+// against 16–19). A variable so tests can exercise both.
 var hostSetMin = 1 << 16
 
 // netSet4Min is the number of IPv4 CIDRs from which a Table also answers
