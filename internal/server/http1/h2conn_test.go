@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -14,30 +14,16 @@ import (
 type recordConn struct {
 	net.Conn
 	in     *bytes.Reader
-	mu     sync.Mutex
-	out    bytes.Buffer
-	closed bool
+	out    syncBuffer
+	closed atomic.Bool
 }
 
-func (c *recordConn) Read(p []byte) (int, error) { return c.in.Read(p) }
-func (c *recordConn) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.out.Write(p)
-}
-func (c *recordConn) Close() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.closed = true
-	return nil
-}
+func (c *recordConn) Read(p []byte) (int, error)       { return c.in.Read(p) }
+func (c *recordConn) Write(p []byte) (int, error)      { return c.out.Write(p) }
+func (c *recordConn) Close() error                     { c.closed.Store(true); return nil }
 func (c *recordConn) SetWriteDeadline(time.Time) error { return nil }
 
-func (c *recordConn) written() ([]byte, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return bytes.Clone(c.out.Bytes()), c.closed
-}
+func (c *recordConn) written() ([]byte, bool) { return []byte(c.out.String()), c.closed.Load() }
 
 // h2Frame returns a frame of the given type and payload length.
 func h2Frame(typ byte, id uint32, n int) []byte {
