@@ -135,7 +135,11 @@ func (c *h2Conn) goAway() {
 	if c.onFlood != nil {
 		c.onFlood()
 	}
+	// One deadline for both waits: the frame's end (the wait below) and
+	// a server write holding wmu (the select).
+	expired := make(chan struct{})
 	stop := time.AfterFunc(time.Second, func() {
+		close(expired)
 		c.wmu.Lock()
 		c.waitOver = true
 		c.wrote.Broadcast()
@@ -160,12 +164,10 @@ func (c *h2Conn) goAway() {
 		}
 		c.goingAway = true
 	}()
-	t := time.NewTimer(time.Second)
 	select {
 	case <-sent:
-	case <-t.C:
+	case <-expired:
 	}
-	t.Stop()
 	stop.Stop()
 	c.Close()
 }
