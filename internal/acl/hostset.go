@@ -22,7 +22,7 @@ import (
 // otherwise overlap with the miss; comparing all the words, as this did
 // before, costs instructions that stall them too). One word answers the
 // CIDRs for the line's range: the longest prefix covering the whole range
-// and at most one segment inside it; the last holds a second segment
+// and at most one segment inside it; another holds a second segment
 // when the range has one. A line whose members do not fit (0.14% of lines
 // with 10 million random addresses) or whose range holds more segments
 // (0.5% with 100,000 random CIDRs besides) asks spill, the sorted members
@@ -40,8 +40,8 @@ type hostSet struct {
 
 // A hostLine holds up to 24 lower halves in six words of four slots
 // (unused slots, and all slots of a line whose members spill, hold
-// hostEmpty), a segment more than its CIDR word holds (netSegs), and the
-// CIDR word. A member x sits in word x&3 or, when that is full, in word
+// hostEmpty), a second segment inside its range (when the CIDR word says
+// netSegs), and the CIDR word. A member x sits in word x&3 or, when that is full, in word
 // 4 + (x>>2)&1, so that a lookup compares two words, not six: fewer
 // instructions behind the cache miss let the CPU overlap more lookups.
 // Lower halves are at most 15 bits (shift ≤ 15), so hostEmpty is never a
@@ -49,7 +49,7 @@ type hostSet struct {
 // Go allocator aligns large slices to pages, so each is one cache line.
 type hostLine struct {
 	slots [6]uint64
-	ext   [1]uint64
+	seg2  netWord // only its segment fields
 	nets  netWord
 }
 
@@ -69,9 +69,9 @@ func slotWords(x uint64) (first, second uint64) { return x & 3, 4 + x>>2&1 }
 // to hi (bits 27–41). A line without a segment inside repeats its cover
 // there over the whole range, so that lookup needs no branch to tell the
 // two apart. The top bits say where the rest of a fuller line is: its
-// range holds a second segment, in ext (netSegs), or the line cannot answer
-// alone and asks spill and the netSet4 (netAsk: its members do not fit,
-// or its segments do not).
+// range holds a second segment, in seg2 (netSegs), or the line cannot
+// answer alone and asks spill and the netSet4 (netAsk: its members do not
+// fit, or its segments do not).
 type netWord uint64
 
 const (
@@ -81,15 +81,6 @@ const (
 	netRare = netAsk | netSegs
 )
 
-// extSeg is a segment in ext: 1 + prefix length in bits 0–5, the lower
-// halves lo and hi in bits 6–20 and 21–35. An unused one (lo 1, hi 0)
-// holds nothing.
-func extSeg(inner uint8, lo, hi uint16) uint64 {
-	return uint64(inner) | uint64(lo)<<6 | uint64(hi)<<21
-}
-
-const extSegNone = 1 << 6
-
 func makeNetWord(cover, inner uint8, lo, hi uint16) netWord {
 	return netWord(cover) | netWord(inner)<<6 | netWord(lo)<<12 | netWord(hi)<<27
 }
@@ -97,12 +88,17 @@ func makeNetWord(cover, inner uint8, lo, hi uint16) netWord {
 // answer returns 1 + the length of the longest prefix holding the lower
 // half x, or 0.
 func (w netWord) answer(x uint64) uint8 {
-	lo, hi := uint64(w>>12&0x7fff), uint64(w>>27&0x7fff)
-	c := uint8(w & 63)
-	if x-lo <= hi-lo { // lo ≤ x ≤ hi, in one comparison
-		c = uint8(w >> 6 & 63)
+	if c, ok := w.inner(x); ok {
+		return c
 	}
-	return c
+	return uint8(w & 63)
+}
+
+// inner returns 1 + the length of the segment's prefix when the segment
+// holds the lower half x.
+func (w netWord) inner(x uint64) (uint8, bool) {
+	lo, hi := uint64(w>>12&0x7fff), uint64(w>>27&0x7fff)
+	return uint8(w >> 6 & 63), x-lo <= hi-lo // lo ≤ x ≤ hi, in one comparison
 }
 
 func newHostSet(addrs []uint32, nets *netSet4) *hostSet {
@@ -139,19 +135,9 @@ func newHostSet(addrs []uint32, nets *netSet4) *hostSet {
 			h.spill[uint32(k)] = slices.Clone(run)
 			l.slots = emptyLine.slots
 		}
-		var segs []uint64
-		l.nets, segs = h.netWordOf(uint32(k))
-		switch {
-		case !placed:
+		l.nets, l.seg2 = h.netWordOf(uint32(k))
+		if !placed {
 			l.nets |= netAsk
-		case len(segs) > 0:
-			for w := range l.ext {
-				l.ext[w] = extSegNone
-				if w < len(segs) {
-					l.ext[w] = segs[w]
-				}
-			}
-			l.nets |= netSegs
 		}
 	}
 	return h
@@ -186,13 +172,13 @@ func (l *hostLine) place(run []uint16) bool {
 	return true
 }
 
-// netWordOf derives line k's CIDR word from the netSet4, and the
-// segments past the word's one that ext must hold (netAsk when more than
-// ext can): a line lies inside one /16, whose disjoint segments either
-// cover the line, leave it to the /16's cover, or cut into it.
-func (h *hostSet) netWordOf(k uint32) (netWord, []uint64) {
+// netWordOf derives line k's CIDR word from the netSet4, and its second
+// segment when it has two (netSegs; more: netAsk): a line lies inside one
+// /16, whose disjoint segments either cover the line, leave it to the
+// /16's cover, or cut into it.
+func (h *hostSet) netWordOf(k uint32) (w, seg2 netWord) {
 	if h.nets == nil {
-		return 0, nil
+		return 0, 0
 	}
 	first := k << h.shift
 	k16 := first >> 16
@@ -207,21 +193,19 @@ func (h *hostSet) netWordOf(k uint32) (netWord, []uint64) {
 	in, low := segs[i:j], uint16(h.low)
 	switch {
 	case len(in) == 0:
-		return makeNetWord(cover, cover, 0, low), nil
-	case len(in) > 1+len(hostLine{}.ext):
-		return netAsk, nil
+		return makeNetWord(cover, cover, 0, low), 0
+	case len(in) > 2:
+		return netAsk, 0
 	case len(in) == 1 && in[0].lo <= lo && in[0].hi >= hi:
-		return makeNetWord(in[0].bits+1, in[0].bits+1, 0, low), nil
+		return makeNetWord(in[0].bits+1, in[0].bits+1, 0, low), 0
 	}
-	clip := func(g segment4) (uint16, uint16) { return max(g.lo, lo) & low, min(g.hi, hi) & low }
-	glo, ghi := clip(in[0])
-	w := makeNetWord(cover, in[0].bits+1, glo, ghi)
-	var more []uint64
-	for _, g := range in[1:] {
-		glo, ghi := clip(g)
-		more = append(more, extSeg(g.bits+1, glo, ghi))
+	clip := func(g segment4) netWord {
+		return makeNetWord(cover, g.bits+1, max(g.lo, lo)&low, min(g.hi, hi)&low)
 	}
-	return w, more
+	if len(in) == 2 {
+		return clip(in[0]) | netSegs, clip(in[1])
+	}
+	return clip(in[0]), 0
 }
 
 // A lookup, which Table.Lookup spells out so that the compiler inlines
@@ -260,13 +244,8 @@ func (h *hostSet) lookupRare(l *hostLine, a uint32, x uint64) (bits int, ok bool
 		return h.nets.lookup(a)
 	}
 	c := l.nets.answer(x)
-	if l.nets&netSegs != 0 {
-		for _, s := range l.ext {
-			// x-lo or hi-x wraps exactly when x is outside [lo, hi].
-			if lo, hi := s>>6&0x7fff, s>>21&0x7fff; ((x-lo)|(hi-x))>>63 == 0 {
-				c = uint8(s & 63)
-			}
-		}
+	if c2, ok := l.seg2.inner(x); ok && l.nets&netSegs != 0 {
+		c = c2
 	}
 	return int(c) - 1, c != 0
 }
