@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/rampart-proxy/rampart/internal/httpwire"
@@ -37,8 +38,15 @@ type upstreamConn struct {
 	cut      atomic.Bool // closed by a quarantine or drain-timeout cut
 	c        net.Conn
 	br       *bufio.Reader
-	bw       *bufio.Writer
+	bw       *bufio.Writer // writes to wire
+	wire     wireWriter
 	lastUsed time.Time
+	// raw and await send a request and wait for its answer without a
+	// failed read (see send); nil on a TLS connection.
+	raw     syscall.RawConn
+	await   func(fd uintptr) bool
+	sent    bool
+	sendErr error
 	// head, hop, added and replaced are reused by every response read on
 	// the connection (see readResponse).
 	head     []byte
@@ -54,7 +62,64 @@ type upstreamConn struct {
 }
 
 func newUpstreamConn(c net.Conn, bt *backendTLS) *upstreamConn {
-	return &upstreamConn{c: c, br: bufio.NewReaderSize(c, 4096), bw: bufio.NewWriterSize(c, 4096), hop: make(http.Header, 4), tls: bt, activeIdx: -1}
+	uc := &upstreamConn{c: c, br: bufio.NewReaderSize(c, 4096), wire: wireWriter{c: c}, hop: make(http.Header, 4), tls: bt, activeIdx: -1}
+	uc.bw = bufio.NewWriterSize(&uc.wire, 4096)
+	if tc, ok := c.(*net.TCPConn); ok {
+		if raw, err := tc.SyscallConn(); err == nil {
+			uc.raw, uc.await = raw, uc.flushThenWait
+		}
+	}
+	return uc
+}
+
+// wireWriter is what an upstream connection's buffered writer writes to:
+// the connection, counting the writes, so that send knows whether part of
+// a request head went out before it was complete.
+type wireWriter struct {
+	c      net.Conn
+	writes int
+}
+
+func (w *wireWriter) Write(p []byte) (int, error) {
+	w.writes++
+	return w.c.Write(p)
+}
+
+// send writes the request head buffered in uc.bw and, on a plaintext TCP
+// connection, waits until the backend's answer can be read.
+//
+// Why wait here: a read right after the write finds no answer yet (the
+// backend has not run), fails with EAGAIN and only then parks in the
+// network poller, one system call per request for nothing. Waiting first
+// is only safe if the wait begins before the request leaves: the poller
+// forgets a readiness it saw before a read operation starts, and with
+// edge-triggered epoll an answer that arrived in between would never wake
+// the wait. So the head is flushed from inside the raw read operation,
+// which clears the readiness and then calls flushThenWait. The head must
+// also leave in that one flush: if part of it went out before (a head
+// larger than the buffer), the backend may already have answered, and
+// this falls back to the plain flush.
+func (uc *upstreamConn) send() error {
+	if uc.raw == nil || uc.wire.writes > 0 || uc.br.Buffered() > 0 {
+		return uc.bw.Flush()
+	}
+	uc.sent, uc.sendErr = false, nil
+	if err := uc.raw.Read(uc.await); err != nil {
+		return err
+	}
+	return uc.sendErr
+}
+
+// flushThenWait is send's raw read function: called first, it flushes the
+// head and asks to wait; called again once the connection is readable, it
+// is done. The answer is then read through uc.br as usual.
+func (uc *upstreamConn) flushThenWait(uintptr) bool {
+	if uc.sent {
+		return true
+	}
+	uc.sent = true
+	uc.sendErr = uc.bw.Flush()
+	return uc.sendErr != nil
 }
 
 // connPool is a backend's list of idle keep-alive connections, used LIFO so
@@ -204,7 +269,12 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 	if ctx.Done() != nil {
 		stop = context.AfterFunc(ctx, func() { uc.c.Close() })
 	}
-	if err := writeRequest(uc.bw, d); err != nil {
+	uc.wire.writes = 0
+	err := writeRequest(uc.bw, d)
+	if err == nil {
+		err = uc.send()
+	}
+	if err != nil {
 		stop()
 		var refused *BackendTLSError
 		if errors.Is(err, errBadHeader) || errors.As(err, &refused) {
@@ -364,7 +434,7 @@ func escapedAsIs(p string) bool {
 	return true
 }
 
-// writeRequest writes the client's request head as the backend must see it,
+// writeRequest buffers the client's request head as the backend must see it,
 // applying the same rules as rewrite() on the httputil path: hop-by-hop
 // headers and the headers named in Connection are dropped, incoming
 // Forwarded/X-Forwarded-* and X-Request-Id are replaced by Rampart's own.
@@ -412,7 +482,7 @@ func writeRequest(w *bufio.Writer, d *directRequest) error {
 		httpwire.WriteField(w, "X-Request-Id", d.rec.RequestID)
 	}
 	w.WriteString("\r\n")
-	return w.Flush()
+	return nil
 }
 
 var errBadHeader = errors.New("header value with CR, LF or NUL")

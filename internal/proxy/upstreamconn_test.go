@@ -251,3 +251,149 @@ func TestBackendActiveList(t *testing.T) {
 		t.Error("track with a generation from before the cut accepted")
 	}
 }
+
+// sendPair connects an upstream connection to a loopback backend whose
+// connection serve handles.
+func sendPair(t *testing.T, serve func(c net.Conn)) *upstreamConn {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		serve(c)
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	uc := newUpstreamConn(c, nil)
+	if uc.raw == nil {
+		t.Fatal("a plaintext TCP connection has no raw access")
+	}
+	return uc
+}
+
+// readHead reads one request head from br.
+func readHead(br *bufio.Reader) error {
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return err
+		}
+		if line == "\r\n" {
+			return nil
+		}
+	}
+}
+
+const sendAnswer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+// send returns only once the backend's answer can be read, so the first
+// read of it does not fail with EAGAIN (one system call per request).
+func TestSendWaitsForAnswer(t *testing.T) {
+	var answered atomic.Bool
+	uc := sendPair(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for i := 0; readHead(br) == nil; i++ {
+			if i == 0 {
+				time.Sleep(20 * time.Millisecond) // the backend works
+				answered.Store(true)
+			}
+			io.WriteString(c, sendAnswer)
+		}
+	})
+	for i := range 3 { // also on a reused connection
+		uc.wire.writes = 0
+		uc.bw.WriteString("GET / HTTP/1.1\r\nHost: b\r\n\r\n")
+		if err := uc.send(); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 && !answered.Load() {
+			t.Fatal("send returned before the backend answered")
+		}
+		if uc.wire.writes != 1 {
+			t.Fatalf("head left in %d writes, want 1", uc.wire.writes)
+		}
+		resp, err := http.ReadResponse(uc.br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || string(body) != "ok" {
+			t.Fatalf("answer %d %q", resp.StatusCode, body)
+		}
+		// From now on the backend answers at once: the answer may arrive
+		// before send starts waiting, and must not be missed.
+	}
+}
+
+// A head larger than the write buffer leaves in several writes; a backend
+// may answer after the first, before send could start waiting, and send
+// must then not wait for an answer that already came (the poller would
+// not report it again).
+func TestSendLargeHeadEarlyAnswer(t *testing.T) {
+	answered := make(chan struct{})
+	uc := sendPair(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		if _, err := br.Peek(1); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\n\r\n")
+		close(answered)
+		io.Copy(io.Discard, br)
+	})
+	uc.wire.writes = 0
+	// 4,096 bytes leave while the head is buffered, the rest in send.
+	uc.bw.WriteString("GET / HTTP/1.1\r\nHost: b\r\nX-Big: " + strings.Repeat("a", 5000) + "\r\n\r\n")
+	<-answered
+	// Let the network poller see the answer arrive before send runs:
+	// this goroutine sleeping leaves the poller to an idle thread.
+	time.Sleep(50 * time.Millisecond)
+	done := make(chan error, 1)
+	go func() { done <- uc.send() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("send still waits for an answer the backend sent before the head was complete")
+	}
+	resp, err := http.ReadResponse(uc.br, nil)
+	if err != nil || resp.StatusCode != 431 {
+		t.Fatalf("answer %v, %v", resp, err)
+	}
+}
+
+// Closing the connection (a quarantine's cut, a cancelled HTTP/2 stream)
+// ends send's wait for an answer.
+func TestSendCutWhileWaiting(t *testing.T) {
+	got := make(chan struct{})
+	uc := sendPair(t, func(c net.Conn) {
+		if readHead(bufio.NewReader(c)) == nil {
+			close(got)
+		}
+		io.Copy(io.Discard, c) // never answers
+	})
+	uc.bw.WriteString("GET / HTTP/1.1\r\nHost: b\r\n\r\n")
+	done := make(chan error, 1)
+	go func() { done <- uc.send() }()
+	<-got
+	uc.c.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("send after a cut: %v, want net.ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("send still waits after the connection was closed")
+	}
+}
