@@ -17,6 +17,7 @@ import (
 
 	"github.com/rampart-proxy/rampart/internal/httpwire"
 	"github.com/rampart-proxy/rampart/internal/pipeline"
+	"github.com/rampart-proxy/rampart/internal/sockio"
 )
 
 // Rampart's own HTTP/1.1 client for the common case: a request without a
@@ -62,13 +63,15 @@ type upstreamConn struct {
 }
 
 func newUpstreamConn(c net.Conn, bt *backendTLS) *upstreamConn {
-	uc := &upstreamConn{c: c, br: bufio.NewReaderSize(c, 4096), wire: wireWriter{c: c}, hop: make(http.Header, 4), tls: bt, activeIdx: -1}
-	uc.bw = bufio.NewWriterSize(&uc.wire, 4096)
-	if tc, ok := c.(*net.TCPConn); ok {
-		if raw, err := tc.SyscallConn(); err == nil {
-			uc.raw, uc.await = raw, uc.flushThenWait
-		}
+	uc := &upstreamConn{c: c, wire: wireWriter{w: c}, hop: make(http.Header, 4), tls: bt, activeIdx: -1}
+	var r io.Reader = c
+	if sc := sockio.New(c); sc != nil {
+		// Raw system calls on a plaintext connection (see internal/sockio).
+		r, uc.wire.w = sc, sc
+		uc.raw, uc.await = sc.Raw(), uc.flushThenWait
 	}
+	uc.br = bufio.NewReaderSize(r, 4096)
+	uc.bw = bufio.NewWriterSize(&uc.wire, 4096)
 	return uc
 }
 
@@ -76,13 +79,13 @@ func newUpstreamConn(c net.Conn, bt *backendTLS) *upstreamConn {
 // the connection, counting the writes, so that send knows whether part of
 // a request head went out before it was complete.
 type wireWriter struct {
-	c      net.Conn
+	w      io.Writer // the connection, or its sockio.Conn
 	writes int
 }
 
 func (w *wireWriter) Write(p []byte) (int, error) {
 	w.writes++
-	return w.c.Write(p)
+	return w.w.Write(p)
 }
 
 // send writes the request head buffered in uc.bw and, on a plaintext TCP

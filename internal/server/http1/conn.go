@@ -17,6 +17,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/rampart-proxy/rampart/internal/sockio"
 )
 
 // conn is one client connection. Its buffers, request, URL, header maps and
@@ -25,6 +27,10 @@ import (
 type conn struct {
 	srv *Server
 	rwc net.Conn
+	// sock reads and writes rwc's socket without the scheduler's
+	// system-call bookkeeping when it is a TCP connection (see
+	// internal/sockio); nil otherwise.
+	sock *sockio.Conn
 	// hc is the connection as the hooks (ConnContext, OnClose, HTTP/2) see
 	// it: rwc, or what Server.Preface made of it. Only the connection's own
 	// goroutine changes it, before the hooks read it.
@@ -116,7 +122,23 @@ func (c *conn) read(p []byte) (int, error) {
 	if c.tc != nil {
 		return c.tc.Read(p)
 	}
+	return c.sockRead(p)
+}
+
+// sockRead and sockWrite read and write the bytes on the wire (TLS records
+// on a TLS connection).
+func (c *conn) sockRead(p []byte) (int, error) {
+	if c.sock != nil {
+		return c.sock.Read(p)
+	}
 	return c.rwc.Read(p)
+}
+
+func (c *conn) sockWrite(p []byte) (int, error) {
+	if c.sock != nil {
+		return c.sock.Write(p)
+	}
+	return c.rwc.Write(p)
 }
 
 // stream is the connection carrying the HTTP bytes, for a hijacking
@@ -183,7 +205,7 @@ func (c *conn) acquireWriter() {
 }
 
 func (s *Server) newConn(rwc net.Conn) *conn {
-	c := &conn{srv: s, rwc: rwc, hc: rwc}
+	c := &conn{srv: s, rwc: rwc, hc: rwc, sock: sockio.New(rwc)}
 	c.cr.c = c
 	c.br = readerPool.Get().(*bufio.Reader)
 	c.br.Reset(&c.cr)

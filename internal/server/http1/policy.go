@@ -257,14 +257,14 @@ func (c *conn) rawWrite(p []byte) (int, error) {
 	}
 	wt := c.writeTimeout
 	if wt <= 0 {
-		return c.rwc.Write(p)
+		return c.sockWrite(p)
 	}
 	now := clock.Now()
 	if c.writeDeadline.Sub(now) < wt-min(wt/8, time.Second) {
 		c.writeDeadline = now.Add(wt)
 		c.rwc.SetWriteDeadline(c.writeDeadline)
 	}
-	n, err := c.rwc.Write(p)
+	n, err := c.sockWrite(p)
 	if err != nil && isTimeoutErr(err) {
 		c.slow(WriteTimeout)
 		c.discardUnsent()

@@ -98,7 +98,7 @@ func (c *conn) writeMetered(p []byte, now time.Time) (int, error) {
 	start := now
 	written := 0
 	for {
-		n, err := c.rwc.Write(p[written:])
+		n, err := c.sockWrite(p[written:])
 		after := time.Now()
 		m.busy += after.Sub(now)
 		now = after

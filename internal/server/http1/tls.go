@@ -80,7 +80,7 @@ func (t *tlsTransport) Read(p []byte) (int, error) {
 		t.received += int64(n)
 		return n, nil
 	}
-	n, err := t.c.rwc.Read(p)
+	n, err := t.c.sockRead(p)
 	t.received += int64(n)
 	return n, err
 }

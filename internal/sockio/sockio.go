@@ -1,0 +1,148 @@
+// Package sockio reads and writes a TCP connection's socket with raw system
+// calls, for the proxy's hot path.
+//
+// A read or write on a net.Conn tells the Go scheduler that its thread is
+// entering a system call and leaving it (entersyscall, exitsyscall), so
+// that a call that blocks does not hold up other goroutines. Rampart's
+// sockets are non-blocking: a call returns at once, or fails with EAGAIN
+// and then waits in the network poller as net.Conn's do, so the
+// bookkeeping buys nothing here, and with one P (GOMAXPROCS=1, a proxy on
+// one core) it costs: the runtime's monitor thread is woken by the first
+// such call after the process was idle, and takes the P away from a call
+// that lasts past its 20 µs tick, which a loopback write that wakes its
+// reader can, so the next goroutine runs on another thread and the calling
+// thread sleeps until it gets the P back. Under a moderate load (idle now
+// and then) that is thousands of thread switches a second on the proxy's
+// core: bench/ab.sh at 15,000 req/s measured 10 % less CPU per request
+// with raw calls (docs/decisions/0001-http-engine.md).
+//
+// Built with the race detector, the calls are syscall.Read and
+// syscall.Write, for the detector's sake (race.go).
+//
+// Waiting, deadlines and Close work as on the net.Conn: the calls are made
+// inside its syscall.RawConn's Read and Write, and errors come back as
+// net.Conn's do (*net.OpError).
+package sockio
+
+import (
+	"io"
+	"net"
+	"os"
+	"syscall"
+)
+
+// Conn reads and writes one TCP connection. Like a net.Conn used by one
+// reader and one writer, it allows a read and a write at the same time,
+// but not two reads or two writes.
+type Conn struct {
+	nc  net.Conn
+	raw syscall.RawConn
+
+	// The buffer and result of the read or write in progress: RawConn
+	// takes a function, and a method value made once per connection
+	// avoids a closure (an allocation) per call.
+	readFn func(fd uintptr) bool
+	rbuf   []byte
+	rn     int
+	rerr   error
+
+	writeFn func(fd uintptr) bool
+	wbuf    []byte
+	wn      int
+	werr    error
+}
+
+// New returns a Conn for c, or nil when c is not a TCP connection (a TLS
+// connection, a pipe, a test double): the caller then uses c itself.
+func New(c net.Conn) *Conn {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return nil
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	sc := &Conn{nc: c, raw: raw}
+	sc.readFn, sc.writeFn = sc.read, sc.write
+	return sc
+}
+
+// Raw is the connection's syscall.RawConn, for a caller that waits on the
+// socket itself.
+func (c *Conn) Raw() syscall.RawConn { return c.raw }
+
+// Read reads as net.Conn.Read does: at least one byte, or an error (io.EOF
+// once the peer has closed its side).
+func (c *Conn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	c.rbuf, c.rn, c.rerr = p, 0, nil
+	err := c.raw.Read(c.readFn)
+	c.rbuf = nil
+	if err != nil {
+		return 0, err
+	}
+	return c.rn, c.rerr
+}
+
+func (c *Conn) read(fd uintptr) bool {
+	for {
+		n, e := sysRead(fd, c.rbuf)
+		switch e {
+		case 0:
+			c.rn = n
+			if n == 0 {
+				c.rerr = io.EOF
+			}
+			return true
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false // wait in the poller, then be called again
+		default:
+			c.rerr = c.opError("read", e)
+			return true
+		}
+	}
+}
+
+// Write writes all of p, waiting in the poller while the socket's buffer
+// is full, as net.Conn.Write does.
+func (c *Conn) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	c.wbuf, c.wn, c.werr = p, 0, nil
+	err := c.raw.Write(c.writeFn)
+	c.wbuf = nil
+	if err == nil {
+		err = c.werr
+	}
+	return c.wn, err
+}
+
+func (c *Conn) write(fd uintptr) bool {
+	for c.wn < len(c.wbuf) {
+		rest := c.wbuf[c.wn:]
+		n, e := sysWrite(fd, rest)
+		switch e {
+		case 0:
+			c.wn += n
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			c.werr = c.opError("write", e)
+			return true
+		}
+	}
+	return true
+}
+
+// opError wraps a failed call as net.Conn wraps it, so callers that look
+// for *net.OpError or an errno (errors.Is(err, syscall.ECONNRESET)) see the
+// same error either way.
+func (c *Conn) opError(op string, e syscall.Errno) error {
+	return &net.OpError{Op: op, Net: "tcp", Source: c.nc.LocalAddr(), Addr: c.nc.RemoteAddr(), Err: os.NewSyscallError(op, e)}
+}

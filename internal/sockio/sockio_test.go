@@ -1,0 +1,150 @@
+package sockio
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// pair returns a sockio.Conn and the net.Conn at the other end of a
+// loopback TCP connection.
+func pair(t *testing.T) (*Conn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			accepted <- nil
+			return
+		}
+		accepted <- c
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := <-accepted
+	if peer == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { c.Close(); peer.Close() })
+	sc := New(c)
+	if sc == nil {
+		t.Fatal("New returned nil for a TCP connection")
+	}
+	return sc, peer
+}
+
+func TestNewOnlyForTCP(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if New(a) != nil {
+		t.Error("New made a Conn for a pipe")
+	}
+}
+
+// Bytes larger than both sockets' buffers go through intact in both
+// directions: writes wait while the buffer is full, reads while it is empty.
+func TestReadWriteLarge(t *testing.T) {
+	sc, peer := pair(t)
+	data := make([]byte, 8<<20)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	// sc -> peer
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(io.LimitReader(peer, int64(len(data))))
+		got <- b
+	}()
+	n, err := sc.Write(data)
+	if err != nil || n != len(data) {
+		t.Fatalf("Write: %d, %v", n, err)
+	}
+	if b := <-got; !bytes.Equal(b, data) {
+		t.Fatalf("peer read %d bytes, not the ones written", len(b))
+	}
+	// peer -> sc, then EOF once the peer closes
+	go func() {
+		peer.Write(data)
+		peer.Close()
+	}()
+	b, err := io.ReadAll(sc)
+	if err != nil || !bytes.Equal(b, data) {
+		t.Fatalf("ReadAll: %d bytes, %v", len(b), err)
+	}
+	if n, err := sc.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Fatalf("read after the peer closed: %d, %v; want 0, EOF", n, err)
+	}
+}
+
+// Deadlines set on the net.Conn bound sockio's waits, with net.Conn's
+// timeout errors.
+func TestDeadlines(t *testing.T) {
+	sc, _ := pair(t)
+	c := sc.nc
+	c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	_, err := sc.Read(make([]byte, 10))
+	if ne, ok := err.(interface{ Timeout() bool }); !ok || !ne.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read past its deadline: %v", err)
+	}
+	// The peer never reads: the write fills both buffers, then times out.
+	big := make([]byte, 64<<20)
+	c.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+	n, err := sc.Write(big)
+	if ne, ok := err.(interface{ Timeout() bool }); !ok || !ne.Timeout() {
+		t.Fatalf("write past its deadline: %d, %v", n, err)
+	}
+	if n <= 0 || n >= len(big) {
+		t.Fatalf("write past its deadline reported %d bytes written (%v)", n, err)
+	}
+}
+
+// Closing the connection ends a read waiting for data.
+func TestCloseEndsRead(t *testing.T) {
+	sc, _ := pair(t)
+	done := make(chan error, 1)
+	go func() {
+		_, err := sc.Read(make([]byte, 10))
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // let the read start waiting
+	sc.nc.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("read after Close: %v, want net.ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("read still waits after Close")
+	}
+}
+
+// A failed call comes back as net.Conn's would: a *net.OpError around the
+// errno.
+func TestResetError(t *testing.T) {
+	sc, peer := pair(t)
+	peer.(*net.TCPConn).SetLinger(0)
+	peer.Close() // RST
+	var err error
+	for range 100 { // the RST may arrive after the first read's wait began
+		if _, err = sc.Read(make([]byte, 10)); err != nil {
+			break
+		}
+	}
+	var op *net.OpError
+	if !errors.As(err, &op) || op.Op != "read" || !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("read after a reset: %v (%T), want a *net.OpError with ECONNRESET", err, err)
+	}
+}
