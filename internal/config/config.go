@@ -108,6 +108,9 @@ type Pool struct {
 	OutlierDetection *OutlierDetection `yaml:"outlier_detection"`
 	DrainTimeout     Duration          `yaml:"drain_timeout"`
 	ConnectTimeout   Duration          `yaml:"connect_timeout"`
+	// ResponseHeaderTimeout bounds the wait for a backend's response head
+	// once the request is sent (504 after it); a body may stream for longer.
+	ResponseHeaderTimeout Duration `yaml:"response_header_timeout"`
 	// MaxIdleConnsPerBackend sizes the keep-alive pool to each backend.
 	MaxIdleConnsPerBackend int `yaml:"max_idle_conns_per_backend"`
 	// BackendTLS re-encrypts to the backends, with mTLS (backendtls.go).
@@ -177,12 +180,14 @@ var Algorithms = []string{"round_robin", "weighted_round_robin", "least_connecti
 
 // Defaults applied by Load.
 const (
-	DefaultAdminListen     = "127.0.0.1:9090"
-	DefaultDataDir         = "data"
-	DefaultDrainTimeout    = 300 * time.Second
-	DefaultConnectTimeout  = 5 * time.Second
-	DefaultShutdownTimeout = 30 * time.Second
-	DefaultMaxIdlePerBE    = 256
+	DefaultAdminListen    = "127.0.0.1:9090"
+	DefaultDataDir        = "data"
+	DefaultDrainTimeout   = 300 * time.Second
+	DefaultConnectTimeout = 5 * time.Second
+	// DefaultResponseHeaderTimeout is nginx's proxy_read_timeout default.
+	DefaultResponseHeaderTimeout = 60 * time.Second
+	DefaultShutdownTimeout       = 30 * time.Second
+	DefaultMaxIdlePerBE          = 256
 )
 
 func (c *Config) applyDefaults() {
@@ -215,6 +220,9 @@ func (c *Config) applyDefaults() {
 		}
 		if p.ConnectTimeout == 0 {
 			p.ConnectTimeout = Duration(DefaultConnectTimeout)
+		}
+		if p.ResponseHeaderTimeout == 0 {
+			p.ResponseHeaderTimeout = Duration(DefaultResponseHeaderTimeout)
 		}
 		zeroDefault(&p.MaxIdleConnsPerBackend, DefaultMaxIdlePerBE)
 		// An explicit "retries: 0" turns retries off; only a missing key

@@ -44,6 +44,9 @@ func TestValidMinimalConfig(t *testing.T) {
 	if p.DrainTimeout.D() != 300*time.Second {
 		t.Errorf("drain_timeout default = %s, want 5m0s", p.DrainTimeout.D())
 	}
+	if p.ResponseHeaderTimeout.D() != 60*time.Second {
+		t.Errorf("response_header_timeout default = %s, want 1m0s", p.ResponseHeaderTimeout.D())
+	}
 	if p.Backends[0].Weight != 1 {
 		t.Errorf("weight default = %d, want 1", p.Backends[0].Weight)
 	}

@@ -166,7 +166,7 @@ func errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 		// Why the backend was refused (backend_tls: certificate revoked,
 		// ...) goes to the log; the client gets the generic 502.
 		reason = tlsReason(err)
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded) || isResponseTimeout(err):
 		status, reason = http.StatusGatewayTimeout, "backend_timeout"
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The client went away; nobody reads this answer. 499 as in nginx.

@@ -70,7 +70,7 @@ func newTransport(c config.Pool, bt *backendTLS) *http.Transport {
 		MaxIdleConnsPerHost:   c.MaxIdleConnsPerBackend,
 		IdleConnTimeout:       90 * time.Second,
 		DisableCompression:    true,
-		ResponseHeaderTimeout: 0,
+		ResponseHeaderTimeout: c.ResponseHeaderTimeout.D(),
 		ForceAttemptHTTP2:     false,
 	}
 	if bt != nil {
@@ -100,7 +100,8 @@ func (p *Pool) configure(c config.Pool) {
 		p.tls.Store(bt)
 	}
 	// Unchanged settings keep the transport and its idle connections.
-	if old == nil || tlsChanged || old.cfg.ConnectTimeout != c.ConnectTimeout || old.cfg.MaxIdleConnsPerBackend != c.MaxIdleConnsPerBackend {
+	if old == nil || tlsChanged || old.cfg.ConnectTimeout != c.ConnectTimeout || old.cfg.ResponseHeaderTimeout != c.ResponseHeaderTimeout ||
+		old.cfg.MaxIdleConnsPerBackend != c.MaxIdleConnsPerBackend {
 		prev := p.transport.Swap(newTransport(c, bt))
 		prev.CloseIdleConnections()
 	}

@@ -80,7 +80,7 @@ func (p *Pool) roundTripTo(b *Backend, req *http.Request, rec *pipeline.Record, 
 	if direct != nil {
 		s := p.settings.Load()
 		start := clock.Now()
-		resp, err := p.roundTripDirect(req.Context(), b, direct, start, s.cfg.ConnectTimeout.D(), s.cfg.MaxIdleConnsPerBackend)
+		resp, err := p.roundTripDirect(req.Context(), b, direct, start, &s.cfg)
 		if err != nil {
 			b.inflight.Add(-1)
 			return nil, err

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rampart-proxy/rampart/internal/config"
 	"github.com/rampart-proxy/rampart/internal/httpwire"
 	"github.com/rampart-proxy/rampart/internal/pipeline"
 	"github.com/rampart-proxy/rampart/internal/sockio"
@@ -42,6 +43,8 @@ type upstreamConn struct {
 	bw       *bufio.Writer // writes to wire
 	wire     wireWriter
 	lastUsed time.Time
+	// readDeadline is the deadline last set on c (see armHeadDeadline).
+	readDeadline time.Time
 	// raw and await send a request and wait for its answer without a
 	// failed read (see send); nil on a TLS connection.
 	raw     syscall.RawConn
@@ -73,6 +76,30 @@ func newUpstreamConn(c net.Conn, bt *backendTLS) *upstreamConn {
 	uc.br = bufio.NewReaderSize(r, 4096)
 	uc.bw = bufio.NewWriterSize(&uc.wire, 4096)
 	return uc
+}
+
+// armHeadDeadline bounds the wait for the answer's head (the pool's
+// response_header_timeout) from now. The deadline is only moved when it has
+// come more than an eighth of the timeout closer: moving it costs a
+// runtime timer update, which a busy keep-alive connection then pays about
+// once every timeout/8 instead of on every request. A backend gets between
+// 7/8 of the timeout and all of it.
+func (uc *upstreamConn) armHeadDeadline(now time.Time, timeout time.Duration) {
+	if timeout <= 0 {
+		return
+	}
+	if uc.readDeadline.Sub(now) < timeout-timeout/8 {
+		uc.readDeadline = now.Add(timeout)
+		uc.c.SetReadDeadline(uc.readDeadline)
+	}
+}
+
+// isResponseTimeout reports whether err is a backend's answer that did not
+// come in time (a read deadline, or http.Transport's ResponseHeaderTimeout),
+// as opposed to a connect timeout.
+func isResponseTimeout(err error) bool {
+	var te interface{ Timeout() bool }
+	return errors.As(err, &te) && te.Timeout() && !isDialError(err)
 }
 
 // wireWriter is what an upstream connection's buffered writer writes to:
@@ -224,14 +251,14 @@ var errStaleConn = errors.New("reused backend connection was closed by the backe
 // roundTripDirect sends d to b on a pooled connection.
 // start is when the request left for the backend; it also stamps the
 // connection's last use, so the pool needs no clock reads of its own.
-func (p *Pool) roundTripDirect(ctx context.Context, b *Backend, d *directRequest, start time.Time, connectTimeout time.Duration, maxIdle int) (*http.Response, error) {
+func (p *Pool) roundTripDirect(ctx context.Context, b *Backend, d *directRequest, start time.Time, cfg *config.Pool) (*http.Response, error) {
 	gen := b.generation()
 	bt := p.tls.Load()
 	for attempt := 0; ; attempt++ {
 		uc := b.conns.get(start, bt)
 		reused := uc != nil
 		if !reused {
-			c, err := dialBackend(ctx, bt, b.Address, connectTimeout)
+			c, err := dialBackend(ctx, bt, b.Address, cfg.ConnectTimeout.D())
 			if err != nil {
 				return nil, err
 			}
@@ -242,7 +269,7 @@ func (p *Pool) roundTripDirect(ctx context.Context, b *Backend, d *directRequest
 			uc.c.Close()
 			return nil, errQuarantined
 		}
-		resp, err := p.exchange(ctx, b, uc, d, start, maxIdle)
+		resp, err := p.exchange(ctx, b, uc, d, start, cfg)
 		if err == nil {
 			return resp, nil
 		}
@@ -264,7 +291,7 @@ func (p *Pool) roundTripDirect(ctx context.Context, b *Backend, d *directRequest
 	}
 }
 
-func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *directRequest, start time.Time, maxIdle int) (*http.Response, error) {
+func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *directRequest, start time.Time, cfg *config.Pool) (*http.Response, error) {
 	// Cancelling the request (an HTTP/2 stream reset) must unblock the
 	// reads below: closing the connection does. HTTP/1 requests carry a
 	// context that is never cancelled, and skip the registration.
@@ -272,6 +299,7 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 	if ctx.Done() != nil {
 		stop = context.AfterFunc(ctx, func() { uc.c.Close() })
 	}
+	uc.armHeadDeadline(start, cfg.ResponseHeaderTimeout.D())
 	uc.wire.writes = 0
 	err := writeRequest(uc.bw, d)
 	if err == nil {
@@ -280,13 +308,16 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 	if err != nil {
 		stop()
 		var refused *BackendTLSError
-		if errors.Is(err, errBadHeader) || errors.As(err, &refused) {
+		if errors.Is(err, errBadHeader) || errors.As(err, &refused) || isResponseTimeout(err) {
 			return nil, err
 		}
 		return nil, errStaleConn
 	}
 	if _, err := uc.br.Peek(1); err != nil {
 		stop()
+		if isResponseTimeout(err) {
+			return nil, err
+		}
 		if refused := (*BackendTLSError)(nil); errors.As(err, &refused) {
 			return nil, refused
 		}
@@ -299,7 +330,7 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 	}
 	dst := d.header()
 	for {
-		body := &directBody{uc: uc, b: b, stop: stop, maxIdle: maxIdle, start: start}
+		body := &directBody{uc: uc, b: b, stop: stop, maxIdle: cfg.MaxIdleConnsPerBackend, start: start}
 		resp, err := uc.readResponse(d.req, body, dst)
 		if err != nil {
 			stop()
@@ -317,6 +348,11 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 		resp.Body = body
 		if body.rc == nil {
 			body.releaseConn(true)
+		} else if resp.ContentLength < 0 || int64(uc.br.Buffered()) < resp.ContentLength {
+			// The body is still to come: it may stream for longer than
+			// the head was allowed to take.
+			uc.readDeadline = time.Time{}
+			uc.c.SetReadDeadline(time.Time{})
 		}
 		return resp, nil
 	}

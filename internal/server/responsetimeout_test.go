@@ -1,0 +1,73 @@
+package server
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A backend that does not answer within the pool's response_header_timeout
+// gets the client a generic 504, on the direct path (bodiless requests,
+// also on a reused connection) and on the http.Transport path (requests
+// with a body); an answer whose body streams for longer than the timeout
+// is not cut, and the backend still serves the next request.
+func TestResponseHeaderTimeout(t *testing.T) {
+	b := newTestBackend(t, "b1")
+	g := newGate()
+	defer g.open()
+	b.setHandler(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/slow":
+			io.Copy(io.Discard, r.Body)
+			block(r, g.ch)
+		case "/stream":
+			// The head at once, the body over three times the timeout.
+			w.Header().Set("Content-Type", "text/plain")
+			for i := range 6 {
+				fmt.Fprintf(w, "part %d\n", i)
+				w.(http.Flusher).Flush()
+				time.Sleep(100 * time.Millisecond)
+			}
+			return
+		}
+		io.WriteString(w, "fast")
+	})
+	e := startEnv(t, fmt.Sprintf(`
+listeners:
+  - {name: web, listen: "127.0.0.1:0"}
+routes:
+  - {name: all, match: {path_prefix: /}, pool: p}
+pools:
+  - name: p
+    backends: %s
+    response_header_timeout: 200ms
+logging: {access_log: {path: access.log}}
+`, backendsYAML(b)))
+
+	if r := e.get("/fast"); r.status != 200 || r.body != "fast" {
+		t.Fatalf("fast: %d %q", r.status, r.body)
+	}
+	// The pooled connection from /fast carries this one (direct path).
+	assertGeneric(t, e.get("/slow"), http.StatusGatewayTimeout, b)
+	// A request with a body goes through http.Transport.
+	assertGeneric(t, e.do(http.MethodPost, e.url("web", "/slow"), "", nil, strings.NewReader("x")), http.StatusGatewayTimeout, b)
+	if r := e.get("/stream"); r.status != 200 || r.body != "part 0\npart 1\npart 2\npart 3\npart 4\npart 5\n" {
+		t.Fatalf("stream: %d %q", r.status, r.body)
+	}
+	if r := e.get("/fast"); r.status != 200 || r.body != "fast" {
+		t.Fatalf("fast after the timeouts: %d %q", r.status, r.body)
+	}
+	lines := accessLogLines(t, e.dir+"/access.log", 5)
+	for i, want := range []struct {
+		status  int
+		errText string
+	}{{200, ""}, {504, "backend_timeout"}, {504, "backend_timeout"}, {200, ""}, {200, ""}} {
+		l := lines[i]
+		if int(l["status_code"].(float64)) != want.status || fmt.Sprint(l["error"]) != want.errText && want.errText != "" {
+			t.Errorf("access log line %d: status %v error %v, want %d %q", i, l["status_code"], l["error"], want.status, want.errText)
+		}
+	}
+}
