@@ -1,8 +1,10 @@
 package server
 
 import (
+	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -70,4 +72,70 @@ logging: {access_log: {path: access.log}}
 			t.Errorf("access log line %d: status %v error %v, want %d %q", i, l["status_code"], l["error"], want.status, want.errText)
 		}
 	}
+}
+
+// trickleBackend answers every request on a connection with a response
+// head written in pieces, pause apart, then a 2-byte body. It is a raw
+// listener so that the pieces are separate writes (packets).
+func trickleBackend(t *testing.T, pieces []string, pause time.Duration) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					if _, err := http.ReadRequest(br); err != nil {
+						return
+					}
+					for _, p := range pieces {
+						if _, err := io.WriteString(c, p); err != nil {
+							return
+						}
+						time.Sleep(pause)
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// A head that arrives in pieces is read whole when it completes within the
+// timeout, and is answered with a 504 when it does not, however steadily
+// its bytes keep coming (the bound is on the whole head).
+func TestResponseHeadInPieces(t *testing.T) {
+	pieces := []string{"HTTP/1.1 200 OK\r\n", "Content-Length: 2\r\n", "X-Part: 3\r\n", "\r\nok"}
+	quick := trickleBackend(t, pieces, 10*time.Millisecond)
+	slow := trickleBackend(t, pieces, 250*time.Millisecond)
+	e := startEnv(t, fmt.Sprintf(`
+listeners:
+  - {name: web, listen: "127.0.0.1:0"}
+routes:
+  - {name: slow, match: {path_prefix: /slow}, pool: slow}
+  - {name: all, match: {path_prefix: /}, pool: quick}
+pools:
+  - name: quick
+    backends: [{id: q, address: %q}]
+    response_header_timeout: 500ms
+  - name: slow
+    backends: [{id: s, address: %q}]
+    response_header_timeout: 500ms
+`, quick, slow))
+	for i := range 3 { // the second and third on the pooled connection
+		r := e.get("/")
+		if r.status != 200 || r.body != "ok" || r.header.Get("X-Part") != "3" {
+			t.Fatalf("request %d: %d %q %v", i, r.status, r.body, r.header)
+		}
+	}
+	assertGeneric(t, e.get("/slow"), http.StatusGatewayTimeout)
 }
