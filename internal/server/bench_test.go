@@ -208,38 +208,10 @@ var rawBackendResponse = []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n
 // keep-alive connections, without allocating per request, and returns its
 // address.
 func startRawBackend(b *testing.B) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReaderSize(c, 4096)
-				for {
-					for { // the head: lines up to an empty one
-						line, err := br.ReadSlice('\n')
-						if err != nil {
-							return
-						}
-						if len(line) <= 2 {
-							break
-						}
-					}
-					if _, err := c.Write(rawBackendResponse); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return serveRaw(b, func(c net.Conn) error {
+		_, err := c.Write(rawBackendResponse)
+		return err
+	})
 }
 
 // rawRoundTrip writes req and reads one Content-Length-framed 200 answer.

@@ -132,6 +132,46 @@ func deadAddr(t testing.TB) string {
 // listeners that need a fixed address in the file, e.g. a second listener).
 func freeAddr(t testing.TB) string { return deadAddr(t) }
 
+// serveRaw starts a loopback backend that, on keep-alive connections,
+// reads each request head (bodiless requests; without allocating) and
+// calls answer, and returns its address. For what httptest cannot do: a
+// fixed answer at the least cost, an answer written in separate pieces.
+func serveRaw(tb testing.TB, answer func(c net.Conn) error) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReaderSize(c, 4096)
+				for {
+					for { // the head: lines up to an empty one
+						line, err := br.ReadSlice('\n')
+						if err != nil {
+							return
+						}
+						if len(line) <= 2 {
+							break
+						}
+					}
+					if answer(c) != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
 // backendsYAML renders backends as a YAML flow list.
 func backendsYAML(bs ...*testBackend) string {
 	parts := make([]string, len(bs))

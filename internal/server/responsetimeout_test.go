@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -74,40 +73,18 @@ logging: {access_log: {path: access.log}}
 	}
 }
 
-// trickleBackend answers every request on a connection with a response
-// head written in pieces, pause apart, then a 2-byte body. It is a raw
-// listener so that the pieces are separate writes (packets).
+// trickleBackend answers every request with a response head written in
+// pieces (separate writes, so separate packets), pause apart.
 func trickleBackend(t *testing.T, pieces []string, pause time.Duration) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
+	return serveRaw(t, func(c net.Conn) error {
+		for _, p := range pieces {
+			if _, err := io.WriteString(c, p); err != nil {
+				return err
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					if _, err := http.ReadRequest(br); err != nil {
-						return
-					}
-					for _, p := range pieces {
-						if _, err := io.WriteString(c, p); err != nil {
-							return
-						}
-						time.Sleep(pause)
-					}
-				}
-			}()
+			time.Sleep(pause)
 		}
-	}()
-	return ln.Addr().String()
+		return nil
+	})
 }
 
 // A head that arrives in pieces is read whole when it completes within the
