@@ -35,3 +35,15 @@ func Now() time.Time {
 	cur.Store(&anchor{t})
 	return t
 }
+
+// Rearm reports whether a deadline set timeout after some earlier moment
+// should be moved to now+timeout: when it has come more than an eighth of
+// the timeout (at most a second) closer, or lies more than timeout away
+// (the timeout was shortened, by a reload). Moving a deadline costs a
+// runtime timer update; a busy connection then pays it about once a
+// second instead of on every request, and a wait is bounded by between
+// the timeout less a second (an eighth of a short one) and the timeout.
+func Rearm(deadline, now time.Time, timeout time.Duration) bool {
+	d := deadline.Sub(now)
+	return d < timeout-min(timeout/8, time.Second) || d > timeout
+}

@@ -50,3 +50,28 @@ func BenchmarkTimeNow(b *testing.B) {
 		time.Now()
 	}
 }
+
+// Rearm moves a deadline that came more than a second (an eighth of a
+// short timeout) closer, or that lies beyond a shortened timeout.
+func TestRearm(t *testing.T) {
+	now := time.Now()
+	for _, c := range []struct {
+		left, timeout time.Duration // deadline = now + left
+		want          bool
+	}{
+		{60 * time.Second, 60 * time.Second, false},
+		{59*time.Second + time.Millisecond, 60 * time.Second, false},
+		{59*time.Second - time.Millisecond, 60 * time.Second, true},
+		{800 * time.Millisecond, time.Second, true}, // an eighth of 1 s: 125 ms
+		{900 * time.Millisecond, time.Second, false},
+		{60 * time.Second, 5 * time.Second, true}, // shortened by a reload
+		{-time.Hour, time.Second, true},           // never set (zero) or past
+	} {
+		if got := Rearm(now.Add(c.left), now, c.timeout); got != c.want {
+			t.Errorf("deadline in %v, timeout %v: Rearm = %v, want %v", c.left, c.timeout, got, c.want)
+		}
+	}
+	if !Rearm(time.Time{}, now, time.Second) {
+		t.Error("a connection without a deadline is not armed")
+	}
+}

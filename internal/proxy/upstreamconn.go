@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rampart-proxy/rampart/internal/clock"
 	"github.com/rampart-proxy/rampart/internal/config"
 	"github.com/rampart-proxy/rampart/internal/httpwire"
 	"github.com/rampart-proxy/rampart/internal/pipeline"
@@ -79,16 +80,13 @@ func newUpstreamConn(c net.Conn, bt *backendTLS) *upstreamConn {
 }
 
 // armHeadDeadline bounds the wait for the answer's head (the pool's
-// response_header_timeout) from now. The deadline is only moved when it has
-// come more than an eighth of the timeout closer: moving it costs a
-// runtime timer update, which a busy keep-alive connection then pays about
-// once every timeout/8 instead of on every request. A backend gets between
-// 7/8 of the timeout and all of it.
+// response_header_timeout) from now, moving the deadline only when
+// clock.Rearm says so (not on every request).
 func (uc *upstreamConn) armHeadDeadline(now time.Time, timeout time.Duration) {
 	if timeout <= 0 {
 		return
 	}
-	if uc.readDeadline.Sub(now) < timeout-timeout/8 {
+	if clock.Rearm(uc.readDeadline, now, timeout) {
 		uc.readDeadline = now.Add(timeout)
 		uc.c.SetReadDeadline(uc.readDeadline)
 	}

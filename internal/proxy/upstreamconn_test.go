@@ -397,3 +397,26 @@ func TestSendCutWhileWaiting(t *testing.T) {
 		t.Fatal("send still waits after the connection was closed")
 	}
 }
+
+// The head deadline follows the pool's response_header_timeout, also when
+// a reload shortened it on a pooled connection whose deadline lies further.
+func TestArmHeadDeadline(t *testing.T) {
+	c1, c2 := net.Pipe()
+	defer c1.Close()
+	defer c2.Close()
+	uc := newUpstreamConn(c1, nil)
+	now := time.Now()
+	uc.armHeadDeadline(now, 60*time.Second)
+	if want := now.Add(60 * time.Second); !uc.readDeadline.Equal(want) {
+		t.Fatalf("deadline %v, want %v", uc.readDeadline, want)
+	}
+	uc.armHeadDeadline(now.Add(time.Millisecond), 60*time.Second) // a busy connection: not moved
+	if want := now.Add(60 * time.Second); !uc.readDeadline.Equal(want) {
+		t.Fatalf("deadline moved to %v on the next request", uc.readDeadline)
+	}
+	later := now.Add(time.Second)
+	uc.armHeadDeadline(later, 5*time.Second)
+	if want := later.Add(5 * time.Second); !uc.readDeadline.Equal(want) {
+		t.Fatalf("after the timeout was shortened: deadline %v, want %v", uc.readDeadline, want)
+	}
+}

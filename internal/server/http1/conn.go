@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rampart-proxy/rampart/internal/clock"
 	"github.com/rampart-proxy/rampart/internal/sockio"
 )
 
@@ -288,11 +289,9 @@ func (c *conn) serve() {
 			if s.shuttingDown() {
 				return
 			}
-			// Re-armed only when it has moved more than a second (an eighth
-			// of a short timeout) closer, or is further than IdleTimeout.
 			now := time.Now()
 			idle := c.pol.IdleTimeout
-			if d := c.readDeadline.Sub(now); !first && (d < idle-min(idle/8, time.Second) || d > idle) {
+			if !first && clock.Rearm(c.readDeadline, now, idle) {
 				c.setReadDeadline(now.Add(idle))
 			}
 			c.releaseWriter()

@@ -230,9 +230,8 @@ func isTimeoutErr(err error) bool {
 }
 
 // connWriter is what the connection's buffered writer writes to. With a
-// WriteTimeout it moves the write deadline before a write, but only when
-// the deadline has come more than an eighth of the timeout (at most a
-// second) closer: a busy keep-alive connection re-arms it about once a
+// WriteTimeout it moves the write deadline before a write when
+// clock.Rearm says so: a busy keep-alive connection re-arms it about once a
 // second, not once per response.
 type connWriter struct{ c *conn }
 
@@ -260,7 +259,7 @@ func (c *conn) rawWrite(p []byte) (int, error) {
 		return c.sockWrite(p)
 	}
 	now := clock.Now()
-	if c.writeDeadline.Sub(now) < wt-min(wt/8, time.Second) {
+	if clock.Rearm(c.writeDeadline, now, wt) {
 		c.writeDeadline = now.Add(wt)
 		c.rwc.SetWriteDeadline(c.writeDeadline)
 	}
