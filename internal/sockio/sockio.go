@@ -13,8 +13,8 @@
 // reader can, so the next goroutine runs on another thread and the calling
 // thread sleeps until it gets the P back. Under a moderate load (idle now
 // and then) that is thousands of thread switches a second on the proxy's
-// core: bench/ab.sh at 15,000 req/s measured 10 % less CPU per request
-// with raw calls (docs/decisions/0001-http-engine.md).
+// core: bench/ab.sh at 15,000 req/s measured 10 % and 22 % less CPU per
+// request with raw calls in two runs (docs/decisions/0001-http-engine.md).
 //
 // Built with the race detector, the calls are syscall.Read and
 // syscall.Write, for the detector's sake (race.go).
