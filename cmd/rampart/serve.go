@@ -70,11 +70,11 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		if sig == syscall.SIGHUP {
 			err := srv.Reload(*path)
 			recordSIGHUPReload(srv.Audit(), log, *path, err)
-			if err == nil {
-				cfg = srv.Config()
-			}
 			continue
 		}
+		// The running config, which a reload through the admin API may
+		// have replaced as well as SIGHUP.
+		cfg := srv.Config()
 		log.Info("shutting down: finishing in-flight requests", "signal", sig.String(), "timeout", cfg.ShutdownTimeout.D().String())
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout.D())
 		err := srv.Shutdown(ctx)

@@ -617,3 +617,24 @@ pools:
 		t.Fatalf("rampart exit code after SIGTERM = %d, want 0\n%s", code, p.stderr.String())
 	}
 }
+
+// TestShutdownTimeoutFollowsAPIReload: SIGTERM uses the shutdown_timeout of
+// the running config, also when that config came from a reload through the
+// admin API rather than SIGHUP (it kept the start-up value).
+func TestShutdownTimeoutFollowsAPIReload(t *testing.T) {
+	t.Parallel()
+	inst := quickstart(t)
+	good, err := os.ReadFile(inst.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, inst.cfgPath, string(good)+"shutdown_timeout: 7s\n")
+	inst.mustCtl(t, "reload")
+	inst.signal(syscall.SIGTERM)
+	if code := inst.wait(15 * time.Second); code != 0 {
+		t.Fatalf("exit code after SIGTERM = %d, want 0", code)
+	}
+	if !strings.Contains(inst.stderr.String(), `"timeout":"7s"`) {
+		t.Fatalf("shutdown log line does not carry the reloaded shutdown_timeout 7s\n%s", tail(inst.stderr.String(), 2000))
+	}
+}
