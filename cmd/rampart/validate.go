@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/rampart-proxy/rampart/internal/acl"
 	"github.com/rampart-proxy/rampart/internal/config"
 )
 
@@ -17,7 +18,13 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if _, err := config.Load(*path); err != nil {
+	cfg, err := config.Load(*path)
+	if err == nil {
+		// What serve reads besides the file itself: list files, feeds'
+		// settings, GeoIP databases.
+		err = acl.CheckLists(cfg)
+	}
+	if err != nil {
 		printConfigError(stderr, err)
 		return 1
 	}

@@ -61,12 +61,12 @@ const maxListErrors = 10
 // ReadList reads entries from r and passes each to add. name is used in
 // errors, which read "name:line: ...". Blocklists pass allowBroad false to
 // refuse entries broader than /8 or /16. ReadList reads to the end and
-// returns every bad line (up to ten) joined; the caller must discard what
+// returns every bad line (up to ten) as config.Problems; the caller must discard what
 // add received if err is not nil, so that a bad file is never half-applied.
 func ReadList(r io.Reader, name string, f Format, allowBroad bool, add func(netip.Prefix)) (n int, err error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), 64*1024)
-	var errs []error
+	var ps config.Problems
 	bad := 0
 	line := 0
 	for sc.Scan() {
@@ -85,8 +85,8 @@ func ReadList(r io.Reader, name string, f Format, allowBroad bool, add func(neti
 		}
 		if perr != nil {
 			bad++
-			if len(errs) < maxListErrors {
-				errs = append(errs, fmt.Errorf("%s:%d: %v", name, line, perr))
+			if len(ps) < maxListErrors {
+				ps = append(ps, config.Problem{File: name, Line: line, Msg: perr.Error()})
 			}
 			continue
 		}
@@ -97,12 +97,15 @@ func ReadList(r io.Reader, name string, f Format, allowBroad bool, add func(neti
 		if errors.Is(err, bufio.ErrTooLong) {
 			err = fmt.Errorf("line longer than 64 KiB (is this a list file?)")
 		}
-		errs = append(errs, fmt.Errorf("%s:%d: %v", name, line+1, err))
+		ps = append(ps, config.Problem{File: name, Line: line + 1, Msg: err.Error()})
 	}
 	if bad > maxListErrors {
-		errs = append(errs, fmt.Errorf("%s: %d more bad lines", name, bad-maxListErrors))
+		ps = append(ps, config.Problem{File: name, Msg: fmt.Sprintf("%d more bad lines", bad-maxListErrors)})
 	}
-	return n, errors.Join(errs...)
+	if len(ps) > 0 {
+		return n, ps
+	}
+	return n, nil
 }
 
 // entryOf strips comments and space from a line and says whether an entry
@@ -142,7 +145,7 @@ type staticLists struct {
 // line of each bad entry.
 func buildStatic(cfg *config.Config) (staticLists, error) {
 	l := &cfg.Security.IPLists
-	var errs []error
+	var ps config.Problems
 	build := func(source, key string, entries, files []string, allowBroad bool) *Table {
 		b := NewTableBuilder(source)
 		for i, s := range entries {
@@ -152,14 +155,19 @@ func buildStatic(cfg *config.Config) (staticLists, error) {
 			}
 			if err != nil {
 				path := fmt.Sprintf("security.ip_lists.%s[%d]", key, i)
-				errs = append(errs, fmt.Errorf("%s:%d: %s entry: %v", cfg.File, cfg.Line(path), key, err))
+				ps = append(ps, config.Problem{File: cfg.File, Line: cfg.Line(path), Msg: fmt.Sprintf("%s entry: %v", key, err)})
 				continue
 			}
 			b.Add(p)
 		}
 		for _, f := range files {
-			if _, err := readListFile(cfg.Resolve(f), f, FormatPlain, allowBroad, b.Add); err != nil {
-				errs = append(errs, err)
+			_, err := readListFile(cfg.Resolve(f), f, FormatPlain, allowBroad, b.Add)
+			var fps config.Problems
+			switch {
+			case errors.As(err, &fps):
+				ps = append(ps, fps...)
+			case err != nil: // the file cannot be read
+				ps = append(ps, config.Problem{File: f, Msg: err.Error()})
 			}
 		}
 		return b.Build()
@@ -170,8 +178,8 @@ func buildStatic(cfg *config.Config) (staticLists, error) {
 		allow: build(SourceStaticAllow, "allowlist", l.Allowlist, l.AllowlistFiles, true),
 		block: build(SourceStaticBlock, "blocklist", l.Blocklist, l.BlocklistFiles, l.AllowBroad),
 	}
-	if len(errs) > 0 {
-		return staticLists{}, errors.Join(errs...)
+	if len(ps) > 0 {
+		return staticLists{}, ps
 	}
 	return s, nil
 }

@@ -231,7 +231,9 @@ func (c *Config) applyDefaults() {
 			p.Retries = 1
 		}
 		for j := range p.Backends {
-			if p.Backends[j].Weight == 0 {
+			// Only a missing weight is 1: a written 0 is refused.
+			_, set := c.lines["pools["+strconv.Itoa(i)+"].backends["+strconv.Itoa(j)+"].weight"]
+			if p.Backends[j].Weight == 0 && !set {
 				p.Backends[j].Weight = 1
 			}
 		}

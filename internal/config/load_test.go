@@ -943,6 +943,68 @@ pools: [
 `),
 			line: 10, msg: "did not find expected node content",
 		},
+		{
+			name: "weight written as 0",
+			doc: doc(`
+listeners:
+  - {name: public, listen: ":8080"}
+routes:
+  - {name: all, match: {path_prefix: /}, pool: web}
+pools:
+  - name: web
+    algorithm: weighted_round_robin
+    backends:
+      - {id: w1, address: 127.0.0.1:9001}
+      - id: w2
+        address: 127.0.0.1:9002
+        weight: 0
+`),
+			line: 12, msg: `backend "w2": weight 0 must be between 1 and 1000`,
+		},
+		{
+			name: "listen address that is no IP address",
+			doc: doc(`
+listeners:
+  - {name: public, listen: "256.0.0.1:8080"}
+routes:
+  - {name: all, match: {path_prefix: /}, pool: web}
+pools:
+  - name: web
+    backends:
+      - {id: w1, address: 127.0.0.1:9001}
+`),
+			line: 2, msg: `"256.0.0.1" is not a valid IP address`,
+		},
+		{
+			name: "backend address that is no IP address",
+			doc: doc(`
+listeners:
+  - {name: public, listen: ":8080"}
+routes:
+  - {name: all, match: {path_prefix: /}, pool: web}
+pools:
+  - name: web
+    backends:
+      - {id: w1, address: 999.1.1.1:9001}
+`),
+			line: 8, msg: `"999.1.1.1" is not a valid IP address`,
+		},
+		{
+			name: "listener on the admin address",
+			doc: doc(`
+admin: {listen: "127.0.0.1:9090"}
+listeners:
+  - {name: public, listen: ":8080"}
+  - {name: other, listen: "127.0.0.1:9090"}
+routes:
+  - {name: all, match: {path_prefix: /}, pool: web}
+pools:
+  - name: web
+    backends:
+      - {id: w1, address: 127.0.0.1:9001}
+`),
+			line: 4, msg: `listener "other": listen "127.0.0.1:9090" is also admin.listen`,
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1182,5 +1244,31 @@ func checkParseResult(t *testing.T, cfg *Config, err error) {
 		if p.Line < 0 || p.Msg == "" {
 			t.Fatalf("bad problem %#v", p)
 		}
+	}
+}
+
+func TestLoadDataDirIsAFile(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "state"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "r.yaml")
+	if err := os.WriteFile(path, []byte("data_dir: state\n"+valid), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(path)
+	var ps Problems
+	if !errors.As(err, &ps) || len(ps) != 1 || ps[0].Line != 1 || !strings.Contains(ps[0].Msg, `data_dir "state" is a file, not a directory`) {
+		t.Fatalf("Load with data_dir naming a file: %v, want one problem at line 1", err)
+	}
+}
+
+func TestWeightDefaultsToOne(t *testing.T) {
+	cfg, err := Parse("t.yaml", []byte(valid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := cfg.Pools[0].Backends[0].Weight; w != 1 {
+		t.Fatalf("weight of a backend written without one = %d, want 1", w)
 	}
 }

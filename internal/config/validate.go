@@ -15,6 +15,7 @@ import (
 // and returns every problem found, ordered by line.
 func (c *Config) Validate() Problems {
 	v := &validator{cfg: c}
+	v.dataDir()
 	v.admin()
 	v.listeners()
 	pools := v.pools()
@@ -31,6 +32,14 @@ func (c *Config) Validate() Problems {
 type validator struct {
 	cfg *Config
 	ps  Problems
+}
+
+// dataDir refuses a data_dir that exists as something other than a
+// directory; one that does not exist yet is created at start.
+func (v *validator) dataDir() {
+	if st, err := os.Stat(v.cfg.Resolve(v.cfg.DataDir)); err == nil && !st.IsDir() {
+		v.add("data_dir", "data_dir %q is a file, not a directory", v.cfg.DataDir)
+	}
 }
 
 func (v *validator) add(path, format string, args ...any) {
@@ -56,6 +65,8 @@ func (v *validator) listeners() {
 			v.add(p+".listen", "listener %q: listen %q: %v", l.Name, l.Listen, err)
 		} else if other, dup := addrs[l.Listen]; dup {
 			v.add(p+".listen", "listener %q: listen %q is already used by listener %q", l.Name, l.Listen, other)
+		} else if l.Listen == v.cfg.Admin.Listen && !strings.HasSuffix(l.Listen, ":0") { // :0, any free port, is never shared
+			v.add(p+".listen", "listener %q: listen %q is also admin.listen; the admin API needs an address of its own", l.Name, l.Listen)
 		}
 		addrs[l.Listen] = l.Name
 		switch l.Protocol {
@@ -115,6 +126,9 @@ func (v *validator) pools() map[string]bool {
 				// Point at the offending key (address:, weight:) when the
 				// backend is written one key per line.
 				v.add(bp+field, "pool %q: %v", pl.Name, err)
+			}
+			if b.Weight == 0 { // written as 0: a missing weight is 1 by now
+				v.add(bp+".weight", "pool %q: backend %q: weight 0 must be between 1 and 1000 (to send a backend no traffic, drain or deregister it)", pl.Name, b.ID)
 			}
 			if ids[b.ID] {
 				v.add(bp+".id", "pool %q: duplicate backend id %q", pl.Name, b.ID)
@@ -247,7 +261,20 @@ func checkHostPort(s string, needHost, listen bool) (string, error) {
 	if host != "" && strings.ContainsAny(host, " /") {
 		return "", fmt.Errorf("invalid host %q", host)
 	}
+	if looksNumeric(host) {
+		// "256.0.0.1" or "10.0.1": meant as an address, but a resolver
+		// would take it for a name and fail only at serve time.
+		if _, err := netip.ParseAddr(host); err != nil {
+			return "", fmt.Errorf("%q is not a valid IP address", host)
+		}
+	}
 	return host, nil
+}
+
+// looksNumeric reports whether host is made of digits and dots only, as an
+// IPv4 address is: no host name is.
+func looksNumeric(host string) bool {
+	return host != "" && strings.Trim(host, "0123456789.") == ""
 }
 
 func checkHostPattern(h string) error {

@@ -65,6 +65,27 @@ func TestValidate(t *testing.T) {
 		}
 	})
 
+	t.Run("bad line in a list file", func(t *testing.T) {
+		// serve reads list files; validate must refuse what serve would.
+		dir := t.TempDir()
+		writeFile(t, filepath.Join(dir, "block.txt"), "192.0.2.1\n# comment\n\nbad-entry\n")
+		path := filepath.Join(dir, "r.yaml")
+		writeFile(t, path, `listeners:
+  - {name: public, listen: "127.0.0.1:8080"}
+routes:
+  - {name: all, match: {path_prefix: /}, pool: web}
+pools:
+  - name: web
+    backends: [{id: w1, address: "127.0.0.1:9001"}]
+security:
+  ip_lists: {blocklist_files: [block.txt]}
+`)
+		res := run(t, 10*time.Second, "validate", "-c", path)
+		if res.code != 1 || !hasLine(res.stdout+res.stderr, "block.txt:4: ", `"bad-entry" is not an IP address or CIDR`) {
+			t.Fatalf("validate with a bad list file: want exit 1 and block.txt:4: ...bad-entry...\n%s", res)
+		}
+	})
+
 	t.Run("missing file", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "does-not-exist.yaml")
 		res := run(t, 10*time.Second, "validate", "-c", path)
