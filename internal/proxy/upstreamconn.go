@@ -52,6 +52,10 @@ type upstreamConn struct {
 	await   func(fd uintptr) bool
 	sent    bool
 	sendErr error
+	// recheck: the last answer was one without a body (HEAD, 204, 304),
+	// which buggy backends send one with anyway; the socket is peeked at
+	// before the connection is reused.
+	recheck bool
 	// head, hop, added and replaced are reused by every response read on
 	// the connection (see readResponse).
 	head     []byte
@@ -254,6 +258,12 @@ func (p *Pool) roundTripDirect(ctx context.Context, b *Backend, d *directRequest
 	bt := p.tls.Load()
 	for attempt := 0; ; attempt++ {
 		uc := b.conns.get(start, bt)
+		if uc != nil && uc.recheck {
+			if uc.recheck = false; !uc.drained() {
+				uc.c.Close() // a late body of a bodyless answer (see exchange)
+				uc = nil
+			}
+		}
 		reused := uc != nil
 		if !reused {
 			c, err := dialBackend(ctx, bt, b.Address, cfg.ConnectTimeout.D())
@@ -345,7 +355,13 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 		}
 		resp.Body = body
 		if body.rc == nil {
-			body.releaseConn(true)
+			// A HEAD, 204 or 304 answer that comes with a body anyway (a
+			// common backend bug) leaves bytes behind that would be read
+			// as the next request's answer: look for them.
+			// Bytes sent a little later are looked for again before the
+			// connection carries another request (recheck).
+			uc.recheck = bodyless(d.req, resp)
+			body.releaseConn(!uc.recheck || uc.drained())
 		} else if resp.ContentLength < 0 || int64(uc.br.Buffered()) < resp.ContentLength {
 			// The body is still to come: it may stream for longer than
 			// the head was allowed to take.
@@ -414,11 +430,43 @@ func (d *directBody) releaseConn(reusable bool) {
 	d.connOut = true
 	uc := d.uc
 	d.b.untrack(uc)
-	if d.stop() && reusable && !d.resp.Close && !uc.cut.Load() {
+	// Bytes read past the end of the answer belong to no request: pooled,
+	// the connection would hand them to the next client as its answer
+	// (and that client's answer to the one after). Only a connection
+	// whose reader is empty is reused.
+	if d.stop() && reusable && uc.br.Buffered() == 0 && !d.resp.Close && !uc.cut.Load() {
 		d.b.conns.put(uc, d.maxIdle, d.start)
 		return
 	}
 	uc.c.Close()
+}
+
+// bodyless reports whether resp is an answer that never has a body,
+// whatever its header says (RFC 9112 §6.3): to a HEAD, or a 204 or 304.
+func bodyless(req *http.Request, resp *http.Response) bool {
+	return req.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified
+}
+
+// drained reports whether nothing more has arrived on the connection: its
+// reader is empty and a non-waiting peek at the socket finds no byte (and
+// no end of stream). A TLS connection cannot be peeked at below its
+// records and counts as not drained.
+func (uc *upstreamConn) drained() bool {
+	if uc.raw == nil || uc.br.Buffered() > 0 {
+		return false
+	}
+	empty := false
+	err := uc.raw.Read(func(fd uintptr) bool {
+		var b [1]byte
+		for {
+			_, _, errno := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			if errno != syscall.EINTR {
+				empty = errno == syscall.EAGAIN
+				return true // never wait
+			}
+		}
+	})
+	return err == nil && empty
 }
 
 // plainPath reports whether p is non-empty and written the same escaped

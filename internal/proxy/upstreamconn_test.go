@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -418,5 +419,104 @@ func TestArmHeadDeadline(t *testing.T) {
 	uc.armHeadDeadline(later, 5*time.Second)
 	if want := later.Add(5 * time.Second); !uc.readDeadline.Equal(want) {
 		t.Fatalf("after the timeout was shortened: deadline %v, want %v", uc.readDeadline, want)
+	}
+}
+
+// scriptedBackend answers each request with answers[path] (written in one
+// piece), or with a fresh "HTTP/1.1 200 ... path" otherwise. When late is
+// set for a path, its answer's last len(late) bytes are written 50 ms
+// after the rest.
+func scriptedBackend(t *testing.T, answers map[string]string, late map[string]string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					reqLine, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					for {
+						line, err := br.ReadString('\n')
+						if err != nil {
+							return
+						}
+						if line == "\r\n" {
+							break
+						}
+					}
+					path := strings.Fields(reqLine)[1]
+					answer, ok := answers[path]
+					if !ok {
+						answer = "HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(len(path)) + "\r\n\r\n" + path
+					}
+					io.WriteString(c, answer)
+					if rest, ok := late[path]; ok {
+						time.Sleep(50 * time.Millisecond)
+						io.WriteString(c, rest)
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// A backend that sends more than its answer's framing allows (a body on a
+// HEAD or a 204, bytes past Content-Length) must not get its connection
+// back in the pool: the surplus would be read as the next request's answer,
+// and every later client on that connection would get the previous one's.
+func TestDirectSurplusBytesNeverAnswerTheNextRequest(t *testing.T) {
+	const poison = "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nPOISONED"
+	addr := scriptedBackend(t, map[string]string{
+		"/extra":  "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" + poison,
+		"/head":   "HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(len(poison)) + "\r\n\r\n" + poison,
+		"/nobody": "HTTP/1.1 204 No Content\r\n\r\n" + poison,
+		"/late":   "HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(len(poison)) + "\r\n\r\n",
+		"/chunk":  "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n" + poison,
+	}, map[string]string{"/late": poison})
+	p := testPool(t, addr)
+	do := func(method, path string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://placeholder"+path, nil)
+		resp, err := p.forward(req, &directRequest{req: req, rec: pipeline.FromContext(req.Context())})
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("%s %s: body: %v", method, path, err)
+		}
+		return resp.StatusCode, string(body)
+	}
+	for _, tc := range []struct{ method, path string }{
+		{http.MethodGet, "/extra"},
+		{http.MethodHead, "/head"},
+		{http.MethodGet, "/nobody"},
+		{http.MethodHead, "/late"}, // the body comes 50 ms after the head
+		{http.MethodGet, "/chunk"},
+	} {
+		do(tc.method, tc.path)
+		if tc.path == "/late" {
+			time.Sleep(150 * time.Millisecond) // the late body has arrived
+		}
+		for i := range 3 {
+			next := "/next-" + strconv.Itoa(i)
+			if code, body := do(http.MethodGet, next); code != 200 || body != next {
+				t.Fatalf("after %s %s: GET %s answered %d %q, want 200 %q", tc.method, tc.path, next, code, body, next)
+			}
+		}
 	}
 }
