@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 )
 
@@ -51,7 +52,7 @@ func newH2Server(s *Server) *h2Server {
 	protos.SetUnencryptedHTTP2(true)
 	h := &h2Server{
 		srv: &http.Server{
-			Handler:     s.Handler,
+			Handler:     h2Gate{s},
 			Protocols:   &protos,
 			ConnContext: s.ConnContext,
 		},
@@ -142,3 +143,48 @@ type chanAddr struct{}
 
 func (chanAddr) Network() string { return "h2c" }
 func (chanAddr) String() string  { return "h2c" }
+
+// h2Gate applies to HTTP/2 streams the checks the HTTP/1 parser makes on a
+// request head and net/http's HTTP/2 server does not: the policy's
+// methods (and no CONNECT), and a well-formed :authority (or Host). A
+// refused stream is answered and reported as the HTTP/1 engine's refusals
+// are; only the stream ends, not the connection.
+type h2Gate struct{ s *Server }
+
+func (g h2Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := g.s.pol.Load()
+	status, reason := 0, ""
+	switch {
+	case r.Method == http.MethodConnect:
+		status, reason = http.StatusMethodNotAllowed, "CONNECT is not supported"
+	case !p.allows(r.Method):
+		status, reason = http.StatusMethodNotAllowed, "method not allowed"
+	case r.Host == "":
+		status, reason = http.StatusBadRequest, "missing Host header"
+	case !validHost(r.Host):
+		status, reason = http.StatusBadRequest, "malformed Host header"
+	}
+	if status == 0 {
+		g.s.Handler.ServeHTTP(w, r)
+		return
+	}
+	if g.s.OnRefused != nil {
+		g.s.OnRefused(r.Context(), status, reason)
+	}
+	h := w.Header()
+	for k, v := range p.RefusalHeaders { // security.headers
+		switch http.CanonicalHeaderKey(k) {
+		case "Server", "Connection": // as refusalLines
+			continue
+		}
+		if v != "" {
+			h.Set(k, v)
+		}
+	}
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	body := strconv.Itoa(status) + " " + http.StatusText(status) + "\n"
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	w.Write([]byte(body))
+}

@@ -3,7 +3,10 @@ package http1
 import (
 	"bytes"
 	"encoding/binary"
+	"io"
 	"net"
+	"net/http"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -83,6 +86,78 @@ func TestH2ConnGoAwayAfterPartialFrame(t *testing.T) {
 		binary.BigEndian.PutUint32(want[len(data)+13:], errCodeCalm)
 		if !bytes.Equal(out, want) {
 			t.Errorf("finished frame: wrote\n%x\nwant the whole DATA frame, then GOAWAY:\n%x", out, want)
+		}
+	}
+}
+
+// HTTP/2 streams get the HTTP/1 parser's checks that net/http's HTTP/2
+// server does not make: the policy's methods, no CONNECT, and a
+// well-formed :authority. A refusal carries the refusal headers and is
+// reported like an HTTP/1 one; the connection goes on serving.
+func TestH2CRequestChecks(t *testing.T) {
+	ts := newTestServer(t, nil, func(s *Server) {
+		s.H2C = true
+		s.AllowedMethods = []string{"GET", "HEAD", "POST"}
+	})
+	ts.srv.Configure(Policy{AllowedMethods: []string{"GET", "HEAD", "POST"}, RefusalHeaders: map[string]string{"X-Frame-Options": "DENY"}})
+	cl := h2cClient()
+	defer cl.CloseIdleConnections()
+	do := func(method, host string) (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://"+ts.addr+"/x", nil)
+		req.Host = host
+		resp, err := cl.Do(req)
+		if err != nil {
+			t.Fatalf("%s with host %q: %v", method, host, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.ProtoMajor != 2 {
+			t.Fatalf("%s: served over %s, want HTTP/2", method, resp.Proto)
+		}
+		return resp, string(body)
+	}
+	for _, tc := range []struct {
+		method, host string
+		status       int
+		reason       string
+	}{
+		{"TRACE", "app.example", 405, "method not allowed"},
+		{"PROPFIND", "app.example", 405, "method not allowed"},
+		{"GET", "app.example:abc", 400, "malformed Host header"},
+		{"GET", "app.example:123456", 400, "malformed Host header"},
+	} {
+		before := ts.calls.Load()
+		resp, body := do(tc.method, tc.host)
+		if resp.StatusCode != tc.status || body != strconv.Itoa(tc.status)+" "+http.StatusText(tc.status)+"\n" {
+			t.Errorf("%s host %q: %d %q, want %d", tc.method, tc.host, resp.StatusCode, body, tc.status)
+		}
+		if resp.Header.Get("X-Frame-Options") != "DENY" || resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("%s host %q: refusal headers %v", tc.method, tc.host, resp.Header)
+		}
+		if ts.calls.Load() != before {
+			t.Errorf("%s host %q reached the handler", tc.method, tc.host)
+		}
+		if rs := ts.refusals(); len(rs) == 0 || rs[len(rs)-1] != (refusal{tc.status, tc.reason}) {
+			t.Errorf("%s host %q: refusals %v, want the last to be %d %q", tc.method, tc.host, rs, tc.status, tc.reason)
+		}
+	}
+	for _, host := range []string{"app.example", "app.example:8443", "[::1]:8443", "192.0.2.1"} {
+		if resp, body := do("GET", host); resp.StatusCode != 200 || body != "ok" {
+			t.Errorf("GET host %q: %d %q, want 200 ok", host, resp.StatusCode, body)
+		}
+	}
+}
+
+func TestValidHost(t *testing.T) {
+	for _, h := range []string{"app.example", "APP.example.", "app.example:8443", "app.example:", "[::1]", "[2001:db8::1]:443", "192.0.2.1:80", "xn--bcher-kva.example", "a%41b"} {
+		if !validHost(h) {
+			t.Errorf("validHost(%q) = false, want true", h)
+		}
+	}
+	for _, h := range []string{`evil.com/"><x`, "a b", "evil.com/reset?x=", "app.example:abc", "app.example:123456", "a:1:2", "[::1", "[::g]", "[::1]x", "a@b", "a\\b", "a[b]"} {
+		if validHost(h) {
+			t.Errorf("validHost(%q) = true, want false", h)
 		}
 	}
 }

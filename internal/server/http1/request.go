@@ -260,12 +260,41 @@ func validTarget(s string) bool {
 // an IP-literal in brackets, digits after the colon. Anything else could
 // confuse routing or a backend's virtual hosting.
 func validHost(h string) bool {
-	for i := 0; i < len(h); i++ {
-		c := h[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("-._~!$&'()*+,;=:[]%", c) >= 0:
-		default:
+	host, port := h, ""
+	if strings.HasPrefix(h, "[") {
+		end := strings.IndexByte(h, ']')
+		if end < 0 {
+			return false
+		}
+		host, port = h[1:end], h[end+1:]
+		for i := 0; i < len(host); i++ {
+			if c := host[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' || c == ':' || c == '.') {
+				return false
+			}
+		}
+	} else {
+		if i := strings.IndexByte(h, ':'); i >= 0 {
+			host, port = h[:i], h[i:]
+		}
+		for i := 0; i < len(host); i++ {
+			c := host[i]
+			switch {
+			case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+			case strings.IndexByte("-._~!$&'()*+,;=%", c) >= 0:
+			default:
+				return false
+			}
+		}
+	}
+	if port == "" {
+		return true
+	}
+	// ":" and then up to five digits (an empty port is allowed, RFC 3986).
+	if port[0] != ':' || len(port) > 6 {
+		return false
+	}
+	for i := 1; i < len(port); i++ {
+		if port[i] < '0' || port[i] > '9' {
 			return false
 		}
 	}
