@@ -2,8 +2,10 @@ package http1
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"strings"
@@ -59,6 +61,9 @@ func frame(r *http.Request, c *conn) error {
 		delete(h, "Transfer-Encoding")
 		r.TransferEncoding = chunkedTE
 		r.ContentLength = -1
+		if err := checkBufferedChunks(c.br); err != nil {
+			return err
+		}
 		r.Body = c.newBody(r, -1)
 	case len(cl) > 0:
 		n, ok := httpwire.ParseContentLength(cl[0])
@@ -180,10 +185,44 @@ func (b *body) read(p []byte) (int, error) {
 	} else if err != nil {
 		if be, ok := errors.AsType[*bodyError](err); ok {
 			err = be // not hidden by the chunked reader's wrapping
+		} else if b.chunk && malformed(err) {
+			// The client's fault, to be answered 400, not a failed backend.
+			err = &bodyError{http.StatusBadRequest, "malformed chunked body: " + err.Error()}
 		}
 		b.err = err
 	}
 	return n, err
+}
+
+// malformed reports whether err, from a chunked body's reader, is about
+// what the client sent rather than the connection (a timeout, a reset, a
+// cut-off body).
+func malformed(err error) bool {
+	var ne net.Error
+	return !errors.As(err, &ne) && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, net.ErrClosed)
+}
+
+// checkBufferedChunks runs the chunked body's parser over the part of the
+// body that came with the head (already in br, no waiting) and refuses the
+// request if that part is malformed, before a handler, and so a backend,
+// sees any of it: smuggling attempts come in one piece. A body malformed
+// further on ends where the parser finds it (malformed above): the backend
+// sees the request cut short and its connection closed.
+func checkBufferedChunks(br *bufio.Reader) error {
+	buffered, _ := br.Peek(br.Buffered())
+	// A reader of br's size, so that lines are limited as on br.
+	in := bufio.NewReaderSize(bytes.NewReader(buffered), br.Size())
+	_, err := io.Copy(io.Discard, httputil.NewChunkedReader(in))
+	if err == nil {
+		err = skipTrailers(in) // as much of the trailer section as came
+	}
+	if err == nil || errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil // well-formed so far
+	}
+	if pe, ok := errors.AsType[*parseError](err); ok {
+		return pe
+	}
+	return refuse(http.StatusBadRequest, "malformed chunked body: "+err.Error())
 }
 
 // Close does not consume the rest: the connection decides after the

@@ -1,0 +1,80 @@
+package server
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// A malformed chunked request body is the client's fault: 400, never 502
+// (which would blame, and count against, the backend). When the bad bytes
+// come with the head, the backend never sees the request; when they come
+// later, the backend sees it cut short.
+func TestMalformedChunkedBody(t *testing.T) {
+	b := newTestBackend(t, "b1")
+	got := make(chan error, 4)
+	b.setHandler(func(w http.ResponseWriter, r *http.Request) {
+		_, err := io.ReadAll(r.Body)
+		got <- err
+		io.WriteString(w, "read")
+	})
+	e := startEnv(t, onePool("round_robin", "logging:\n  access_log:\n    path: access.log\n", b))
+	const head = "POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+	send := func(parts ...string) *http.Response {
+		t.Helper()
+		c, err := net.Dial("tcp", e.srv.Addr("web"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		br := bufio.NewReader(c)
+		for i, p := range parts {
+			if i > 0 {
+				time.Sleep(100 * time.Millisecond) // the first part is on its way to the backend
+			}
+			io.WriteString(c, p)
+		}
+		c.SetReadDeadline(time.Now().Add(testTimeout))
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("reading the answer: %v", err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+
+	// In one piece: refused before routing.
+	if resp := send(head + "zz\r\nhello\r\n0\r\n\r\n"); resp.StatusCode != 400 {
+		t.Fatalf("malformed chunk size with the head: %d, want 400", resp.StatusCode)
+	}
+	if n := b.hits.Load(); n != 0 {
+		t.Fatalf("the backend received %d requests, want none", n)
+	}
+	// In two pieces: the body is on its way when the bad chunk comes.
+	if resp := send(head+"5\r\nhello\r\n", "zz\r\nworld\r\n0\r\n\r\n"); resp.StatusCode != 400 {
+		t.Fatalf("malformed chunk size after the head: %d, want 400", resp.StatusCode)
+	}
+	select {
+	case err := <-got:
+		if err == nil {
+			t.Fatal("the backend read a whole body from a malformed upload")
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("the backend never saw the cut-short upload")
+	}
+	lines := accessLogLines(t, filepath.Join(e.dir, "access.log"), 2)
+	errs := map[any]bool{}
+	for _, l := range lines {
+		if l["status_code"] != 400.0 {
+			t.Errorf("access log line with status %v, want 400: %v", l["status_code"], l)
+		}
+		errs[l["error"]] = true
+	}
+	if !errs["request_body_400"] {
+		t.Errorf("no access log line with error request_body_400: %v", lines)
+	}
+}
