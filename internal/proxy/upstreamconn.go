@@ -598,7 +598,8 @@ func isHopHeader(k string) bool {
 // replaces.
 func skipForward(k string) bool {
 	switch k {
-	case "Host", "Content-Length", "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Request-Id":
+	case "Host", "Content-Length", "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Request-Id",
+		"X-Real-Ip": // a client's claim about its own address; X-Forwarded-For is the verified one
 		return true
 	}
 	return isHopHeader(k)

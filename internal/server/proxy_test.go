@@ -318,6 +318,9 @@ func testForwardedHeadersFromUntrustedPeer(t *testing.T, method string, body fun
 	if v := got.Get("Forwarded"); v != "" {
 		t.Errorf("spoofed Forwarded header passed through: %q", v)
 	}
+	if v := got.Get("X-Real-Ip"); v != "" {
+		t.Errorf("spoofed X-Real-IP header passed through: %q", v)
+	}
 	lines := accessLogLines(t, e.dir+"/access.log", 1)
 	if ip := lines[0]["client_ip"]; ip != "127.0.0.1" {
 		t.Errorf("access log client_ip = %v, want 127.0.0.1", ip)
@@ -846,6 +849,28 @@ func TestAllQuarantinedIs503(t *testing.T) {
 	for _, b := range bs {
 		if st := e.backend("p", b.id).State(); st != proxy.StateQuarantined {
 			t.Errorf("backend %s state %s", b.id, st)
+		}
+	}
+}
+
+// An HTTP/1.1 request asking to upgrade to h2c is served as a plain
+// request: a backend that accepted the upgrade would get HTTP/2 frames that
+// Rampart never parsed, routed or inspected.
+func TestH2CUpgradeNotForwarded(t *testing.T) {
+	b := newTestBackend(t, "a")
+	e := startEnv(t, onePool("round_robin", "", b))
+	r := e.do(http.MethodGet, e.url("web", "/x"), "", http.Header{
+		"Connection":     {"Upgrade, HTTP2-Settings"},
+		"Upgrade":        {"h2c"},
+		"Http2-Settings": {"AAMAAABkAAQCAAAAAAIAAAAA"},
+	}, nil)
+	if r.status != 200 || r.body != "a" {
+		t.Fatalf("GET with Upgrade: h2c: %d %q, want 200 from the backend", r.status, r.body)
+	}
+	got := b.header()
+	for _, h := range []string{"Upgrade", "Http2-Settings", "Connection"} {
+		if v, ok := got[h]; ok {
+			t.Errorf("%s: %q reached the backend", h, v)
 		}
 	}
 }

@@ -42,6 +42,9 @@ func frame(r *http.Request, c *conn) error {
 	delete(h, "Host")
 
 	r.Close = shouldClose(r)
+	if up, ok := h["Upgrade"]; ok {
+		dropH2CUpgrade(h, up)
+	}
 	te, cl := h["Transfer-Encoding"], h["Content-Length"]
 	switch {
 	case len(te) > 0:
@@ -97,6 +100,35 @@ func frame(r *http.Request, c *conn) error {
 }
 
 var chunkedTE = []string{"chunked"}
+
+// dropH2CUpgrade takes "h2c" out of an Upgrade header: HTTP/2 is served
+// to clients that start with its preface, not by upgrade, and an upgrade
+// passed on would let a backend that accepts it take HTTP/2 frames that
+// Rampart never parses, routes or inspects. What remains (websocket) is
+// kept; an empty Upgrade goes, with HTTP2-Settings.
+func dropH2CUpgrade(h http.Header, up []string) {
+	var keep []string
+	found := false
+	for _, v := range up {
+		for tok := range strings.SplitSeq(v, ",") {
+			switch tok = strings.TrimSpace(tok); {
+			case strings.EqualFold(tok, "h2c"):
+				found = true
+			case tok != "":
+				keep = append(keep, tok)
+			}
+		}
+	}
+	if !found {
+		return // left as sent
+	}
+	delete(h, "Http2-Settings")
+	if len(keep) == 0 {
+		delete(h, "Upgrade")
+		return
+	}
+	h["Upgrade"] = []string{strings.Join(keep, ", ")}
+}
 
 // shouldClose applies RFC 9112 §9.3: HTTP/1.1 is persistent unless the
 // client says "close"; HTTP/1.0 only when it asks for keep-alive.

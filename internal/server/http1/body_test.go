@@ -368,3 +368,26 @@ func TestCRLFAfterBody(t *testing.T) {
 	c.write("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
 	c.expectStatus("GET", 200)
 }
+
+func TestDropH2CUpgrade(t *testing.T) {
+	for _, tc := range []struct {
+		in       []string
+		want     []string // nil: no Upgrade left
+		settings bool     // HTTP2-Settings kept
+	}{
+		{[]string{"h2c"}, nil, false},
+		{[]string{"H2C"}, nil, false},
+		{[]string{"h2c, websocket"}, []string{"websocket"}, false},
+		{[]string{"websocket"}, []string{"websocket"}, true},
+		{[]string{"websocket", "h2c"}, []string{"websocket"}, false},
+	} {
+		h := http.Header{"Upgrade": tc.in, "Http2-Settings": {"x"}}
+		dropH2CUpgrade(h, h["Upgrade"])
+		if fmt.Sprint(h["Upgrade"]) != fmt.Sprint(tc.want) {
+			t.Errorf("Upgrade %q: left %q, want %q", tc.in, h["Upgrade"], tc.want)
+		}
+		if _, ok := h["Http2-Settings"]; ok != tc.settings {
+			t.Errorf("Upgrade %q: HTTP2-Settings kept %v, want %v", tc.in, ok, tc.settings)
+		}
+	}
+}
