@@ -119,7 +119,7 @@ func serveDirect(w http.ResponseWriter, r *http.Request) {
 func rewrite(pr *httputil.ProxyRequest) {
 	rec := pipeline.FromContext(pr.In.Context())
 	pr.Out.URL.Scheme = "http"
-	pr.Out.Host = pr.In.Host // keep the client's Host, as nginx does with proxy_set_header Host $host
+	pr.Out.Host = pr.In.Host           // keep the client's Host, as nginx does with proxy_set_header Host $host
 	delete(pr.Out.Header, "X-Real-Ip") // as on the direct path (skipForward)
 	if rec.XForwardedFor != "" {
 		pr.Out.Header["X-Forwarded-For"] = []string{rec.XForwardedFor}
