@@ -119,8 +119,10 @@ func serveDirect(w http.ResponseWriter, r *http.Request) {
 func rewrite(pr *httputil.ProxyRequest) {
 	rec := pipeline.FromContext(pr.In.Context())
 	pr.Out.URL.Scheme = "http"
-	pr.Out.Host = pr.In.Host           // keep the client's Host, as nginx does with proxy_set_header Host $host
-	delete(pr.Out.Header, "X-Real-Ip") // as on the direct path (skipForward)
+	pr.Out.Host = pr.In.Host // keep the client's Host, as nginx does with proxy_set_header Host $host
+	// A client's claim about its own address, dropped as on the direct
+	// path (skipForward).
+	delete(pr.Out.Header, "X-Real-Ip")
 	if rec.XForwardedFor != "" {
 		pr.Out.Header["X-Forwarded-For"] = []string{rec.XForwardedFor}
 	}
