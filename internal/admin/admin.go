@@ -218,12 +218,25 @@ func (a *API) pool(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) register(w http.ResponseWriter, r *http.Request) {
 	pool := r.PathValue("pool")
-	var b config.Backend
+	// Weight is a pointer so that a weight sent as 0 is refused like the
+	// config file's, while a missing one is the default 1.
+	var body struct {
+		ID      string `json:"id"`
+		Address string `json:"address"`
+		Weight  *int   `json:"weight"`
+	}
 	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
 	dec.DisallowUnknownFields()
 	// The body is read before taking the lock: a slow client must not
 	// hold up other mutating calls.
-	derr := dec.Decode(&b)
+	derr := dec.Decode(&body)
+	b := config.Backend{ID: body.ID, Address: body.Address, Weight: 1}
+	if body.Weight != nil {
+		b.Weight = *body.Weight
+		if b.Weight == 0 && derr == nil {
+			derr = errors.New("weight 0: a weight is between 1 and 1000 (to send a backend no traffic, drain or deregister it)")
+		}
+	}
 	a.mu.Lock()
 	if derr != nil {
 		err := fmt.Errorf(`%w: expected {"id": "...", "address": "host:port", "weight": 1}: %v`, errInvalidBody, derr)
