@@ -21,6 +21,8 @@ type healthChecker struct {
 	cfg    config.HealthCheck
 	cancel context.CancelFunc
 	done   chan struct{}
+	// kick asks for a probe of one backend now (see admit).
+	kick chan *Backend
 
 	// client probes over the pool's backend TLS as it was when the client
 	// was made (clientTLS); a reload that changes it gets a new client.
@@ -37,6 +39,7 @@ func startHealthChecker(p *Pool, cfg config.HealthCheck) *healthChecker {
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &healthChecker{
 		pool: p, cfg: cfg, cancel: cancel, done: make(chan struct{}),
+		kick:   make(chan *Backend, 16),
 		counts: map[*Backend]*probeCount{},
 	}
 	go h.run(ctx)
@@ -85,18 +88,46 @@ func (h *healthChecker) run(ctx context.Context) {
 			return
 		case <-t.C:
 			h.probeAll(ctx)
+		case b := <-h.kick:
+			if b.State() == StateQuarantined {
+				continue
+			}
+			client, scheme := h.clientAndScheme()
+			go h.record(b, h.probe(ctx, client, scheme, b))
 		}
 	}
+}
+
+// admit takes b out of rotation until it has passed healthy_threshold
+// probes in a row, the first one now: a backend restored from quarantine
+// or registered at run time has no health anyone checked (a quarantined
+// one is not probed), and an operator bringing back a host after an
+// incident should not send it traffic before its health check passes.
+func (h *healthChecker) admit(b *Backend) {
+	h.mu.Lock()
+	b.healthy.Store(false)
+	h.counts[b] = &probeCount{}
+	h.mu.Unlock()
+	select {
+	case h.kick <- b:
+	default: // the next round probes it
+	}
+}
+
+// clientAndScheme returns the probe client for the pool's backend TLS now,
+// and the URL scheme it speaks. Only the run goroutine calls it.
+func (h *healthChecker) clientAndScheme() (*http.Client, string) {
+	client := h.clientFor(h.pool.tls.Load())
+	if h.clientTLS != nil {
+		return client, "https://"
+	}
+	return client, "http://"
 }
 
 func (h *healthChecker) probeAll(ctx context.Context) {
 	backends := h.pool.Backends()
 	h.forgetRemoved(backends)
-	client := h.clientFor(h.pool.tls.Load())
-	scheme := "http://"
-	if h.clientTLS != nil {
-		scheme = "https://"
-	}
+	client, scheme := h.clientAndScheme()
 	var wg sync.WaitGroup
 	for _, b := range backends {
 		if b.State() == StateQuarantined {

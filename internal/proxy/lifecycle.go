@@ -223,12 +223,14 @@ func (r *Registry) Register(pool string, nb config.Backend) (BackendStatus, erro
 	err := r.store.save(r.ovr)
 	r.rebuildLocked(p)
 	b := p.Backend(nb.ID)
+	p.admitChecked(b)
 	r.log.Info("backend registered", "pool", pool, "backend", nb.ID, "address", nb.Address, "state", b.State())
 	return backendStatus(p, b, true), err
 }
 
 // Restore returns a drained or quarantined backend to rotation and clears
-// any outlier ejection. Health checks still apply.
+// any outlier ejection. Health checks still apply: a backend back from
+// quarantine, which was not probed meanwhile, waits for them to pass.
 func (r *Registry) Restore(pool, id string) (BackendStatus, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -241,6 +243,9 @@ func (r *Registry) Restore(pool, id string) (BackendStatus, error) {
 		return backendStatus(p, b, false), err
 	}
 	b.ejectEnd.Store(0)
+	if b.State() == StateQuarantined {
+		p.admitChecked(b) // out until its health check passes again
+	}
 	b.setState(StateActive)
 	r.log.Info("backend restored", "pool", pool, "backend", id)
 	return backendStatus(p, b, false), nil

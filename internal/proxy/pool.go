@@ -39,6 +39,17 @@ type Pool struct {
 	health *healthChecker
 }
 
+// admitChecked holds b out of rotation until the pool's health check has
+// passed for it (healthChecker.admit); without a health check, b is in
+// at once.
+func (p *Pool) admitChecked(b *Backend) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.health != nil {
+		p.health.admit(b)
+	}
+}
+
 type members struct {
 	backends []*Backend
 	byID     map[string]*Backend

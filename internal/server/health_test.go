@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/rampart-proxy/rampart/internal/config"
 )
 
 // probeLog records, for every health probe that reaches a backend, whether
@@ -161,6 +163,53 @@ func TestQuarantinedBackendNotProbed(t *testing.T) {
 	if got := a.probes.Load(); got != n {
 		t.Fatalf("quarantined backend probed %d more times", got-n)
 	}
+}
+
+// A backend restored from quarantine (or registered at run time) takes no
+// request until its health check passes: while quarantined it was not
+// probed, and after an incident it must prove itself first.
+func TestRestoredBackendWaitsForHealthCheck(t *testing.T) {
+	bs := newTestBackends(t, "a", "b")
+	a := bs[0]
+	e := startEnv(t, onePool("round_robin",
+		"    health_check: {path: /healthz, interval: 100ms, timeout: 90ms, healthy_threshold: 2, unhealthy_threshold: 3}\n", bs...))
+	eventually(t, "first probes of a", func() bool { return a.probes.Load() >= 2 })
+	reg := e.srv.Registry()
+	if _, err := reg.Quarantine("p", "a"); err != nil {
+		t.Fatal(err)
+	}
+	a.healthFail.Store(true) // broken while isolated
+	st, err := reg.Restore("p", "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Healthy {
+		t.Fatalf("restored from quarantine: reported healthy before any probe: %+v", st)
+	}
+	// Several rounds of failing probes: a gets nothing.
+	target := a.probes.Load() + 4
+	for a.probes.Load() < target {
+		if got := e.countHits(4, "/", nil); got["a"] != 0 {
+			t.Fatalf("restored a, failing its health check, got requests: %v", got)
+		}
+	}
+	a.healthFail.Store(false)
+	eventually(t, "a back in rotation after passing probes", func() bool { return e.countHits(4, "/", nil)["a"] > 0 })
+
+	// Registered at run time: also out until it passes.
+	c := newTestBackend(t, "c")
+	c.healthFail.Store(true)
+	if _, err := reg.Register("p", config.Backend{ID: "c", Address: c.addr()}); err != nil {
+		t.Fatal(err)
+	}
+	target = c.probes.Load() + 3
+	for c.probes.Load() < target {
+		if got := e.countHits(4, "/", nil); got["c"] != 0 {
+			t.Fatalf("registered c, failing its health check, got requests: %v", got)
+		}
+	}
+	c.healthFail.Store(false)
+	eventually(t, "c in rotation after passing probes", func() bool { return e.countHits(6, "/", nil)["c"] > 0 })
 }
 
 func TestOutlierEjection(t *testing.T) {

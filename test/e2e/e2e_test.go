@@ -299,18 +299,22 @@ func TestQuarantineSurvivesRestart(t *testing.T) {
 		t.Fatalf("after kill -9 and restart: web-2 got requests: %v", hits)
 	}
 
-	inst.mustCtl(t, "backend", "restore", "--pool", "web", "--backend", "web-2")
-	hits = spread(t, inst.base+"/", 30)
-	if hits["web-2"] == 0 {
-		t.Fatalf("after restore: web-2 got no requests: %v", hits)
+	// Back from quarantine, web-2 is out until its health check has passed
+	// again (it was not probed while quarantined).
+	res := inst.mustCtl(t, "backend", "restore", "--pool", "web", "--backend", "web-2")
+	if !strings.Contains(res.stdout, `"healthy": false`) {
+		t.Fatalf("restore from quarantine: want web-2 reported not yet healthy\n%s", res)
 	}
+	eventually(t, 15*time.Second, "restored web-2 to take requests", func() bool {
+		return spread(t, inst.base+"/", 9)["web-2"] > 0
+	})
 	ps, raw = inst.listPool(t, "web")
 	if st, _ := ps.state("web-2"); st != "active" {
 		t.Fatalf("after restore: web-2 state %q, want active\n%s", st, raw)
 	}
 
 	// Operator mistakes: exit 1 and a message that says what is wrong.
-	res := inst.ctl(t, "backend", "quarantine", "--pool", "no-such-pool", "--backend", "web-2")
+	res = inst.ctl(t, "backend", "quarantine", "--pool", "no-such-pool", "--backend", "web-2")
 	if res.code != 1 || !strings.Contains(res.stderr, "unknown pool") || !strings.Contains(res.stderr, "no-such-pool") {
 		t.Errorf("ctl quarantine on an unknown pool: want exit 1 naming the pool\n%s", res)
 	}
@@ -362,10 +366,11 @@ func TestRegisterDeregister(t *testing.T) {
 	addr := strings.TrimPrefix(extra.URL, "http://")
 
 	inst.mustCtl(t, "backend", "register", "--pool", "web", "--backend", "extra-1", "--address", addr)
-	hits := spread(t, inst.base+"/", 40)
-	if hits["extra-1"] == 0 || served.Load() == 0 {
-		t.Fatalf("registered extra-1 got no requests: %v (served %d)", hits, served.Load())
-	}
+	// The pool has a health check: the new backend takes requests once it
+	// has passed (healthy_threshold 2, interval 2 s).
+	eventually(t, 15*time.Second, "registered extra-1 to take requests", func() bool {
+		return spread(t, inst.base+"/", 8)["extra-1"] > 0 && served.Load() > 0
+	})
 	ps, raw := inst.listPool(t, "web")
 	if st, ok := ps.state("extra-1"); !ok || st != "active" {
 		t.Fatalf("ctl backend list: extra-1 missing or not active\n%s", raw)
@@ -415,7 +420,7 @@ func TestRegisterDeregister(t *testing.T) {
 		return st == "draining"
 	})
 	served.Store(0)
-	hits = spread(t, inst.base+"/", 12)
+	hits := spread(t, inst.base+"/", 12)
 	if hits["extra-1"] != 0 || served.Load() != 0 {
 		t.Fatalf("draining extra-1 got new requests: %v (served %d)", hits, served.Load())
 	}
