@@ -944,6 +944,23 @@ pools: [
 			line: 10, msg: "did not find expected node content",
 		},
 		{
+			name: "two routes with the same match",
+			doc: doc(`
+listeners:
+  - {name: public, listen: ":8080"}
+routes:
+  - {name: all, match: {path_prefix: /}, pool: web}
+  - {name: api, match: {host: "", path_prefix: /}, pool: web}
+  - {name: shop, match: {host: Shop.example, path_prefix: /a}, pool: web}
+  - {name: shop2, match: {host: shop.example, path_prefix: /a}, pool: web}
+pools:
+  - name: web
+    backends:
+      - {id: w1, address: 127.0.0.1:9001}
+`),
+			line: 5, msg: `route "api" matches what route "all" matches`, n: 2,
+		},
+		{
 			name: "weight written as 0",
 			doc: doc(`
 listeners:

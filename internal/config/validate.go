@@ -193,6 +193,7 @@ func (v *validator) routes(pools map[string]bool) {
 		v.add("routes", "at least one route is required (e.g. routes: [{name: all, match: {path_prefix: /}, pool: web}])")
 	}
 	names := map[string]bool{}
+	matches := map[string]string{} // host and prefix as the router compares them → route
 	for i, r := range v.cfg.Routes {
 		p := fmt.Sprintf("routes[%d]", i)
 		switch {
@@ -202,6 +203,16 @@ func (v *validator) routes(pools map[string]bool) {
 			v.add(p+".name", "duplicate route name %q", r.Name)
 		}
 		names[r.Name] = true
+		prefix := r.Match.PathPrefix
+		if prefix == "" {
+			prefix = "/"
+		}
+		key := strings.ToLower(r.Match.Host) + " " + prefix
+		if first, dup := matches[key]; dup {
+			v.add(p+".match", "route %q matches what route %q matches (host %q, path_prefix %q); the first in the file would take all its requests", r.Name, first, r.Match.Host, prefix)
+		} else {
+			matches[key] = r.Name
+		}
 		if r.Pool == "" {
 			v.add(p, "route %q has no pool", r.Name)
 		} else if !pools[r.Pool] {
