@@ -39,7 +39,7 @@ func TestAuditLogMistakes(t *testing.T) {
 		{"same file", "logging:\n  audit_log:\n    path: a.log\n    signing_key_file: a.log\n",
 			"f.yaml:12: logging.audit_log.signing_key_file must not be the audit log itself"},
 		{"unknown key", "logging:\n  audit_log:\n    sign_key: a.key\n",
-			`f.yaml:11: unknown key "sign_key" in audit_log (check the spelling; see DESIGN §3)`},
+			`f.yaml:11: unknown key "sign_key" in logging.audit_log (check the spelling; see DESIGN §3)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("f.yaml", []byte(valid+tc.yaml))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -51,8 +52,15 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 
 // UnmarshalYAML parses a Go duration string.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return lineError(n.Line, "wrong type: a duration (e.g. 5s, 500ms, 1h) is expected, not a %s", map[yaml.Kind]string{
+			yaml.SequenceNode: "list", yaml.MappingNode: "mapping"}[n.Kind])
+	}
 	v, err := time.ParseDuration(n.Value)
-	if err != nil || n.Kind != yaml.ScalarNode {
+	if err != nil && durationSyntax.MatchString(n.Value) {
+		return lineError(n.Line, "duration %q is too long (at most about 290 years)", n.Value)
+	}
+	if err != nil {
 		return lineError(n.Line, "invalid duration %q (use a unit, e.g. 5s, 500ms, 1h)", n.Value)
 	}
 	if v < 0 {
@@ -61,6 +69,10 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	*d = Duration(v)
 	return nil
 }
+
+// durationSyntax is what time.ParseDuration reads; a value written so that
+// it still refuses is out of range.
+var durationSyntax = regexp.MustCompile(`^[-+]?([0-9]*(\.[0-9]*)?(ns|us|µs|μs|ms|s|m|h))+$`)
 
 // MarshalYAML writes the duration back as a string.
 func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
@@ -230,32 +242,16 @@ func sectionName(goType string) string {
 	}
 	goType = strings.TrimPrefix(goType, "config.")
 	switch goType {
-	case "AdminTLS":
-		return "admin.tls"
 	case "AdminToken":
 		return "an admin token"
-	case "AuthFailures":
-		return "admin.auth_failures"
 	case "Config":
 		return "the top level"
-	case "Admin":
-		return "admin"
-	case "Logging":
-		return "logging"
 	case "RouteMatch":
 		return "a route match"
 	case "HealthCheck":
 		return "health_check"
 	case "OutlierDetection":
 		return "outlier_detection"
-	case "AccessLog":
-		return "access_log"
-	case "AccessLogSanitize":
-		return "access_log.sanitize"
-	case "AccessLogRotation":
-		return "access_log.rotation"
-	case "AuditLog":
-		return "audit_log"
 	case "BackendTLS":
 		return "backend_tls"
 	case "ListenerTLS":
@@ -268,9 +264,53 @@ func sectionName(goType string) string {
 		return "an sni_routing entry"
 	case "SNIDefault":
 		return "an sni_routing default"
+	case "EndpointLimit":
+		return "a security.rate_limits.endpoints entry"
+	case "RouteWAF":
+		return "a route's waf"
+	case "BucketLimit": // also a per_user tier, under a map
+		return "security.rate_limits.per_ip or a per_user tier"
+	}
+	if p, ok := sectionPaths[goType]; ok {
+		return p
 	}
 	return "a " + strings.ToLower(goType)
 }
+
+// sectionPaths maps the name of a config struct type to where its section
+// sits in the file ("security.slowloris_protection"), found by walking the
+// yaml tags from Config, so that errors name sections as users write them.
+// Types under lists are left out (they read better as "a listener"); a
+// type found at several places gets them all.
+var sectionPaths = func() map[string]string {
+	found := map[string][]string{}
+	var walk func(t reflect.Type, at string)
+	walk = func(t reflect.Type, at string) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			ft := f.Type
+			for ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if name == "" || name == "-" || ft.Kind() != reflect.Struct || ft.PkgPath() != t.PkgPath() {
+				continue
+			}
+			p := name
+			if at != "" {
+				p = at + "." + name
+			}
+			found[ft.Name()] = append(found[ft.Name()], p)
+			walk(ft, p)
+		}
+	}
+	walk(reflect.TypeFor[Config](), "")
+	paths := make(map[string]string, len(found))
+	for typ, ps := range found {
+		paths[typ] = strings.Join(ps, " or ")
+	}
+	return paths
+}()
 
 // dropDuplicateKeys removes the second and later occurrences of a key from
 // every mapping under n and says whether it removed any.

@@ -190,7 +190,7 @@ pools:
       - {id: w1, address: 127.0.0.1:9001}
     connect_timeout: [5s]
 `),
-			line: 9, msg: `invalid duration`,
+			line: 9, msg: `wrong type: a duration (e.g. 5s, 500ms, 1h) is expected, not a list`,
 		},
 		{
 			name: "negative duration",
@@ -959,6 +959,29 @@ pools:
       - {id: w1, address: 127.0.0.1:9001}
 `),
 			line: 5, msg: `route "api" matches what route "all" matches`, n: 2,
+		},
+		{
+			name: "unknown key in a security section",
+			doc: valid + doc(`
+security:
+  slowloris_protection: {header_timeout_secs: 5}
+`),
+			line: 10, msg: `unknown key "header_timeout_secs" in security.slowloris_protection`,
+		},
+		{
+			name: "duration out of range",
+			doc: valid + "shutdown_timeout: 100000000h\n",
+			line: 9, msg: `duration "100000000h" is too long`,
+		},
+		{
+			name: "rate-limit endpoint without path",
+			doc: valid + doc(`
+security:
+  rate_limits:
+    endpoints:
+      - {limit: 0, window: 1m}
+`),
+			line: 12, msg: `endpoint #1 (no path): limit must be 1 or more`, n: 2,
 		},
 		{
 			name: "weight written as 0",

@@ -175,35 +175,39 @@ func (v *validator) rateLimits() {
 	for i := range r.Endpoints {
 		e := &r.Endpoints[i]
 		p := fmt.Sprintf("%s.endpoints[%d]", base, i)
+		name := e.Path // what the messages call the endpoint
+		if name == "" {
+			name = fmt.Sprintf("#%d (no path)", i+1)
+		}
 		if !strings.HasPrefix(e.Path, "/") {
 			v.add(p+".path", "endpoint path %q must start with / (a trailing * matches a prefix)", e.Path)
 		} else if strings.Contains(strings.TrimSuffix(e.Path, "*"), "*") {
 			v.add(p+".path", "endpoint path %q: * is only allowed at the end", e.Path)
 		}
 		if e.Limit <= 0 {
-			v.add(p+".limit", "endpoint %s: limit must be 1 or more", e.Path)
+			v.add(p+".limit", "endpoint %s: limit must be 1 or more", name)
 		}
 		if e.Window <= 0 {
 			// Also after an unparsable window (reported by the decoder
 			// too): the limit must never run without one.
-			v.add(p+".window", "endpoint %s: window is required and must be longer than 0s (e.g. 1m)", e.Path)
+			v.add(p+".window", "endpoint %s: window is required and must be longer than 0s (e.g. 1m)", name)
 		}
 		switch e.Key {
 		case "", "ip":
 		case "user":
 			if r.PerUser == nil {
-				v.add(p+".key", "endpoint %s: key user needs per_user (where the identity comes from)", e.Path)
+				v.add(p+".key", "endpoint %s: key user needs per_user (where the identity comes from)", name)
 			}
 		default:
-			v.add(p+".key", "endpoint %s: unknown key %q (ip or user)", e.Path, e.Key)
+			v.add(p+".key", "endpoint %s: unknown key %q (ip or user)", name, e.Key)
 		}
 		for j, m := range e.Methods {
 			if m == "" || strings.ToUpper(m) != m || strings.ContainsAny(m, " /\t") {
-				v.add(fmt.Sprintf("%s.methods[%d]", p, j), "endpoint %s: method %q must be an upper-case HTTP method such as %s", e.Path, m, http.MethodPost)
+				v.add(fmt.Sprintf("%s.methods[%d]", p, j), "endpoint %s: method %q must be an upper-case HTTP method such as %s", name, m, http.MethodPost)
 			}
 		}
 		if strings.ContainsAny(e.Message, "\r\n") {
-			v.add(p+".message", "endpoint %s: message must be one line", e.Path)
+			v.add(p+".message", "endpoint %s: message must be one line", name)
 		}
 	}
 	if u := r.PerUser; u != nil {
