@@ -970,7 +970,7 @@ security:
 		},
 		{
 			name: "duration out of range",
-			doc: valid + "shutdown_timeout: 100000000h\n",
+			doc:  valid + "shutdown_timeout: 100000000h\n",
 			line: 9, msg: `duration "100000000h" is too long`,
 		},
 		{
