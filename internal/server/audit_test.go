@@ -34,3 +34,19 @@ func TestReloadRefusesAuditLogChange(t *testing.T) {
 		t.Fatalf("after the refused reload: status %d", r.status)
 	}
 }
+
+// A reload that moves the admin API is refused at the admin.listen line,
+// naming that setting (it named data_dir's line for both).
+func TestReloadRefusesAdminListenChange(t *testing.T) {
+	a := newTestBackend(t, "a")
+	e := startEnv(t, onePool("round_robin", "", a))
+	body := strings.Replace(configHeader(e.dir), `admin: {listen: "127.0.0.1:0"}`, "admin:\n  listen: \"127.0.0.1:1\"", 1) + onePool("round_robin", "", a)
+	if err := os.WriteFile(e.cfgPath, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := e.srv.Reload(e.cfgPath)
+	var ps config.Problems
+	if !errors.As(err, &ps) || len(ps) != 1 || ps[0].Line != 3 || !strings.Contains(ps[0].Msg, "admin.listen cannot change on reload") {
+		t.Fatalf("reload moving the admin API: %v, want one problem at line 3 about admin.listen", err)
+	}
+}

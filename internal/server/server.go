@@ -479,11 +479,18 @@ func (s *Server) Reload(path string) error {
 func (s *Server) apply(cfg *config.Config) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if cfg.DataDir != s.cfg.DataDir || cfg.Admin.Listen != s.cfg.Admin.Listen {
-		err := config.Problems{{File: cfg.File, Line: cfg.Line("data_dir"),
-			Msg: "data_dir and admin.listen cannot change on reload; restart Rampart to change them"}}
-		s.log.Error("reload refused", "problems", err.Error())
-		return err
+	var fixed config.Problems // settings that only a restart changes
+	if cfg.DataDir != s.cfg.DataDir {
+		fixed = append(fixed, config.Problem{File: cfg.File, Line: cfg.Line("data_dir"),
+			Msg: fmt.Sprintf("data_dir cannot change on reload (running with %s); restart Rampart to change it", s.cfg.DataDir)})
+	}
+	if cfg.Admin.Listen != s.cfg.Admin.Listen {
+		fixed = append(fixed, config.Problem{File: cfg.File, Line: cfg.Line("admin.listen"),
+			Msg: fmt.Sprintf("admin.listen cannot change on reload (running on %s); restart Rampart to change it", s.cfg.Admin.Listen)})
+	}
+	if len(fixed) > 0 {
+		s.log.Error("reload refused", "problems", fixed.Error())
+		return fixed
 	}
 	if cfg.Logging.AuditLog != s.cfg.Logging.AuditLog {
 		err := config.Problems{{File: cfg.File, Line: cfg.Line("logging.audit_log"),
