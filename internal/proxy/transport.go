@@ -38,7 +38,10 @@ func (p *Pool) forward(req *http.Request, direct *directRequest) (*http.Response
 	if s.algorithm == "consistent_hash" {
 		if s.hashKey.Header != "" {
 			key = req.Header.Get(s.hashKey.Header)
-		} else {
+		}
+		if key == "" {
+			// Without the header, the client's address: hashing "" would
+			// send every such request to one backend.
 			key = rec.ClientIP
 		}
 	}

@@ -874,3 +874,38 @@ func TestH2CUpgradeNotForwarded(t *testing.T) {
 		}
 	}
 }
+
+// A request without the hash header is hashed by its client's address:
+// hashing the empty value sent every such request to one backend.
+func TestConsistentHashHeaderMissing(t *testing.T) {
+	bs := newTestBackends(t, "a", "b", "c")
+	e := startEnv(t, fmt.Sprintf(`
+listeners:
+  - {name: web, listen: "127.0.0.1:0", trusted_proxies: [127.0.0.1/32]}
+routes:
+  - {name: all, match: {path_prefix: /}, pool: p}
+pools:
+  - name: p
+    algorithm: consistent_hash
+    hash_key: header:X-User
+    backends: %s
+`, backendsYAML(bs...)))
+	used := map[string]bool{}
+	for round := 0; round < 2; round++ {
+		for c := 1; c <= 30; c++ {
+			client := fmt.Sprintf("198.51.100.%d", c)
+			r := e.do(http.MethodGet, e.url("web", "/"), "", http.Header{"X-Forwarded-For": {client}}, nil)
+			if r.status != 200 {
+				t.Fatalf("status %d", r.status)
+			}
+			used[r.body] = true
+			again := e.do(http.MethodGet, e.url("web", "/"), "", http.Header{"X-Forwarded-For": {client}, "X-User": {""}}, nil)
+			if again.body != r.body {
+				t.Fatalf("client %s went to %s, then (empty X-User) to %s", client, r.body, again.body)
+			}
+		}
+	}
+	if len(used) < 2 {
+		t.Fatalf("30 clients without X-User all went to %v", used)
+	}
+}
