@@ -30,9 +30,9 @@ func NewSelector(algorithm string, backends []*Backend) (Selector, error) {
 	case "weighted_round_robin":
 		return &weightedRoundRobin{backends: bs, current: make([]int64, len(bs))}, nil
 	case "least_connections":
-		return &leastConnections{backends: bs}, nil
+		return &leastConnections{backends: bs, order: weightedOrder(bs)}, nil
 	case "power_of_two":
-		return &powerOfTwo{backends: bs}, nil
+		return &powerOfTwo{backends: bs, order: weightedOrder(bs)}, nil
 	case "consistent_hash":
 		return newConsistentHash(bs), nil
 	case "":
@@ -63,6 +63,47 @@ func weightOf(b *Backend) int64 {
 		return 1
 	}
 	return int64(b.Weight)
+}
+
+// maxOrder bounds weightedOrder's length: weights are scaled down to fit.
+const maxOrder = 1024
+
+// weightedOrder is a smooth weighted round robin sequence of indices into
+// backends, each index appearing in proportion to its backend's weight
+// (weights 3,1: 0 0 1 0); with equal weights it is 0 1 ... n-1. Selectors
+// that pick by load use it to break ties by weight without a lock.
+func weightedOrder(backends []*Backend) []int {
+	if len(backends) == 0 {
+		return []int{0}
+	}
+	w := make([]int64, len(backends))
+	var total int64
+	for i, b := range backends {
+		w[i] = weightOf(b)
+		total += w[i]
+	}
+	if total > maxOrder {
+		scaled := int64(0)
+		for i := range w {
+			w[i] = max(1, w[i]*maxOrder/total)
+			scaled += w[i]
+		}
+		total = scaled
+	}
+	order := make([]int, 0, total)
+	current := make([]int64, len(w))
+	for range total {
+		best := 0
+		for i := range w {
+			current[i] += w[i]
+			if current[i] > current[best] {
+				best = i
+			}
+		}
+		current[best] -= total
+		order = append(order, best)
+	}
+	return order
 }
 
 // roundRobin hands requests to backends in turn. A single atomic counter is
@@ -151,11 +192,13 @@ func (p *weightedRoundRobin) Select(_ string, tried []*Backend) *Backend {
 // ones.
 type leastConnections struct {
 	backends []*Backend
-	// next rotates the scan's starting point. Without it an idle pool
-	// (every backend at zero) would send every request to the first
-	// backend, and concurrent requests would arrive there before its
-	// in-flight count rose.
-	next atomic.Uint64
+	// next rotates the scan's starting point through order, so that of
+	// equally loaded backends (an idle pool: all at zero) each gets its
+	// turn in proportion to its weight, as with nginx's least_conn.
+	// Without it every such request would go to the first backend, and
+	// concurrent requests would arrive there before its count rose.
+	next  atomic.Uint64
+	order []int
 }
 
 func (p *leastConnections) Select(_ string, tried []*Backend) *Backend {
@@ -163,7 +206,7 @@ func (p *leastConnections) Select(_ string, tried []*Backend) *Backend {
 	if n == 0 {
 		return nil
 	}
-	start := p.next.Add(1) - 1
+	start := uint64(p.order[(p.next.Add(1)-1)%uint64(len(p.order))])
 	var best *Backend
 	var bestLoad, bestWeight int64
 	for i := range n {
@@ -192,6 +235,7 @@ func (p *leastConnections) Select(_ string, tried []*Backend) *Backend {
 // use a per-thread runtime generator: no lock and no allocation.
 type powerOfTwo struct {
 	backends []*Backend
+	order    []int // draws are made from it: in proportion to weight
 }
 
 func (p *powerOfTwo) Select(_ string, tried []*Backend) *Backend {
@@ -216,8 +260,9 @@ func (p *powerOfTwo) Select(_ string, tried []*Backend) *Backend {
 // the pool out, four draws all miss only one time in sixteen.
 const p2cDraws = 4
 
-// draw returns a backend chosen uniformly at random among the selectable
-// ones other than not, or nil if there is none.
+// draw returns a backend chosen at random, in proportion to its weight
+// (through order), among the selectable ones other than not, or nil if
+// there is none; the scan that follows missed draws is unweighted.
 //
 // Uniformity matters: stepping from a rejected index to its neighbour would
 // be cheaper but would double the neighbour's share of draws, and with
@@ -230,7 +275,7 @@ func (p *powerOfTwo) draw(not *Backend, tried []*Backend) *Backend {
 		return nil
 	}
 	for range p2cDraws {
-		if b := p.backends[rand.IntN(n)]; b != not && selectable(b, tried) {
+		if b := p.backends[p.order[rand.IntN(len(p.order))]]; b != not && selectable(b, tried) {
 			return b
 		}
 	}

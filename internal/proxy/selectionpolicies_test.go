@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"fmt"
 	"math"
 	"strconv"
 	"strings"
@@ -166,6 +167,49 @@ func TestLeastConnectionsTiesSpread(t *testing.T) {
 		if got[b.ID] != 10000 {
 			t.Errorf("%s: %d picks, want 10000 with equal load (all: %v)", b.ID, got[b.ID], got)
 		}
+	}
+}
+
+// Equally loaded backends (an idle pool, sequential requests) share by
+// weight, as in nginx's least_conn: weights 3,2,1 give 3:2:1, not 1:1:1.
+func TestLeastConnectionsTiesByWeight(t *testing.T) {
+	bs := testBackends(3)
+	bs[0].Weight, bs[1].Weight, bs[2].Weight = 3, 2, 1
+	got := count(t, mustSelector(t, "least_connections", bs), 30000)
+	want := map[string]int{"b0": 15000, "b1": 10000, "b2": 5000}
+	for id, w := range want {
+		if got[id] != w {
+			t.Errorf("%s: %d picks, want exactly %d (all: %v)", id, got[id], w, got)
+		}
+	}
+}
+
+func TestPowerOfTwoTiesByWeight(t *testing.T) {
+	bs := testBackends(2)
+	bs[0].Weight = 3
+	got := count(t, mustSelector(t, "power_of_two", bs), 40000)
+	if !within(got["b0"], 30000, 0.05) || !within(got["b1"], 10000, 0.15) {
+		t.Errorf("weights 3:1, equal load: %v, want about 30000:10000", got)
+	}
+}
+
+func TestWeightedOrder(t *testing.T) {
+	bs := testBackends(3)
+	if got := fmt.Sprint(weightedOrder(bs)); got != "[0 1 2]" {
+		t.Errorf("equal weights: %s, want [0 1 2]", got)
+	}
+	bs[0].Weight, bs[1].Weight, bs[2].Weight = 5, 1, 1
+	if got := fmt.Sprint(weightedOrder(bs)); got != "[0 0 1 0 2 0 0]" {
+		t.Errorf("weights 5,1,1: %s, want the smooth [0 0 1 0 2 0 0]", got)
+	}
+	bs[0].Weight, bs[1].Weight, bs[2].Weight = 1000, 1000, 1 // scaled to fit maxOrder
+	order := weightedOrder(bs)
+	n := map[int]int{}
+	for _, i := range order {
+		n[i]++
+	}
+	if len(order) > maxOrder || n[2] < 1 || n[0] != n[1] {
+		t.Errorf("weights 1000,1000,1: %d entries, counts %v", len(order), n)
 	}
 }
 
