@@ -143,6 +143,20 @@ func (r *Registry) Pools() []*Pool {
 }
 
 // Close stops health checks and closes idle backend connections.
+// CutInFlight cuts every request in flight to every backend, as a
+// quarantine cuts one backend's: at the end of a shutdown's grace period,
+// so that the handlers still waiting on backends end, and are logged,
+// before the process exits.
+func (r *Registry) CutInFlight() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range r.pools {
+		for _, b := range p.Backends() {
+			b.cutInFlight()
+		}
+	}
+}
+
 func (r *Registry) Close() {
 	r.mu.Lock()
 	defer r.mu.Unlock()

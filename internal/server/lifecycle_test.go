@@ -847,6 +847,30 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 }
 
+// A request still waiting on its backend when the shutdown's grace period
+// ends is cut, and logged, before Shutdown returns (it used to vanish from
+// the access log).
+func TestShutdownTimeoutLogsCutRequests(t *testing.T) {
+	g := newGate()
+	defer g.open()
+	a := slowBackend(t, "a", g)
+	e := startEnv(t, onePool("round_robin", "logging: {access_log: {path: access.log}}\n", a))
+	slow := e.goGet("/slow")
+	eventually(t, "slow request at a", func() bool { return a.hits.Load() == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := e.srv.Shutdown(ctx); err == nil {
+		t.Fatal("Shutdown returned no error with a request still in flight past its timeout")
+	}
+	if r := waitResult(t, slow); r.err == nil && r.r.status == 200 {
+		t.Fatalf("the cut request completed: %+v", r.r)
+	}
+	lines := accessLogLines(t, filepath.Join(e.dir, "access.log"), 1)
+	if l := lines[0]; l["path"] != "/slow" || l["error"] != "backend_cut" {
+		t.Fatalf("access log line of the cut request: %v, want path /slow and error backend_cut", l)
+	}
+}
+
 // A kept listener takes a new name and new trusted_proxies at once,
 // without a new socket.
 func TestReloadListenerSettingsApplyAtOnce(t *testing.T) {

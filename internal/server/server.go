@@ -681,6 +681,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	if firstErr != nil {
+		// The grace period is over and the clients' connections are
+		// closed; handlers still waiting on a backend are cut loose and
+		// given a moment to finish, so that each request gets its access
+		// log line (error backend_cut) before the log is closed.
+		s.reg.CutInFlight()
+		wctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		for _, l := range ls {
+			l.srv.Wait(wctx)
+		}
+		cancel()
+	}
 	for _, l := range ls {
 		if l.term != nil {
 			l.term.Close()

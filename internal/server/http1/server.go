@@ -261,6 +261,23 @@ func (s *Server) Close() error {
 	return nil
 }
 
+// Wait returns when every HTTP/1 connection's goroutine has ended (after
+// Close, when the handlers still running have returned), or when ctx ends.
+func (s *Server) Wait(ctx context.Context) error {
+	s.init()
+	done := make(chan struct{})
+	go func() {
+		s.connWG.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 func (s *Server) closeListeners() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
