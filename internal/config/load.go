@@ -202,7 +202,12 @@ func yamlProblem(path, s string) Problem {
 		line++
 	}
 	if f, t, ok := strings.Cut(msg, " not found in type "); ok && strings.HasPrefix(f, "field ") {
-		msg = fmt.Sprintf("unknown key %q in %s (check the spelling; see DESIGN §3)", strings.TrimPrefix(f, "field "), sectionName(t))
+		key := strings.TrimPrefix(f, "field ")
+		if near := nearestKey(key, sectionKeys[strings.TrimPrefix(t, "config.")]); near != "" {
+			msg = fmt.Sprintf("unknown key %q in %s: did you mean %q? (see DESIGN §3)", key, sectionName(t), near)
+		} else {
+			msg = fmt.Sprintf("unknown key %q in %s (check the spelling; see DESIGN §3)", key, sectionName(t))
+		}
 	} else if strings.HasPrefix(msg, "cannot unmarshal") {
 		msg = strings.Replace(msg, "cannot unmarshal", "wrong type:", 1)
 		msg = strings.NewReplacer("!!str", "a string", "!!int", "a number", "!!seq", "a list", "!!map", "a mapping", "!!bool", "a boolean",
@@ -311,6 +316,70 @@ var sectionPaths = func() map[string]string {
 	}
 	return paths
 }()
+
+// sectionKeys maps the name of every config struct type to its yaml keys,
+// for the suggestion after an unknown key.
+var sectionKeys = func() map[string][]string {
+	keys := map[string][]string{}
+	var walk func(t reflect.Type)
+	walk = func(t reflect.Type) {
+		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Map {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct || t.PkgPath() != reflect.TypeFor[Config]().PkgPath() {
+			return
+		}
+		if _, done := keys[t.Name()]; done {
+			return
+		}
+		keys[t.Name()] = []string{}
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if name, _, _ := strings.Cut(f.Tag.Get("yaml"), ","); name != "" && name != "-" {
+				keys[t.Name()] = append(keys[t.Name()], name)
+			}
+			walk(f.Type)
+		}
+	}
+	walk(reflect.TypeFor[Config]())
+	return keys
+}()
+
+// nearestKey returns the key of keys closest to key, if it is close enough
+// to be a typo of it (one edit, two for keys of 8 letters or more), or "".
+func nearestKey(key string, keys []string) string {
+	best, bestD := "", 2
+	if len(key) >= 8 {
+		bestD = 3
+	}
+	for _, k := range keys {
+		if d := editDistance(key, k); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
 
 // dropDuplicateKeys removes the second and later occurrences of a key from
 // every mapping under n and says whether it removed any.

@@ -80,7 +80,7 @@ pools:
 loging:
   access_log: {path: "-"}
 `),
-			line: 9, msg: `unknown key "loging" in the top level`,
+			line: 9, msg: `unknown key "loging" in the top level: did you mean "logging"?`,
 		},
 		{
 			name: "unknown key in a listener",
@@ -1310,5 +1310,17 @@ func TestWeightDefaultsToOne(t *testing.T) {
 	}
 	if w := cfg.Pools[0].Backends[0].Weight; w != 1 {
 		t.Fatalf("weight of a backend written without one = %d, want 1", w)
+	}
+}
+
+func TestNearestKey(t *testing.T) {
+	keys := []string{"listeners", "logging", "routes", "pools", "crl_file"}
+	for key, want := range map[string]string{
+		"listners": "listeners", "loging": "logging", "rotes": "routes", "pool": "pools",
+		"ca_file": "", "backends": "", "xyz": "",
+	} {
+		if got := nearestKey(key, keys); got != want {
+			t.Errorf("nearestKey(%q) = %q, want %q", key, got, want)
+		}
 	}
 }
