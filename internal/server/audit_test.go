@@ -50,3 +50,23 @@ func TestReloadRefusesAdminListenChange(t *testing.T) {
 		t.Fatalf("reload moving the admin API: %v, want one problem at line 3 about admin.listen", err)
 	}
 }
+
+// h2c on a running listener changes only at a restart: the status says
+// what runs, not what the reloaded file asks for.
+func TestStatusH2CAfterReload(t *testing.T) {
+	a := newTestBackend(t, "a")
+	base := onePool("round_robin", "", a)
+	e := startEnv(t, base)
+	on := strings.Replace(base, `{name: web, listen: "127.0.0.1:0"}`, `{name: web, listen: "127.0.0.1:0", h2c: true}`, 1)
+	if on == base {
+		t.Fatal("config template changed; fix the test")
+	}
+	addr := e.srv.Addr("web")
+	if err := e.reload(on); err != nil { // the same listen: key keeps the socket
+		t.Fatal(err)
+	}
+	st := e.srv.Status()
+	if len(st.Listeners) != 1 || st.Listeners[0].Address != addr || st.Listeners[0].H2C {
+		t.Fatalf("status after a reload asking for h2c: %+v, want h2c false until a restart", st.Listeners)
+	}
+}

@@ -748,7 +748,7 @@ func (s *Server) Status() Status {
 		Uptime: time.Since(s.started).Round(time.Second).String(), Reloads: s.reloads.Load()}
 	for _, lc := range s.cfg.Listeners {
 		if l := s.listeners[lc.Listen]; l != nil {
-			st.Listeners = append(st.Listeners, ListenerStatus{Name: lc.Name, Address: l.ln.Addr().String(), Protocol: l.protocol(), H2C: lc.H2C})
+			st.Listeners = append(st.Listeners, ListenerStatus{Name: lc.Name, Address: l.ln.Addr().String(), Protocol: l.protocol(), H2C: l.srv.H2C}) // what runs: an h2c change waits for a restart
 		}
 	}
 	s.mu.Unlock()
