@@ -325,16 +325,18 @@ func (a *API) respondAfter(w http.ResponseWriter, r *http.Request, st proxy.Back
 		writeJSON(w, http.StatusAccepted, st)
 		return
 	}
+	var b *proxy.Backend // looked up first: a deregistered one leaves the pool
+	if p := a.inst.Registry().Pool(st.Pool); p != nil {
+		b = p.Backend(st.ID)
+	}
 	select {
 	case <-done:
 	case <-r.Context().Done():
 		return
 	case <-time.After(1 * time.Hour):
 	}
-	if p := a.inst.Registry().Pool(st.Pool); p != nil {
-		if b := p.Backend(st.ID); b != nil {
-			st.State, st.InFlight = b.State(), b.InFlight()
-		}
+	if b != nil {
+		st.State, st.InFlight, st.CutAtDrainTimeout = b.State(), b.InFlight(), b.DrainCut()
 	}
 	if finalState == "deregistered" {
 		st.State = "deregistered"

@@ -51,6 +51,8 @@ type Backend struct {
 	// afterwards.
 	active []*upstreamConn
 	gen    uint64
+	// drainCut is how many requests the last drain timeout cut.
+	drainCut atomic.Int64
 }
 
 // NewBackend returns an active, healthy backend.
@@ -155,3 +157,7 @@ func (b *Backend) untrack(uc *upstreamConn) {
 	}
 	b.mu.Unlock()
 }
+
+// DrainCut is how many in-flight requests the backend's last drain timeout
+// cut (0: the drain ended with every request finished).
+func (b *Backend) DrainCut() int64 { return b.drainCut.Load() }

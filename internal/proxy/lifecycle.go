@@ -35,6 +35,9 @@ type BackendStatus struct {
 	InFlight     int64      `json:"in_flight"`
 	Available    bool       `json:"available"`
 	Source       string     `json:"source"` // config | api
+	// CutAtDrainTimeout is how many in-flight requests the last drain's
+	// drain_timeout cut (set in the answer to a drain waited for).
+	CutAtDrainTimeout int64 `json:"cut_at_drain_timeout,omitempty"`
 }
 
 // PoolStatus is a pool as the admin API shows it.
@@ -134,6 +137,7 @@ func (r *Registry) drainLocked(pool, id string) (BackendStatus, <-chan struct{},
 		return backendStatus(p, b, false), done, nil
 	}
 	b.setState(StateDraining)
+	b.drainCut.Store(0)
 	r.ovr.pool(pool).States[id] = StateDraining
 	err = r.store.save(r.ovr)
 	r.log.Info("backend draining", "pool", pool, "backend", id, "in_flight", b.InFlight())
@@ -151,8 +155,18 @@ func (r *Registry) watchDrain(b *Backend, timeout time.Duration) <-chan struct{}
 		defer t.Stop()
 		for b.InFlight() > 0 && b.State() == StateDraining {
 			if time.Now().After(deadline) {
-				r.log.Warn("drain timeout: cutting in-flight requests", "backend", b.ID, "in_flight", b.InFlight())
+				n := b.InFlight()
+				r.log.Warn("drain timeout: cutting in-flight requests", "backend", b.ID, "in_flight", n)
+				b.drainCut.Store(n)
 				b.cutInFlight()
+				// The cut requests end and leave the count soon: wait a
+				// little, so that the drain's answer says 0 in flight.
+				for range 50 {
+					if b.InFlight() == 0 {
+						break
+					}
+					<-t.C
+				}
 				return
 			}
 			<-t.C

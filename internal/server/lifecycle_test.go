@@ -267,6 +267,28 @@ func TestDrainTimeoutCutsStream(t *testing.T) {
 	}
 }
 
+// A drain waited for through the API says how many requests its timeout
+// cut, and answers once they have left the in-flight count.
+func TestDrainWaitReportsCutRequests(t *testing.T) {
+	g := newGate()
+	defer g.open()
+	a := slowBackend(t, "a", g)
+	e := startEnv(t, onePool("round_robin", "    drain_timeout: 300ms\n", a, newTestBackend(t, "b")))
+	slow := e.goGet("/slow")
+	eventually(t, "slow request at a", func() bool { return a.hits.Load() == 1 })
+	status, _, m := adminCall(t, e, "POST", "/pools/p/backends/a/drain?wait=true", "")
+	if status != 200 || m["cut_at_drain_timeout"] != 1.0 || m["in_flight"] != 0.0 {
+		t.Fatalf("drain?wait=true: %d %v, want cut_at_drain_timeout 1 and in_flight 0", status, m)
+	}
+	waitResult(t, slow)
+	// Restored and drained again with nothing in flight: nothing cut.
+	adminCall(t, e, "POST", "/pools/p/backends/a/restore", "")
+	status, _, m = adminCall(t, e, "POST", "/pools/p/backends/a/drain?wait=true", "")
+	if _, ok := m["cut_at_drain_timeout"]; status != 200 || ok {
+		t.Fatalf("idle drain?wait=true: %d %v, want no cut_at_drain_timeout", status, m)
+	}
+}
+
 func TestDeregisterAndRegister(t *testing.T) {
 	g := newGate()
 	defer g.open()
