@@ -70,9 +70,28 @@ func serveDirect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer resp.Body.Close()
+	bp := buffers.Get().(*[]byte)
+	defer buffers.Put(bp)
+	buf := *bp
+	// The start of the body, when it came with the head (most answers
+	// come whole), is read before the status goes out: a body that is
+	// malformed from its first byte then gets the client a 502, not a
+	// connection closed with nothing (the status is still unsent).
+	n, rerr := 0, error(nil)
+	if db, ok := resp.Body.(*directBody); ok && db.rc != nil && db.uc.br.Buffered() > 0 && r.Method != http.MethodHead {
+		if n, rerr = db.Read(buf); rerr != nil && rerr != io.EOF {
+			db.uc.undoFields(w.Header())
+			if db.uc.cut.Load() {
+				rerr = ErrBackendCut
+			} else {
+				rerr = errBadResponse("body: " + rerr.Error())
+			}
+			errorHandler(w, r, rerr)
+			return
+		}
+	}
 	// The backend's header fields are in w.Header() already (readFields).
-	announced := len(resp.Trailer) > 0
-	if announced {
+	if len(resp.Trailer) > 0 {
 		keys := make([]string, 0, len(resp.Trailer))
 		for k := range resp.Trailer {
 			keys = append(keys, k)
@@ -83,12 +102,11 @@ func serveDirect(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodHead {
 		return
 	}
-	bp := buffers.Get().(*[]byte)
-	defer buffers.Put(bp)
-	buf := *bp
 	flusher, _ := w.(http.Flusher)
-	for {
-		n, rerr := resp.Body.Read(buf)
+	for first := true; ; first = false {
+		if !first || n == 0 && rerr == nil {
+			n, rerr = resp.Body.Read(buf)
+		}
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				return // client gone; the body's Close drops the backend conn
@@ -165,6 +183,8 @@ func errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 		rec.BackendID, rec.BackendServer = "", ""
 	case errors.Is(err, ErrBackendCut):
 		reason = "backend_cut"
+	case errors.As(err, new(errBadResponse)):
+		reason = "backend_bad_response" // framing Rampart will not relay
 	case tlsReason(err) != "":
 		// Why the backend was refused (backend_tls: certificate revoked,
 		// ...) goes to the log; the client gets the generic 502.

@@ -2,10 +2,13 @@ package server
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -76,5 +79,53 @@ func TestMalformedChunkedBody(t *testing.T) {
 	}
 	if !errs["request_body_400"] {
 		t.Errorf("no access log line with error request_body_400: %v", lines)
+	}
+}
+
+// A backend answer whose body is malformed from its first byte, read with
+// its head, gets the client a generic 502 (and none of the backend's
+// fields), logged as backend_bad_response; the connection closed with no
+// status at all before. Malformed further on, the answer is cut (the
+// status is already out), as before.
+func TestMalformedResponseBody(t *testing.T) {
+	var late atomic.Bool
+	addr := serveRaw(t, func(c net.Conn) error {
+		head := "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Backend-Field: 1\r\n\r\n"
+		if !late.Load() {
+			_, err := io.WriteString(c, head+"zz\r\nhello\r\n0\r\n\r\n")
+			return err
+		}
+		io.WriteString(c, head+"5\r\nhello\r\n")
+		time.Sleep(50 * time.Millisecond)
+		_, err := io.WriteString(c, "zz\r\nworld\r\n0\r\n\r\n")
+		return err
+	})
+	e := startEnv(t, fmt.Sprintf(`
+listeners:
+  - {name: web, listen: "127.0.0.1:0"}
+routes:
+  - {name: all, match: {path_prefix: /}, pool: p}
+pools:
+  - name: p
+    backends: [{id: raw, address: %q}]
+logging: {access_log: {path: access.log}}
+`, addr))
+	r := e.get("/")
+	if r.status != http.StatusBadGateway || r.header.Get("X-Backend-Field") != "" || !strings.HasPrefix(r.body, "502 Bad Gateway") {
+		t.Fatalf("malformed first chunk: %d %q %v, want a generic 502 without the backend's fields", r.status, r.body, r.header)
+	}
+	lines := accessLogLines(t, filepath.Join(e.dir, "access.log"), 1)
+	if l := lines[0]; l["status_code"] != 502.0 || l["error"] != "backend_bad_response" {
+		t.Fatalf("access log: %v, want 502 backend_bad_response", l)
+	}
+	late.Store(true)
+	res, err := e.client.Get(e.url("web", "/late"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || err == nil {
+		t.Fatalf("malformed later chunk: %d %q, read error %v; want the 200 already sent and the body cut", res.StatusCode, body, err)
 	}
 }
