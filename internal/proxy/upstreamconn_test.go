@@ -24,45 +24,55 @@ import (
 // each request head it received.
 func rawBackend(t *testing.T, closeAfter bool) (addr string, heads chan string, conns *atomic.Int32) {
 	t.Helper()
+	heads = make(chan string, 100)
+	conns = new(atomic.Int32)
+	addr = serveConns(t, func(c net.Conn) {
+		conns.Add(1)
+		br := bufio.NewReader(c)
+		for {
+			var head strings.Builder
+			for {
+				line, err := br.ReadString('\n')
+				if err != nil {
+					return
+				}
+				head.WriteString(line)
+				if line == "\r\n" {
+					break
+				}
+			}
+			heads <- head.String()
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			if closeAfter {
+				return
+			}
+		}
+	})
+	return addr, heads, conns
+}
+
+// serveConns accepts loopback connections until the test ends and runs
+// serve on each in its own goroutine, closing the connection after it.
+func serveConns(t *testing.T, serve func(c net.Conn)) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	heads = make(chan string, 100)
-	conns = new(atomic.Int32)
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			conns.Add(1)
 			go func() {
 				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					var head strings.Builder
-					for {
-						line, err := br.ReadString('\n')
-						if err != nil {
-							return
-						}
-						head.WriteString(line)
-						if line == "\r\n" {
-							break
-						}
-					}
-					heads <- head.String()
-					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-					if closeAfter {
-						return
-					}
-				}
+				serve(c)
 			}()
 		}
 	}()
-	return ln.Addr().String(), heads, conns
+	return ln.Addr().String()
 }
 
 func testPool(t *testing.T, addrs ...string) *Pool {
@@ -423,54 +433,38 @@ func TestArmHeadDeadline(t *testing.T) {
 }
 
 // scriptedBackend answers each request with answers[path] (written in one
-// piece), or with a fresh "HTTP/1.1 200 ... path" otherwise. When late is
-// set for a path, its answer's last len(late) bytes are written 50 ms
-// after the rest.
+// piece), or with a fresh "HTTP/1.1 200 ... path" otherwise; late[path],
+// when set, follows 50 ms after the answer.
 func scriptedBackend(t *testing.T, answers map[string]string, late map[string]string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	return serveConns(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			reqLine, err := br.ReadString('\n')
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					reqLine, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					for {
-						line, err := br.ReadString('\n')
-						if err != nil {
-							return
-						}
-						if line == "\r\n" {
-							break
-						}
-					}
-					path := strings.Fields(reqLine)[1]
-					answer, ok := answers[path]
-					if !ok {
-						answer = "HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(len(path)) + "\r\n\r\n" + path
-					}
-					io.WriteString(c, answer)
-					if rest, ok := late[path]; ok {
-						time.Sleep(50 * time.Millisecond)
-						io.WriteString(c, rest)
-					}
+			for {
+				line, err := br.ReadString('\n')
+				if err != nil {
+					return
 				}
-			}()
+				if line == "\r\n" {
+					break
+				}
+			}
+			path := strings.Fields(reqLine)[1]
+			answer, ok := answers[path]
+			if !ok {
+				answer = "HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(len(path)) + "\r\n\r\n" + path
+			}
+			io.WriteString(c, answer)
+			if rest, ok := late[path]; ok {
+				time.Sleep(50 * time.Millisecond)
+				io.WriteString(c, rest)
+			}
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 // A backend that sends more than its answer's framing allows (a body on a
