@@ -55,6 +55,20 @@ var acceptedSuites = []cipherSuite{
 	{"TLS_CHACHA20_POLY1305_SHA256", "TLS_CHACHA20_POLY1305_SHA256", tls.TLS_CHACHA20_POLY1305_SHA256},
 }
 
+// TLS12Suites returns the TLS 1.2 suites Rampart accepts (ECDHE with
+// AEAD), in order of preference: the listeners' suites when cipher_suites
+// is not set. Go's own defaults still include the CBC suites, which
+// cipher_suites refuses by name.
+func TLS12Suites() []uint16 {
+	var ids []uint16
+	for _, s := range acceptedSuites {
+		if !IsTLS13Suite(s.id) {
+			ids = append(ids, s.id)
+		}
+	}
+	return ids
+}
+
 // IsTLS13Suite reports whether id is a TLS 1.3 suite. Go always offers
 // all three TLS 1.3 suites and picks among them itself, so naming them in
 // cipher_suites is accepted but changes nothing.

@@ -217,6 +217,9 @@ func newPolicy(lt *config.ListenerTLS) (*policy, error) {
 			p.suites = append(p.suites, id)
 		}
 	}
+	if len(p.suites) == 0 {
+		p.suites = config.TLS12Suites() // never Go's defaults, which include CBC
+	}
 	for _, name := range lt.ECDHCurves {
 		id, err := config.ECDHCurve(name)
 		if err != nil {
@@ -235,7 +238,7 @@ func (p *policy) config() *tls.Config {
 	return &tls.Config{
 		MinVersion:             p.min,
 		MaxVersion:             p.max,
-		CipherSuites:           p.suites, // nil: Go's defaults, all AEAD with ECDHE
+		CipherSuites:           p.suites, // ECDHE with AEAD only (newPolicy)
 		CurvePreferences:       p.curves,
 		SessionTicketsDisabled: true,
 	}

@@ -83,6 +83,25 @@ func TestCipherSuitesCurvesALPN(t *testing.T) {
 	}
 }
 
+// Without cipher_suites, TLS 1.2 offers only ECDHE with AEAD: Go's own
+// defaults, which a listener used to get, include the CBC-SHA suites that
+// cipher_suites refuses by name.
+func TestDefaultCipherSuitesAreAEAD(t *testing.T) {
+	ca, addr := policyFixture(t, "")
+	for _, cbc := range []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA} {
+		c := client(ca, "api.example.com")
+		c.MaxVersion, c.CipherSuites = tls.VersionTLS12, []uint16{cbc}
+		if _, err := dial(addr, c); !isAlert(err, "handshake failure") {
+			t.Errorf("%s offered alone: %v, want a handshake failure", tls.CipherSuiteName(cbc), err)
+		}
+	}
+	c := client(ca, "api.example.com")
+	c.MaxVersion = tls.VersionTLS12
+	if cs, err := dial(addr, c); err != nil || cs.CipherSuite != tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 && cs.CipherSuite != tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 && cs.CipherSuite != tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 {
+		t.Errorf("TLS 1.2 with a default client: %v, suite %s", err, tls.CipherSuiteName(cs.CipherSuite))
+	}
+}
+
 // sniFixture: certificates api (ECDSA, api.example.com), api-rsa (RSA,
 // api.example.com), wild (*.example.com), fallback (fallback.example.org).
 func sniFixture(t *testing.T, routing string) (*testCA, *Terminator, string, map[string]issued) {
