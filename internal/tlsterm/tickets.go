@@ -7,6 +7,8 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/binary"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -27,8 +29,12 @@ import (
 // previous, which covers session_timeout at a rotation every half of it.
 const ticketKeepKeys = 3
 
-// issuedTag marks Rampart's entry in SessionState.Extra.
-var issuedTag = []byte("rampart-issued:")
+// issuedTag and nameTag mark Rampart's entries in SessionState.Extra:
+// when the ticket was issued, and for which server name (SNI).
+var (
+	issuedTag = []byte("rampart-issued:")
+	nameTag   = []byte("rampart-sni:")
+)
 
 type ticketKey struct {
 	id      [8]byte
@@ -88,7 +94,7 @@ func (k *ticketKeys) byID(id []byte) *ticketKey {
 // the session with its issue time.
 func (t *Terminator) wrapSession(timeout time.Duration) func(tls.ConnectionState, *tls.SessionState) ([]byte, error) {
 	every := max(timeout/2, time.Second)
-	return func(_ tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
+	return func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
 		now := t.opts.Now()
 		key, err := t.tickets.current(now, every)
 		if err != nil {
@@ -97,7 +103,7 @@ func (t *Terminator) wrapSession(timeout time.Duration) func(tls.ConnectionState
 		issued := make([]byte, len(issuedTag)+8)
 		copy(issued, issuedTag)
 		binary.BigEndian.PutUint64(issued[len(issuedTag):], uint64(now.Unix()))
-		ss.Extra = append(ss.Extra, issued)
+		ss.Extra = append(ss.Extra, issued, append(slices.Clip(nameTag), strings.ToLower(cs.ServerName)...))
 		plain, err := ss.Bytes()
 		if err != nil {
 			return nil, err
@@ -116,7 +122,7 @@ func (t *Terminator) wrapSession(timeout time.Duration) func(tls.ConnectionState
 // key, tampered) or is older than timeout yields (nil, nil): a full
 // handshake, not an error.
 func (t *Terminator) unwrapSession(timeout time.Duration) func([]byte, tls.ConnectionState) (*tls.SessionState, error) {
-	return func(ticket []byte, _ tls.ConnectionState) (*tls.SessionState, error) {
+	return func(ticket []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
 		if len(ticket) < 8+12 {
 			return nil, nil
 		}
@@ -137,13 +143,23 @@ func (t *Terminator) unwrapSession(timeout time.Duration) func([]byte, tls.Conne
 			return nil, nil
 		}
 		var issued time.Time
+		var name []byte
 		for _, e := range ss.Extra {
 			if v, ok := bytes.CutPrefix(e, issuedTag); ok && len(v) == 8 {
 				issued = time.Unix(int64(binary.BigEndian.Uint64(v)), 0)
 			}
+			if v, ok := bytes.CutPrefix(e, nameTag); ok {
+				name = v
+			}
 		}
 		now := t.opts.Now()
 		if issued.IsZero() || now.Sub(issued) > timeout || issued.After(now.Add(time.Minute)) {
+			return nil, nil
+		}
+		// A session belongs to the name it was established for (RFC 6066
+		// §3): resumed under another SNI, it would skip the certificate,
+		// and the SNI routing, of that name.
+		if name == nil || !strings.EqualFold(string(name), cs.ServerName) {
 			return nil, nil
 		}
 		return ss, nil

@@ -126,3 +126,49 @@ func TestSessionTicketsForeignAndDisabled(t *testing.T) {
 		}
 	}
 }
+
+// oneSessionCache hands every connection the session of the last one,
+// whatever name it dials: a client replaying a ticket under another SNI.
+type oneSessionCache struct{ cs *tls.ClientSessionState }
+
+func (c *oneSessionCache) Get(string) (*tls.ClientSessionState, bool) { return c.cs, c.cs != nil }
+func (c *oneSessionCache) Put(_ string, cs *tls.ClientSessionState) {
+	if cs != nil {
+		c.cs = cs
+	}
+}
+
+// A session resumes only under the name it was established for (RFC 6066
+// §3): under another SNI it would skip that name's certificate and route.
+func TestSessionTicketBoundToServerName(t *testing.T) {
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		t.Run(tls.VersionName(v), func(t *testing.T) {
+			dir := t.TempDir()
+			ca := newTestCA(t)
+			ca.issue(t, leafSpec{dns: []string{"api.example.com", "www.example.com"}}).write(t, dir, "both")
+			cfg, l := listenerConfig(t, dir, "tls:\n  certificates: [{name: both, cert_file: both.pem, key_file: both-key.pem}]")
+			addr := serve(t, newTerminator(t, cfg, l, Options{}))
+			cache := &oneSessionCache{}
+			dialAs := func(name string) bool {
+				c := client(ca, name)
+				c.MinVersion, c.MaxVersion = v, v
+				c.ClientSessionCache = cache
+				cs, err := dial(addr, c)
+				if err != nil {
+					t.Fatalf("handshake as %s: %v", name, err)
+				}
+				return cs.DidResume
+			}
+			dialAs("api.example.com")
+			if !dialAs("api.example.com") {
+				t.Fatal("the same name did not resume")
+			}
+			if dialAs("www.example.com") {
+				t.Fatal("a ticket of api.example.com resumed under www.example.com")
+			}
+			if !dialAs("WWW.example.com") {
+				t.Fatal("the fresh ticket of www.example.com did not resume (names compare without case)")
+			}
+		})
+	}
+}
