@@ -64,9 +64,12 @@ type Sanitizer struct {
 
 // NewSanitizer compiles o.
 func NewSanitizer(o SanitizeOptions) (*Sanitizer, error) {
-	pat := o.MaskQueryParams
-	if pat == "" {
-		pat = DefaultMaskQueryParams
+	// A pattern of one's own adds to the default, never replaces it: the
+	// sanitising settings can only add (a password=... must never reach
+	// the disk because someone listed their own parameter).
+	pat := DefaultMaskQueryParams
+	if o.MaskQueryParams != "" && o.MaskQueryParams != DefaultMaskQueryParams {
+		pat = "(?:" + DefaultMaskQueryParams + ")|(?:" + o.MaskQueryParams + ")"
 	}
 	re, err := regexp.Compile(pat)
 	if err != nil {

@@ -100,6 +100,23 @@ func TestCredentialsNeverReachTheFile(t *testing.T) {
 	}
 }
 
+// A mask_query_params of one's own adds to the default pattern: listing
+// "sig" must not unmask passwords and tokens.
+func TestOwnMaskPatternAddsToDefault(t *testing.T) {
+	for _, own := range []string{`(?i)^sig$`, `$^`} {
+		s := mustSanitizer(t, SanitizeOptions{MaskQueryParams: own})
+		r := record()
+		r.Query = "sig=S1&password=S2&token=S3&api_key=S4&page=2"
+		want := "sig=[MASKED]&password=[MASKED]&token=[MASKED]&api_key=[MASKED]&page=2"
+		if own == `$^` {
+			want = "sig=S1&password=[MASKED]&token=[MASKED]&api_key=[MASKED]&page=2"
+		}
+		if _, m := line(t, s, r); m["query"] != want {
+			t.Errorf("mask_query_params %q: query %q, want %q", own, m["query"], want)
+		}
+	}
+}
+
 // Header values that are logged are redacted when their header is listed;
 // credential headers are redacted whatever the list says.
 func TestRedactHeaders(t *testing.T) {

@@ -17,7 +17,8 @@ type AccessLogSanitize struct {
 	RedactHeaders []string `yaml:"redact_headers"`
 	// MaskQueryParams is a regular expression (Go RE2 syntax) matched
 	// against query parameter names, also in Referer URLs; the values of
-	// those that match are logged as [MASKED].
+	// those that match are logged as [MASKED]. It adds to
+	// DefaultMaskQueryParams, which always applies.
 	MaskQueryParams string `yaml:"mask_query_params"`
 	// TruncateUserAgent is the longest user_agent logged, in bytes.
 	TruncateUserAgent int `yaml:"truncate_user_agent"`
