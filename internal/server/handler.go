@@ -213,6 +213,17 @@ func (e *entry) checkACL(rec *pipeline.Record, client netip.Addr) (denied bool) 
 	return false
 }
 
+// offense counts an offence of client (acl.Offence*) towards a dynamic
+// block, except for the listener's trusted proxies: a request blamed on
+// one came without a usable X-Forwarded-For, and blocking the proxy would
+// block every client behind it (slow-client scoring spares them too).
+func (e *entry) offense(client netip.Addr, kind string) {
+	if lt := e.srv.table.Load().listeners[*e.l.name.Load()]; lt != nil && lt.trusted.contains(client) {
+		return
+	}
+	e.srv.acl.Offense(client, kind)
+}
+
 // admit is the connection guard: a blocklisted peer is closed at accept,
 // before a byte is read (or, later, a TLS handshake is spent on it); then
 // the per-IP connection limits apply, except to allowlisted peers.

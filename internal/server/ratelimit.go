@@ -541,7 +541,7 @@ func (e *entry) refuseRate(rl *rlTable, w http.ResponseWriter, r *http.Request, 
 	rec.Error = "rate_limited"
 	e.srv.metrics.Blocked("rate_limit", tier)
 	if status == http.StatusTooManyRequests && client.IsValid() {
-		e.srv.acl.Offense(client, acl.OffenceRateLimit)
+		e.offense(client, acl.OffenceRateLimit)
 	}
 	hdr := http.Header{}
 	setRateHeaders(hdr, rl, res, p, true)

@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -310,4 +311,33 @@ func TestRateLimitPerUserHeader(t *testing.T) {
 	if r := e.reqFrom("GET", "/", "198.51.100.2", http.Header{"X-Api-Key": {"r2"}}); r.status != 429 {
 		t.Fatalf("unlisted key bypassed per-IP: %d", r.status)
 	}
+}
+
+// A trusted proxy that sends a request without a usable X-Forwarded-For is
+// limited like any client, but never auto-blocked: the block would shut
+// out every client behind it.
+func TestTrustedProxyNeverAutoBlocked(t *testing.T) {
+	b := newTestBackend(t, "a")
+	e := startEnv(t, rlConfig(b, "    per_ip: {requests_per_second: 0.001, burst: 1}\n")+
+		"  dynamic_blocklist: {auto_block: {rate_limit_violations: {count: 2, window: 5m, duration: 1h}}}\n")
+	var codes []int
+	for range 5 { // no X-Forwarded-For: the peer, a trusted proxy, is the client
+		codes = append(codes, e.do(http.MethodGet, e.url("web", "/"), "", nil, nil).status)
+	}
+	if fmt.Sprint(codes) != "[200 429 429 429 429]" {
+		t.Fatalf("requests from the proxy itself: %v, want one 200 and then 429s", codes)
+	}
+	if d := e.srv.acl.Check(netip.MustParseAddr("127.0.0.1")); d.Action != acl.ActionNone {
+		t.Fatalf("the trusted proxy was put on a list: %+v", d)
+	}
+	if r := e.reqFrom(http.MethodGet, "/", "198.51.100.20", nil); r.status != 200 {
+		t.Fatalf("a client behind the proxy: %d, want 200", r.status)
+	}
+	// A client behind it is blocked as usual.
+	for range 4 {
+		e.reqFrom(http.MethodGet, "/", "198.51.100.21", nil)
+	}
+	eventually(t, "198.51.100.21 auto-blocked", func() bool {
+		return e.srv.acl.Check(netip.MustParseAddr("198.51.100.21")).Action == acl.ActionDeny
+	})
 }

@@ -103,7 +103,7 @@ func (e *entry) inspect(p *waf.Policy, rw http.ResponseWriter, r *http.Request, 
 	}
 	e.srv.wafCount.count(res.Action)
 	if res.Attack && client.IsValid() {
-		e.srv.acl.Offense(client, acl.OffenceWAF)
+		e.offense(client, acl.OffenceWAF)
 	}
 	if res.Action != waf.ActionBlock {
 		return false, rc
@@ -127,7 +127,7 @@ func (e *entry) serveInspected(rc *waf.ResponseCheck, rw http.ResponseWriter, r 
 	w := rc.Writer(rw, func(res waf.Result) {
 		rec.WAFAction, rec.WAFRulesMatched = string(res.Action), res.Matched()
 		if client.IsValid() {
-			e.srv.acl.Offense(client, acl.OffenceWAF)
+			e.offense(client, acl.OffenceWAF)
 		}
 		if res.Action == waf.ActionBlock {
 			rec.Error = "waf_response"
