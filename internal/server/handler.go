@@ -321,6 +321,7 @@ func (e *entry) refused(ctx context.Context, status int, reason string) {
 	rec.StatusCode = status
 	rec.Error = "refused: " + reason
 	e.srv.metrics.Blocked("http", reason)
+	e.srv.metrics.ObserveRequest(rec) // answered too: requests_total counts it (pool "none")
 	t.accessLog.Log(rec)
 	pipeline.Release(rec)
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -127,5 +128,28 @@ pools: [{name: p, backends: [{id: a, address: "127.0.0.1:9"}]}]
 	res.Body.Close()
 	if res.StatusCode != http.StatusMethodNotAllowed && res.StatusCode != http.StatusNotFound {
 		t.Errorf("POST /metrics: %d", res.StatusCode)
+	}
+}
+
+// Requests the HTTP engine refuses (malformed, oversized) are answered
+// requests too: rampart_requests_total counts them, under pool "none",
+// as the access log logs them.
+func TestRefusedRequestsCounted(t *testing.T) {
+	b := newTestBackend(t, "a")
+	e := startEnv(t, onePool("round_robin", "", b))
+	for range 2 {
+		c, err := net.Dial("tcp", e.srv.Addr("web"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\nX-Bad: a\x01b\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		c.Close()
+		if err != nil || resp.StatusCode != 400 {
+			t.Fatalf("malformed request: %v %v, want 400", resp, err)
+		}
+	}
+	if v, _ := metricValue(e.scrape("/metrics"), `rampart_requests_total{code="400",listener="web",pool="none"}`); v != "2" {
+		t.Fatalf("rampart_requests_total for 2 refused requests = %q, want 2", v)
 	}
 }
