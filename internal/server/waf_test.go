@@ -412,3 +412,23 @@ func TestWAFStartupReportsRuleSkipping(t *testing.T) {
 		}
 	}
 }
+
+// A benign chunked POST is not scored for lacking a framing field: CRS
+// (920180) looks for Transfer-Encoding, which the engine keeps out of the
+// header map, and each such POST scored 3 towards a block.
+func TestWAFChunkedPostNotScored(t *testing.T) {
+	b := newTestBackend(t, "a")
+	e := startEnv(t, wafConfig(b, ""))
+	h := http.Header{"X-Forwarded-For": {"198.51.100.40"}, "Content-Type": {"application/x-www-form-urlencoded"}}
+	for k, v := range browser {
+		h[k] = v
+	}
+	body := struct{ io.Reader }{strings.NewReader("name=alice&city=Paris")} // unknown length: chunked
+	if r := e.do("POST", e.url("web", "/form"), wafHost, h, body); r.status != 200 {
+		t.Fatalf("benign chunked POST: %d %q", r.status, r.body)
+	}
+	l := accessLogLines(t, filepath.Join(e.dir, "access.log"), 1)[0]
+	if rules := fmt.Sprint(l["waf_rules_matched"]); l["waf_action"] != "PASS" || strings.Contains(rules, "920180") {
+		t.Fatalf("benign chunked POST: waf_action %v, rules %s; want PASS and no 920180", l["waf_action"], rules)
+	}
+}

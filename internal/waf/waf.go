@@ -440,6 +440,12 @@ func (p *Policy) evaluate(r *http.Request) (Result, types.Transaction) {
 			tx.AddRequestHeader(k, v)
 		}
 	}
+	// net/http and Rampart's engine move the framing field out of the map
+	// (into r.TransferEncoding); CRS looks for it (920180: a POST needs a
+	// Content-Length or a Transfer-Encoding), so it is given back.
+	for _, te := range r.TransferEncoding {
+		tx.AddRequestHeader("Transfer-Encoding", te)
+	}
 	if it := tx.ProcessRequestHeaders(); it != nil {
 		return p.verdict(tx, it, Result{}), tx
 	}
