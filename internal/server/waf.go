@@ -109,7 +109,10 @@ func (e *entry) inspect(p *waf.Policy, rw http.ResponseWriter, r *http.Request, 
 		return false, rc
 	}
 	reason := "attack"
-	if !res.Attack {
+	switch {
+	case res.BadBody:
+		reason = "bad_body"
+	case !res.Attack:
 		reason = "body_too_large"
 	}
 	rec.Error = "waf_" + reason

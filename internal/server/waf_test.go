@@ -432,3 +432,28 @@ func TestWAFChunkedPostNotScored(t *testing.T) {
 		t.Fatalf("benign chunked POST: waf_action %v, rules %s; want PASS and no 920180", l["waf_action"], rules)
 	}
 }
+
+// A body that does not parse as its Content-Type says is refused with 400
+// but is a client's mistake, not an attack: logged waf_bad_body, never an
+// offence towards a block. One passed on over the inspection limit is
+// inspected up to it, and its cut-off start not parsing is no refusal.
+func TestWAFBadBodyIsNoAttack(t *testing.T) {
+	b := newTestBackend(t, "a")
+	e := startEnv(t, wafConfig(b, "    max_body_inspect_bytes: 1024\n    exclusions: [{path: /big, rules: [body_size_limit]}]\n"))
+	for range 4 { // auto_block.waf_attacks blocks at 3
+		if r := e.wafReq("POST", "/api", "198.51.100.50", "application/json", `{"a":`); r.status != 400 {
+			t.Fatalf("malformed JSON: %d %q, want 400", r.status, r.body)
+		}
+	}
+	if r := e.wafReq("GET", "/", "198.51.100.50", "", ""); r.status != 200 {
+		t.Fatalf("the client that sent malformed JSON was blocked: %d", r.status)
+	}
+	l := accessLogLines(t, filepath.Join(e.dir, "access.log"), 1)[0]
+	if l["error"] != "waf_bad_body" || l["status_code"] != 400.0 {
+		t.Fatalf("malformed JSON logged %v / %v, want waf_bad_body / 400", l["error"], l["status_code"])
+	}
+	big := `{"items":[` + strings.Repeat(`{"name":"widget","qty":1},`, 200) + `{"name":"last","qty":2}]}`
+	if r := e.wafReq("POST", "/big", "198.51.100.51", "application/json", big); r.status != 200 {
+		t.Fatalf("benign JSON over the limit on a path that lets it pass: %d %q", r.status, r.body)
+	}
+}

@@ -20,8 +20,9 @@ const (
 // Result is the verdict on one request.
 type Result struct {
 	Action Action
-	// Status is the answer to send when Action is BLOCK: 403, or 413 for
-	// a body over max_body_inspect_bytes that is refused.
+	// Status is the answer to send when Action is BLOCK: 403, 413 for a
+	// body over max_body_inspect_bytes that is refused, 400 for a body
+	// that does not parse as its Content-Type says.
 	Status int
 	// RuleIDs are the rules that matched and log (CRS detection rules,
 	// the anomaly evaluation, custom rules), in the order they matched.
@@ -30,8 +31,12 @@ type Result struct {
 	Score int
 	// BodyTooLarge: the body went past max_body_inspect_bytes.
 	BodyTooLarge bool
+	// BadBody: the body does not parse (JSON, XML, form) as its
+	// Content-Type says.
+	BadBody bool
 	// Attack: the rules scored the request as an attack (what the
-	// offender tracker is told), as opposed to a body that was too large.
+	// offender tracker is told), as opposed to a body that was too large
+	// or does not parse.
 	Attack bool
 	// Err is a failure to read the body from the client (Action PASS,
 	// nothing was decided); its HTTPStatus, when it has one, is the

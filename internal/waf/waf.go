@@ -450,8 +450,10 @@ func (p *Policy) evaluate(r *http.Request) (Result, types.Transaction) {
 		return p.verdict(tx, it, Result{}), tx
 	}
 	var res Result
+	tooLarge := false
 	if tx.IsRequestBodyAccessible() && r.Body != nil && r.Body != http.NoBody && inspectable(r.Header.Get("Content-Type")) {
-		tooLarge, err := p.feedBody(tx, r)
+		var err error
+		tooLarge, err = p.feedBody(tx, r)
 		if err != nil {
 			return Result{Action: ActionPass, Err: err}, tx
 		}
@@ -466,6 +468,12 @@ func (p *Policy) evaluate(r *http.Request) (Result, types.Transaction) {
 	it, err := tx.ProcessRequestBody()
 	if err != nil {
 		return Result{Action: ActionPass, Err: err}, tx
+	}
+	if tooLarge && it != nil && it.Status == http.StatusBadRequest {
+		// A body passed on over the limit was inspected up to it, and the
+		// cut-off start of a JSON or XML body does not parse: that is no
+		// reason to refuse what body_limit_action lets pass.
+		it = nil
 	}
 	return p.verdict(tx, it, res), tx
 }
@@ -483,12 +491,13 @@ func (p *Policy) verdict(tx types.Transaction, it *types.Interruption, res Resul
 	}
 	res.Score = txInt(tx, inboundScore)
 	switch {
+	case it != nil && it.Status == http.StatusBadRequest:
+		// A body that does not parse (CRS 200002): refused, but a client's
+		// mistake, not an attack (no offence towards a block).
+		res.Status, res.BadBody = it.Status, true
 	case it != nil:
 		res.Attack = true
 		res.Status = http.StatusForbidden
-		if it.Status == http.StatusBadRequest {
-			res.Status = it.Status // a body that does not parse
-		}
 	case res.BodyTooLarge:
 		res.Status = http.StatusRequestEntityTooLarge
 	default:
