@@ -55,7 +55,7 @@ type NewEntry struct {
 	Source   string    // default "manual"
 	Severity string    // default "medium"
 	Expires  time.Time // zero: now + manual_default_ttl
-	// AllowBroad permits a blocklist entry broader than /8 or /16.
+	// AllowBroad permits an entry broader than /8 or /16.
 	AllowBroad bool
 }
 
@@ -256,8 +256,13 @@ func (d *Dynamic) newEntry(l List, n NewEntry, now time.Time) (Entry, error) {
 	if err != nil {
 		return Entry{}, err
 	}
-	if l == Blocklist && IsBroad(p) && !n.AllowBroad {
+	switch {
+	case l == Blocklist && IsBroad(p) && !n.AllowBroad:
 		return Entry{}, invalidf("%s is broader than /8 (IPv4) or /16 (IPv6); blocking it needs allow_broad", p)
+	case l == Allowlist && IsBroad(p) && !n.AllowBroad:
+		// An allowlisted client skips the lists, the rate limits and the
+		// WAF: one call must not turn them off for everyone by mistake.
+		return Entry{}, invalidf("%s is broader than /8 (IPv4) or /16 (IPv6); allowlisting it skips every check for that range and needs allow_broad", p)
 	}
 	if len(n.Reason) > maxReasonLen || strings.IndexFunc(n.Reason, unicode.IsControl) >= 0 {
 		return Entry{}, invalidf("reason must be at most %d characters without control characters", maxReasonLen)

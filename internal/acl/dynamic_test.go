@@ -114,6 +114,8 @@ func TestDynamicAddRefusesBadInput(t *testing.T) {
 		{Blocklist, NewEntry{Prefix: netip.MustParsePrefix("10.1.2.3/8")}, "did you mean 10.0.0.0/8"},
 		{Blocklist, NewEntry{Prefix: netip.MustParsePrefix("0.0.0.0/0")}, "needs allow_broad"},
 		{Blocklist, NewEntry{Prefix: netip.MustParsePrefix("2000::/3")}, "needs allow_broad"},
+		// Allowlisted, a range skips every check: a broad one needs the flag too.
+		{Allowlist, NewEntry{Prefix: netip.MustParsePrefix("0.0.0.0/0")}, "skips every check for that range and needs allow_broad"},
 		{Blocklist, NewEntry{Prefix: mustPrefix(t, "192.0.2.1"), Expires: clk.Now().Add(-time.Second)}, "not in the future"},
 		{Blocklist, NewEntry{Prefix: mustPrefix(t, "192.0.2.1"), Severity: "urgent"}, `severity "urgent"`},
 		{Blocklist, NewEntry{Prefix: mustPrefix(t, "192.0.2.1"), Reason: "line\ninjected"}, "control characters"},
@@ -125,15 +127,15 @@ func TestDynamicAddRefusesBadInput(t *testing.T) {
 			t.Errorf("Add(%+v) error = %v, want one containing %q", c.n, err, c.want)
 		}
 	}
-	if d.Len(Blocklist) != 0 {
-		t.Errorf("refused entries were stored: %d", d.Len(Blocklist))
+	if d.Len(Blocklist) != 0 || d.Len(Allowlist) != 0 {
+		t.Errorf("refused entries were stored: %d, %d", d.Len(Blocklist), d.Len(Allowlist))
 	}
-	// Broad entries: fine with AllowBroad, and fine in the allowlist.
+	// Broad entries: fine with AllowBroad, in either list.
 	if _, err := d.Add(Blocklist, NewEntry{Prefix: netip.MustParsePrefix("0.0.0.0/0"), AllowBroad: true}); err != nil {
 		t.Errorf("broad with AllowBroad: %v", err)
 	}
-	if _, err := d.Add(Allowlist, NewEntry{Prefix: netip.MustParsePrefix("0.0.0.0/4")}); err != nil {
-		t.Errorf("broad allow entry: %v", err)
+	if _, err := d.Add(Allowlist, NewEntry{Prefix: netip.MustParsePrefix("0.0.0.0/4"), AllowBroad: true}); err != nil {
+		t.Errorf("broad allow entry with AllowBroad: %v", err)
 	}
 	// An IPv4-mapped prefix is stored as IPv4.
 	e, err := d.Add(Allowlist, NewEntry{Prefix: netip.MustParsePrefix("::ffff:198.51.100.0/120")})
