@@ -240,7 +240,11 @@ func (e *entry) redirectToHTTPS(rw http.ResponseWriter, r *http.Request, rec *pi
 	if port != "" {
 		loc += ":" + port
 	}
-	loc += r.URL.EscapedPath()
+	if path := r.URL.EscapedPath(); strings.HasPrefix(path, "/") {
+		loc += path
+	} else {
+		loc += "/" // OPTIONS * (asterisk form): the server as a whole
+	}
 	if r.URL.RawQuery != "" {
 		loc += "?" + r.URL.RawQuery
 	}

@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -364,6 +365,15 @@ func TestTLSRedirectToHTTPS(t *testing.T) {
 	(&entry{srv: e.srv}).redirectToHTTPS(rec, req, &pipeline.Record{}, rt)
 	if got := rec.Header().Get("Location"); got != "https://www.example.com/p" {
 		t.Errorf("Location for 443: %q", got)
+	}
+	// OPTIONS * (asterisk form) goes to the server's root, not "host*".
+	rec = httptest.NewRecorder()
+	req, _ = http.NewRequest(http.MethodOptions, "http://x/", nil)
+	req.URL = &url.URL{Path: "*"} // as the engine parses it
+	req.Host = "www.example.com"
+	(&entry{srv: e.srv}).redirectToHTTPS(rec, req, &pipeline.Record{}, rt)
+	if got := rec.Header().Get("Location"); got != "https://www.example.com/" {
+		t.Errorf("Location for OPTIONS *: %q", got)
 	}
 }
 
