@@ -1,10 +1,8 @@
 package admin
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -141,10 +139,8 @@ func (a *API) aclAdd(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var body aclEntryBody
-	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
-	dec.DisallowUnknownFields()
 	action := "acl." + l.String() + ".add"
-	if err := dec.Decode(&body); err != nil {
+	if err := decodeBody(r.Body, &body); err != nil {
 		err = fmt.Errorf("%w: %v", errInvalidBody, err)
 		if a.recordRefusal(w, r, action, netip.Prefix{}, err) {
 			problemExt(w, http.StatusBadRequest, "invalid body", err.Error(), nil)

@@ -225,11 +225,9 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) {
 		Address string `json:"address"`
 		Weight  *int   `json:"weight"`
 	}
-	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
-	dec.DisallowUnknownFields()
 	// The body is read before taking the lock: a slow client must not
 	// hold up other mutating calls.
-	derr := dec.Decode(&body)
+	derr := decodeBody(r.Body, &body)
 	b := config.Backend{ID: body.ID, Address: body.Address, Weight: 1}
 	if body.Weight != nil {
 		b.Weight = *body.Weight
@@ -379,4 +377,19 @@ func problemExt(w http.ResponseWriter, status int, title, detail string, ext map
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(body)
+}
+
+// decodeBody reads one JSON object of at most 64 KiB into v, refusing
+// unknown fields and anything after the object (a body with trailing
+// data is not what the caller meant to send, and is not half-applied).
+func decodeBody(r io.Reader, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("unexpected data after the JSON object")
+	}
+	return nil
 }

@@ -166,6 +166,7 @@ func TestACLAPIRefusesBadInput(t *testing.T) {
 		{`{"ip":"192.0.2.1","severity":"urgent"}`, `"field":"severity"`},
 		{`{"ip":"192.0.2.1","expires_at":"2001-01-01T00:00:00Z"}`, `"field":"expires_at"`},
 		{`{"ip":"192.0.2.1","colour":"red"}`, `unknown field`},
+		{`{"ip":"192.0.2.1"} trailing`, `unexpected data after the JSON object`},
 		{`{}`, `"field":"ip"`},
 	}
 	for _, c := range cases {

@@ -748,6 +748,7 @@ func TestAdminAPI(t *testing.T) {
 		`{"id": "x y", "address": "127.0.0.1:1"}`,
 		`{"id": "x", "address": "127.0.0.1:1", "weight": 5000}`,
 		`{"id": "x", "address": "127.0.0.1:1", "weight": 0}`,
+		`{"id": "x", "address": "127.0.0.1:1"} trailing`,
 		`{"id": "", "address": "127.0.0.1:1"}`,
 	} {
 		status, ctype, m := adminCall(t, e, "POST", "/pools/p/backends", body)
