@@ -32,6 +32,8 @@ type certSlot struct {
 	certStamp, keyStamp fileStamp
 	checked             time.Time // last full read of the files
 	refused             [32]byte  // content last refused (logged once)
+	missingSince        time.Time // the files could not be read since (zero: they can)
+	missingLogged       bool
 
 	mu       sync.Mutex // guards the OCSP schedule
 	ocspDue  time.Time

@@ -44,16 +44,32 @@ func (t *Terminator) maintain(ctx context.Context) {
 // not load (caught half-written: a new certificate beside the old key; a
 // truncated file; an expired certificate) is not served: the previous
 // pair goes on, and the files are tried again at the next poll.
+// missingGrace is how long certificate files may be unreadable before it
+// is logged: longer than a replacement by rename or copy takes.
+const missingGrace = 10 * time.Second
+
 func (t *Terminator) poll(st *state, s *certSlot) {
 	now := t.opts.Now()
 	cs, err := stampOf(s.certFile)
-	if err != nil {
-		return // being replaced; the next poll sees the new file
+	var ks fileStamp
+	if err == nil {
+		ks, err = stampOf(s.keyFile)
 	}
-	ks, err := stampOf(s.keyFile)
 	if err != nil {
+		// Being replaced, most likely: the next poll sees the new file.
+		// Still gone after a while, it is said once: the certificate in
+		// memory goes on serving, but a restart would fail.
+		if s.missingSince.IsZero() {
+			s.missingSince = now
+		}
+		if !s.missingLogged && now.Sub(s.missingSince) >= missingGrace {
+			t.opts.Log.Warn("tls: certificate files cannot be read; the loaded certificate goes on serving, but a restart would fail",
+				"listener", st.listener, "certificate", s.name, "file", s.certFile, "key_file", s.keyFile, "error", err.Error())
+			s.missingLogged = true
+		}
 		return
 	}
+	s.missingSince, s.missingLogged = time.Time{}, false
 	if cs == s.certStamp && ks == s.keyStamp && now.Sub(s.checked) < fullReadEvery && s.refused == ([32]byte{}) {
 		return
 	}

@@ -2,6 +2,7 @@ package tlsterm
 
 import (
 	"crypto/tls"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -123,6 +124,38 @@ func TestHalfWrittenPairNotLoaded(t *testing.T) {
 	})
 	if got := served(t, addr, client(ca, "api.example.com")); got.SerialNumber.Cmp(next.leaf.SerialNumber) != 0 {
 		t.Fatal("expired certificate was served")
+	}
+}
+
+// Certificate files that stay unreadable are reported once: the loaded
+// certificate goes on serving, but a restart would fail. A file briefly
+// gone (a replacement) is not reported.
+func TestMissingCertificateFileReported(t *testing.T) {
+	dir := t.TempDir()
+	ca := newTestCA(t)
+	cur := ca.issue(t, leafSpec{dns: []string{"api.example.com"}})
+	cur.write(t, dir, "api")
+	cfg, l := listenerConfig(t, dir, "tls:\n  certificates: [{name: api, cert_file: api.pem, key_file: api-key.pem}]")
+	logs := &logBuffer{}
+	clk := &clock{}
+	term := newTerminator(t, cfg, l, Options{Log: logs.logger(), PollInterval: 5 * time.Millisecond, Now: clk.now})
+	addr := serve(t, term)
+	certFile := filepath.Join(dir, "api.pem")
+	if err := os.Rename(certFile, certFile+".bak"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // polls within the grace period
+	if strings.Contains(logs.String(), "cannot be read") {
+		t.Fatalf("reported within the grace period:\n%s", logs)
+	}
+	clk.advance(missingGrace + time.Second)
+	eventually(t, "the missing file to be reported", func() bool { return strings.Contains(logs.String(), "cannot be read") })
+	time.Sleep(50 * time.Millisecond)
+	if n := strings.Count(logs.String(), "cannot be read"); n != 1 {
+		t.Errorf("reported %d times, want once", n)
+	}
+	if got := served(t, addr, client(ca, "api.example.com")); got.SerialNumber.Cmp(cur.leaf.SerialNumber) != 0 {
+		t.Fatal("the loaded certificate is no longer served")
 	}
 }
 
