@@ -377,9 +377,15 @@ func unhex(c byte) byte {
 // treated as a query ("#access_token=..." of OAuth implicit grants).
 func (e *encoder) maskURL(dst []byte, v string) []byte {
 	rest := v
+	authority := false
 	if i := strings.Index(rest, "://"); i > 0 && isScheme(rest[:i]) {
 		dst = append(dst, rest[:i+3]...)
-		rest = rest[i+3:]
+		rest, authority = rest[i+3:], true
+	} else if strings.HasPrefix(rest, "//") { // scheme-relative: "//user:pw@host/"
+		dst = append(dst, "//"...)
+		rest, authority = rest[2:], true
+	}
+	if authority {
 		end := strings.IndexAny(rest, "/?#")
 		if end < 0 {
 			end = len(rest)

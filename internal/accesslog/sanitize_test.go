@@ -87,6 +87,12 @@ func TestCredentialsNeverReachTheFile(t *testing.T) {
 	if want := "https://[REDACTED]@shop.example/cb?password=[MASKED]&next=%2F#access_token=[MASKED]&state=ok"; m["referer"] != want {
 		t.Errorf("referer = %q\nwant      %q", m["referer"], want)
 	}
+	// A scheme-relative Referer has an authority, and userinfo, too.
+	r2 := record()
+	r2.Referer = "//bob:RelPwSecret@shop.example/x?token=T"
+	if _, m2 := line(t, mustSanitizer(t, SanitizeOptions{}), r2); m2["referer"] != "//[REDACTED]@shop.example/x?token=[MASKED]" {
+		t.Errorf("scheme-relative referer = %q", m2["referer"])
+	}
 	// jsessionid is not in the default pattern: path parameters follow
 	// mask_query_params like query parameters do.
 	if m["path"] != "/app;jsessionid=Sess1onSecret/home" {
