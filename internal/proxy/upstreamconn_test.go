@@ -16,6 +16,7 @@ import (
 
 	"github.com/rampart-proxy/rampart/internal/config"
 	"github.com/rampart-proxy/rampart/internal/pipeline"
+	"github.com/rampart-proxy/rampart/internal/testnet"
 )
 
 // rawBackend answers every request on a connection with a fixed response
@@ -26,7 +27,7 @@ func rawBackend(t *testing.T, closeAfter bool) (addr string, heads chan string, 
 	t.Helper()
 	heads = make(chan string, 100)
 	conns = new(atomic.Int32)
-	addr = serveConns(t, func(c net.Conn) {
+	addr = testnet.Serve(t, func(c net.Conn) {
 		conns.Add(1)
 		br := bufio.NewReader(c)
 		for {
@@ -49,30 +50,6 @@ func rawBackend(t *testing.T, closeAfter bool) (addr string, heads chan string, 
 		}
 	})
 	return addr, heads, conns
-}
-
-// serveConns accepts loopback connections until the test ends and runs
-// serve on each in its own goroutine, closing the connection after it.
-func serveConns(t *testing.T, serve func(c net.Conn)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				serve(c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
 }
 
 func testPool(t *testing.T, addrs ...string) *Pool {
@@ -437,7 +414,7 @@ func TestArmHeadDeadline(t *testing.T) {
 // when set, follows 50 ms after the answer.
 func scriptedBackend(t *testing.T, answers map[string]string, late map[string]string) string {
 	t.Helper()
-	return serveConns(t, func(c net.Conn) {
+	return testnet.Serve(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		for {
 			reqLine, err := br.ReadString('\n')

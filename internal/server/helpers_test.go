@@ -25,6 +25,7 @@ import (
 
 	"github.com/rampart-proxy/rampart/internal/config"
 	"github.com/rampart-proxy/rampart/internal/proxy"
+	"github.com/rampart-proxy/rampart/internal/testnet"
 )
 
 // testTimeout bounds every single wait in these tests.
@@ -138,38 +139,23 @@ func freeAddr(t testing.TB) string { return deadAddr(t) }
 // fixed answer at the least cost, an answer written in separate pieces.
 func serveRaw(tb testing.TB, answer func(c net.Conn) error) string {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { ln.Close() })
-	go func() {
+	return testnet.Serve(tb, func(c net.Conn) {
+		br := bufio.NewReaderSize(c, 4096)
 		for {
-			c, err := ln.Accept()
-			if err != nil {
+			for { // the head: lines up to an empty one
+				line, err := br.ReadSlice('\n')
+				if err != nil {
+					return
+				}
+				if len(line) <= 2 {
+					break
+				}
+			}
+			if answer(c) != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReaderSize(c, 4096)
-				for {
-					for { // the head: lines up to an empty one
-						line, err := br.ReadSlice('\n')
-						if err != nil {
-							return
-						}
-						if len(line) <= 2 {
-							break
-						}
-					}
-					if answer(c) != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 // backendsYAML renders backends as a YAML flow list.
