@@ -112,8 +112,11 @@ func serveDirect(w http.ResponseWriter, r *http.Request) {
 				return // client gone; the body's Close drops the backend conn
 			}
 			// Flush every chunk so streamed answers (SSE, long polls)
-			// reach the client as the backend sends them.
-			if flusher != nil {
+			// reach the client as the backend sends them. The last one
+			// goes out when the handler returns, after the request's
+			// record is logged: a client's next request is then never
+			// logged before this one.
+			if flusher != nil && rerr == nil {
 				flusher.Flush()
 			}
 		}
