@@ -64,7 +64,11 @@ func logsPurge(args []string, stdout, stderr io.Writer) int {
 		} else {
 			fmt.Fprintf(stdout, "%s: ", r.File)
 		}
-		fmt.Fprintf(stdout, "removed %d of %d lines\n", r.Removed, r.Lines)
+		fmt.Fprintf(stdout, "removed %d of %d lines", r.Removed, r.Lines)
+		if r.Deleted {
+			fmt.Fprint(stdout, " (nothing left: file deleted)")
+		}
+		fmt.Fprintln(stdout)
 		if r.Unparsed > 0 {
 			fmt.Fprintf(stderr, "warning: %s: %d lines are not JSON (cut by a crash?) and were kept; check them by hand\n", r.File, r.Unparsed)
 		}

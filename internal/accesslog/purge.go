@@ -28,6 +28,9 @@ type PurgeResult struct {
 	// RotatedFrom is the active file's path when Purge had to rotate it
 	// (it held lines to remove); File is then the new backup.
 	RotatedFrom string
+	// Deleted: every line was removed, and so was the file (an empty
+	// backup would count toward max_backups and push out one with data).
+	Deleted bool
 }
 
 // maxPurgeAttempts bounds the retries of one file that keeps changing
@@ -188,7 +191,12 @@ func purgeFile(lk *fileLock, path string, gz bool, ip netip.Addr) (PurgeResult, 
 		lk.Lock()
 		st1, err := os.Stat(path)
 		if err == nil && sameContent(st0, st1) {
-			err = os.Rename(tmp, path)
+			if res.Deleted = res.Removed == res.Lines; res.Deleted {
+				err = os.Remove(path)
+				os.Remove(tmp)
+			} else {
+				err = os.Rename(tmp, path)
+			}
 			lk.Unlock()
 			if err != nil {
 				os.Remove(tmp)

@@ -272,3 +272,38 @@ func TestPurgeRefusesStdout(t *testing.T) {
 		t.Fatal("purge of stdout accepted")
 	}
 }
+
+// A backup that held only the client's lines is deleted, not left empty:
+// an empty backup would count toward max_backups and push out one with
+// data at the next rotation.
+func TestPurgeDeletesFilesLeftEmpty(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "access.log")
+	y := newLayout(path)
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	lines, _ := purgeLines(t, "v", 5)
+	var only []string
+	for _, l := range lines {
+		if m, _ := lineMatches([]byte(l), netip.MustParseAddr(victim)); m {
+			only = append(only, l)
+		}
+	}
+	plainPath := y.backupName(now.Add(-2 * time.Hour))
+	write(t, plainPath, strings.Join(only, ""))
+	zipPath := y.backupName(now.Add(-26*time.Hour)) + gzSuffix
+	if err := os.WriteFile(zipPath, gz(t, strings.Join(only, "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Purge(path, netip.MustParseAddr(victim), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 2 || !res[0].Deleted || !res[1].Deleted {
+		t.Fatalf("results %+v, want both files deleted", res)
+	}
+	for _, p := range []string{plainPath, zipPath} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s left behind (%v)", p, err)
+		}
+	}
+}
