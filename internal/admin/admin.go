@@ -163,7 +163,22 @@ func callerName(p principal) string {
 	return "this caller"
 }
 
+// notFound answers what no route matched: 405 with Allow when the path is
+// an endpoint under other methods, 404 otherwise.
 func (a *API) notFound(w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := a.mux.Handler(probe); m != r.Method && pattern != "/" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		problem(w, http.StatusMethodNotAllowed, "method not allowed", r.Method+" "+r.URL.Path+" is not allowed; it takes "+strings.Join(allow, ", "))
+		return
+	}
 	problem(w, http.StatusNotFound, "no such endpoint", r.Method+" "+r.URL.Path+" is not part of the admin API")
 }
 

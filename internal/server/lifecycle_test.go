@@ -741,6 +741,12 @@ func TestAdminAPI(t *testing.T) {
 		status, ctype, m := adminCall(t, e, c.method, c.path, c.body)
 		assertProblem(t, status, ctype, m, http.StatusNotFound)
 	}
+	// An endpoint under another method: 405, saying which it takes.
+	status, ctype, m = adminCall(t, e, "PUT", "/acls/blocklist", `{"ip":"192.0.2.1"}`)
+	assertProblem(t, status, ctype, m, http.StatusMethodNotAllowed)
+	if d, _ := m["detail"].(string); !strings.Contains(d, "GET, POST") {
+		t.Errorf("405 detail %q does not name the methods", d)
+	}
 	for _, body := range []string{
 		`{not json`,
 		`{"id": "x", "address": "127.0.0.1:1", "colour": "red"}`,
