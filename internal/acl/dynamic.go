@@ -256,13 +256,14 @@ func (d *Dynamic) newEntry(l List, n NewEntry, now time.Time) (Entry, error) {
 	if err != nil {
 		return Entry{}, err
 	}
-	switch {
-	case l == Blocklist && IsBroad(p) && !n.AllowBroad:
-		return Entry{}, invalidf("%s is broader than /8 (IPv4) or /16 (IPv6); blocking it needs allow_broad", p)
-	case l == Allowlist && IsBroad(p) && !n.AllowBroad:
-		// An allowlisted client skips the lists, the rate limits and the
-		// WAF: one call must not turn them off for everyone by mistake.
-		return Entry{}, invalidf("%s is broader than /8 (IPv4) or /16 (IPv6); allowlisting it skips every check for that range and needs allow_broad", p)
+	if IsBroad(p) && !n.AllowBroad {
+		// Blocked, a broad range locks many out; allowlisted, it skips the
+		// lists, the rate limits and the WAF: neither by a slip of one call.
+		what := "blocking it"
+		if l == Allowlist {
+			what = "allowlisting it skips every check for that range and"
+		}
+		return Entry{}, invalidf("%s is broader than /8 (IPv4) or /16 (IPv6); %s needs allow_broad", p, what)
 	}
 	if len(n.Reason) > maxReasonLen || strings.IndexFunc(n.Reason, unicode.IsControl) >= 0 {
 		return Entry{}, invalidf("reason must be at most %d characters without control characters", maxReasonLen)

@@ -283,30 +283,48 @@ func sectionName(goType string) string {
 }
 
 // sectionPaths maps the name of a config struct type to where its section
-// sits in the file ("security.slowloris_protection"), found by walking the
-// yaml tags from Config, so that errors name sections as users write them.
-// Types under lists are left out (they read better as "a listener"); a
-// type found at several places gets them all.
-var sectionPaths = func() map[string]string {
+// sits in the file ("security.slowloris_protection"), so that errors name
+// sections as users write them; types under lists and maps are left out
+// (they read better as "a listener"), and a type found at several places
+// gets them all. sectionKeys maps every config struct type to its yaml
+// keys, for the suggestion after an unknown key. Both come from one walk
+// of the yaml tags from Config.
+var sectionPaths, sectionKeys = func() (map[string]string, map[string][]string) {
 	found := map[string][]string{}
+	keys := map[string][]string{}
+	pkg := reflect.TypeFor[Config]().PkgPath()
+	// at is the section's path, "" under a list or a map.
 	var walk func(t reflect.Type, at string)
 	walk = func(t reflect.Type, at string) {
+		_, walked := keys[t.Name()] // walked again only for its paths
+		if !walked {
+			keys[t.Name()] = []string{}
+		}
 		for i := range t.NumField() {
 			f := t.Field(i)
 			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-			ft := f.Type
-			for ft.Kind() == reflect.Pointer {
-				ft = ft.Elem()
-			}
-			if name == "" || name == "-" || ft.Kind() != reflect.Struct || ft.PkgPath() != t.PkgPath() {
+			if name == "" || name == "-" {
 				continue
 			}
-			p := name
-			if at != "" {
-				p = at + "." + name
+			if !walked {
+				keys[t.Name()] = append(keys[t.Name()], name)
 			}
-			found[ft.Name()] = append(found[ft.Name()], p)
-			walk(ft, p)
+			ft, inList := f.Type, false
+			for ft.Kind() == reflect.Pointer || ft.Kind() == reflect.Slice || ft.Kind() == reflect.Map {
+				inList = inList || ft.Kind() != reflect.Pointer
+				ft = ft.Elem()
+			}
+			if ft.Kind() != reflect.Struct || ft.PkgPath() != pkg {
+				continue
+			}
+			p := ""
+			if !inList && (at != "" || t.Name() == "Config") {
+				p = strings.TrimPrefix(at+"."+name, ".")
+				found[ft.Name()] = append(found[ft.Name()], p)
+			}
+			if _, seen := keys[ft.Name()]; !seen || p != "" {
+				walk(ft, p)
+			}
 		}
 	}
 	walk(reflect.TypeFor[Config](), "")
@@ -314,35 +332,7 @@ var sectionPaths = func() map[string]string {
 	for typ, ps := range found {
 		paths[typ] = strings.Join(ps, " or ")
 	}
-	return paths
-}()
-
-// sectionKeys maps the name of every config struct type to its yaml keys,
-// for the suggestion after an unknown key.
-var sectionKeys = func() map[string][]string {
-	keys := map[string][]string{}
-	var walk func(t reflect.Type)
-	walk = func(t reflect.Type) {
-		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Map {
-			t = t.Elem()
-		}
-		if t.Kind() != reflect.Struct || t.PkgPath() != reflect.TypeFor[Config]().PkgPath() {
-			return
-		}
-		if _, done := keys[t.Name()]; done {
-			return
-		}
-		keys[t.Name()] = []string{}
-		for i := range t.NumField() {
-			f := t.Field(i)
-			if name, _, _ := strings.Cut(f.Tag.Get("yaml"), ","); name != "" && name != "-" {
-				keys[t.Name()] = append(keys[t.Name()], name)
-			}
-			walk(f.Type)
-		}
-	}
-	walk(reflect.TypeFor[Config]())
-	return keys
+	return paths, keys
 }()
 
 // nearestKey returns the key of keys closest to key, if it is close enough

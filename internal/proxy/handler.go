@@ -78,7 +78,7 @@ func serveDirect(w http.ResponseWriter, r *http.Request) {
 	// malformed from its first byte then gets the client a 502, not a
 	// connection closed with nothing (the status is still unsent).
 	n, rerr := 0, error(nil)
-	if db, ok := resp.Body.(*directBody); ok && db.rc != nil && db.uc.br.Buffered() > 0 && r.Method != http.MethodHead {
+	if db, ok := resp.Body.(*directBody); ok && db.rc != nil && db.uc.br.Buffered() > 0 { // rc is nil for a HEAD
 		if n, rerr = db.Read(buf); rerr != nil && rerr != io.EOF {
 			db.uc.undoFields(w.Header())
 			if db.uc.cut.Load() {
@@ -103,8 +103,8 @@ func serveDirect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	flusher, _ := w.(http.Flusher)
-	for first := true; ; first = false {
-		if !first || n == 0 && rerr == nil {
+	for ; ; n = 0 {
+		if n == 0 && rerr == nil { // nothing left from the read before the status
 			n, rerr = resp.Body.Read(buf)
 		}
 		if n > 0 {

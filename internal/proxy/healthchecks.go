@@ -93,7 +93,7 @@ func (h *healthChecker) run(ctx context.Context) {
 				continue
 			}
 			client, scheme := h.clientAndScheme()
-			go h.record(b, h.probe(ctx, client, scheme, b))
+			go func() { h.record(b, h.probe(ctx, client, scheme, b)) }() // not holding up the ticker
 		}
 	}
 }

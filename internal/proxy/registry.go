@@ -142,7 +142,6 @@ func (r *Registry) Pools() []*Pool {
 	return out
 }
 
-// Close stops health checks and closes idle backend connections.
 // CutInFlight cuts every request in flight to every backend, as a
 // quarantine cuts one backend's: at the end of a shutdown's grace period,
 // so that the handlers still waiting on backends end, and are logged,
@@ -157,6 +156,7 @@ func (r *Registry) CutInFlight() {
 	}
 }
 
+// Close stops health checks and closes idle backend connections.
 func (r *Registry) Close() {
 	r.mu.Lock()
 	defer r.mu.Unlock()

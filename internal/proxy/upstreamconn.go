@@ -357,9 +357,9 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 		if body.rc == nil {
 			// A HEAD, 204 or 304 answer that comes with a body anyway (a
 			// common backend bug) leaves bytes behind that would be read
-			// as the next request's answer: look for them.
-			// Bytes sent a little later are looked for again before the
-			// connection carries another request (recheck).
+			// as the next request's answer: look for them now, and again
+			// before the connection carries another request (recheck),
+			// for bytes sent a little later.
 			uc.recheck = bodyless(d.req, resp)
 			body.releaseConn(!uc.recheck || uc.drained())
 		} else if resp.ContentLength < 0 || int64(uc.br.Buffered()) < resp.ContentLength {

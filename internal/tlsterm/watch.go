@@ -40,14 +40,14 @@ func (t *Terminator) maintain(ctx context.Context) {
 	}
 }
 
-// poll reloads a file certificate whose files changed. A pair that does
-// not load (caught half-written: a new certificate beside the old key; a
-// truncated file; an expired certificate) is not served: the previous
-// pair goes on, and the files are tried again at the next poll.
 // missingGrace is how long certificate files may be unreadable before it
 // is logged: longer than a replacement by rename or copy takes.
 const missingGrace = 10 * time.Second
 
+// poll reloads a file certificate whose files changed. A pair that does
+// not load (caught half-written: a new certificate beside the old key; a
+// truncated file; an expired certificate) is not served: the previous
+// pair goes on, and the files are tried again at the next poll.
 func (t *Terminator) poll(st *state, s *certSlot) {
 	now := t.opts.Now()
 	cs, err := stampOf(s.certFile)

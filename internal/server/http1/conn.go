@@ -461,8 +461,7 @@ func (c *conn) refuse(err error) {
 	if c.srv.OnRefused != nil {
 		c.srv.OnRefused(c.ctx, pe.status, pe.reason)
 	}
-	text := http.StatusText(pe.status)
-	body := strconv.Itoa(pe.status) + " " + text + "\n"
+	body := refusalBody(pe.status)
 	c.writeTimeout, c.minReadRate = 0, 0
 	c.rwc.SetWriteDeadline(time.Now().Add(time.Second))
 	// Answers to earlier pipelined requests may still be buffered: they go

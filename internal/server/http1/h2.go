@@ -172,18 +172,12 @@ func (g h2Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.s.OnRefused(r.Context(), status, reason)
 	}
 	h := w.Header()
-	for k, v := range p.RefusalHeaders { // security.headers
-		switch http.CanonicalHeaderKey(k) {
-		case "Server", "Connection": // as refusalLines
-			continue
-		}
-		if v != "" {
-			h.Set(k, v)
-		}
+	for _, f := range p.refusalFields { // security.headers, as on HTTP/1
+		h[f[0]] = []string{f[1]}
 	}
+	body := refusalBody(status)
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
-	body := strconv.Itoa(status) + " " + http.StatusText(status) + "\n"
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	w.Write([]byte(body))

@@ -3,6 +3,7 @@ package http1
 import (
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -54,7 +55,10 @@ const DefaultRateWindow = 5 * time.Second
 type policy struct {
 	Policy
 	methods map[string]struct{} // nil: any
-	// refusalHeaders is RefusalHeaders as header lines, in name order.
+	// refusalFields are RefusalHeaders in name order, canonical and
+	// without the names a refusal writes itself; refusalHeaders is the
+	// same as header lines, for the HTTP/1 refusal.
+	refusalFields  [][2]string
 	refusalHeaders string
 }
 
@@ -78,7 +82,12 @@ func compilePolicy(p Policy) *policy {
 	if c.RateWindow <= 0 {
 		c.RateWindow = DefaultRateWindow
 	}
-	c.refusalHeaders = refusalLines(p.RefusalHeaders)
+	c.refusalFields = refusalFieldsOf(p.RefusalHeaders)
+	var b strings.Builder
+	for _, f := range c.refusalFields {
+		b.WriteString(f[0] + ": " + f[1] + "\r\n")
+	}
+	c.refusalHeaders = b.String()
 	if len(p.AllowedMethods) > 0 {
 		c.methods = make(map[string]struct{}, len(p.AllowedMethods))
 		for _, m := range p.AllowedMethods {
@@ -88,9 +97,10 @@ func compilePolicy(p Policy) *policy {
 	return c
 }
 
-// refusalLines renders the refusal headers once per policy, so a refusal
-// costs no map walk; names the refusal writes itself are skipped.
-func refusalLines(h map[string]string) string {
+// refusalFieldsOf sorts and filters the refusal headers once per policy,
+// so a refusal costs no map walk; names the refusal writes itself are
+// skipped.
+func refusalFieldsOf(h map[string]string) [][2]string {
 	keys := make([]string, 0, len(h))
 	for k, v := range h {
 		switch http.CanonicalHeaderKey(k) {
@@ -102,14 +112,16 @@ func refusalLines(h map[string]string) string {
 		}
 	}
 	slices.Sort(keys)
-	var b strings.Builder
-	for _, k := range keys {
-		b.WriteString(http.CanonicalHeaderKey(k))
-		b.WriteString(": ")
-		b.WriteString(h[k])
-		b.WriteString("\r\n")
+	fields := make([][2]string, len(keys))
+	for i, k := range keys {
+		fields[i] = [2]string{http.CanonicalHeaderKey(k), h[k]}
 	}
-	return b.String()
+	return fields
+}
+
+// refusalBody is the body of every refusal: the status and its text.
+func refusalBody(status int) string {
+	return strconv.Itoa(status) + " " + http.StatusText(status) + "\n"
 }
 
 func (p *policy) allows(method string) bool {
