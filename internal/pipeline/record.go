@@ -119,6 +119,8 @@ func WithRecord(ctx context.Context, rec *Record) context.Context {
 // copy of the http.Request that setting it takes.
 type slot struct {
 	rec atomic.Pointer[Record]
+	// wait is the backend wait of that request, if any (clientgone.go).
+	wait atomic.Pointer[Wait]
 }
 
 // WithSlot returns a connection's context with an empty record slot.

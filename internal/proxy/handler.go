@@ -186,6 +186,8 @@ func errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 		rec.BackendID, rec.BackendServer = "", ""
 	case errors.Is(err, ErrBackendCut):
 		reason = "backend_cut"
+	case errors.Is(err, ErrClientGone):
+		status, reason = 499, "client_closed"
 	case errors.As(err, new(errBadResponse)):
 		reason = "backend_bad_response" // framing Rampart will not relay
 	case tlsReason(err) != "":

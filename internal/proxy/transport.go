@@ -18,6 +18,10 @@ var (
 	ErrNoBackend   = errors.New("no available backend")
 	ErrBackendCut  = errors.New("request cut: backend quarantined or drain timed out")
 	errQuarantined = errors.New("backend left rotation while the request was being sent")
+	// ErrClientGone: the client closed its connection while its request
+	// waited for the backend's answer, which was then abandoned (nginx's
+	// 499).
+	ErrClientGone = errors.New("client closed its connection while waiting for the backend")
 )
 
 // RoundTrip sends a request prepared by httputil.ReverseProxy (requests with
@@ -101,6 +105,8 @@ func (p *Pool) roundTripTo(b *Backend, req *http.Request, rec *pipeline.Record, 
 	}
 	ctx, cancel := context.WithCancelCause(req.Context())
 	stop := context.AfterFunc(cut, func() { cancel(ErrBackendCut) })
+	wait := &pipeline.Wait{Abandon: func() { cancel(ErrClientGone) }}
+	pipeline.Waiting(req.Context(), wait)
 	start := time.Now()
 	out := req.WithContext(ctx)
 	tr := p.transport.Load()
@@ -110,12 +116,13 @@ func (p *Pool) roundTripTo(b *Backend, req *http.Request, rec *pipeline.Record, 
 	}
 	out.URL.Host = b.Address
 	resp, err := tr.RoundTrip(out)
+	pipeline.DoneWaiting(req.Context(), wait)
 	if err != nil {
 		stop()
 		cancel(nil)
 		b.inflight.Add(-1)
-		if c := context.Cause(ctx); errors.Is(c, ErrBackendCut) {
-			err = ErrBackendCut
+		if c := context.Cause(ctx); errors.Is(c, ErrBackendCut) || errors.Is(c, ErrClientGone) {
+			err = c
 		}
 		return nil, err
 	}

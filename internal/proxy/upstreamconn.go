@@ -38,7 +38,11 @@ import (
 const idleConnTimeout = 50 * time.Second
 
 type upstreamConn struct {
-	cut      atomic.Bool // closed by a quarantine or drain-timeout cut
+	cut  atomic.Bool // closed by a quarantine or drain-timeout cut
+	gone atomic.Bool // closed because the client left (abandon)
+	// wait is the connection's request waiting for its answer, for the
+	// client's leaving to abandon (pipeline.Waiting).
+	wait     pipeline.Wait
 	c        net.Conn
 	br       *bufio.Reader
 	bw       *bufio.Writer // writes to wire
@@ -72,6 +76,7 @@ type upstreamConn struct {
 
 func newUpstreamConn(c net.Conn, bt *backendTLS) *upstreamConn {
 	uc := &upstreamConn{c: c, wire: wireWriter{w: c}, hop: make(http.Header, 4), tls: bt, activeIdx: -1}
+	uc.wait.Abandon = uc.abandon
 	var r io.Reader = c
 	if sc := sockio.New(c); sc != nil {
 		// Raw system calls on a plaintext connection (see internal/sockio).
@@ -81,6 +86,13 @@ func newUpstreamConn(c net.Conn, bt *backendTLS) *upstreamConn {
 	uc.br = bufio.NewReaderSize(r, 4096)
 	uc.bw = bufio.NewWriterSize(&uc.wire, 4096)
 	return uc
+}
+
+// abandon ends the wait for an answer whose client left: closing the
+// connection fails the read in progress, and exchange reports ErrClientGone.
+func (uc *upstreamConn) abandon() {
+	uc.gone.Store(true)
+	uc.c.Close()
 }
 
 // armHeadDeadline bounds the wait for the answer's head (the pool's
@@ -283,6 +295,9 @@ func (p *Pool) roundTripDirect(ctx context.Context, b *Backend, d *directRequest
 		}
 		b.untrack(uc)
 		uc.c.Close()
+		if uc.gone.Load() {
+			return nil, ErrClientGone
+		}
 		if uc.cut.Load() {
 			return nil, ErrBackendCut
 		}
@@ -308,6 +323,10 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 		stop = context.AfterFunc(ctx, func() { uc.c.Close() })
 	}
 	uc.armHeadDeadline(start, cfg.ResponseHeaderTimeout.D())
+	// Until the answer's head is in, a client that leaves abandons the
+	// wait (an HTTP/1 client; an HTTP/2 one resets its stream, above).
+	pipeline.Waiting(ctx, &uc.wait)
+	defer pipeline.DoneWaiting(ctx, &uc.wait)
 	uc.wire.writes = 0
 	err := writeRequest(uc.bw, d)
 	if err == nil {

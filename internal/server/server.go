@@ -21,6 +21,7 @@ import (
 	"github.com/rampart-proxy/rampart/internal/audit"
 	"github.com/rampart-proxy/rampart/internal/config"
 	"github.com/rampart-proxy/rampart/internal/metrics"
+	"github.com/rampart-proxy/rampart/internal/pipeline"
 	"github.com/rampart-proxy/rampart/internal/proxy"
 	"github.com/rampart-proxy/rampart/internal/ratelimit"
 	"github.com/rampart-proxy/rampart/internal/server/http1"
@@ -409,6 +410,9 @@ func (s *Server) serve(l *listener) {
 		ConnContext: e.connContext,
 		OnRefused:   e.refused,
 		OnSlow:      e.slowIndicator,
+		// A client that left while its request waits for a backend
+		// abandons the wait (proxy: 499 client_closed).
+		OnClientGone: func(ctx context.Context) { pipeline.ClientGone(ctx) },
 		OnHTTP2Error: func(errType string) {
 			s.metrics.Blocked("http2", errType)
 		},

@@ -72,6 +72,27 @@ func New(c net.Conn) *Conn {
 // socket itself.
 func (c *Conn) Raw() syscall.RawConn { return c.raw }
 
+// PeerClosed reports whether the peer has closed its side of the
+// connection or reset it: the next read would end. It neither consumes
+// nor waits (a peek), and takes no read lock, so it may run while another
+// goroutine reads or waits on the connection. Unread data means false:
+// the peer may still be there.
+func (c *Conn) PeerClosed() bool {
+	closed := false
+	c.raw.Control(func(fd uintptr) {
+		var b [1]byte
+		for {
+			n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			if err == syscall.EINTR {
+				continue
+			}
+			closed = (err == nil && n == 0) || err == syscall.ECONNRESET
+			return
+		}
+	})
+	return closed
+}
+
 // Read reads as net.Conn.Read does: at least one byte, or an error (io.EOF
 // once the peer has closed its side).
 func (c *Conn) Read(p []byte) (int, error) {

@@ -148,3 +148,41 @@ func TestResetError(t *testing.T) {
 		t.Fatalf("read after a reset: %v (%T), want a *net.OpError with ECONNRESET", err, err)
 	}
 }
+
+// PeerClosed sees a close or a reset, and nothing while the peer is there,
+// also with data waiting, which it leaves for the next read.
+func TestPeerClosed(t *testing.T) {
+	until := func(sc *Conn, want bool) bool {
+		for range 200 { // the FIN or RST takes a moment on loopback
+			if sc.PeerClosed() == want {
+				return true
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		return false
+	}
+	sc, peer := pair(t)
+	if sc.PeerClosed() {
+		t.Fatal("PeerClosed on an open connection")
+	}
+	peer.Write([]byte("x"))
+	time.Sleep(20 * time.Millisecond)
+	if sc.PeerClosed() {
+		t.Fatal("PeerClosed with unread data")
+	}
+	b := make([]byte, 4)
+	if n, err := sc.Read(b); n != 1 || err != nil || b[0] != 'x' {
+		t.Fatalf("read after PeerClosed: %d %v %q, want the byte it peeked at", n, err, b[:n])
+	}
+	peer.(*net.TCPConn).CloseWrite() // half-close: FIN
+	if !until(sc, true) {
+		t.Fatal("PeerClosed false after the peer's FIN")
+	}
+
+	sc, peer = pair(t)
+	peer.(*net.TCPConn).SetLinger(0)
+	peer.Close() // RST
+	if !until(sc, true) {
+		t.Fatal("PeerClosed false after a reset")
+	}
+}

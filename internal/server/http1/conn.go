@@ -64,6 +64,12 @@ type conn struct {
 	// is finished; Shutdown closes only connections that are not active.
 	active   atomic.Bool
 	hijacked atomic.Bool
+	// reqs counts the connection's requests, so that watchClients can tell
+	// a request that is still in progress from the next one; watchSeq and
+	// goneSeq are watchClients' own (the request it saw last, the last one
+	// it reported).
+	reqs              atomic.Uint64
+	watchSeq, goneSeq uint64
 
 	// cr is what br reads from. While flushOnRead is set (the connection's
 	// own goroutine is between handlers), answers still buffered for
@@ -300,6 +306,7 @@ func (c *conn) serve() {
 			}
 		}
 		c.acquireWriter()
+		c.reqs.Add(1)
 		c.active.Store(true)
 		// The request's policy: one atomic load, so a reload applies from
 		// the next request, also on connections already open.

@@ -73,6 +73,21 @@ type Server struct {
 	// SlowBody, ...) that ended a connection or its request, at most once
 	// per indicator and connection; c is what OnClose is given.
 	OnSlow func(c net.Conn, indicator string)
+	// OnClientGone, when set, is told when the client of a request that
+	// has been in progress for a while (see ClientWatchInterval) has
+	// closed its side of the connection or reset it, with the
+	// connection's context (ConnContext's result): the handler can then
+	// stop waiting for a backend nobody will read the answer of. nginx
+	// notices the same through its event loop; here one goroutine per
+	// Server looks at the long-running requests once per interval, so a
+	// fast request costs nothing. A client that half-closes after its
+	// request counts as gone, as in nginx.
+	OnClientGone func(connCtx context.Context)
+	// ClientWatchInterval is how often the requests in progress are
+	// looked at for OnClientGone: a request is looked at once it has been
+	// in progress for one to two intervals, then once per interval.
+	// Default DefaultClientWatchInterval (1 s).
+	ClientWatchInterval time.Duration
 
 	// The first Policy (see Policy for each field); Configure replaces it.
 	Limits            Limits        // zero fields take DefaultLimits
@@ -110,6 +125,9 @@ type Server struct {
 	conns     map[*conn]struct{}
 	closing   atomic.Bool
 	connWG    sync.WaitGroup
+	// watching: the goroutine of watchClients runs (while there are
+	// connections and OnClientGone is set).
+	watching bool
 }
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -193,6 +211,10 @@ func (s *Server) track(c *conn) bool {
 	}
 	s.conns[c] = struct{}{}
 	s.connWG.Add(1)
+	if s.OnClientGone != nil && !s.watching {
+		s.watching = true
+		go s.watchClients()
+	}
 	return true
 }
 
