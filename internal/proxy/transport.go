@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rampart-proxy/rampart/internal/clock"
@@ -50,7 +51,16 @@ func (p *Pool) forward(req *http.Request, direct *directRequest) (*http.Response
 		}
 	}
 	var tried []*Backend // nil until a retry: most requests never allocate it
-	retryable := isIdempotent(req.Method) && (req.Body == nil || req.Body == http.NoBody)
+	retryable := isIdempotent(req.Method)
+	var body *unsentBody
+	if retryable && req.Body != nil && req.Body != http.NoBody {
+		// An idempotent request with a body (PUT, DELETE) may go to
+		// another backend as long as none of its body has left.
+		body = &unsentBody{ReadCloser: req.Body}
+		out := *req // a RoundTripper leaves the caller's request as it is
+		out.Body = body
+		req = &out
+	}
 	var lastErr error = ErrNoBackend
 	for attempt := 0; attempt <= s.cfg.Retries; attempt++ {
 		b := p.members.Load().selector.Select(key, tried)
@@ -70,7 +80,7 @@ func (p *Pool) forward(req *http.Request, direct *directRequest) (*http.Response
 				p.ejected(b, why, s.cfg.OutlierDetection)
 			}
 		}
-		if !(dialFailed || errors.Is(err, errQuarantined)) || !retryable || req.Context().Err() != nil {
+		if !(dialFailed || errors.Is(err, errQuarantined)) || !retryable || body.started() || req.Context().Err() != nil {
 			return nil, err
 		}
 		tried = append(tried, b)
@@ -193,6 +203,32 @@ func (u *upgradedBody) Close() error {
 	u.tb.release()
 	return err
 }
+
+// unsentBody is the body of a request that may be retried on another
+// backend: the retry is allowed only while nothing of it has been read.
+// Until then it also keeps http.Transport's Close after a failed connect
+// (RoundTrip closes the body on every error) from ending it, so the next
+// backend gets it whole; the handler's own Close ends it in any case.
+type unsentBody struct {
+	io.ReadCloser
+	read atomic.Bool
+}
+
+func (b *unsentBody) Read(p []byte) (int, error) {
+	b.read.Store(true)
+	return b.ReadCloser.Read(p)
+}
+
+func (b *unsentBody) Close() error {
+	if !b.read.Load() {
+		return nil
+	}
+	return b.ReadCloser.Close()
+}
+
+// started reports whether some of the body may have been sent (false for
+// no body at all).
+func (b *unsentBody) started() bool { return b != nil && b.read.Load() }
 
 func isIdempotent(method string) bool {
 	switch method {

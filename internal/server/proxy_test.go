@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -784,10 +785,26 @@ logging: {access_log: {path: access.log}}
 		t.Fatalf("retried requests by route: %v; %d round-robin GETs and some hashed users should have met the dead backend", retried, n-1)
 	}
 
+	// A PUT (idempotent) with a body of a user that hashes to the dead
+	// backend is retried on the live one, which gets the whole body.
+	var putBody atomic.Value
+	live.setHandler(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		putBody.Store(r.Method + " " + string(b))
+		io.WriteString(w, "live")
+	})
+	r = e.do(http.MethodPut, e.url("web", "/ch"), "", http.Header{"X-User": {deadUser}}, strings.NewReader("put payload"))
+	if r.status != 200 || r.body != "live" || putBody.Load() != "PUT put payload" {
+		t.Fatalf("PUT to the dead backend: %d %q, live backend got %v; want it retried with its body", r.status, r.body, putBody.Load())
+	}
+	if got := live.hits.Load(); got != 2*n+1 {
+		t.Fatalf("live backend received %d, want %d", got, 2*n+1)
+	}
+
 	// A POST of a user that hashes to the dead backend: 502, not retried.
 	r = e.do(http.MethodPost, e.url("web", "/ch"), "", http.Header{"X-User": {deadUser}}, strings.NewReader("payload"))
 	assertGeneric(t, r, http.StatusBadGateway)
-	if got := live.hits.Load(); got != 2*n {
+	if got := live.hits.Load(); got != 2*n+1 {
 		t.Fatalf("POST to the dead backend was retried on the live one")
 	}
 }
