@@ -170,6 +170,9 @@ type certRefusalConn struct {
 	refused atomic.Pointer[BackendTLSError] // the refusal seen first
 }
 
+// NetConn returns the TLS connection it wraps.
+func (c *certRefusalConn) NetConn() net.Conn { return c.Conn }
+
 func (c *certRefusalConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {

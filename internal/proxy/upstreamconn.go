@@ -56,10 +56,9 @@ type upstreamConn struct {
 	await   func(fd uintptr) bool
 	sent    bool
 	sendErr error
-	// recheck: the last answer was one without a body (HEAD, 204, 304),
-	// which buggy backends send one with anyway; the socket is peeked at
-	// before the connection is reused.
-	recheck bool
+	// peek is the TCP socket under c (raw's, or a TLS connection's
+	// underlying one), for drained; nil for other connections.
+	peek syscall.RawConn
 	// head, hop, added and replaced are reused by every response read on
 	// the connection (see readResponse).
 	head     []byte
@@ -82,6 +81,9 @@ func newUpstreamConn(c net.Conn, bt *backendTLS) *upstreamConn {
 		// Raw system calls on a plaintext connection (see internal/sockio).
 		r, uc.wire.w = sc, sc
 		uc.raw, uc.await = sc.Raw(), uc.flushThenWait
+		uc.peek = uc.raw
+	} else if sc := sockio.New(underlying(c)); sc != nil {
+		uc.peek = sc.Raw() // TLS
 	}
 	uc.br = bufio.NewReaderSize(r, 4096)
 	uc.bw = bufio.NewWriterSize(&uc.wire, 4096)
@@ -270,11 +272,14 @@ func (p *Pool) roundTripDirect(ctx context.Context, b *Backend, d *directRequest
 	bt := p.tls.Load()
 	for attempt := 0; ; attempt++ {
 		uc := b.conns.get(start, bt)
-		if uc != nil && uc.recheck {
-			if uc.recheck = false; !uc.drained() {
-				uc.c.Close() // a late body of a bodyless answer (see exchange)
-				uc = nil
-			}
+		if uc != nil && !uc.drained() {
+			// Bytes that arrived while the connection was idle answer no
+			// request (a late body of a HEAD, 204 or 304 answer, a backend's
+			// bug or worse): read as this request's answer, they would hand
+			// this client another's, and the next one this one's. Or the
+			// backend closed it. Either way, not reused.
+			uc.c.Close()
+			uc = nil
 		}
 		reused := uc != nil
 		if !reused {
@@ -375,12 +380,9 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 		resp.Body = body
 		if body.rc == nil {
 			// A HEAD, 204 or 304 answer that comes with a body anyway (a
-			// common backend bug) leaves bytes behind that would be read
-			// as the next request's answer: look for them now, and again
-			// before the connection carries another request (recheck),
-			// for bytes sent a little later.
-			uc.recheck = bodyless(d.req, resp)
-			body.releaseConn(!uc.recheck || uc.drained())
+			// common backend bug) leaves bytes behind: drained finds them
+			// before the connection carries another request.
+			body.releaseConn(true)
 		} else if resp.ContentLength < 0 || int64(uc.br.Buffered()) < resp.ContentLength {
 			// The body is still to come: it may stream for longer than
 			// the head was allowed to take.
@@ -460,22 +462,30 @@ func (d *directBody) releaseConn(reusable bool) {
 	uc.c.Close()
 }
 
-// bodyless reports whether resp is an answer that never has a body,
-// whatever its header says (RFC 9112 §6.3): to a HEAD, or a 204 or 304.
-func bodyless(req *http.Request, resp *http.Response) bool {
-	return req.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified
+// underlying returns the connection below c's layers (TLS, and wrappers
+// that say what they wrap with NetConn, as tls.Conn does).
+func underlying(c net.Conn) net.Conn {
+	for {
+		w, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			return c
+		}
+		c = w.NetConn()
+	}
 }
 
-// drained reports whether nothing more has arrived on the connection: its
+// drained reports whether nothing has arrived on an idle connection: its
 // reader is empty and a non-waiting peek at the socket finds no byte (and
-// no end of stream). A TLS connection cannot be peeked at below its
-// records and counts as not drained.
+// no end of stream); on a TLS connection, no record. One system call per
+// reuse, which keeps any answer from being read by the wrong request (nginx
+// learns the same from its event loop; http.Transport from a read it keeps
+// pending on every idle connection).
 func (uc *upstreamConn) drained() bool {
-	if uc.raw == nil || uc.br.Buffered() > 0 {
+	if uc.peek == nil || uc.br.Buffered() > 0 {
 		return false
 	}
 	empty := false
-	err := uc.raw.Read(func(fd uintptr) bool {
+	err := uc.peek.Read(func(fd uintptr) bool {
 		var b [1]byte
 		for {
 			_, _, errno := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)

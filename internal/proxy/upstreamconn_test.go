@@ -451,12 +451,13 @@ func scriptedBackend(t *testing.T, answers map[string]string, late map[string]st
 func TestDirectSurplusBytesNeverAnswerTheNextRequest(t *testing.T) {
 	const poison = "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nPOISONED"
 	addr := scriptedBackend(t, map[string]string{
-		"/extra":  "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" + poison,
-		"/head":   "HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(len(poison)) + "\r\n\r\n" + poison,
-		"/nobody": "HTTP/1.1 204 No Content\r\n\r\n" + poison,
-		"/late":   "HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(len(poison)) + "\r\n\r\n",
-		"/chunk":  "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n" + poison,
-	}, map[string]string{"/late": poison})
+		"/extra":     "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" + poison,
+		"/head":      "HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(len(poison)) + "\r\n\r\n" + poison,
+		"/nobody":    "HTTP/1.1 204 No Content\r\n\r\n" + poison,
+		"/late":      "HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(len(poison)) + "\r\n\r\n",
+		"/chunk":     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n" + poison,
+		"/extralate": "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+	}, map[string]string{"/late": poison, "/extralate": poison})
 	p := testPool(t, addr)
 	do := func(method, path string) (int, string) {
 		t.Helper()
@@ -478,10 +479,11 @@ func TestDirectSurplusBytesNeverAnswerTheNextRequest(t *testing.T) {
 		{http.MethodGet, "/nobody"},
 		{http.MethodHead, "/late"}, // the body comes 50 ms after the head
 		{http.MethodGet, "/chunk"},
+		{http.MethodGet, "/extralate"}, // a whole answer, 50 ms after the right one
 	} {
 		do(tc.method, tc.path)
-		if tc.path == "/late" {
-			time.Sleep(150 * time.Millisecond) // the late body has arrived
+		if tc.path == "/late" || tc.path == "/extralate" {
+			time.Sleep(150 * time.Millisecond) // the late bytes have arrived
 		}
 		for i := range 3 {
 			next := "/next-" + strconv.Itoa(i)
