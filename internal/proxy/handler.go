@@ -126,6 +126,9 @@ func serveDirect(w http.ResponseWriter, r *http.Request) {
 		if rerr != nil {
 			// The backend failed or was cut mid-answer: the client must
 			// see a broken response, not a short one that looks complete.
+			if db, ok := resp.Body.(*directBody); ok && db.uc.cut.Load() {
+				d.rec.Error = "backend_cut"
+			}
 			panic(http.ErrAbortHandler)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -136,8 +137,17 @@ func (p *Pool) roundTripTo(b *Backend, req *http.Request, rec *pipeline.Record, 
 		}
 		return nil, err
 	}
+	if resp.StatusCode > 599 {
+		// http.Transport takes any three digits; the direct path's reader
+		// refuses what HTTP does not define, and so does this one.
+		resp.Body.Close()
+		stop()
+		cancel(nil)
+		b.inflight.Add(-1)
+		return nil, errBadResponse("status code " + strconv.Itoa(resp.StatusCode))
+	}
 	p.observe(b, rec, resp, start)
-	tb := &trackedBody{rc: resp.Body, b: b, stop: stop, cancel: func() { cancel(nil) }}
+	tb := &trackedBody{rc: resp.Body, b: b, stop: stop, cancel: func() { cancel(nil) }, ctx: ctx, rec: rec}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		// An upgraded connection (WebSocket) outlives RoundTrip; closing the
 		// backend side on a cut ends both copy loops of the proxy.
@@ -174,9 +184,19 @@ type trackedBody struct {
 	stop   func() bool
 	cancel func()
 	once   sync.Once
+	// ctx and rec: a read that fails because the backend was cut says so
+	// in the record (the proxy then aborts the answer).
+	ctx context.Context
+	rec *pipeline.Record
 }
 
-func (t *trackedBody) Read(p []byte) (int, error) { return t.rc.Read(p) }
+func (t *trackedBody) Read(p []byte) (int, error) {
+	n, err := t.rc.Read(p)
+	if err != nil && err != io.EOF && errors.Is(context.Cause(t.ctx), ErrBackendCut) {
+		t.rec.Error = "backend_cut"
+	}
+	return n, err
+}
 
 func (t *trackedBody) Close() error {
 	err := t.rc.Close()

@@ -129,3 +129,30 @@ logging: {access_log: {path: access.log}}
 		t.Fatalf("malformed later chunk: %d %q, read error %v; want the 200 already sent and the body cut", res.StatusCode, body, err)
 	}
 }
+
+// A status code HTTP does not define (999) is refused with a generic 502
+// on both paths: the direct client's reader refuses it, and so does the
+// http.Transport path (which would relay any three digits).
+func TestUndefinedStatusCode(t *testing.T) {
+	addr := serveRaw(t, func(c net.Conn) error {
+		_, err := io.WriteString(c, "HTTP/1.1 999 Whatever\r\nContent-Length: 2\r\n\r\nok")
+		return err
+	})
+	e := startEnv(t, fmt.Sprintf(`
+listeners:
+  - {name: web, listen: "127.0.0.1:0"}
+routes:
+  - {name: all, match: {path_prefix: /}, pool: p}
+pools:
+  - name: p
+    backends: [{id: raw, address: %q}]
+logging: {access_log: {path: access.log}}
+`, addr))
+	assertGeneric(t, e.get("/"), http.StatusBadGateway)
+	assertGeneric(t, e.do(http.MethodPost, e.url("web", "/"), "", nil, strings.NewReader("x")), http.StatusBadGateway)
+	for i, l := range accessLogLines(t, filepath.Join(e.dir, "access.log"), 2) {
+		if l["status_code"] != 502.0 || l["error"] != "backend_bad_response" {
+			t.Errorf("access log line %d: %v %v, want 502 backend_bad_response", i, l["status_code"], l["error"])
+		}
+	}
+}

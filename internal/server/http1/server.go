@@ -130,6 +130,9 @@ type Server struct {
 	watching bool
 }
 
+// abortingServer is the value of http.ServerContextKey (see init).
+var abortingServer = &http.Server{}
+
 // ErrServerClosed is returned by Serve after Shutdown or Close.
 var ErrServerClosed = http.ErrServerClosed
 
@@ -140,7 +143,13 @@ func (s *Server) init() {
 			BodyTimeout: s.BodyTimeout, MinBodyRate: s.MinBodyRate, RateWindow: s.RateWindow,
 			WriteTimeout: s.WriteTimeout, MinReadRate: s.MinReadRate, AllowedMethods: s.AllowedMethods,
 		}))
-		s.baseCtx = context.Background()
+		// httputil.ReverseProxy aborts an answer whose body fails midway
+		// (panic(http.ErrAbortHandler), which closes the connection
+		// without the last chunk) only under a server that sets
+		// ServerContextKey; otherwise it ends the body as if it were
+		// complete. This engine handles the abort, so it sets the key; no
+		// code here reads the *http.Server it holds.
+		s.baseCtx = context.WithValue(context.Background(), http.ServerContextKey, abortingServer)
 		s.listeners = map[net.Listener]struct{}{}
 		s.conns = map[*conn]struct{}{}
 		if s.TLSConfig != nil {
