@@ -138,7 +138,7 @@ func (p *Pool) setMembers(backends []*Backend) {
 	old := p.members.Swap(&members{backends: backends, byID: byID, selector: sel})
 	for _, b := range old.backends {
 		if byID[b.ID] != b {
-			b.conns.closeIdle() // left the pool (or was replaced)
+			b.conns.retire() // left the pool (or was replaced)
 		}
 	}
 }
@@ -173,6 +173,6 @@ func (p *Pool) stop() {
 	}
 	p.transport.Load().CloseIdleConnections()
 	for _, b := range p.Backends() {
-		b.conns.closeIdle()
+		b.conns.retire()
 	}
 }

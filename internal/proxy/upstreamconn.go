@@ -173,6 +173,9 @@ func (uc *upstreamConn) flushThenWait(uintptr) bool {
 type connPool struct {
 	mu   sync.Mutex
 	idle []*upstreamConn
+	// retired: the backend left its pool; connections that come back
+	// from requests still in flight are closed, not kept.
+	retired bool
 }
 
 // get and put take the time from the caller, which has it already. get
@@ -195,7 +198,7 @@ func (cp *connPool) get(now time.Time, bt *backendTLS) *upstreamConn {
 func (cp *connPool) put(uc *upstreamConn, max int, now time.Time) {
 	uc.lastUsed = now
 	cp.mu.Lock()
-	if len(cp.idle) < max {
+	if len(cp.idle) < max && !cp.retired {
 		cp.idle = append(cp.idle, uc)
 		cp.mu.Unlock()
 		return
@@ -204,11 +207,17 @@ func (cp *connPool) put(uc *upstreamConn, max int, now time.Time) {
 	uc.c.Close()
 }
 
-// closeIdle closes every idle connection (quarantine, removal, reload).
-func (cp *connPool) closeIdle() {
+// closeIdle closes every idle connection (quarantine, reload).
+func (cp *connPool) closeIdle() { cp.close(false) }
+
+// retire closes every idle connection for good: the backend left its pool.
+func (cp *connPool) retire() { cp.close(true) }
+
+func (cp *connPool) close(retire bool) {
 	cp.mu.Lock()
 	idle := cp.idle
 	cp.idle = nil
+	cp.retired = cp.retired || retire
 	cp.mu.Unlock()
 	for _, uc := range idle {
 		uc.c.Close()

@@ -493,3 +493,28 @@ func TestDirectSurplusBytesNeverAnswerTheNextRequest(t *testing.T) {
 		}
 	}
 }
+
+// A connection that carried a request to a backend that left its pool
+// meanwhile (a reload) is closed when the request ends, not kept idle for
+// a backend no request will choose again.
+func TestRemovedBackendKeepsNoIdleConnection(t *testing.T) {
+	addr := scriptedBackend(t, nil, nil)
+	p := testPool(t, addr)
+	a := p.Backend("a")
+	req, _ := http.NewRequest(http.MethodGet, "http://placeholder/x", nil)
+	resp, err := p.forward(req, &directRequest{req: req, rec: pipeline.FromContext(req.Context())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.setMembers(nil) // the reload's removal, while the answer is unread
+	if body, err := io.ReadAll(resp.Body); err != nil || string(body) != "/x" {
+		t.Fatalf("answer of the removed backend: %q %v", body, err)
+	}
+	resp.Body.Close()
+	a.conns.mu.Lock()
+	idle := len(a.conns.idle)
+	a.conns.mu.Unlock()
+	if idle != 0 {
+		t.Fatalf("%d idle connections kept for a backend that left its pool", idle)
+	}
+}
