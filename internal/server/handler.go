@@ -105,7 +105,7 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if p != nil && rec.Error == "" {
 			rec.Error = "aborted"
 		}
-		e.finish(t, ctx, rec, rw, body, start)
+		e.finish(ctx, rec, rw, body, start)
 		if p != nil {
 			panic(p)
 		}
@@ -329,7 +329,7 @@ func (e *entry) refused(ctx context.Context, status int, reason string) {
 // finish completes the record, hands it to the metrics and the access log
 // and releases it, after freeing the connection's slot (and with it rw and
 // body, when they are the connection's).
-func (e *entry) finish(t *table, ctx context.Context, rec *pipeline.Record, rw *responseWriter, body *countingBody, start time.Time) {
+func (e *entry) finish(ctx context.Context, rec *pipeline.Record, rw *responseWriter, body *countingBody, start time.Time) {
 	if rw.status == 0 && rec.Error == "" {
 		rec.StatusCode = http.StatusOK // handler wrote nothing: net/http sends 200
 	}
@@ -344,7 +344,10 @@ func (e *entry) finish(t *table, ctx context.Context, rec *pipeline.Record, rw *
 	}
 	pipeline.Detach(ctx, rec)
 	e.srv.metrics.ObserveRequest(rec)
-	t.accessLog.Log(rec)
+	// The log the config names now: a request that outlived a reload
+	// which changed the access log goes to the new one (the old one is
+	// closed 5 s after the reload, and would drop its line).
+	e.srv.table.Load().accessLog.Log(rec)
 	pipeline.Release(rec)
 }
 

@@ -63,11 +63,14 @@ type Server struct {
 	mu        sync.Mutex // serialises Start, Reload and Shutdown
 	cfg       *config.Config
 	listeners map[string]*listener // by address
-	admin     *http.Server
-	adminLn   net.Listener
-	started   time.Time
-	stopped   bool
-	reloads   atomic.Int64
+	// draining are listeners a reload removed, still finishing their
+	// requests (shutdownListener); Shutdown waits for them too.
+	draining map[*listener]struct{}
+	admin    *http.Server
+	adminLn  net.Listener
+	started  time.Time
+	stopped  bool
+	reloads  atomic.Int64
 }
 
 type table struct {
@@ -624,6 +627,10 @@ func (s *Server) apply(cfg *config.Config) error {
 	s.table.Store(s.buildTable(cfg, al, wf))
 	for _, l := range remove {
 		delete(s.listeners, l.cfg.Listen)
+		if s.draining == nil {
+			s.draining = map[*listener]struct{}{}
+		}
+		s.draining[l] = struct{}{}
 		go s.shutdownListener(l, cfg.ShutdownTimeout.D())
 	}
 	for _, l := range bound {
@@ -649,7 +656,11 @@ func (s *Server) shutdownListener(l *listener, timeout time.Duration) {
 	if err := l.srv.Shutdown(ctx); err != nil {
 		l.srv.Close()
 	}
-	if l.term != nil {
+	s.mu.Lock()
+	delete(s.draining, l)
+	stopped := s.stopped // Shutdown closes the terminator
+	s.mu.Unlock()
+	if l.term != nil && !stopped {
 		l.term.Close()
 	}
 	s.log.Info("listener closed", "listener", l.cfg.Name)
@@ -664,8 +675,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil // a second call (tests, signal races) has nothing left to do
 	}
 	s.stopped = true
-	ls := make([]*listener, 0, len(s.listeners))
+	ls := make([]*listener, 0, len(s.listeners)+len(s.draining))
 	for _, l := range s.listeners {
+		ls = append(ls, l)
+	}
+	// Listeners a reload removed still serve their last requests: they
+	// get the same grace, and their cut requests the same log lines.
+	for l := range s.draining {
 		ls = append(ls, l)
 	}
 	s.mu.Unlock()
