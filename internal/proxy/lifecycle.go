@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -110,8 +111,10 @@ func (r *Registry) Quarantine(pool, id string) (BackendStatus, error) {
 	// In memory first: isolation must not wait for the disk.
 	b.setState(StateQuarantined)
 	b.cutInFlight()
-	r.ovr.pool(pool).States[id] = StateQuarantined
-	err = r.store.save(r.ovr)
+	po := r.ovr.pool(pool)
+	po.States[id] = StateQuarantined
+	po.quarantineAddress(id, b.Address)
+	err = r.saveLocked()
 	r.log.Warn("backend quarantined", "pool", pool, "backend", id, "address", b.Address)
 	return backendStatus(p, b, false), err
 }
@@ -139,7 +142,7 @@ func (r *Registry) drainLocked(pool, id string) (BackendStatus, <-chan struct{},
 	b.setState(StateDraining)
 	b.drainCut.Store(0)
 	r.ovr.pool(pool).States[id] = StateDraining
-	err = r.store.save(r.ovr)
+	err = r.saveLocked()
 	r.log.Info("backend draining", "pool", pool, "backend", id, "in_flight", b.InFlight())
 	return backendStatus(p, b, false), r.watchDrain(b, r.cfgs[pool].DrainTimeout.D()), err
 }
@@ -196,7 +199,7 @@ func (r *Registry) Deregister(pool, id string) (BackendStatus, <-chan struct{}, 
 	if po.States[id] == StateDraining {
 		delete(po.States, id)
 	}
-	if serr := r.store.save(r.ovr); serr != nil && err == nil {
+	if serr := r.saveLocked(); serr != nil && err == nil {
 		err = serr
 	}
 	removed := make(chan struct{})
@@ -234,7 +237,7 @@ func (r *Registry) Register(pool string, nb config.Backend) (BackendStatus, erro
 	po := r.ovr.pool(pool)
 	po.Deregistered = slices.DeleteFunc(po.Deregistered, func(x string) bool { return x == nb.ID })
 	po.Registered = append(po.Registered, nb)
-	err := r.store.save(r.ovr)
+	err := r.saveLocked()
 	r.rebuildLocked(p)
 	b := p.Backend(nb.ID)
 	p.admitChecked(b)
@@ -252,15 +255,35 @@ func (r *Registry) Restore(pool, id string) (BackendStatus, error) {
 	if err != nil {
 		return BackendStatus{}, err
 	}
-	delete(r.ovr.pool(pool).States, id)
-	if err := r.store.save(r.ovr); err != nil {
+	po := r.ovr.pool(pool)
+	// A quarantine follows the host (see rebuildLocked): restoring it
+	// restores every id the pool knows it by.
+	same := []*Backend{b}
+	if b.State() == StateQuarantined {
+		for _, m := range p.Backends() {
+			if m != b && m.State() == StateQuarantined && addressKey(m.Address) == addressKey(b.Address) {
+				same = append(same, m)
+			}
+		}
+	}
+	saved := maps.Clone(po.States)
+	savedAt := maps.Clone(po.QuarantinedAt)
+	for _, m := range same {
+		delete(po.States, m.ID)
+	}
+	po.releaseAddress(b.Address)
+	if err := r.saveLocked(); err != nil {
+		// Not restored: still isolated, on disk and in memory.
+		po.States, po.QuarantinedAt = saved, savedAt
 		return backendStatus(p, b, false), err
 	}
-	b.ejectEnd.Store(0)
-	if b.State() == StateQuarantined {
-		p.admitChecked(b) // out until its health check passes again
+	for _, m := range same {
+		m.ejectEnd.Store(0)
+		if m.State() == StateQuarantined {
+			p.admitChecked(m) // out until its health check passes again
+		}
+		m.setState(StateActive)
+		r.log.Info("backend restored", "pool", pool, "backend", m.ID, "address", m.Address)
 	}
-	b.setState(StateActive)
-	r.log.Info("backend restored", "pool", pool, "backend", id)
 	return backendStatus(p, b, false), nil
 }

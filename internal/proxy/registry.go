@@ -8,6 +8,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/rampart-proxy/rampart/internal/audit"
 	"github.com/rampart-proxy/rampart/internal/config"
@@ -24,6 +25,8 @@ type Registry struct {
 	cfgs  map[string]config.Pool
 	ovr   *overrides
 	store stateFile
+	// retrying: a failed save is being retried (saveLocked); closed stops it.
+	retrying, closed bool
 
 	// events receives automatic actions (outlier ejections) for the audit
 	// trail; nil until SetEvents.
@@ -97,9 +100,28 @@ func (r *Registry) rebuildLocked(p *Pool) {
 		}
 	}
 	want = append(want, po.Registered...)
+	// Quarantined addresses, with the id they were quarantined as.
+	quarantined := map[string]string{}
+	for id, a := range po.QuarantinedAt {
+		quarantined[a] = id
+	}
+	for _, w := range want {
+		if po.States[w.ID] == StateQuarantined {
+			quarantined[addressKey(w.Address)] = w.ID
+		}
+	}
 	cur := p.members.Load().byID
 	next := make([]*Backend, 0, len(want))
 	for _, w := range want {
+		if qid, ok := quarantined[addressKey(w.Address)]; ok && po.States[w.ID] != StateQuarantined {
+			// The same host under another id (renamed in the file, or
+			// registered anew): still isolated, until restored.
+			po.States[w.ID] = StateQuarantined
+			po.quarantineAddress(w.ID, w.Address)
+			r.log.Warn("backend kept out of rotation: its address is quarantined", "pool", p.Name, "backend", w.ID,
+				"address", w.Address, "quarantined_as", qid)
+			r.saveLocked()
+		}
 		b := cur[w.ID]
 		if b == nil || b.Address != w.Address || b.Weight != max(w.Weight, 1) {
 			nb := NewBackend(w.ID, w.Address, w.Weight)
@@ -156,10 +178,48 @@ func (r *Registry) CutInFlight() {
 	}
 }
 
+// saveLocked persists the overrides. When the disk refuses (full,
+// read-only), the change is in effect in memory and the caller reports the
+// error; the save is then retried every few seconds until it succeeds, so
+// that a restart once the disk is back does not undo a quarantine.
+func (r *Registry) saveLocked() error {
+	err := r.store.save(r.ovr)
+	if err != nil && !r.retrying && !r.closed {
+		r.retrying = true
+		go r.retrySave()
+	}
+	return err
+}
+
+// saveRetryInterval is how often a failed save of the overrides is retried.
+const saveRetryInterval = 2 * time.Second
+
+func (r *Registry) retrySave() {
+	for {
+		time.Sleep(saveRetryInterval)
+		r.mu.Lock()
+		if r.closed {
+			r.retrying = false
+			r.mu.Unlock()
+			return
+		}
+		err := r.store.save(r.ovr)
+		if err == nil {
+			r.retrying = false
+			r.mu.Unlock()
+			r.log.Warn("backend states persisted after an earlier failure", "file", r.store.path)
+			return
+		}
+		r.mu.Unlock()
+		r.log.Error("backend states still not persisted; retrying", "file", r.store.path, "error", err, "in", saveRetryInterval)
+	}
+}
+
 // Close stops health checks and closes idle backend connections.
 func (r *Registry) Close() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.closed = true
 	for _, p := range r.pools {
 		p.stop()
 	}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 
@@ -25,6 +26,36 @@ type poolOverrides struct {
 	Deregistered []string `json:"deregistered,omitempty"`
 	// States holds non-active operator states (draining, quarantined) by id.
 	States map[string]State `json:"states,omitempty"`
+	// QuarantinedAt is the address of each backend quarantined through the
+	// API, by id: a backend whose id changed in the file, or one registered
+	// under a new id, at a quarantined address stays out of rotation.
+	QuarantinedAt map[string]string `json:"quarantined_at,omitempty"`
+}
+
+func (po *poolOverrides) quarantineAddress(id, address string) {
+	if po.QuarantinedAt == nil {
+		po.QuarantinedAt = map[string]string{}
+	}
+	po.QuarantinedAt[id] = addressKey(address)
+}
+
+// releaseAddress forgets every quarantine of address, whatever its id.
+func (po *poolOverrides) releaseAddress(address string) {
+	k := addressKey(address)
+	for id, a := range po.QuarantinedAt {
+		if a == k {
+			delete(po.QuarantinedAt, id)
+		}
+	}
+}
+
+// addressKey writes an IP address with its port one way ("[::1]:80" and
+// "[0::1]:80" are one backend); a host name stays as it is.
+func addressKey(address string) string {
+	if ap, err := netip.ParseAddrPort(address); err == nil {
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()
+	}
+	return address
 }
 
 func (o *overrides) pool(name string) *poolOverrides {
