@@ -521,7 +521,7 @@ func (c *conn) handOffH2() {
 	}
 	c.clearWriteDeadline()
 	h2 := c.srv.h2
-	pre := newH2Conn(c.hc, c.hc, io.MultiReader(strings.NewReader("PRI * HTTP/2.0\r\n"), c.br), c.srv.OnClose, h2.maxResets, h2.onFlood)
+	pre := newH2Conn(c.hc, c.hc, io.MultiReader(strings.NewReader("PRI * HTTP/2.0\r\n"), c.br), h2)
 	c.hijacked.Store(true) // the HTTP/2 server owns it now
 	c.handedOff = true     // and pre tells OnClose when it is closed
 	c.srv.untrack(c)

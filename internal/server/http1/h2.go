@@ -1,11 +1,13 @@
 package http1
 
 import (
+	"context"
 	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
 	"sync"
+	"time"
 )
 
 // HTTP2Limits bound every HTTP/2 connection; zero fields take
@@ -39,27 +41,36 @@ var DefaultHTTP2Limits = HTTP2Limits{
 // listener starts serving; a reload does not change them (net/http reads
 // them while connections run).
 type h2Server struct {
-	srv   *http.Server
+	hs    *http.Server
 	ln    *chanListener
 	start sync.Once
-	// maxResets and onFlood are set by serve, before any hand-off.
-	maxResets int
-	onFlood   func()
+	srv   *Server // the HTTP/1 server handing connections over
+	// maxResets, headerTimeout and onAbuse are set by serve, before any
+	// hand-off (see h2Conn).
+	maxResets     int
+	headerTimeout time.Duration
+	onAbuse       func(reason string)
 }
 
 func newH2Server(s *Server) *h2Server {
 	var protos http.Protocols
 	protos.SetUnencryptedHTTP2(true)
 	h := &h2Server{
-		srv: &http.Server{
-			Handler:     h2Gate{s},
-			Protocols:   &protos,
-			ConnContext: s.ConnContext,
+		srv: s,
+		hs: &http.Server{
+			Handler:   h2Gate{s},
+			Protocols: &protos,
+			ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+				if s.ConnContext != nil {
+					ctx = s.ConnContext(ctx, c)
+				}
+				return context.WithValue(ctx, h2ConnKey{}, c)
+			},
 		},
 		ln: &chanListener{ch: make(chan net.Conn), done: make(chan struct{})},
 	}
 	if s.Log != nil {
-		h.srv.ErrorLog = slog.NewLogLogger(s.Log.Handler(), slog.LevelDebug)
+		h.hs.ErrorLog = slog.NewLogLogger(s.Log.Handler(), slog.LevelDebug)
 	}
 	return h
 }
@@ -85,13 +96,14 @@ func (h *h2Server) serve(p *policy, countError func(string)) {
 			l.MaxResetsPerSecond = d.MaxResetsPerSecond
 		}
 		h.maxResets = l.MaxResetsPerSecond
+		h.headerTimeout = p.ReadHeaderTimeout
 		if countError != nil {
-			h.onFlood = func() { countError("max_resets_per_second") }
+			h.onAbuse = countError
 		}
-		h.srv.ReadHeaderTimeout = p.ReadHeaderTimeout
-		h.srv.IdleTimeout = p.IdleTimeout
-		h.srv.MaxHeaderBytes = p.MaxHeaderBytes
-		h.srv.HTTP2 = &http.HTTP2Config{
+		h.hs.ReadHeaderTimeout = p.ReadHeaderTimeout
+		h.hs.IdleTimeout = p.IdleTimeout
+		h.hs.MaxHeaderBytes = p.MaxHeaderBytes
+		h.hs.HTTP2 = &http.HTTP2Config{
 			MaxConcurrentStreams:          l.MaxConcurrentStreams,
 			MaxDecoderHeaderTableSize:     l.MaxHeaderTableSize,
 			MaxEncoderHeaderTableSize:     l.MaxHeaderTableSize,
@@ -102,7 +114,7 @@ func (h *h2Server) serve(p *policy, countError func(string)) {
 			PermitProhibitedCipherSuites:  false,
 			CountError:                    countError,
 		}
-		go h.srv.Serve(h.ln)
+		go h.hs.Serve(h.ln)
 	})
 }
 
@@ -151,6 +163,23 @@ func (chanAddr) String() string  { return "h2c" }
 // are; only the stream ends, not the connection.
 type h2Gate struct{ s *Server }
 
+// slowReporter reports a stream's slow-client indicators as OnSlow, for
+// the connection the stream is on, once per indicator and connection.
+func (g h2Gate) slowReporter(r *http.Request) func(string) {
+	return func(indicator string) {
+		c, _ := r.Context().Value(h2ConnKey{}).(*h2Conn)
+		if g.s.OnSlow == nil || c == nil {
+			return
+		}
+		if bit := slowBit(indicator); c.slowSeen.Or(bit)&bit == 0 {
+			g.s.OnSlow(c.inner, indicator)
+		}
+	}
+}
+
+// h2ConnKey is the context key of a stream's *h2Conn (see newH2Server).
+type h2ConnKey struct{}
+
 func (g h2Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := g.s.pol.Load()
 	status, reason := 0, ""
@@ -165,6 +194,14 @@ func (g h2Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		status, reason = http.StatusBadRequest, "malformed Host header"
 	}
 	if status == 0 {
+		ctl := http.NewResponseController(w)
+		slow := g.slowReporter(r)
+		if r.Body != nil && r.Body != http.NoBody && (p.BodyTimeout > 0 || p.MinBodyRate > 0) {
+			r.Body = newH2Body(r.Body, ctl, p, slow)
+		}
+		if p.WriteTimeout > 0 {
+			w = &h2Writer{ResponseWriter: w, ctl: ctl, timeout: p.WriteTimeout, slow: slow}
+		}
 		g.s.Handler.ServeHTTP(w, r)
 		return
 	}

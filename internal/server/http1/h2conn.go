@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,14 +26,27 @@ type h2Conn struct {
 	onClose func(net.Conn)
 	inner   net.Conn // what onClose is given
 	closed  sync.Once
+	// slowSeen has a bit per slow indicator its streams reported.
+	slowSeen atomic.Uint32
 
 	maxResets int // 0: not counted
-	onFlood   func()
+	onAbuse   func(reason string)
 	in        frameTracker
 	resetSec  int64
 	resets    int
 	flooded   bool
-	lastID    uint32 // highest client stream id seen, for GOAWAY
+	lastID    atomic.Uint32 // highest client stream id seen, for GOAWAY
+
+	// A header block (HEADERS, then CONTINUATION frames up to one with
+	// END_HEADERS) must end within headerTimeout, in at most
+	// maxContinuations CONTINUATION frames: net/http bounds a block by its
+	// bytes, which empty CONTINUATION frames never add to (CVE-2024-27316
+	// class), and not in time at all. headerTimer closes the connection.
+	headerTimeout time.Duration
+	headerTimer   *time.Timer
+	inHeaders     bool
+	continuations int
+	onSlowHeader  func()
 
 	wmu       sync.Mutex // orders the server's writes with our GOAWAY
 	wrote     *sync.Cond // on wmu: a server write, or the GOAWAY's wait is over
@@ -42,8 +56,13 @@ type h2Conn struct {
 }
 
 // errResetFlood ends the read side of a connection that reset too many
-// streams; the HTTP/2 server then closes it.
-var errResetFlood = errors.New("http1: HTTP/2 client exceeded max resets per second")
+// streams, or sent a header block in too many CONTINUATION frames; the
+// HTTP/2 server then closes it.
+var errResetFlood = errors.New("http1: HTTP/2 client flooded the connection")
+
+// maxContinuations bounds the CONTINUATION frames of one header block (a
+// block of the largest allowed size needs at most a few).
+const maxContinuations = 32
 
 // frameTracker follows HTTP/2 frame boundaries in a byte stream.
 type frameTracker struct {
@@ -78,17 +97,30 @@ func (t *frameTracker) feed(p []byte, frame func(hdr *[9]byte)) {
 }
 
 const (
-	frameHeaders   = 0x1
-	frameRSTStream = 0x3
-	frameGoAway    = 0x7
-	errCodeCalm    = 0xb // ENHANCE_YOUR_CALM
-	h2PrefaceLen   = 24  // "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+	frameHeaders      = 0x1
+	frameRSTStream    = 0x3
+	frameGoAway       = 0x7
+	frameContinuation = 0x9
+	flagEndHeaders    = 0x4
+	errCodeCalm       = 0xb // ENHANCE_YOUR_CALM
+	h2PrefaceLen      = 24  // "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 )
 
 // newH2Conn wraps conn, which carries the HTTP/2 bytes (the socket, or
-// the TLS connection over it); inner is what onClose is given.
-func newH2Conn(conn, inner net.Conn, r io.Reader, onClose func(net.Conn), maxResets int, onFlood func()) *h2Conn {
-	c := &h2Conn{Conn: conn, r: r, onClose: onClose, inner: inner, maxResets: maxResets, onFlood: onFlood}
+// the TLS connection over it); inner is what onClose is given. h gives the
+// limits (nil: none, for tests of the wrapper alone).
+func newH2Conn(conn, inner net.Conn, r io.Reader, h *h2Server) *h2Conn {
+	c := &h2Conn{Conn: conn, r: r, inner: inner}
+	if h != nil {
+		c.onClose, c.maxResets, c.onAbuse, c.headerTimeout = h.srv.OnClose, h.maxResets, h.onAbuse, h.headerTimeout
+		if h.srv.OnSlow != nil {
+			c.onSlowHeader = func() {
+				if bit := slowBit(SlowHeader); c.slowSeen.Or(bit)&bit == 0 {
+					h.srv.OnSlow(inner, SlowHeader)
+				}
+			}
+		}
+	}
 	c.wrote = sync.NewCond(&c.wmu)
 	c.in.skip = h2PrefaceLen
 	return c
@@ -103,26 +135,70 @@ func (c *h2Conn) Read(p []byte) (int, error) {
 	if c.maxResets <= 0 || n == 0 {
 		return n, err
 	}
-	flood := false
+	flood := ""
 	c.in.feed(p[:n], func(h *[9]byte) {
 		id := binary.BigEndian.Uint32(h[5:]) &^ (1 << 31)
 		switch h[3] {
 		case frameHeaders:
-			c.lastID = max(c.lastID, id)
+			if id > c.lastID.Load() {
+				c.lastID.Store(id)
+			}
+			c.headerBlock(h[4]&flagEndHeaders != 0)
+		case frameContinuation:
+			if c.continuations++; c.continuations > maxContinuations && flood == "" {
+				flood = "continuation_flood"
+			}
+			c.headerBlock(h[4]&flagEndHeaders != 0)
 		case frameRSTStream:
 			if sec := time.Now().Unix(); sec != c.resetSec {
 				c.resetSec, c.resets = sec, 0
 			}
 			c.resets++
-			flood = flood || c.resets > c.maxResets
+			if c.resets > c.maxResets && flood == "" {
+				flood = "max_resets_per_second"
+			}
 		}
 	})
-	if flood {
+	if flood != "" {
 		c.flooded = true
-		c.goAway()
+		c.goAway(flood)
 		return n, errResetFlood
 	}
 	return n, err
+}
+
+// headerBlock follows header blocks: a HEADERS frame without END_HEADERS
+// opens one (and arms the header timeout), a frame with it closes it.
+func (c *h2Conn) headerBlock(ends bool) {
+	switch {
+	case ends && c.inHeaders:
+		c.inHeaders = false
+		if c.headerTimer != nil {
+			c.headerTimer.Stop()
+		}
+	case !ends && !c.inHeaders:
+		c.inHeaders, c.continuations = true, 0
+		if c.headerTimeout <= 0 {
+			return
+		}
+		if c.headerTimer == nil {
+			c.headerTimer = time.AfterFunc(c.headerTimeout, c.headerTimedOut)
+		} else {
+			c.headerTimer.Reset(c.headerTimeout)
+		}
+	}
+	if ends {
+		c.continuations = 0
+	}
+}
+
+// headerTimedOut closes a connection whose header block did not end in
+// time (HTTP/2's slowloris), as the HTTP/1 engine does with a head.
+func (c *h2Conn) headerTimedOut() {
+	if c.onSlowHeader != nil {
+		c.onSlowHeader()
+	}
+	c.goAway("header_timeout")
 }
 
 // goAway sends GOAWAY between two of the server's frames and closes the
@@ -131,9 +207,9 @@ func (c *h2Conn) Read(p []byte) (int, error) {
 // that frame; a server write in progress, or a frame not finished, is
 // waited for at most a second (a flooding client may not be reading):
 // then the close comes without it.
-func (c *h2Conn) goAway() {
-	if c.onFlood != nil {
-		c.onFlood()
+func (c *h2Conn) goAway(reason string) {
+	if c.onAbuse != nil {
+		c.onAbuse(reason)
 	}
 	// One deadline for both waits: the frame's end (the wait below) and
 	// a server write holding wmu (the select).
@@ -157,7 +233,7 @@ func (c *h2Conn) goAway() {
 			var f [17]byte
 			f[2] = 8 // payload length
 			f[3] = frameGoAway
-			binary.BigEndian.PutUint32(f[9:], c.lastID)
+			binary.BigEndian.PutUint32(f[9:], c.lastID.Load())
 			binary.BigEndian.PutUint32(f[13:], errCodeCalm)
 			c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
 			c.Conn.Write(f[:])

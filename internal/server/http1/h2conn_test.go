@@ -48,7 +48,8 @@ func TestH2ConnGoAwayAfterPartialFrame(t *testing.T) {
 			flood = append(flood, h2Frame(frameRSTStream, id, 4)...)
 		}
 		rc := &recordConn{in: bytes.NewReader(flood)}
-		c := newH2Conn(rc, rc, rc, nil, 2, nil)
+		c := newH2Conn(rc, rc, rc, nil)
+		c.maxResets = 2
 		data := h2Frame(0x0, 1, 100) // a DATA frame the server writes in two parts
 		if _, err := c.Write(data[:50]); err != nil {
 			t.Fatal(err)

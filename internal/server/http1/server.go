@@ -247,7 +247,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	var h2err chan error
 	if s.h2 != nil {
 		h2err = make(chan error, 1)
-		go func() { h2err <- s.h2.srv.Shutdown(ctx) }()
+		go func() { h2err <- s.h2.hs.Shutdown(ctx) }()
 	}
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
@@ -287,7 +287,7 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	if s.h2 != nil {
-		s.h2.srv.Close()
+		s.h2.hs.Close()
 	}
 	return nil
 }

@@ -36,16 +36,19 @@ func (c *conn) slow(indicator string) {
 	if c.srv.OnSlow == nil {
 		return
 	}
-	var bit uint32
+	if bit := slowBit(indicator); c.slowSeen.Or(bit)&bit == 0 {
+		c.srv.OnSlow(c.hc, indicator)
+	}
+}
+
+// slowBit is indicator's bit in a connection's set of reported indicators.
+func slowBit(indicator string) uint32 {
 	for i, s := range SlowIndicators {
 		if s == indicator {
-			bit = 1 << i
+			return 1 << i
 		}
 	}
-	if c.slowSeen.Or(bit)&bit != 0 {
-		return
-	}
-	c.srv.OnSlow(c.hc, indicator)
+	return 0
 }
 
 // writeMeter measures how fast the client takes an answer that is waiting

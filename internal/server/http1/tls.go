@@ -218,7 +218,7 @@ func (c *conn) handOffH2TLS() {
 	c.setReadDeadline(time.Time{})
 	c.flushOnRead.Store(false)
 	h2 := c.srv.h2
-	pre := newH2Conn(c.tc, c.hc, c.tc, c.srv.OnClose, h2.maxResets, h2.onFlood)
+	pre := newH2Conn(c.tc, c.hc, c.tc, h2)
 	c.hijacked.Store(true)
 	c.handedOff = true
 	c.srv.untrack(c)
