@@ -184,6 +184,9 @@ func errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 		// timeout, minimum rate): the answer is about the request.
 		status = se.HTTPStatus()
 		reason = "request_body_" + strconv.Itoa(status)
+		if status == 499 { // the client left mid-body (nginx's 499)
+			reason = "client_closed"
+		}
 	case errors.Is(err, ErrNoBackend):
 		status, reason = http.StatusServiceUnavailable, "no_backend"
 		rec.BackendID, rec.BackendServer = "", ""

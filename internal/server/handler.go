@@ -343,6 +343,11 @@ func (e *entry) finish(ctx context.Context, rec *pipeline.Record, rw *responseWr
 		*body = countingBody{}
 	}
 	pipeline.Detach(ctx, rec)
+	if rec.Error == "request_body_413" {
+		// A streamed body that crossed max_body_bytes on its way to the
+		// backend; one announced too large is counted where it is refused.
+		e.srv.metrics.Blocked("request_limits", "max_body_bytes")
+	}
 	e.srv.metrics.ObserveRequest(rec)
 	// The log the config names now: a request that outlived a reload
 	// which changed the access log goes to the new one (the old one is

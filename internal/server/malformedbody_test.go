@@ -156,3 +156,48 @@ logging: {access_log: {path: access.log}}
 		}
 	}
 }
+
+// A client that leaves before sending all of its body is logged 499
+// client_closed, not 502 backend_unreachable, and the backend is not
+// blamed (no outlier ejection); a streamed body over max_body_bytes is
+// counted as blocked like one announced too large.
+func TestClientLeavesMidBody(t *testing.T) {
+	b := newTestBackend(t, "b")
+	e := startEnv(t, fmt.Sprintf(`
+listeners:
+  - {name: web, listen: "127.0.0.1:0"}
+routes:
+  - {name: all, match: {path_prefix: /}, pool: p, max_body_bytes: 64}
+pools:
+  - name: p
+    backends: %s
+    outlier_detection: {consecutive_5xx: 1, ejection_time: 1m}
+logging: {access_log: {path: access.log}}
+`, backendsYAML(b)))
+	addr := strings.TrimPrefix(e.url("web", ""), "http://")
+	for range 2 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n0123456789")
+		time.Sleep(100 * time.Millisecond) // the request has reached the backend
+		c.Close()
+	}
+	if r := e.get("/after"); r.status != 200 {
+		t.Fatalf("GET after the abandoned uploads: %d (backend ejected?)", r.status)
+	}
+	big := e.do(http.MethodPost, e.url("web", "/big"), "", nil, io.MultiReader(strings.NewReader(strings.Repeat("x", 200)))) // no length: chunked
+	if big.status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("chunked body over max_body_bytes: %d, want 413", big.status)
+	}
+	lines := accessLogLines(t, filepath.Join(e.dir, "access.log"), 4)
+	for i, l := range lines[:2] {
+		if l["status_code"] != 499.0 || l["error"] != "client_closed" {
+			t.Errorf("abandoned upload %d: %v %v, want 499 client_closed", i, l["status_code"], l["error"])
+		}
+	}
+	if v, _ := metricValue(e.scrape("/metrics"), `rampart_blocked_total{reason="max_body_bytes",stage="request_limits"}`); v != "1" {
+		t.Errorf("max_body_bytes blocked count %q, want 1", v)
+	}
+}

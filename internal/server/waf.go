@@ -94,6 +94,9 @@ func (e *entry) inspect(p *waf.Policy, rw http.ResponseWriter, r *http.Request, 
 			status = hs.HTTPStatus()
 		}
 		rec.Error = "body_read_error"
+		if status == 499 { // the client left mid-body
+			rec.Error = "client_closed"
+		}
 		if status == http.StatusRequestEntityTooLarge {
 			rec.Error = "body_too_large"
 			e.srv.metrics.Blocked("request_limits", "max_body_bytes")

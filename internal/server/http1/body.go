@@ -10,6 +10,7 @@ import (
 	"net/http/httputil"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/rampart-proxy/rampart/internal/httpwire"
 )
@@ -220,6 +221,9 @@ func (b *body) read(p []byte) (int, error) {
 		} else if b.chunk && malformed(err) {
 			// The client's fault, to be answered 400, not a failed backend.
 			err = &bodyError{http.StatusBadRequest, "malformed chunked body: " + err.Error()}
+		} else if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
+			// The client left before sending all of it: its doing too.
+			err = errBodyClientGone
 		}
 		b.err = err
 	}

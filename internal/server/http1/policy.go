@@ -154,7 +154,14 @@ func (e *bodyError) Timeout() bool   { return e.status == http.StatusRequestTime
 var (
 	errBodyTimeout = &bodyError{http.StatusRequestTimeout, "not received within the body timeout"}
 	errBodyTooSlow = &bodyError{http.StatusRequestTimeout, "arriving below the minimum data rate"}
+	// errBodyClientGone: the client closed its connection mid-body. Its
+	// status is nginx's 499 (nobody will read the answer).
+	errBodyClientGone = &bodyError{StatusClientClosedRequest, "the client closed its connection before sending all of it"}
 )
+
+// StatusClientClosedRequest is nginx's 499: the client went away before
+// its answer.
+const StatusClientClosedRequest = 499
 
 // rateMeter measures a request body's arrival. It runs only inside the
 // reads that hit the read deadline: the deadline is moved once every
