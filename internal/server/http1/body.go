@@ -220,10 +220,10 @@ func (b *body) read(p []byte) (int, error) {
 			err = be // not hidden by the chunked reader's wrapping
 		} else if b.chunk && malformed(err) {
 			// The client's fault, to be answered 400, not a failed backend.
-			err = &bodyError{http.StatusBadRequest, "malformed chunked body: " + err.Error()}
+			err = &bodyError{status: http.StatusBadRequest, reason: "malformed chunked body: " + err.Error(), err: err}
 		} else if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
 			// The client left before sending all of it: its doing too.
-			err = errBodyClientGone
+			err = clientGone(err)
 		}
 		b.err = err
 	}

@@ -145,19 +145,25 @@ func (s *Server) Configure(p Policy) {
 type bodyError struct {
 	status int
 	reason string
+	err    error // what the connection said, if anything
 }
 
 func (e *bodyError) Error() string   { return "http1: request body: " + e.reason }
+func (e *bodyError) Unwrap() error   { return e.err }
 func (e *bodyError) HTTPStatus() int { return e.status }
 func (e *bodyError) Timeout() bool   { return e.status == http.StatusRequestTimeout }
 
 var (
-	errBodyTimeout = &bodyError{http.StatusRequestTimeout, "not received within the body timeout"}
-	errBodyTooSlow = &bodyError{http.StatusRequestTimeout, "arriving below the minimum data rate"}
-	// errBodyClientGone: the client closed its connection mid-body. Its
-	// status is nginx's 499 (nobody will read the answer).
-	errBodyClientGone = &bodyError{StatusClientClosedRequest, "the client closed its connection before sending all of it"}
+	errBodyTimeout = &bodyError{status: http.StatusRequestTimeout, reason: "not received within the body timeout"}
+	errBodyTooSlow = &bodyError{status: http.StatusRequestTimeout, reason: "arriving below the minimum data rate"}
 )
+
+// clientGone is the error of a body whose client closed its connection
+// before sending all of it (err: io.ErrUnexpectedEOF or the reset). Its
+// status is nginx's 499: nobody will read the answer.
+func clientGone(err error) error {
+	return &bodyError{status: StatusClientClosedRequest, reason: "the client closed its connection before sending all of it", err: err}
+}
 
 // StatusClientClosedRequest is nginx's 499: the client went away before
 // its answer.
