@@ -301,6 +301,13 @@ func ParseFields(hdr http.Header, block string, vals *[]string) error {
 		if err != nil {
 			return err
 		}
+		if strings.IndexByte(key, '_') >= 0 {
+			// Dropped, as nginx does by default (underscores_in_headers
+			// off): CGI-style backends read X_Real_IP and X-Real-IP as one
+			// variable, so the field would get past the ones the proxy
+			// removes or sets itself (X-Forwarded-For, X-Real-IP).
+			continue
+		}
 		if vv, dup := hdr[key]; dup {
 			hdr[key] = append(vv, value) // cap 1: a copy, vs is not touched
 		} else {

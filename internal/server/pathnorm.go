@@ -17,6 +17,7 @@ import (
 //   - an encoded slash or backslash (%2F, %5C) is refused (400) unless
 //     security.request_limits.allow_encoded_slashes is true, in which case
 //     it is kept encoded, as one segment;
+//   - an encoded NUL (%00) is refused (400), as nginx does;
 //   - nothing else changes: case is kept (paths are case-sensitive), other
 //     percent-encodings are passed on as they came.
 
@@ -26,6 +27,7 @@ type pathRefusal string
 const (
 	pathAboveRoot    pathRefusal = "path above root"
 	pathEncodedSlash pathRefusal = "encoded slash in path"
+	pathNUL          pathRefusal = "encoded NUL in path"
 )
 
 // normalizePath normalises u's path in place.
@@ -39,6 +41,9 @@ func normalizePath(u *url.URL, allowEncodedSlash bool) pathRefusal {
 	}
 	if !allowEncodedSlash && hasEncodedSlash(raw) {
 		return pathEncodedSlash
+	}
+	if strings.Contains(u.Path, "\x00") {
+		return pathNUL // %00: C backends end the path there
 	}
 	segs := strings.Split(raw[1:], "/")
 	out := make([]string, 0, len(segs))

@@ -37,6 +37,8 @@ func TestNormalizePath(t *testing.T) {
 		{"/a%2fb", "", pathEncodedSlash},
 		{"/a%2Fb", "", pathEncodedSlash},
 		{"/a%5cb", "", pathEncodedSlash},
+		{"/a%00b", "", pathNUL},
+		{"/a/..%00/b", "", pathNUL},
 	}
 	for _, c := range cases {
 		u, err := url.ParseRequestURI(c.in)

@@ -448,8 +448,13 @@ func (c *conn) handle(r *http.Request) (keep bool) {
 // refuse answers a request that never reached a handler and reports it.
 func (c *conn) refuse(err error) {
 	if errors.Is(err, errH2Preface) {
-		c.handOffH2()
-		return
+		if c.reqs.Load() == 1 {
+			c.handOffH2()
+			return
+		}
+		// Prior knowledge starts a connection; after a request it is a
+		// protocol switch no request asked for (a desync upstream).
+		err = refuse(http.StatusBadRequest, "HTTP/2 preface after the first request")
 	}
 	var pe *parseError
 	if !errors.As(err, &pe) {

@@ -296,15 +296,25 @@ func differential(data []byte) error {
 		return view{r.Method, r.RequestURI, r.Proto, r.ProtoMajor, r.ProtoMinor, r.Host,
 			fmt.Sprintf("%#v", *r.URL), r.ContentLength, r.TransferEncoding, r.Close}
 	}
+	if std.URL.Scheme != "" && std.URL.Path == "" {
+		std.URL.Path = "/" // the engine's normalisation (RFC 9112 §3.2.2)
+	}
 	if e, s := see(r), see(std); !reflect.DeepEqual(e, s) {
 		return fmt.Errorf("input %q:\nengine  %+v\nnet/http %+v", data, e, s)
 	}
 	// Header fields, after net/http's own normalisations: its server
 	// drops Host from the map (the engine does too; ReadRequest does
 	// not), it adds Cache-Control for Pragma: no-cache, and it moves a
-	// chunked request's Trailer field to r.Trailer.
+	// chunked request's Trailer field to r.Trailer. The engine drops
+	// fields with an underscore in their name (nginx's default), and
+	// ignores an HTTP/1.0 request's Upgrade.
 	eh, sh := r.Header.Clone(), std.Header.Clone()
 	delete(sh, "Host")
+	for k := range sh {
+		if strings.IndexByte(k, '_') >= 0 || (k == "Upgrade" && std.ProtoMinor == 0) {
+			delete(sh, k)
+		}
+	}
 	if _, ok := eh["Cache-Control"]; !ok && eh.Get("Pragma") == "no-cache" {
 		delete(sh, "Cache-Control")
 	}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -194,6 +195,11 @@ func (g h2Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		status, reason = http.StatusBadRequest, "malformed Host header"
 	}
 	if status == 0 {
+		for k := range r.Header {
+			if strings.IndexByte(k, '_') >= 0 {
+				delete(r.Header, k) // as on HTTP/1 (httpwire.ParseFields)
+			}
+		}
 		ctl := http.NewResponseController(w)
 		slow := g.slowReporter(r)
 		if r.Body != nil && r.Body != http.NoBody && (p.BodyTimeout > 0 || p.MinBodyRate > 0) {

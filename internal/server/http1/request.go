@@ -153,6 +153,10 @@ func (h *head) parse(r *http.Request, lineEnd int) error {
 		return refuse(http.StatusBadRequest, err.Error())
 	}
 	r.Header = h.hdr
+	if r.ProtoMinor == 0 {
+		// An HTTP/1.0 request's Upgrade is ignored (RFC 9110 §7.8).
+		delete(r.Header, "Upgrade")
+	}
 	return nil
 }
 
@@ -183,8 +187,14 @@ func parseTarget(r *http.Request, target string) error {
 	}
 	parsed, err := url.ParseRequestURI(target)
 	if err != nil || (parsed.Scheme != "" && parsed.Scheme != "http" && parsed.Scheme != "https") ||
-		(parsed.Scheme == "" && target[0] != '/') || parsed.Opaque != "" {
+		(parsed.Scheme == "" && target[0] != '/') || parsed.Opaque != "" || parsed.User != nil ||
+		(parsed.Scheme != "" && parsed.Host == "") {
+		// Userinfo in a target is refused too (RFC 9110 §4.2.4), and an
+		// http(s) URI without a host (RFC 9110 §4.2.1).
 		return refuse(http.StatusBadRequest, "malformed request target")
+	}
+	if parsed.Path == "" {
+		parsed.Path = "/" // "http://host" asks for "/" (RFC 9112 §3.2.2)
 	}
 	*u = *parsed
 	return nil

@@ -93,6 +93,7 @@ var refusalCases = []struct {
 	{"relative target", "GET a/b HTTP/1.1\r\nHost: a\r\n\r\n", 400},
 	{"asterisk outside OPTIONS", "GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400},
 	{"ftp absolute form", "GET ftp://a.example/ HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+	{"userinfo in absolute form", "GET http://user:pw@a.example/x HTTP/1.1\r\nHost: a.example\r\n\r\n", 400},
 	{"bad method char", "G@T / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
 	{"two empty lines first", "\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
 	{"CONNECT authority", "CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n", 405},
@@ -302,6 +303,16 @@ func TestAcceptedForms(t *testing.T) {
 			eq(t, "RawQuery", s.RawQuery, "y")
 			eq(t, "RequestURI", s.RequestURI, "http://a.example/x?y")
 		}},
+		{"absolute form without path", "GET http://a.example HTTP/1.1\r\nHost: a.example\r\n\r\n", func(t *testing.T, s seen) {
+			eq(t, "Path", s.Path, "/")
+		}},
+		{"underscore in a field name", "GET / HTTP/1.1\r\nHost: a\r\nX_Real_IP: 6.6.6.6\r\nX-Kept: 1\r\n\r\n", func(t *testing.T, s seen) {
+			eq(t, "X_Real_IP", len(s.Header["X_real_ip"])+len(s.Header["X_Real_IP"]), 0)
+			eq(t, "X-Kept", s.Header.Get("X-Kept"), "1")
+		}},
+		{"Upgrade in HTTP/1.0", "GET / HTTP/1.0\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", func(t *testing.T, s seen) {
+			eq(t, "Upgrade", s.Header.Get("Upgrade"), "")
+		}},
 		{"absolute form https with port", "GET https://a.example:8443/x HTTP/1.1\r\nHost: a.example:8443\r\n\r\n", func(t *testing.T, s seen) {
 			eq(t, "Host", s.Host, "a.example:8443")
 		}},
@@ -439,4 +450,18 @@ func TestFragmentedHead(t *testing.T) {
 	}
 	c.expectStatus("GET", 200)
 	eq(t, "Path", recv(t, ch).Path, "/frag")
+}
+
+// The HTTP/2 preface starts an h2c connection only as its first bytes:
+// after a request it is refused (400), not a switch to HTTP/2 that no
+// request asked for.
+func TestH2PrefaceAfterARequest(t *testing.T) {
+	ts := newTestServer(t, nil, func(s *Server) { s.H2C = true })
+	c := ts.dial(t)
+	c.write("GET / HTTP/1.1\r\nHost: a\r\n\r\nPRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+	if _, body := c.expectStatus("GET", 200); body != "ok" {
+		t.Fatalf("first request: %q", body)
+	}
+	c.expectStatus("GET", 400)
+	c.expectClosed()
 }
