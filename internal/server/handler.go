@@ -330,7 +330,11 @@ func (e *entry) refused(ctx context.Context, status int, reason string) {
 // and releases it, after freeing the connection's slot (and with it rw and
 // body, when they are the connection's).
 func (e *entry) finish(ctx context.Context, rec *pipeline.Record, rw *responseWriter, body *countingBody, start time.Time) {
-	if rw.status == 0 && rec.Error == "" {
+	switch {
+	case rw.status == 0 && rec.TargetStatusCode == http.StatusSwitchingProtocols:
+		// An upgrade: the 101 went out on the hijacked connection.
+		rec.StatusCode = http.StatusSwitchingProtocols
+	case rw.status == 0 && rec.Error == "":
 		rec.StatusCode = http.StatusOK // handler wrote nothing: net/http sends 200
 	}
 	rec.ResponseSizeBytes = rw.written

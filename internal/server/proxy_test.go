@@ -594,7 +594,7 @@ func wsDial(t *testing.T, addr string) (net.Conn, *bufio.Reader, *http.Response)
 func TestWebSocketUpgrade(t *testing.T) {
 	b := newTestBackend(t, "a")
 	b.setHandler(wsEcho)
-	e := startEnv(t, onePool("round_robin", "", b))
+	e := startEnv(t, onePool("round_robin", "logging: {access_log: {path: access.log}}\n", b))
 	conn, br, res := wsDial(t, e.srv.Addr("web"))
 	if res.StatusCode != http.StatusSwitchingProtocols {
 		t.Fatalf("status %d, want 101", res.StatusCode)
@@ -619,6 +619,9 @@ func TestWebSocketUpgrade(t *testing.T) {
 	}
 	conn.Close()
 	eventually(t, "in-flight back to 0 after the WebSocket closed", func() bool { return e.backend("p", "a").InFlight() == 0 })
+	if l := lastLogLine(t, e, 1); l["status_code"] != 101.0 || l["target_status_code"] != 101.0 {
+		t.Errorf("access log of the upgrade: status %v target %v, want 101 101", l["status_code"], l["target_status_code"])
+	}
 }
 
 // An upgraded connection is in flight: quarantining the backend cuts it.
