@@ -214,7 +214,15 @@ func (a *API) reload(w http.ResponseWriter, r *http.Request) {
 		problemExt(w, http.StatusUnprocessableEntity, "config refused; the running config is unchanged", err.Error(), ext)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"reloaded": true})
+	answer := map[string]any{"reloaded": true}
+	if p, ok := a.inst.(interface{ PendingRestart() []string }); ok {
+		if pending := p.PendingRestart(); len(pending) > 0 {
+			// Applied, except these: the operator must not believe them
+			// in force (a listener still plain HTTP, ...).
+			answer["pending_restart"] = pending
+		}
+	}
+	writeJSON(w, http.StatusOK, answer)
 }
 
 func (a *API) pools(w http.ResponseWriter, r *http.Request) {

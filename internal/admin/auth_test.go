@@ -38,6 +38,7 @@ func (s fakeSource) Pools() []proxy.PoolStatus       { return s.reg.Status() }
 func (fakeSource) ActiveConnections() map[string]int { return nil }
 func (fakeSource) AccessLogDropped() int64           { return 0 }
 func (fakeSource) Reloads() int64                    { return 0 }
+func (fakeSource) ReloadFailures() (int64, bool)     { return 0, false }
 
 const (
 	viewerToken   = "viewer-token-4cbd6f0e1a7f2b9c"

@@ -34,6 +34,10 @@ type Source interface {
 	AccessLogDropped() int64
 	// Reloads returns successful config reloads so far.
 	Reloads() int64
+	// ReloadFailures returns refused config reloads so far, and whether
+	// the last reload was refused (the running config is then older than
+	// the file).
+	ReloadFailures() (total int64, lastFailed bool)
 }
 
 // Metrics is one process's collectors; it outlives config reloads.
@@ -209,10 +213,14 @@ var (
 		"Access log lines dropped because the writer could not keep up.", nil, nil)
 	reloadsDesc = prometheus.NewDesc("rampart_config_reloads_total",
 		"Successful configuration reloads.", nil, nil)
+	reloadFailuresDesc = prometheus.NewDesc("rampart_config_reload_failures_total",
+		"Configuration reloads refused (the running config was kept).", nil, nil)
+	lastReloadDesc = prometheus.NewDesc("rampart_config_last_reload_successful",
+		"1 if the last configuration reload was applied (or there was none), 0 if it was refused.", nil, nil)
 )
 
 func (c *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{backendUpDesc, backendInFlightDesc, backendStateDesc, connectionsDesc, droppedDesc, reloadsDesc} {
+	for _, d := range []*prometheus.Desc{backendUpDesc, backendInFlightDesc, backendStateDesc, connectionsDesc, droppedDesc, reloadsDesc, reloadFailuresDesc, lastReloadDesc} {
 		ch <- d
 	}
 }
@@ -234,4 +242,11 @@ func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(droppedDesc, prometheus.CounterValue, float64(c.src.AccessLogDropped()))
 	ch <- prometheus.MustNewConstMetric(reloadsDesc, prometheus.CounterValue, float64(c.src.Reloads()))
+	failures, lastFailed := c.src.ReloadFailures()
+	ch <- prometheus.MustNewConstMetric(reloadFailuresDesc, prometheus.CounterValue, float64(failures))
+	ok := 1.0
+	if lastFailed {
+		ok = 0
+	}
+	ch <- prometheus.MustNewConstMetric(lastReloadDesc, prometheus.GaugeValue, ok)
 }

@@ -18,6 +18,7 @@ func (fakeSource) Pools() []proxy.PoolStatus {
 func (fakeSource) ActiveConnections() map[string]int { return map[string]int{"web": 3} }
 func (fakeSource) AccessLogDropped() int64           { return 7 }
 func (fakeSource) Reloads() int64                    { return 1 }
+func (fakeSource) ReloadFailures() (int64, bool)     { return 2, true }
 
 func TestObserveRequestLabels(t *testing.T) {
 	m := New(fakeSource{})

@@ -81,3 +81,31 @@ func TestRequestAcrossAccessLogChangeIsLogged(t *testing.T) {
 		t.Fatalf("new access log: %v, want the /slow request", l)
 	}
 }
+
+// A reload answer names the changes that wait for a restart (an h2c
+// switch on a running listener), and refused reloads are counted, with a
+// gauge that says whether the last one was applied.
+func TestReloadReportsPendingAndFailures(t *testing.T) {
+	a := newTestBackend(t, "a")
+	base := onePool("round_robin", "", a)
+	e := startEnv(t, base)
+	e.write(strings.Replace(base, `listen: "127.0.0.1:0"}`, `listen: "127.0.0.1:0", h2c: true}`, 1))
+	status, _, m := adminCall(t, e, "POST", "/config/reload", "")
+	if status != 200 || fmt.Sprint(m["pending_restart"]) != "[listener web: h2c]" {
+		t.Fatalf("reload changing h2c: %d %v, want pending_restart [listener web: h2c]", status, m)
+	}
+	metric := func(series string) string {
+		v, _ := metricValue(e.scrape("/metrics"), series)
+		return v
+	}
+	if f, ok := metric("rampart_config_reload_failures_total"), metric("rampart_config_last_reload_successful"); f != "0" || ok != "1" {
+		t.Fatalf("after a good reload: failures %q, last successful %q", f, ok)
+	}
+	e.write("listeners: [oops\n")
+	if status, _, _ := adminCall(t, e, "POST", "/config/reload", ""); status != 422 {
+		t.Fatalf("bad reload: %d, want 422", status)
+	}
+	if f, ok := metric("rampart_config_reload_failures_total"), metric("rampart_config_last_reload_successful"); f != "1" || ok != "0" {
+		t.Fatalf("after a refused reload: failures %q, last successful %q, want 1 and 0", f, ok)
+	}
+}

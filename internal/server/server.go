@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,6 +72,11 @@ type Server struct {
 	started  time.Time
 	stopped  bool
 	reloads  atomic.Int64
+	// reloadFailures, lastReloadFailed and pendingRestart (under mu): see
+	// ReloadFailures and PendingRestart.
+	reloadFailures   atomic.Int64
+	lastReloadFailed atomic.Bool
+	pendingRestart   []string
 }
 
 type table struct {
@@ -236,6 +242,20 @@ func (s *Server) AccessLogDropped() int64 { return s.table.Load().accessLog.Drop
 
 // Reloads implements metrics.Source.
 func (s *Server) Reloads() int64 { return s.reloads.Load() }
+
+// ReloadFailures returns the refused reloads so far and whether the last
+// reload was refused.
+func (s *Server) ReloadFailures() (int64, bool) {
+	return s.reloadFailures.Load(), s.lastReloadFailed.Load()
+}
+
+// PendingRestart lists the changes of the last applied reload that take
+// effect only after a restart (the reload answer carries them).
+func (s *Server) PendingRestart() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.pendingRestart)
+}
 
 // auditAutomatic records an action Rampart took by itself (outlier
 // ejection, automatic block, adaptive rate-limit change). The components
@@ -478,15 +498,21 @@ func (s *Server) Reload(path string) error {
 	cfg, err := config.Load(path)
 	if err != nil {
 		s.log.Error("reload refused: config invalid, keeping the running config", "file", path, "problems", err.Error())
-		return err
+	} else {
+		err = s.apply(cfg)
 	}
-	return s.apply(cfg)
+	if err != nil {
+		s.reloadFailures.Add(1)
+	}
+	s.lastReloadFailed.Store(err != nil)
+	return err
 }
 
 func (s *Server) apply(cfg *config.Config) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var fixed config.Problems // settings that only a restart changes
+	var pending []string      // changes applied only after a restart, for the answer
 	if cfg.DataDir != s.cfg.DataDir {
 		fixed = append(fixed, config.Problem{File: cfg.File, Line: cfg.Line("data_dir"),
 			Msg: fmt.Sprintf("data_dir cannot change on reload (running with %s); restart Rampart to change it", s.cfg.DataDir)})
@@ -516,13 +542,16 @@ func (s *Server) apply(cfg *config.Config) error {
 			keep[lc.Listen] = lc
 			if old.cfg.H2C != lc.H2C {
 				s.log.Warn("h2c change on a running listener applies after restart", "listener", lc.Name)
+				pending = append(pending, "listener "+lc.Name+": h2c")
 			}
 			if old.cfg.ProxyProtocol != lc.ProxyProtocol {
 				s.log.Warn("proxy_protocol change on a running listener applies after restart", "listener", lc.Name)
+				pending = append(pending, "listener "+lc.Name+": proxy_protocol")
 			}
 			if (old.term != nil) != (lc.Protocol == "https") {
 				s.log.Warn("protocol change (http/https) on a running listener applies after restart", "listener", lc.Name,
 					"serving", old.protocol())
+				pending = append(pending, "listener "+lc.Name+": protocol (still "+old.protocol()+")")
 			}
 			continue
 		}
@@ -608,6 +637,7 @@ func (s *Server) apply(cfg *config.Config) error {
 		}
 	} else if hasACME(cfg) {
 		s.log.Warn("acme certificates added by a reload to a config that had none are obtained after a restart")
+		pending = append(pending, "acme certificates (none were configured at start)")
 	}
 	if err := s.acl.Reload(cfg); err != nil {
 		undo()
@@ -645,6 +675,7 @@ func (s *Server) apply(cfg *config.Config) error {
 		go func() { time.Sleep(5 * time.Second); oldAL.Close() }()
 	}
 	s.cfg = cfg
+	s.pendingRestart = pending
 	s.reloads.Add(1)
 	s.log.Info("config reloaded", "file", cfg.File, "listeners", len(cfg.Listeners), "routes", len(cfg.Routes), "pools", len(cfg.Pools))
 	return nil
