@@ -3,11 +3,13 @@
 package admin
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -132,8 +134,12 @@ func New(inst Instance, log *slog.Logger, opts Options) *API {
 // route's and serves the route.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	p, ok := a.authenticate(w, r)
+	sw := &statusWriter{ResponseWriter: w}
+	p, ok := a.authenticate(sw, r)
 	if !ok {
+		if sw.status == http.StatusUnauthorized || sw.status == http.StatusForbidden {
+			a.recordDenied(r, audit.Actor{Type: "api", IP: clientIP(r)}, sw.status)
+		}
 		return
 	}
 	_, pattern := a.mux.Handler(r)
@@ -148,9 +154,52 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"client_ip", p.actor.IP, "role", p.role.String(), "needs", need.String(), "method", r.Method, "path", r.URL.Path)
 		problem(w, http.StatusForbidden, "forbidden", fmt.Sprintf("%s has role %s; %s %s needs %s",
 			callerName(p), p.role, r.Method, r.URL.Path, need))
+		a.recordDenied(r, p.actor, http.StatusForbidden)
 		return
 	}
 	a.mux.ServeHTTP(w, r.WithContext(withPrincipal(r.Context(), p)))
+}
+
+// recordDenied puts a mutating call refused for its credentials (401) or
+// its role (403) in the audit trail: who tried to change what is evidence
+// too. Reads are not recorded, and a caller blocked for repeated failures
+// (429) is not either, so a guessing loop adds at most the limiter's count
+// of entries per address.
+func (a *API) recordDenied(r *http.Request, actor audit.Actor, status int) {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return
+	}
+	l := a.inst.Audit()
+	if l == nil {
+		return
+	}
+	ev := audit.Event{Actor: actor, Action: audit.ActionAPIDenied,
+		Resource: audit.Resource{Type: "api", ID: r.Method + " " + r.URL.Path},
+		Details:  map[string]any{"status": status}, Result: audit.ResultRefused}
+	if _, err := l.Append(context.WithoutCancel(r.Context()), ev); err != nil {
+		a.log.Error("refused admin call NOT recorded in the audit trail", "method", r.Method, "path", r.URL.Path,
+			"actor_ip", actor.IP, "error", err.Error())
+	}
+}
+
+// statusWriter remembers the status of an answer.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// clientIP is r's remote address without its port.
+func clientIP(r *http.Request) string {
+	if h, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return h
+	}
+	return r.RemoteAddr
 }
 
 func callerName(p principal) string {

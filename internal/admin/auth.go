@@ -241,10 +241,7 @@ func (a *API) authenticate(w http.ResponseWriter, r *http.Request) (principal, b
 		problem(w, http.StatusServiceUnavailable, "admin API misconfigured", "the admin API refuses every request until its configuration is fixed; see the server log")
 		return principal{}, false
 	}
-	ipText := r.RemoteAddr
-	if h, _, err := net.SplitHostPort(ipText); err == nil {
-		ipText = h
-	}
+	ipText := clientIP(r)
 	ip, _ := netip.ParseAddr(ipText)
 	ip = ip.Unmap()
 	if wait, blocked := a.limiter.blocked(ip); blocked {

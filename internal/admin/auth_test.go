@@ -149,6 +149,22 @@ func TestAdminAuthEveryEndpointEveryRole(t *testing.T) {
 				if got := ents[len(ents)-1].Actor; got != want {
 					t.Errorf("%s: audit actor %+v, want %+v", what, got, want)
 				}
+			case !served && method != "GET":
+				// A mutating call refused for its credentials or role is
+				// recorded as such, with whoever the caller proved to be.
+				if len(ents) != before+1 {
+					t.Errorf("%s: %d new audit entries, want 1 (api.denied)", what, len(ents)-before)
+					continue
+				}
+				en := ents[len(ents)-1]
+				want := audit.Actor{Type: "api", ID: c.id, IP: "127.0.0.1"}
+				if c.id != "" {
+					want.AuthMethod = "token"
+				}
+				if en.Action != audit.ActionAPIDenied || en.Result != audit.ResultRefused || en.Actor != want ||
+					en.Resource.ID != method+" "+path || string(en.Details) != fmt.Sprintf(`{"status":%d}`, code) {
+					t.Errorf("%s: recorded as %+v %s, want api.denied refused by %+v", what, en, en.Details, want)
+				}
 			case len(ents) != before:
 				t.Errorf("%s: %d new audit entries, want none", what, len(ents)-before)
 			}

@@ -59,6 +59,7 @@ const (
 	ActionTornTail          = "audit.torn_tail_truncated"
 	ActionCheckpointRebuilt = "audit.checkpoint_rebuilt"
 	ActionVerify            = "audit.verify" // POST /api/v1/audit/verify
+	ActionAPIDenied         = "api.denied"   // a mutating call refused with 401 or 403
 	// Automatic actions, taken by Rampart itself.
 	ActionBackendEject       = "backend.eject"          // passive outlier detection
 	ActionAutoBlock          = "acl.blocklist.auto_add" // auto_block rules
