@@ -147,6 +147,10 @@ func (p *Pool) roundTripTo(b *Backend, req *http.Request, rec *pipeline.Record, 
 		return nil, errBadResponse("status code " + strconv.Itoa(resp.StatusCode))
 	}
 	p.observe(b, rec, resp, start)
+	if resp.StatusCode != http.StatusSwitchingProtocols && (resp.Trailer != nil || len(resp.TransferEncoding) > 0) {
+		// Trailers as on the direct path (trailers.go).
+		resp.Body = &trailerFilter{ReadCloser: resp.Body, resp: resp, allowed: announcedTrailers(resp.Trailer)}
+	}
 	tb := &trackedBody{rc: resp.Body, b: b, stop: stop, cancel: func() { cancel(nil) }, ctx: ctx, rec: rec}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		// An upgraded connection (WebSocket) outlives RoundTrip; closing the

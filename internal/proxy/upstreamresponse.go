@@ -234,7 +234,7 @@ func (uc *upstreamConn) frameResponse(resp *http.Response, req *http.Request, bo
 				}
 			}
 		}
-		body.rc = &chunkedBody{r: httputil.NewChunkedReader(uc.br), uc: uc, resp: resp}
+		body.rc = &chunkedBody{r: httputil.NewChunkedReader(uc.br), uc: uc, resp: resp, allowed: announcedTrailers(resp.Trailer)}
 	case len(cl) > 0:
 		n, ok := httpwire.ParseContentLength(cl[0])
 		for _, v := range cl[1:] {
@@ -260,9 +260,10 @@ func (uc *upstreamConn) frameResponse(resp *http.Response, req *http.Request, bo
 // chunkedBody reads a chunked response body and, at its end, the trailer
 // section into resp.Trailer.
 type chunkedBody struct {
-	r    io.Reader
-	uc   *upstreamConn
-	resp *http.Response
+	r       io.Reader
+	uc      *upstreamConn
+	resp    *http.Response
+	allowed map[string]bool // announced trailers a client may get
 }
 
 func (c *chunkedBody) Read(p []byte) (int, error) {
@@ -293,8 +294,8 @@ func (c *chunkedBody) readTrailer() error {
 		if err != nil {
 			return errBadResponse("trailer: " + err.Error())
 		}
-		if c.resp.Trailer == nil {
-			c.resp.Trailer = http.Header{}
+		if !c.allowed[key] {
+			continue // not announced, or not a field a trailer may carry
 		}
 		c.resp.Trailer[key] = append(c.resp.Trailer[key], value)
 	}

@@ -201,3 +201,45 @@ logging: {access_log: {path: access.log}}
 		t.Errorf("max_body_bytes blocked count %q, want 1", v)
 	}
 }
+
+// A backend's trailers reach the client only when announced and allowed
+// in a trailer: an announced Set-Cookie and an unannounced Host are
+// dropped, an announced X-Checksum is relayed; on both paths.
+func TestBackendTrailersFiltered(t *testing.T) {
+	addr := serveRaw(t, func(c net.Conn) error {
+		_, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum, Set-Cookie\r\n\r\n"+
+			"2\r\nok\r\n0\r\nX-Checksum: abc\r\nSet-Cookie: a=b\r\nHost: evil.example\r\n\r\n")
+		return err
+	})
+	e := startEnv(t, fmt.Sprintf(`
+listeners:
+  - {name: web, listen: "127.0.0.1:0"}
+routes:
+  - {name: all, match: {path_prefix: /}, pool: p}
+pools:
+  - name: p
+    backends: [{id: raw, address: %q}]
+`, addr))
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		var body io.Reader
+		if method == http.MethodPost {
+			body = strings.NewReader("x")
+		}
+		req, _ := http.NewRequest(method, e.url("web", "/"), body)
+		res, err := e.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if string(b) != "ok" {
+			t.Fatalf("%s: body %q", method, b)
+		}
+		if got := fmt.Sprint(res.Trailer); got != "map[X-Checksum:[abc]]" {
+			t.Errorf("%s: trailers %s, want only X-Checksum", method, got)
+		}
+		if res.Header.Get("Set-Cookie") != "" {
+			t.Errorf("%s: a trailer's Set-Cookie reached the header", method)
+		}
+	}
+}
