@@ -459,3 +459,28 @@ func TestResetMidHead(t *testing.T) {
 	}
 	ts.roundTrip(t, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", "GET")
 }
+
+// A keep-alive client whose next request arrives just after a shutdown
+// began is served (with Connection: close) instead of finding its
+// connection closed.
+func TestShutdownServesRequestAlreadyOnItsWay(t *testing.T) {
+	ts := newTestServer(t, nil)
+	c := ts.dial(t)
+	c.write("GET /1 HTTP/1.1\r\nHost: a\r\n\r\n")
+	c.expectStatus("GET", 200)
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		defer cancel()
+		done <- ts.srv.Shutdown(ctx)
+	}()
+	time.Sleep(50 * time.Millisecond) // the shutdown has begun
+	c.write("GET /2 HTTP/1.1\r\nHost: a\r\n\r\n")
+	resp, body := c.expectStatus("GET", 200)
+	if body != "ok" || !resp.Close {
+		t.Fatalf("request during the shutdown: %q close=%v, want ok and Connection: close", body, resp.Close)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+}

@@ -249,6 +249,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		h2err = make(chan error, 1)
 		go func() { h2err <- s.h2.hs.Shutdown(ctx) }()
 	}
+	// A keep-alive client may have sent its next request just before the
+	// shutdown, or be sending it now: an idle connection closed at once
+	// would fail that request. Idle connections get a short grace, in
+	// which a request that arrives is served and answered with
+	// Connection: close (HAProxy's idle-close-on-response).
+	if s.hasIdle() {
+		grace := time.NewTimer(ShutdownIdleGrace)
+		select {
+		case <-grace.C:
+		case <-ctx.Done():
+			grace.Stop()
+		}
+	}
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -315,6 +328,22 @@ func (s *Server) closeListeners() {
 	for ln := range s.listeners {
 		ln.Close()
 	}
+}
+
+// ShutdownIdleGrace is how long Shutdown leaves idle keep-alive
+// connections open for a request already on its way.
+const ShutdownIdleGrace = 250 * time.Millisecond
+
+// hasIdle reports whether a connection is waiting between requests.
+func (s *Server) hasIdle() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if !c.active.Load() {
+			return true
+		}
+	}
+	return false
 }
 
 // closeIdle closes connections waiting between requests and reports
