@@ -244,9 +244,16 @@ func (a *API) authenticate(w http.ResponseWriter, r *http.Request) (principal, b
 	ipText := clientIP(r)
 	ip, _ := netip.ParseAddr(ipText)
 	ip = ip.Unmap()
-	if wait, blocked := a.limiter.blocked(ip); blocked {
-		tooManyFailures(w, wait)
-		return principal{}, false
+	// A blocked address is refused unless it proves who it is: the block
+	// stops guessing, and must not let a neighbour on the same address
+	// (everyone on loopback) lock operators out during an incident.
+	wait, blocked := a.limiter.blocked(ip)
+	refuse := func(why string) {
+		if blocked {
+			tooManyFailures(w, wait)
+			return
+		}
+		a.authFailed(w, ip, st, why)
 	}
 	if st.tls != nil && r.TLS == nil {
 		problem(w, http.StatusForbidden, "TLS required", "the admin API is served over TLS; reconnect with https")
@@ -256,16 +263,16 @@ func (a *API) authenticate(w http.ResponseWriter, r *http.Request) (principal, b
 	if hdr := r.Header.Values("Authorization"); len(hdr) > 0 {
 		tok, ok := bearer(hdr)
 		if !ok {
-			a.authFailed(w, ip, st, "the Authorization header is not one \"Bearer <token>\"")
+			refuse("the Authorization header is not one \"Bearer <token>\"")
 			return principal{}, false
 		}
 		if len(st.tokens) == 0 {
-			a.authFailed(w, ip, st, "this admin API has no tokens configured; do not send one")
+			refuse("this admin API has no tokens configured; do not send one")
 			return principal{}, false
 		}
 		e, ok := st.tokens.verify(tok)
 		if !ok {
-			a.authFailed(w, ip, st, "the bearer token is not valid")
+			refuse("the bearer token is not valid")
 			return principal{}, false
 		}
 		actor.ID, actor.AuthMethod = e.name, "token"
@@ -274,6 +281,10 @@ func (a *API) authenticate(w http.ResponseWriter, r *http.Request) (principal, b
 	if name, ok := st.clientIdentity(r.TLS); ok {
 		actor.ID, actor.AuthMethod = name, "mtls"
 		return principal{actor: actor, role: st.clientRole}, true
+	}
+	if blocked {
+		tooManyFailures(w, wait)
+		return principal{}, false
 	}
 	switch {
 	case len(st.tokens) > 0:
@@ -339,7 +350,7 @@ func tooManyFailures(w http.ResponseWriter, wait time.Duration) {
 	}
 	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
 	problem(w, http.StatusTooManyRequests, "too many authentication failures",
-		fmt.Sprintf("too many failed authentications from this address; it is refused for %d more seconds, whatever it sends", secs))
+		fmt.Sprintf("too many failed authentications from this address; for %d more seconds it is refused unless it presents valid credentials", secs))
 }
 
 // clientIdentity returns the name of a client certificate that verifies
