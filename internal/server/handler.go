@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"github.com/rampart-proxy/rampart/internal/acl"
 	"github.com/rampart-proxy/rampart/internal/clock"
 	"github.com/rampart-proxy/rampart/internal/pipeline"
+	"github.com/rampart-proxy/rampart/internal/server/http1"
 )
 
 // entry is the first handler of every listener: it opens the request's
@@ -433,7 +435,24 @@ func (w *responseWriter) Write(b []byte) (int, error) {
 	}
 	n, err := w.ResponseWriter.Write(b)
 	w.written += int64(n)
+	if err != nil {
+		w.writeFailed(err)
+	}
 	return n, err
+}
+
+// writeFailed records why the answer could not be written whole (the
+// first reason only): the client read too slowly or not at all, or left.
+// The status in the log is what was sent; the error says it did not end.
+func (w *responseWriter) writeFailed(err error) {
+	if w.rec.Error != "" {
+		return
+	}
+	if se, ok := errors.AsType[*http1.SlowClientError](err); ok {
+		w.rec.Error = se.Indicator // slow_read, write_timeout
+		return
+	}
+	w.rec.Error = "client_write_failed"
 }
 
 // setRequestID makes the final answer carry exactly one X-Request-Id,
@@ -456,9 +475,28 @@ func (w *responseWriter) setHSTS() {
 }
 
 func (w *responseWriter) Flush() {
-	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+	switch f := w.ResponseWriter.(type) {
+	case interface{ FlushError() error }:
+		if err := f.FlushError(); err != nil {
+			w.writeFailed(err)
+		}
+	case http.Flusher:
 		f.Flush()
 	}
+}
+
+// FlushError is Flush for http.ResponseController.
+func (w *responseWriter) FlushError() error {
+	f, ok := w.ResponseWriter.(interface{ FlushError() error })
+	if !ok {
+		w.Flush()
+		return nil
+	}
+	err := f.FlushError()
+	if err != nil {
+		w.writeFailed(err)
+	}
+	return err
 }
 
 func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -394,6 +394,10 @@ func TestSlowReadThroughProxy(t *testing.T) {
 	if v, _ := metricValue(e.scrape("/metrics"), `rampart_slow_client_indicators_total{indicator="write_timeout"}`); v != "0" {
 		t.Errorf("write_timeout indicators %q", v)
 	}
+	// The log says the answer was cut, not that it succeeded.
+	if l := lastLogLine(t, e, 1); l["path"] != "/big" || l["error"] != "slow_read" || l["response_size_bytes"].(float64) >= size {
+		t.Errorf("access log of the cut answer: %v %v %v bytes, want /big slow_read and less than the whole", l["path"], l["error"], l["response_size_bytes"])
+	}
 }
 
 // BenchmarkSlowClientScore is what every request pays for its record's

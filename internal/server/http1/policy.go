@@ -292,6 +292,7 @@ func (c *conn) rawWrite(p []byte) (int, error) {
 	if err != nil && isTimeoutErr(err) {
 		c.slow(WriteTimeout)
 		c.discardUnsent()
+		err = &SlowClientError{Indicator: WriteTimeout, err: err}
 	}
 	return n, err
 }

@@ -1,7 +1,6 @@
 package http1
 
 import (
-	"errors"
 	"time"
 )
 
@@ -28,8 +27,24 @@ const (
 // SlowIndicators lists every indicator (for metrics that pre-create them).
 var SlowIndicators = []string{SlowHeader, SlowBody, BodyTimeout, SlowRead, WriteTimeout}
 
+// SlowClientError ends an answer whose client reads too slowly; its
+// Indicator (SlowRead, WriteTimeout) says which limit it broke, for logs.
+type SlowClientError struct {
+	Indicator string
+	err       error
+}
+
+func (e *SlowClientError) Error() string {
+	if e.Indicator == SlowRead {
+		return "http1: client reads the response below the minimum data rate"
+	}
+	return "http1: write to the client timed out: " + e.err.Error()
+}
+
+func (e *SlowClientError) Unwrap() error { return e.err }
+
 // errSlowRead ends the answer of a client that reads it too slowly.
-var errSlowRead = errors.New("http1: client reads the response below the minimum data rate")
+var errSlowRead = &SlowClientError{Indicator: SlowRead}
 
 // slow reports an indicator once per connection and kind.
 func (c *conn) slow(indicator string) {
@@ -118,7 +133,7 @@ func (c *conn) writeMetered(p []byte, now time.Time) (int, error) {
 		if wt > 0 && now.Sub(start) >= wt {
 			c.slow(WriteTimeout)
 			c.discardUnsent()
-			return written, err
+			return written, &SlowClientError{Indicator: WriteTimeout, err: err}
 		}
 		c.writeDeadline = now.Add(step)
 		c.rwc.SetWriteDeadline(c.writeDeadline)
