@@ -196,6 +196,11 @@ func (c *ctlClient) backend(args []string) int {
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
+	if *wait && verb != "drain" && verb != "deregister" {
+		// A quarantine takes effect before its answer: nothing to wait for.
+		fmt.Fprintf(c.errw, "rampart ctl backend %s: --wait applies to drain and deregister only\n", verb)
+		return 2
+	}
 	need := func(names ...string) bool {
 		for _, n := range names {
 			if fs.Lookup(n).Value.String() == "" {

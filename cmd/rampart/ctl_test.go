@@ -32,3 +32,12 @@ func TestCtlDrainWaitWarnsOfCutRequests(t *testing.T) {
 		t.Fatalf("drain without cuts: exit %d, stderr %q", code, stderr)
 	}
 }
+
+// --wait is refused where there is nothing to wait for (a quarantine takes
+// effect before its answer), instead of being ignored.
+func TestCtlWaitOnlyForDrain(t *testing.T) {
+	code, _, stderr := runCmd("ctl", "--admin", "http://127.0.0.1:1", "backend", "quarantine", "--pool", "p", "--backend", "a", "--wait")
+	if code != 2 || !strings.Contains(stderr, "--wait applies to drain and deregister only") {
+		t.Fatalf("quarantine --wait: exit %d, stderr %q", code, stderr)
+	}
+}
