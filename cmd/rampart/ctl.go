@@ -283,13 +283,18 @@ func (c *ctlClient) do(method, path string, body []byte) int {
 		return 0
 	}
 	c.out.Write(data)
-	var drained struct {
-		Cut int64 `json:"cut_at_drain_timeout"`
+	var answer struct {
+		Cut     int64  `json:"cut_at_drain_timeout"`
+		Warning string `json:"warning"`
 	}
-	if json.Unmarshal(data, &drained) == nil && drained.Cut > 0 {
-		// A drain waited for ended by cutting requests: say so where a
-		// script's operator looks, without failing the command.
-		fmt.Fprintf(c.errw, "rampart ctl: warning: %d in-flight request(s) were cut at the pool's drain_timeout\n", drained.Cut)
+	// Consequences the operator may not expect go where a script's
+	// operator looks, without failing the command.
+	if json.Unmarshal(data, &answer) == nil && answer.Cut > 0 {
+		// A drain waited for ended by cutting requests.
+		fmt.Fprintf(c.errw, "rampart ctl: warning: %d in-flight request(s) were cut at the pool's drain_timeout\n", answer.Cut)
+	}
+	if answer.Warning != "" {
+		fmt.Fprintf(c.errw, "rampart ctl: warning: %s\n", answer.Warning)
 	}
 	return 0
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/rampart-proxy/rampart/internal/config"
@@ -39,6 +40,9 @@ type BackendStatus struct {
 	// CutAtDrainTimeout is how many in-flight requests the last drain's
 	// drain_timeout cut (set in the answer to a drain waited for).
 	CutAtDrainTimeout int64 `json:"cut_at_drain_timeout,omitempty"`
+	// Warning tells the operator of a consequence they may not expect
+	// (the pool left with no backend to send requests to).
+	Warning string `json:"warning,omitempty"`
 }
 
 // PoolStatus is a pool as the admin API shows it.
@@ -116,7 +120,11 @@ func (r *Registry) Quarantine(pool, id string) (BackendStatus, error) {
 	po.quarantineAddress(id, b.Address)
 	err = r.saveLocked()
 	r.log.Warn("backend quarantined", "pool", pool, "backend", id, "address", b.Address)
-	return backendStatus(p, b, false), err
+	st := backendStatus(p, b, false)
+	if p.Available() == 0 {
+		st.Warning = "pool " + strconv.Quote(pool) + " has no available backend now: its requests get 503 until one is restored or registered"
+	}
+	return st, err
 }
 
 // Drain stops sending new requests to a backend; in-flight requests may

@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/rampart-proxy/rampart/internal/config"
@@ -65,4 +66,20 @@ pools:
 	if got := e.countHits(9, "/", nil); got["a"] != 6 || got["b"] != 3 {
 		t.Fatalf("after the restore and a reload: %v, want a (twice in the pool) 6 and b 3", got)
 	}
+}
+
+// Quarantining the last available backend of a pool says what follows
+// (its requests get 503); one with others left does not warn.
+func TestQuarantineLastBackendWarns(t *testing.T) {
+	a, b := newTestBackend(t, "a"), newTestBackend(t, "b")
+	e := startEnv(t, onePool("round_robin", "", a, b))
+	st, err := e.srv.Registry().Quarantine("p", "a")
+	if err != nil || st.Warning != "" {
+		t.Fatalf("first quarantine: %+v %v, want no warning", st, err)
+	}
+	st, err = e.srv.Registry().Quarantine("p", "b")
+	if err != nil || !strings.Contains(st.Warning, `pool "p" has no available backend now`) {
+		t.Fatalf("quarantine of the last backend: warning %q %v", st.Warning, err)
+	}
+	assertGeneric(t, e.get("/"), 503, a, b)
 }
