@@ -143,11 +143,13 @@ func TestAdminAuthE2E(t *testing.T) {
 	}
 
 	// The trail names the token, never shows it; nor does the server log.
+	// The viewer's refused quarantine is in it too (api.denied).
 	ents := readAuditLog(t, filepath.Join(dir, "data", "audit", "audit.log"))
-	if len(ents) != 2 || ents[0].Action != "backend.quarantine" || ents[1].Action != "backend.restore" {
+	if len(ents) != 3 || ents[0].Action != "api.denied" || ents[0].Result != "refused" || ents[0].Actor.ID != "dashboard" ||
+		ents[1].Action != "backend.quarantine" || ents[2].Action != "backend.restore" {
 		t.Fatalf("audit entries: %+v", ents)
 	}
-	for _, e := range ents {
+	for _, e := range ents[1:] {
 		if e.Actor.Type != "api" || e.Actor.ID != "ops" || e.Actor.IP != "127.0.0.1" {
 			t.Fatalf("audit actor %+v, want ops", e.Actor)
 		}
