@@ -56,9 +56,9 @@ type upstreamConn struct {
 	await   func(fd uintptr) bool
 	sent    bool
 	sendErr error
-	// peek is the TCP socket under c (raw's, or a TLS connection's
-	// underlying one), for drained; nil for other connections.
-	peek syscall.RawConn
+	// sock is the TCP socket under c (a TLS connection's underlying one
+	// too), for drained; nil for other connections.
+	sock *sockio.Conn
 	// head, hop, added and replaced are reused by every response read on
 	// the connection (see readResponse).
 	head     []byte
@@ -81,9 +81,9 @@ func newUpstreamConn(c net.Conn, bt *backendTLS) *upstreamConn {
 		// Raw system calls on a plaintext connection (see internal/sockio).
 		r, uc.wire.w = sc, sc
 		uc.raw, uc.await = sc.Raw(), uc.flushThenWait
-		uc.peek = uc.raw
-	} else if sc := sockio.New(underlying(c)); sc != nil {
-		uc.peek = sc.Raw() // TLS
+		uc.sock = sc
+	} else {
+		uc.sock = sockio.New(underlying(c)) // TLS
 	}
 	uc.br = bufio.NewReaderSize(r, 4096)
 	uc.bw = bufio.NewWriterSize(&uc.wire, 4096)
@@ -490,21 +490,7 @@ func underlying(c net.Conn) net.Conn {
 // learns the same from its event loop; http.Transport from a read it keeps
 // pending on every idle connection).
 func (uc *upstreamConn) drained() bool {
-	if uc.peek == nil || uc.br.Buffered() > 0 {
-		return false
-	}
-	empty := false
-	err := uc.peek.Read(func(fd uintptr) bool {
-		var b [1]byte
-		for {
-			_, _, errno := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-			if errno != syscall.EINTR {
-				empty = errno == syscall.EAGAIN
-				return true // never wait
-			}
-		}
-	})
-	return err == nil && empty
+	return uc.sock != nil && uc.br.Buffered() == 0 && !uc.sock.Pending()
 }
 
 // plainPath reports whether p is non-empty and written the same escaped

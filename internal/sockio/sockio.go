@@ -29,6 +29,7 @@ import (
 	"net"
 	"os"
 	"syscall"
+	"unsafe"
 )
 
 // Conn reads and writes one TCP connection. Like a net.Conn used by one
@@ -50,6 +51,10 @@ type Conn struct {
 	wbuf    []byte
 	wn      int
 	werr    error
+
+	// Pending's peek, as readFn (one method value per connection).
+	peekFn  func(fd uintptr)
+	peekErr syscall.Errno
 }
 
 // New returns a Conn for c, or nil when c is not a TCP connection (a TLS
@@ -64,7 +69,7 @@ func New(c net.Conn) *Conn {
 		return nil
 	}
 	sc := &Conn{nc: c, raw: raw}
-	sc.readFn, sc.writeFn = sc.read, sc.write
+	sc.readFn, sc.writeFn, sc.peekFn = sc.read, sc.write, sc.peekOnce
 	return sc
 }
 
@@ -73,24 +78,45 @@ func New(c net.Conn) *Conn {
 func (c *Conn) Raw() syscall.RawConn { return c.raw }
 
 // PeerClosed reports whether the peer has closed its side of the
-// connection or reset it: the next read would end. It neither consumes
-// nor waits (a peek), and takes no read lock, so it may run while another
-// goroutine reads or waits on the connection. Unread data means false:
-// the peer may still be there.
+// connection or reset it: the next read would end. Like Pending, it
+// neither consumes, nor waits, nor locks, so it may run while another
+// goroutine reads or waits on the connection. Unread data means false: the
+// peer may still be there.
 func (c *Conn) PeerClosed() bool {
 	closed := false
 	c.raw.Control(func(fd uintptr) {
-		var b [1]byte
-		for {
-			n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-			if err == syscall.EINTR {
-				continue
-			}
-			closed = (err == nil && n == 0) || err == syscall.ECONNRESET
-			return
-		}
+		n, e := peek(fd)
+		closed = (e == 0 && n == 0) || e == syscall.ECONNRESET
 	})
 	return closed
+}
+
+// Pending reports whether a read would not wait: data, the end of the
+// stream or an error is there (or the connection is closed). For a
+// connection nobody reads, such as an idle one in a pool: it neither
+// consumes nor waits, and takes no lock.
+func (c *Conn) Pending() bool {
+	c.peekErr = 0
+	if c.raw.Control(c.peekFn) != nil {
+		return true // closed
+	}
+	return c.peekErr != syscall.EAGAIN
+}
+
+func (c *Conn) peekOnce(fd uintptr) { _, c.peekErr = peek(fd) }
+
+// peek looks at the socket's next byte without taking it or waiting: n is
+// 1 when there is one, 0 at the end of the stream; EAGAIN when nothing has
+// arrived. A raw system call: it never blocks (see the package comment).
+func peek(fd uintptr) (int, syscall.Errno) {
+	var b [1]byte
+	for {
+		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		if e != syscall.EINTR {
+			return int(n), e
+		}
+	}
 }
 
 // Read reads as net.Conn.Read does: at least one byte, or an error (io.EOF

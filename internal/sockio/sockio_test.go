@@ -186,3 +186,31 @@ func TestPeerClosed(t *testing.T) {
 		t.Fatal("PeerClosed false after a reset")
 	}
 }
+
+// Pending sees data and the end of the stream, and nothing on a quiet
+// connection.
+func TestPending(t *testing.T) {
+	sc, peer := pair(t)
+	if sc.Pending() {
+		t.Fatal("Pending on a quiet connection")
+	}
+	peer.Write([]byte("x"))
+	deadline := time.Now().Add(2 * time.Second)
+	for !sc.Pending() {
+		if time.Now().After(deadline) {
+			t.Fatal("Pending false with data waiting")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	sc.Read(make([]byte, 1))
+	if sc.Pending() {
+		t.Fatal("Pending after the data was read")
+	}
+	peer.Close()
+	for !sc.Pending() {
+		if time.Now().After(deadline) {
+			t.Fatal("Pending false at the end of the stream")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
