@@ -307,7 +307,11 @@ func TestAcceptedForms(t *testing.T) {
 			eq(t, "Path", s.Path, "/")
 		}},
 		{"underscore in a field name", "GET / HTTP/1.1\r\nHost: a\r\nX_Real_IP: 6.6.6.6\r\nX-Kept: 1\r\n\r\n", func(t *testing.T, s seen) {
-			eq(t, "X_Real_IP", len(s.Header["X_real_ip"])+len(s.Header["X_Real_IP"]), 0)
+			for k := range s.Header {
+				if strings.Contains(k, "_") {
+					t.Errorf("field %q with an underscore reached the handler", k)
+				}
+			}
 			eq(t, "X-Kept", s.Header.Get("X-Kept"), "1")
 		}},
 		{"Upgrade in HTTP/1.0", "GET / HTTP/1.0\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", func(t *testing.T, s seen) {
