@@ -114,15 +114,7 @@ func TestH2CWriteTimeout(t *testing.T) {
 		t.Fatalf("slow backend, quick client: %q", body)
 	}
 
-	c, err := net.DialTimeout("tcp", ts.addr, testTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(testTimeout))
-	io.WriteString(c, http2.ClientPreface)
-	fr := http2.NewFramer(c, c)
-	fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
+	_, fr := dialH2(t, ts.addr, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
 	hdr := []byte{0x82, 0x86, 0x84, 0x41, 0x01, 'a'} // GET http / host a (HPACK)
 	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hdr, EndStream: true, EndHeaders: true})
 	for {
@@ -173,18 +165,7 @@ func TestH2CHeaderBlockLimits(t *testing.T) {
 		return slices.Contains(reasons, reason)
 	}
 	hdr := []byte{0x82, 0x86, 0x84, 0x41, 0x01, 'a'} // GET http / host a (HPACK)
-	dial := func() (net.Conn, *http2.Framer) {
-		c, err := net.DialTimeout("tcp", ts.addr, testTimeout)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		c.SetDeadline(time.Now().Add(testTimeout))
-		io.WriteString(c, http2.ClientPreface)
-		fr := http2.NewFramer(c, c)
-		fr.WriteSettings()
-		return c, fr
-	}
+	dial := func() (net.Conn, *http2.Framer) { return dialH2(t, ts.addr) }
 	// untilEnd reads frames until the connection ends; it returns whether
 	// a HEADERS answer came, and the GOAWAY's code if one did.
 	untilEnd := func(fr *http2.Framer) (answered bool, goAway http2.ErrCode) {
@@ -237,4 +218,20 @@ func TestH2CHeaderBlockLimits(t *testing.T) {
 		t.Fatalf("header block left open closed after %v, want about the 300ms header timeout", d)
 	}
 	waitFor(t, "header_timeout counted", func() bool { return counted("header_timeout") && sl.has(SlowHeader) })
+}
+
+// dialH2 opens a raw HTTP/2 connection to addr (h2c prior knowledge) and
+// sends the client's SETTINGS; the test's end closes it.
+func dialH2(t *testing.T, addr string, settings ...http2.Setting) (net.Conn, *http2.Framer) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, testTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(testTimeout))
+	io.WriteString(c, http2.ClientPreface)
+	fr := http2.NewFramer(c, c)
+	fr.WriteSettings(settings...)
+	return c, fr
 }

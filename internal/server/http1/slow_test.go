@@ -252,18 +252,7 @@ func TestH2CMaxResetsPerSecond(t *testing.T) {
 		// HTTP/2 limits are read when serving starts: set them before.
 		s.Configure(Policy{HTTP2: HTTP2Limits{MaxResetsPerSecond: 20}})
 	})
-	dial := func() (net.Conn, *http2.Framer) {
-		c, err := net.DialTimeout("tcp", ts.addr, testTimeout)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		c.SetDeadline(time.Now().Add(testTimeout))
-		io.WriteString(c, http2.ClientPreface)
-		fr := http2.NewFramer(c, c)
-		fr.WriteSettings()
-		return c, fr
-	}
+	dial := func() (net.Conn, *http2.Framer) { return dialH2(t, ts.addr) }
 	hdr := []byte{0x82, 0x86, 0x84, 0x41, 0x01, 'a'} // GET http / host a (HPACK)
 	// Polite: 5 reset streams, then a request that is answered.
 	_, fr := dial()
