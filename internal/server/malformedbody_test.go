@@ -100,16 +100,7 @@ func TestMalformedResponseBody(t *testing.T) {
 		_, err := io.WriteString(c, "zz\r\nworld\r\n0\r\n\r\n")
 		return err
 	})
-	e := startEnv(t, fmt.Sprintf(`
-listeners:
-  - {name: web, listen: "127.0.0.1:0"}
-routes:
-  - {name: all, match: {path_prefix: /}, pool: p}
-pools:
-  - name: p
-    backends: [{id: raw, address: %q}]
-logging: {access_log: {path: access.log}}
-`, addr))
+	e := startEnv(t, rawPool(addr))
 	r := e.get("/")
 	if r.status != http.StatusBadGateway || r.header.Get("X-Backend-Field") != "" || !strings.HasPrefix(r.body, "502 Bad Gateway") {
 		t.Fatalf("malformed first chunk: %d %q %v, want a generic 502 without the backend's fields", r.status, r.body, r.header)
@@ -138,16 +129,7 @@ func TestUndefinedStatusCode(t *testing.T) {
 		_, err := io.WriteString(c, "HTTP/1.1 999 Whatever\r\nContent-Length: 2\r\n\r\nok")
 		return err
 	})
-	e := startEnv(t, fmt.Sprintf(`
-listeners:
-  - {name: web, listen: "127.0.0.1:0"}
-routes:
-  - {name: all, match: {path_prefix: /}, pool: p}
-pools:
-  - name: p
-    backends: [{id: raw, address: %q}]
-logging: {access_log: {path: access.log}}
-`, addr))
+	e := startEnv(t, rawPool(addr))
 	assertGeneric(t, e.get("/"), http.StatusBadGateway)
 	assertGeneric(t, e.do(http.MethodPost, e.url("web", "/"), "", nil, strings.NewReader("x")), http.StatusBadGateway)
 	for i, l := range accessLogLines(t, filepath.Join(e.dir, "access.log"), 2) {
@@ -211,15 +193,7 @@ func TestBackendTrailersFiltered(t *testing.T) {
 			"2\r\nok\r\n0\r\nX-Checksum: abc\r\nSet-Cookie: a=b\r\nHost: evil.example\r\n\r\n")
 		return err
 	})
-	e := startEnv(t, fmt.Sprintf(`
-listeners:
-  - {name: web, listen: "127.0.0.1:0"}
-routes:
-  - {name: all, match: {path_prefix: /}, pool: p}
-pools:
-  - name: p
-    backends: [{id: raw, address: %q}]
-`, addr))
+	e := startEnv(t, rawPool(addr))
 	for _, method := range []string{http.MethodGet, http.MethodPost} {
 		var body io.Reader
 		if method == http.MethodPost {
@@ -242,4 +216,19 @@ pools:
 			t.Errorf("%s: a trailer's Set-Cookie reached the header", method)
 		}
 	}
+}
+
+// rawPool is a config with one listener and one route to a pool of the
+// raw backend at addr, with an access log.
+func rawPool(addr string) string {
+	return fmt.Sprintf(`
+listeners:
+  - {name: web, listen: "127.0.0.1:0"}
+routes:
+  - {name: all, match: {path_prefix: /}, pool: p}
+pools:
+  - name: p
+    backends: [{id: raw, address: %q}]
+logging: {access_log: {path: access.log}}
+`, addr)
 }
