@@ -310,7 +310,9 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) {
 	a.mu.Lock()
 	if derr != nil {
 		err := fmt.Errorf(`%w: expected {"id": "...", "address": "host:port", "weight": 1}: %v`, errInvalidBody, derr)
-		ok := a.record(w, r, backendEvent(r, audit.ActionBackendRegister, pool, "", nil, proxy.BackendStatus{}, err), "the registration was refused")
+		// The id the caller named, when the body had one: the trail says
+		// which registration was refused.
+		ok := a.record(w, r, backendEvent(r, audit.ActionBackendRegister, pool, body.ID, nil, proxy.BackendStatus{}, err), "the registration was refused")
 		a.mu.Unlock()
 		if ok {
 			problem(w, http.StatusBadRequest, "invalid body", strings.TrimPrefix(err.Error(), "invalid body: "))

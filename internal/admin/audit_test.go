@@ -253,6 +253,7 @@ func TestEveryMutatingCallIsRecordedBeforeTheAnswer(t *testing.T) {
 		{"POST", "/api/v1/pools/web/backends/b1/restore", "", 200, "backend.restore", "success", "active", "active"},
 		{"POST", "/api/v1/pools/web/backends", `{"id": "b1", "address": "127.0.0.1:9"}`, 409, "backend.register", "refused", "active", "active"},
 		{"POST", "/api/v1/pools/web/backends", `{"bogus": 1}`, 400, "backend.register", "refused", "", ""},
+		{"POST", "/api/v1/pools/web/backends", `{"id": "b9", "address": "127.0.0.1:9", "weight": 0}`, 400, "backend.register", "refused", "", ""},
 	}
 	for i, c := range calls {
 		code, _, body := e.call(c.method, c.path, c.body)
@@ -276,6 +277,9 @@ func TestEveryMutatingCallIsRecordedBeforeTheAnswer(t *testing.T) {
 	}
 	if d := string(e.entries()[9].Details); !strings.Contains(d, `unknown field \"bogus\"`) {
 		t.Fatalf("refused register details: %s", d)
+	}
+	if en := e.entries()[10]; en.Resource.ID != "b9" {
+		t.Fatalf("refused register of b9 recorded for %q", en.Resource.ID)
 	}
 	// Reads are not recorded.
 	e.call("GET", "/api/v1/pools", "")

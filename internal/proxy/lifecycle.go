@@ -263,6 +263,7 @@ func (r *Registry) Restore(pool, id string) (BackendStatus, error) {
 	if err != nil {
 		return BackendStatus{}, err
 	}
+	wasActive := b.State() == StateActive && b.ejectEnd.Load() <= time.Now().UnixNano()
 	po := r.ovr.pool(pool)
 	// A quarantine follows the host (see rebuildLocked): restoring it
 	// restores every id the pool knows it by.
@@ -293,5 +294,9 @@ func (r *Registry) Restore(pool, id string) (BackendStatus, error) {
 		m.setState(StateActive)
 		r.log.Info("backend restored", "pool", pool, "backend", m.ID, "address", m.Address)
 	}
-	return backendStatus(p, b, false), nil
+	st := backendStatus(p, b, false)
+	if wasActive {
+		st.Warning = "backend " + strconv.Quote(id) + " was neither quarantined, draining nor ejected: nothing changed"
+	}
+	return st, nil
 }

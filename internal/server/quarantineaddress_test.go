@@ -83,3 +83,16 @@ func TestQuarantineLastBackendWarns(t *testing.T) {
 	}
 	assertGeneric(t, e.get("/"), 503, a, b)
 }
+
+// Restoring a backend that was in rotation says that nothing changed.
+func TestRestoreActiveBackendWarns(t *testing.T) {
+	e := startEnv(t, onePool("round_robin", "", newTestBackend(t, "a")))
+	st, err := e.srv.Registry().Restore("p", "a")
+	if err != nil || !strings.Contains(st.Warning, "nothing changed") {
+		t.Fatalf("restore of an active backend: warning %q %v", st.Warning, err)
+	}
+	e.srv.Registry().Quarantine("p", "a")
+	if st, _ := e.srv.Registry().Restore("p", "a"); st.Warning != "" {
+		t.Fatalf("restore of a quarantined backend warns %q", st.Warning)
+	}
+}
