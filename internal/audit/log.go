@@ -57,6 +57,9 @@ type Log struct {
 // core is the writer shared by every handle on one file.
 type core struct {
 	path, cpPath, keyPath string
+	// cpPending is the last entry, when its checkpoint could not be
+	// written (see Append).
+	cpPending *Entry
 	log                   *slog.Logger
 	now                   func() time.Time
 	key                   ed25519.PrivateKey
@@ -233,6 +236,16 @@ func (c *core) append(ev Event) (Entry, error) {
 	if c.broken != nil {
 		return Entry{}, fmt.Errorf("audit: the trail is unavailable since an earlier failure (%v); restart Rampart to recover it", c.broken)
 	}
+	if c.cpPending != nil {
+		// The last entry's checkpoint could not be written. Appending now
+		// would let it lag by two, which the next start could not tell
+		// from tampering: first the checkpoint, or nothing.
+		if err := c.writeCheckpoint(*c.cpPending); err != nil {
+			return Entry{}, fmt.Errorf("audit: checkpoint %s still not written after seq %d (%v); nothing appended until it is", c.cpPath, c.cpPending.Seq, err)
+		}
+		c.log.Warn("audit checkpoint written again after a failure; appending resumes", "seq", c.cpPending.Seq, "file", c.cpPath)
+		c.cpPending = nil
+	}
 	now := c.now().UTC()
 	u := unsigned{Seq: c.seq + 1, EventID: newEventID(now), Timestamp: now.Format("2006-01-02T15:04:05.000000Z07:00"),
 		Actor: ev.Actor, Action: ev.Action, Resource: ev.Resource, Details: details, Result: ev.Result,
@@ -273,12 +286,15 @@ func (c *core) append(ev Event) (Entry, error) {
 		c.idx = append(c.idx, start)
 	}
 	if err := c.writeCheckpoint(e); err != nil {
-		// The entry is durable and chained, but a checkpoint that lags by
-		// more than one entry could no longer be told apart from
-		// tampering at the next start: stop appending until a restart
-		// re-syncs it (recover accepts a lag of exactly one).
-		c.broken = fmt.Errorf("checkpoint %s not updated after seq %d: %v", c.cpPath, e.Seq, err)
-		return Entry{}, fmt.Errorf("audit: seq %d (event_id %s) is in the log, but the %w", e.Seq, e.EventID, c.broken)
+		// The entry is durable and chained, and a checkpoint one entry
+		// behind is what a crash between the two writes leaves (recover
+		// accepts it): the entry counts as recorded. The next Append
+		// writes the checkpoint first (a lag of two could not be told
+		// from tampering), and appends only once that works: the trail
+		// comes back by itself when the disk does (a full disk freed).
+		c.cpPending = &e
+		c.log.Error("audit checkpoint not written; the entry is recorded, the next append retries the checkpoint first",
+			"seq", e.Seq, "file", c.cpPath, "error", err)
 	}
 	return e, nil
 }

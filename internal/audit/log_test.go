@@ -342,3 +342,38 @@ func TestDefaultPaths(t *testing.T) {
 		t.Fatal(logPath, key)
 	}
 }
+
+// A checkpoint the disk refuses (full) leaves the entry recorded (the
+// checkpoint lags by one, as after a crash between the two writes); the
+// next append writes the checkpoint first and is refused while that
+// fails, and the trail resumes by itself once it works: no restart, one
+// chain, and the checkpoint at the last entry.
+func TestCheckpointFailureRecoversWithoutRestart(t *testing.T) {
+	tr := newTrail(t)
+	l := tr.open(t)
+	tr.write(t, l, 1)
+	cp := CheckpointPath(tr.path)
+	// The checkpoint's rename over a non-empty directory fails.
+	os.Remove(cp)
+	os.MkdirAll(filepath.Join(cp, "x"), 0o700)
+	if _, err := l.Append(context.Background(), testEvent(2)); err != nil {
+		t.Fatalf("append whose checkpoint fails: %v, want it recorded", err)
+	}
+	if _, err := l.Append(context.Background(), testEvent(3)); err == nil || !strings.Contains(err.Error(), "nothing appended") {
+		t.Fatalf("append while the checkpoint still fails: %v", err)
+	}
+	os.RemoveAll(cp) // the disk is back
+	if _, err := l.Append(context.Background(), testEvent(4)); err != nil {
+		t.Fatalf("append after the disk is back: %v", err)
+	}
+	if seq, _ := l.Head(); seq != 3 {
+		t.Fatalf("Head seq %d, want 3 (entries 1, 2 and the one after recovery)", seq)
+	}
+	l.Close()
+	if c := tr.checkpoint(t); c.Seq != 3 {
+		t.Fatalf("checkpoint at seq %d, want 3", c.Seq)
+	}
+	if rep, err := tr.verify(t); err != nil || rep.Entries != 3 {
+		t.Fatalf("Verify: %+v %v", rep, err)
+	}
+}
