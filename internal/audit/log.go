@@ -60,11 +60,11 @@ type core struct {
 	// cpPending is the last entry, when its checkpoint could not be
 	// written (see Append).
 	cpPending *Entry
-	log                   *slog.Logger
-	now                   func() time.Time
-	key                   ed25519.PrivateKey
-	pub                   ed25519.PublicKey
-	refs                  int // guarded by shared.mu
+	log       *slog.Logger
+	now       func() time.Time
+	key       ed25519.PrivateKey
+	pub       ed25519.PublicKey
+	refs      int // guarded by shared.mu
 
 	mu       sync.Mutex // serialises appends: one writer extends the chain at a time
 	f        *os.File
