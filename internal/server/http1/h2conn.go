@@ -28,6 +28,8 @@ type h2Conn struct {
 	closed  sync.Once
 	// slowSeen has a bit per slow indicator its streams reported.
 	slowSeen atomic.Uint32
+	// isClosed: Close was called (the header timer then does nothing).
+	isClosed atomic.Bool
 
 	maxResets int // 0: not counted
 	onAbuse   func(reason string)
@@ -195,6 +197,9 @@ func (c *h2Conn) headerBlock(ends bool) {
 // headerTimedOut closes a connection whose header block did not end in
 // time (HTTP/2's slowloris), as the HTTP/1 engine does with a head.
 func (c *h2Conn) headerTimedOut() {
+	if c.isClosed.Load() {
+		return // the connection ended otherwise (a flood, the client)
+	}
 	if c.onSlowHeader != nil {
 		c.onSlowHeader()
 	}
@@ -264,6 +269,7 @@ func (c *h2Conn) Write(p []byte) (int, error) {
 }
 
 func (c *h2Conn) Close() error {
+	c.isClosed.Store(true)
 	err := c.Conn.Close()
 	c.closed.Do(func() {
 		if c.onClose != nil {
