@@ -101,26 +101,26 @@ func (w *h2Writer) arm() time.Time {
 	return now
 }
 
-func (w *h2Writer) done(armed time.Time, err error) {
+// done clears the deadline after a write, and says when a failed one was
+// the timeout's doing (a SlowClientError, as on HTTP/1, for the log).
+func (w *h2Writer) done(armed time.Time, err error) error {
 	if err != nil && time.Since(armed) >= w.timeout {
 		w.slow(WriteTimeout)
-		return
+		return &SlowClientError{Indicator: WriteTimeout, err: err}
 	}
 	w.ctl.SetWriteDeadline(time.Time{})
+	return err
 }
 
 func (w *h2Writer) Write(p []byte) (int, error) {
 	armed := w.arm()
 	n, err := w.ResponseWriter.Write(p)
-	w.done(armed, err)
-	return n, err
+	return n, w.done(armed, err)
 }
 
 func (w *h2Writer) FlushError() error {
 	armed := w.arm()
-	err := w.ctl.Flush()
-	w.done(armed, err)
-	return err
+	return w.done(armed, w.ctl.Flush())
 }
 
 func (w *h2Writer) Flush() { w.FlushError() }

@@ -131,8 +131,8 @@ func TestH2CWriteTimeout(t *testing.T) {
 	}
 	select {
 	case err := <-wrote:
-		if err == nil {
-			t.Fatal("the handler's write succeeded with the window shut")
+		if se, ok := errors.AsType[*SlowClientError](err); !ok || se.Indicator != WriteTimeout {
+			t.Fatalf("the handler's write with the window shut: %v, want a write_timeout SlowClientError", err)
 		}
 	case <-time.After(testTimeout):
 		t.Fatal("the handler's write still blocked")
