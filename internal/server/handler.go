@@ -305,10 +305,16 @@ func sourceKind(src string) string {
 // refused logs a request the HTTP engine refused before it reached the
 // pipeline (malformed, oversized or too slow): it never had a route, a
 // request id from the client or a backend.
-func (e *entry) refused(ctx context.Context, status int, reason string) {
+func (e *entry) refused(ctx context.Context, status int, reason string, req *http1.RefusedRequest) {
 	t := e.srv.table.Load()
 	rec := pipeline.NewRecord()
 	rec.Timestamp = time.Now()
+	if req != nil {
+		// What the engine had parsed: a refused smuggling attempt's log
+		// line names its method, path and host (the sanitiser applies).
+		rec.Method, rec.Host = req.Method, req.Host
+		rec.Path, rec.Query, _ = strings.Cut(req.Target, "?")
+	}
 	rec.Listener = *e.l.name.Load()
 	rec.LBInstance = t.instance
 	if ci, ok := ctx.Value(connInfoKey{}).(*connInfo); ok {

@@ -232,3 +232,24 @@ pools:
 logging: {access_log: {path: access.log}}
 `, addr)
 }
+
+// A request the engine refuses is logged with what it had parsed of it:
+// a smuggling attempt's line names its method, path and host.
+func TestRefusedRequestLoggedWithItsRequestLine(t *testing.T) {
+	e := startEnv(t, rawPool(deadAddr(t)))
+	addr := strings.TrimPrefix(e.url("web", ""), "http://")
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "POST /admin/x?a=1 HTTP/1.1\r\nHost: app.example\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+	res, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil || res.StatusCode != 400 {
+		t.Fatalf("CL+TE: %v %v, want 400", res, err)
+	}
+	l := lastLogLine(t, e, 1)
+	if l["method"] != "POST" || l["path"] != "/admin/x" || l["query"] != "a=1" || l["host"] != "app.example" || l["status_code"] != 400.0 {
+		t.Fatalf("refusal logged as %v %v %v %v %v", l["method"], l["path"], l["query"], l["host"], l["status_code"])
+	}
+}

@@ -379,6 +379,8 @@ func (c *conn) headBuffered() bool {
 // readRequest reads and checks one request head. The returned request is
 // the connection's own, valid until the next call.
 func (c *conn) readRequest() (*http.Request, error) {
+	// What a refusal reports (refused) must be this request's.
+	c.req.Method, c.req.RequestURI, c.req.Host = "", "", ""
 	lineEnd, err := c.head.readHead(c.br, &c.pol.Limits)
 	if err != nil {
 		return nil, err
@@ -471,7 +473,11 @@ func (c *conn) refuse(err error) {
 		c.slow(SlowHeader)
 	}
 	if c.srv.OnRefused != nil {
-		c.srv.OnRefused(c.ctx, pe.status, pe.reason)
+		var rr *RefusedRequest
+		if c.req.Method != "" {
+			rr = &RefusedRequest{Method: c.req.Method, Target: c.req.RequestURI, Host: c.req.Host}
+		}
+		c.srv.OnRefused(c.ctx, pe.status, pe.reason, rr)
 	}
 	body := refusalBody(pe.status)
 	c.writeTimeout, c.minReadRate = 0, 0
@@ -515,7 +521,7 @@ func (c *conn) handOffH2() {
 		// Over TLS, HTTP/2 is negotiated by ALPN (handOffH2TLS), never
 		// assumed.
 		if c.srv.OnRefused != nil {
-			c.srv.OnRefused(c.ctx, http.StatusHTTPVersionNotSupported, "HTTP/2 without h2c enabled")
+			c.srv.OnRefused(c.ctx, http.StatusHTTPVersionNotSupported, "HTTP/2 without h2c enabled", nil)
 		}
 		return
 	}

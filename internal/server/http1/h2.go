@@ -212,7 +212,7 @@ func (g h2Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if g.s.OnRefused != nil {
-		g.s.OnRefused(r.Context(), status, reason)
+		g.s.OnRefused(r.Context(), status, reason, &RefusedRequest{Method: r.Method, Target: r.RequestURI, Host: r.Host})
 	}
 	h := w.Header()
 	for _, f := range p.refusalFields { // security.headers, as on HTTP/1

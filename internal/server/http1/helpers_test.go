@@ -68,7 +68,7 @@ func newTestServer(t testing.TB, h http.Handler, opts ...func(*Server)) *testSer
 	}
 	ts := &testServer{served: make(chan error, 1)}
 	ts.srv = &Server{
-		OnRefused: func(_ context.Context, status int, reason string) {
+		OnRefused: func(_ context.Context, status int, reason string, _ *RefusedRequest) {
 			ts.mu.Lock()
 			ts.refused = append(ts.refused, refusal{status, reason})
 			ts.mu.Unlock()

@@ -62,8 +62,9 @@ type Server struct {
 	// ConnContext runs at accept and nothing is added to the hot path.
 	Preface func(c net.Conn, r *bufio.Reader) (hc net.Conn, ok bool)
 	// OnRefused is told about every request refused before reaching the
-	// handler (malformed, oversized, too slow), for logs and metrics.
-	OnRefused func(connCtx context.Context, status int, reason string)
+	// handler (malformed, oversized, too slow), for logs and metrics, with
+	// what was parsed of it (nil before its request line was).
+	OnRefused func(connCtx context.Context, status int, reason string, req *RefusedRequest)
 	// OnHTTP2Error, when set, is told of every HTTP/2 protocol error by
 	// its net/http name (e.g. "too_many_early_resets"), for metrics, and
 	// of "max_resets_per_second" when a client's resets close its
@@ -128,6 +129,13 @@ type Server struct {
 	// watching: the goroutine of watchClients runs (while there are
 	// connections and OnClientGone is set).
 	watching bool
+}
+
+// RefusedRequest is what the engine had parsed of a request it refused:
+// the method and target of its request line (Target as sent), and its
+// host once known (an absolute-form target's, or the Host field's).
+type RefusedRequest struct {
+	Method, Target, Host string
 }
 
 // abortingServer is the value of http.ServerContextKey (see init).
