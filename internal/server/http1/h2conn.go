@@ -76,8 +76,9 @@ type frameTracker struct {
 // atBoundary reports whether the next byte starts a frame.
 func (t *frameTracker) atBoundary() bool { return t.skip == 0 && t.hn == 0 }
 
-// feed follows p and calls frame for every complete frame header.
-func (t *frameTracker) feed(p []byte, frame func(hdr *[9]byte)) {
+// feed follows p and calls frame for every complete frame header, with
+// the bytes of p that follow it (the start of its payload, or less).
+func (t *frameTracker) feed(p []byte, frame func(hdr *[9]byte, rest []byte)) {
 	for len(p) > 0 {
 		if t.skip > 0 {
 			n := min(t.skip, len(p))
@@ -92,7 +93,7 @@ func (t *frameTracker) feed(p []byte, frame func(hdr *[9]byte)) {
 			t.hn = 0
 			t.skip = int(t.hdr[0])<<16 | int(t.hdr[1])<<8 | int(t.hdr[2])
 			if frame != nil {
-				frame(&t.hdr)
+				frame(&t.hdr, p)
 			}
 		}
 	}
@@ -138,7 +139,7 @@ func (c *h2Conn) Read(p []byte) (int, error) {
 		return n, err
 	}
 	flood := ""
-	c.in.feed(p[:n], func(h *[9]byte) {
+	c.in.feed(p[:n], func(h *[9]byte, _ []byte) {
 		id := binary.BigEndian.Uint32(h[5:]) &^ (1 << 31)
 		switch h[3] {
 		case frameHeaders:
@@ -263,9 +264,34 @@ func (c *h2Conn) Write(p []byte) (int, error) {
 		return 0, net.ErrClosed
 	}
 	n, err := c.Conn.Write(p)
-	c.out.feed(p[:n], nil)
+	c.out.feed(p[:n], c.serverFrame)
 	c.wrote.Broadcast()
 	return n, err
+}
+
+// serverFrame counts the HTTP/2 server's GOAWAY frames that end a
+// connection for an error (a header list or HPACK table too large, a
+// SETTINGS flood, ...): net/http reports few of them to CountError, and
+// they are refusals like the others. Its GOAWAY is written whole, so its
+// error code is in the same write.
+func (c *h2Conn) serverFrame(h *[9]byte, rest []byte) {
+	if h[3] != frameGoAway || c.onAbuse == nil || len(rest) < 8 {
+		return
+	}
+	if code := binary.BigEndian.Uint32(rest[4:8]); code != 0 { // 0: NO_ERROR, a graceful close
+		c.onAbuse("goaway_" + h2ErrCodeName(code))
+	}
+}
+
+// h2ErrCodeName is an HTTP/2 error code's name (RFC 9113 §7), for metrics.
+func h2ErrCodeName(code uint32) string {
+	names := [...]string{"NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "FLOW_CONTROL_ERROR", "SETTINGS_TIMEOUT",
+		"STREAM_CLOSED", "FRAME_SIZE_ERROR", "REFUSED_STREAM", "CANCEL", "COMPRESSION_ERROR", "CONNECT_ERROR",
+		"ENHANCE_YOUR_CALM", "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED"}
+	if int(code) < len(names) {
+		return names[code]
+	}
+	return "unknown"
 }
 
 func (c *h2Conn) Close() error {

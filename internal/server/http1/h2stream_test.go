@@ -235,3 +235,39 @@ func dialH2(t *testing.T, addr string, settings ...http2.Setting) (net.Conn, *ht
 	fr.WriteSettings(settings...)
 	return c, fr
 }
+
+// A connection the HTTP/2 server ends for an error (here a WINDOW_UPDATE
+// of 0 on the connection, a PROTOCOL_ERROR) is counted by its GOAWAY's
+// code; a graceful GOAWAY (NO_ERROR) is not.
+func TestH2CServerGoAwayCounted(t *testing.T) {
+	var mu sync.Mutex
+	var reasons []string
+	ts := newTestServer(t, nil, func(s *Server) {
+		s.H2C = true
+		s.OnHTTP2Error = func(e string) {
+			mu.Lock()
+			reasons = append(reasons, e)
+			mu.Unlock()
+		}
+	})
+	_, fr := dialH2(t, ts.addr)
+	fr.AllowIllegalWrites = true
+	fr.WriteWindowUpdate(0, 0)
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("no GOAWAY: %v", err)
+		}
+		if g, ok := f.(*http2.GoAwayFrame); ok {
+			if g.ErrCode != http2.ErrCodeProtocol {
+				t.Fatalf("GOAWAY %v, want PROTOCOL_ERROR", g.ErrCode)
+			}
+			break
+		}
+	}
+	waitFor(t, "goaway_PROTOCOL_ERROR counted", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Contains(reasons, "goaway_PROTOCOL_ERROR")
+	})
+}

@@ -320,7 +320,7 @@ func BenchmarkH2ResetCounting(b *testing.B) {
 	for range b.N {
 		for p := stream; len(p) > 0; {
 			n := min(len(p), 16<<10)
-			c.in.feed(p[:n], func(h *[9]byte) {
+			c.in.feed(p[:n], func(h *[9]byte, _ []byte) {
 				if h[3] == frameRSTStream {
 					c.resets++
 				}
