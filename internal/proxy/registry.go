@@ -112,6 +112,7 @@ func (r *Registry) rebuildLocked(p *Pool) {
 	}
 	cur := p.members.Load().byID
 	next := make([]*Backend, 0, len(want))
+	inherited := false
 	for _, w := range want {
 		if qid, ok := quarantined[addressKey(w.Address)]; ok && po.States[w.ID] != StateQuarantined {
 			// The same host under another id (renamed in the file, or
@@ -120,7 +121,7 @@ func (r *Registry) rebuildLocked(p *Pool) {
 			po.quarantineAddress(w.ID, w.Address)
 			r.log.Warn("backend kept out of rotation: its address is quarantined", "pool", p.Name, "backend", w.ID,
 				"address", w.Address, "quarantined_as", qid)
-			r.saveLocked()
+			inherited = true
 		}
 		b := cur[w.ID]
 		if b == nil || b.Address != w.Address || b.Weight != max(w.Weight, 1) {
@@ -141,6 +142,9 @@ func (r *Registry) rebuildLocked(p *Pool) {
 			}
 		}
 		next = append(next, b)
+	}
+	if inherited {
+		r.saveLocked() // a failure is retried (saveLocked)
 	}
 	p.setMembers(next)
 }

@@ -128,6 +128,12 @@ func (p *Pool) roundTripTo(b *Backend, req *http.Request, rec *pipeline.Record, 
 	out.URL.Host = b.Address
 	resp, err := tr.RoundTrip(out)
 	pipeline.DoneWaiting(req.Context(), wait)
+	if err == nil && resp.StatusCode > 599 {
+		// http.Transport takes any three digits; the direct path's reader
+		// refuses what HTTP does not define, and so does this one.
+		resp.Body.Close()
+		err = errBadResponse("status code " + strconv.Itoa(resp.StatusCode))
+	}
 	if err != nil {
 		stop()
 		cancel(nil)
@@ -136,15 +142,6 @@ func (p *Pool) roundTripTo(b *Backend, req *http.Request, rec *pipeline.Record, 
 			err = c
 		}
 		return nil, err
-	}
-	if resp.StatusCode > 599 {
-		// http.Transport takes any three digits; the direct path's reader
-		// refuses what HTTP does not define, and so does this one.
-		resp.Body.Close()
-		stop()
-		cancel(nil)
-		b.inflight.Add(-1)
-		return nil, errBadResponse("status code " + strconv.Itoa(resp.StatusCode))
 	}
 	p.observe(b, rec, resp, start)
 	if resp.StatusCode != http.StatusSwitchingProtocols && (resp.Trailer != nil || len(resp.TransferEncoding) > 0) {

@@ -480,29 +480,22 @@ func (w *responseWriter) setHSTS() {
 	}
 }
 
-func (w *responseWriter) Flush() {
+func (w *responseWriter) Flush() { w.FlushError() }
+
+// FlushError is Flush for http.ResponseController; a failed flush is a
+// failed write (writeFailed).
+func (w *responseWriter) FlushError() error {
 	switch f := w.ResponseWriter.(type) {
 	case interface{ FlushError() error }:
-		if err := f.FlushError(); err != nil {
+		err := f.FlushError()
+		if err != nil {
 			w.writeFailed(err)
 		}
+		return err
 	case http.Flusher:
 		f.Flush()
 	}
-}
-
-// FlushError is Flush for http.ResponseController.
-func (w *responseWriter) FlushError() error {
-	f, ok := w.ResponseWriter.(interface{ FlushError() error })
-	if !ok {
-		w.Flush()
-		return nil
-	}
-	err := f.FlushError()
-	if err != nil {
-		w.writeFailed(err)
-	}
-	return err
+	return nil
 }
 
 func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -164,18 +164,14 @@ func (chanAddr) String() string  { return "h2c" }
 // are; only the stream ends, not the connection.
 type h2Gate struct{ s *Server }
 
-// slowReporter reports a stream's slow-client indicators as OnSlow, for
-// the connection the stream is on, once per indicator and connection.
+// slowReporter reports a stream's slow-client indicators as its
+// connection's (h2Conn.slow).
 func (g h2Gate) slowReporter(r *http.Request) func(string) {
-	return func(indicator string) {
-		c, _ := r.Context().Value(h2ConnKey{}).(*h2Conn)
-		if g.s.OnSlow == nil || c == nil {
-			return
-		}
-		if bit := slowBit(indicator); c.slowSeen.Or(bit)&bit == 0 {
-			g.s.OnSlow(c.inner, indicator)
-		}
+	c, _ := r.Context().Value(h2ConnKey{}).(*h2Conn)
+	if c == nil {
+		return func(string) {}
 	}
+	return c.slow
 }
 
 // h2ConnKey is the context key of a stream's *h2Conn (see newH2Server).

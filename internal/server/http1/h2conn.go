@@ -48,7 +48,7 @@ type h2Conn struct {
 	headerTimer   *time.Timer
 	inHeaders     bool
 	continuations int
-	onSlowHeader  func()
+	onSlow        func(c net.Conn, indicator string) // Server.OnSlow
 
 	wmu       sync.Mutex // orders the server's writes with our GOAWAY
 	wrote     *sync.Cond // on wmu: a server write, or the GOAWAY's wait is over
@@ -116,13 +116,7 @@ func newH2Conn(conn, inner net.Conn, r io.Reader, h *h2Server) *h2Conn {
 	c := &h2Conn{Conn: conn, r: r, inner: inner}
 	if h != nil {
 		c.onClose, c.maxResets, c.onAbuse, c.headerTimeout = h.srv.OnClose, h.maxResets, h.onAbuse, h.headerTimeout
-		if h.srv.OnSlow != nil {
-			c.onSlowHeader = func() {
-				if bit := slowBit(SlowHeader); c.slowSeen.Or(bit)&bit == 0 {
-					h.srv.OnSlow(inner, SlowHeader)
-				}
-			}
-		}
+		c.onSlow = h.srv.OnSlow
 	}
 	c.wrote = sync.NewCond(&c.wmu)
 	c.in.skip = h2PrefaceLen
@@ -201,10 +195,16 @@ func (c *h2Conn) headerTimedOut() {
 	if c.isClosed.Load() {
 		return // the connection ended otherwise (a flood, the client)
 	}
-	if c.onSlowHeader != nil {
-		c.onSlowHeader()
-	}
+	c.slow(SlowHeader)
 	c.goAway("header_timeout")
+}
+
+// slow reports a slow-client indicator of the connection or one of its
+// streams, once per indicator and connection, as conn.slow does.
+func (c *h2Conn) slow(indicator string) {
+	if bit := slowBit(indicator); c.onSlow != nil && c.slowSeen.Or(bit)&bit == 0 {
+		c.onSlow(c.inner, indicator)
+	}
 }
 
 // goAway sends GOAWAY between two of the server's frames and closes the
@@ -283,13 +283,15 @@ func (c *h2Conn) serverFrame(h *[9]byte, rest []byte) {
 	}
 }
 
-// h2ErrCodeName is an HTTP/2 error code's name (RFC 9113 §7), for metrics.
+// h2ErrCodeNames are the HTTP/2 error codes' names (RFC 9113 §7), for
+// metrics.
+var h2ErrCodeNames = [...]string{"NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "FLOW_CONTROL_ERROR", "SETTINGS_TIMEOUT",
+	"STREAM_CLOSED", "FRAME_SIZE_ERROR", "REFUSED_STREAM", "CANCEL", "COMPRESSION_ERROR", "CONNECT_ERROR",
+	"ENHANCE_YOUR_CALM", "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED"}
+
 func h2ErrCodeName(code uint32) string {
-	names := [...]string{"NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "FLOW_CONTROL_ERROR", "SETTINGS_TIMEOUT",
-		"STREAM_CLOSED", "FRAME_SIZE_ERROR", "REFUSED_STREAM", "CANCEL", "COMPRESSION_ERROR", "CONNECT_ERROR",
-		"ENHANCE_YOUR_CALM", "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED"}
-	if int(code) < len(names) {
-		return names[code]
+	if int(code) < len(h2ErrCodeNames) {
+		return h2ErrCodeNames[code]
 	}
 	return "unknown"
 }
