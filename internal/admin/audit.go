@@ -39,8 +39,9 @@ import (
 // connections cannot be restored anyway. Refusing up front is not possible
 // either: the failure (a full disk, an fsync error) is only known when the
 // append is tried. The event is written to the process log at ERROR level
-// instead, so it is not lost entirely, and the audit package stops
-// accepting appends until a restart has re-read the trail.
+// instead, so it is not lost entirely. The audit package removes what the
+// failed append left in the file before it appends again, so the trail
+// resumes by itself once the disk does.
 
 // apiActor is the caller of an admin API request, as ServeHTTP
 // authenticated it: the token name or certificate subject in ID, and the

@@ -66,14 +66,20 @@ type core struct {
 	pub       ed25519.PublicKey
 	refs      int // guarded by shared.mu
 
-	mu       sync.Mutex // serialises appends: one writer extends the chain at a time
-	f        *os.File
+	mu sync.Mutex // serialises appends: one writer extends the chain at a time
+	f  *os.File
+	// fsync is f.Sync; tests replace it to make it fail.
+	fsync func() error
+	// size, seq and lastHash are the end of the last acknowledged entry:
+	// they only move once its line is fsynced.
 	size     int64  // bytes of complete lines in f
 	seq      uint64 // of the last entry (0: none)
 	lastHash string // HashLine of the last entry (Genesis: none)
-	broken   error  // set when the file's state is uncertain; appends fail until restart
-	closed   bool
-	idx      []int64 // start offset of every line, built by the first Page
+	// cutPending is why f may still hold bytes after size: the error of
+	// an append whose write or fsync failed, until repair cuts them off.
+	cutPending error
+	closed     bool
+	idx        []int64 // start offset of every line, built by the first Page
 }
 
 var shared = struct {
@@ -175,7 +181,7 @@ func openCore(path, keyPath string, o Options) (c *core, err error) {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
 	c = &core{path: path, cpPath: cpPath, keyPath: keyPath, log: logger, now: now, key: key,
-		pub: key.Public().(ed25519.PublicKey), f: f, lastHash: Genesis}
+		pub: key.Public().(ed25519.PublicKey), f: f, fsync: f.Sync, lastHash: Genesis}
 	if cp != nil {
 		if err := cp.Verify(c.pub); err != nil {
 			return nil, fmt.Errorf("audit: %s: %v; refusing to start", cpPath, err)
@@ -233,8 +239,12 @@ func (c *core) append(ev Event) (Entry, error) {
 	if c.closed {
 		return Entry{}, ErrClosed
 	}
-	if c.broken != nil {
-		return Entry{}, fmt.Errorf("audit: the trail is unavailable since an earlier failure (%v); restart Rampart to recover it", c.broken)
+	if c.cutPending != nil {
+		// What a failed append left after the last acknowledged entry
+		// is still there: the new line goes after it only once it is gone.
+		if err := c.repair(); err != nil {
+			return Entry{}, fmt.Errorf("audit: %s still holds the remains of a failed append after seq %d (%v) and removing them failed (%v); nothing appended until they are (retried on the next append)", c.path, c.seq, c.cutPending, err)
+		}
 	}
 	if c.cpPending != nil {
 		// The last entry's checkpoint could not be written. Appending now
@@ -267,17 +277,10 @@ func (c *core) append(ev Event) (Entry, error) {
 	// before the fsync completes leaves at most a partial last line, which
 	// was never acknowledged (see recover).
 	if _, err := c.f.Write(append(line, '\n')); err != nil {
-		if terr := c.f.Truncate(c.size); terr != nil {
-			c.broken = fmt.Errorf("write to %s failed (%v) and the partial line could not be removed (%v)", c.path, err, terr)
-		}
-		return Entry{}, fmt.Errorf("audit: writing seq %d to %s: %w", u.Seq, c.path, err)
+		return Entry{}, c.failed(fmt.Errorf("audit: writing seq %d to %s: %w", u.Seq, c.path, err))
 	}
-	if err := c.f.Sync(); err != nil {
-		// After a failed fsync the kernel may have dropped the dirty
-		// pages: whether the line is on disk is unknown, and only a
-		// fresh open (which reads the tail back) can tell.
-		c.broken = fmt.Errorf("fsync of %s failed: %v", c.path, err)
-		return Entry{}, fmt.Errorf("audit: %w", c.broken)
+	if err := c.fsync(); err != nil {
+		return Entry{}, c.failed(fmt.Errorf("audit: fsync of %s after writing seq %d: %w", c.path, u.Seq, err))
 	}
 	start := c.size
 	c.size += int64(len(line)) + 1
@@ -297,6 +300,42 @@ func (c *core) append(ev Event) (Entry, error) {
 			"seq", e.Seq, "file", c.cpPath, "error", err)
 	}
 	return e, nil
+}
+
+// failed handles an append whose write or fsync failed: the entry is not
+// recorded (err says so to its caller), and whatever of it reached the
+// file is removed now if possible, else before the next append.
+func (c *core) failed(err error) error {
+	c.cutPending = err
+	if rerr := c.repair(); rerr != nil {
+		c.log.Error("audit log: the remains of a failed append could not be removed; the next append retries first",
+			"file", c.path, "after_seq", c.seq, "error", err, "repair_error", rerr)
+	}
+	return err
+}
+
+// repair cuts f back to the end of the last acknowledged entry after a
+// failed append, and fsyncs that.
+//
+// Cutting is enough even after a failed fsync, when the kernel may have
+// dropped the unwritten pages and will not report it again ("fsyncgate"):
+// every byte before size was fsynced successfully before, so it is on
+// disk whatever happened since, and every byte after it belongs to the
+// entry whose caller was told it was not recorded. Once the truncation is
+// fsynced, the file on disk is the trail as acknowledged, which size, seq
+// and lastHash still describe; the next entry chains from it. The
+// directory needs no fsync: no name changed.
+func (c *core) repair() error {
+	if err := c.f.Truncate(c.size); err != nil {
+		return err
+	}
+	if err := c.fsync(); err != nil {
+		return err
+	}
+	c.log.Warn("audit log cut back to its last acknowledged entry after a failed append; appending resumes",
+		"file", c.path, "seq", c.seq, "cause", c.cutPending)
+	c.cutPending = nil
+	return nil
 }
 
 func (c *core) writeCheckpoint(e Entry) error {

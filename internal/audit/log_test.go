@@ -377,3 +377,148 @@ func TestCheckpointFailureRecoversWithoutRestart(t *testing.T) {
 		t.Fatalf("Verify: %+v %v", rep, err)
 	}
 }
+
+// failFsync makes the next n fsyncs of l's file fail, as a disk that
+// returns EIO or ENOSPC for a while does.
+func failFsync(l *Log, n *int) {
+	sync := l.c.fsync
+	l.c.fsync = func() error {
+		if *n > 0 {
+			*n--
+			return errors.New("input/output error (injected)")
+		}
+		return sync()
+	}
+}
+
+// afterCrash opens a copy of tr's files, as a start after kill -9 finds
+// them (what the page cache holds, once fsynced, is what the disk holds).
+func afterCrash(t *testing.T, tr *trail) (*trail, *Log) {
+	t.Helper()
+	cp := newTrail(t)
+	os.MkdirAll(filepath.Dir(cp.path), 0o700)
+	for from, to := range map[string]string{tr.path: cp.path, CheckpointPath(tr.path): CheckpointPath(cp.path), tr.key: cp.key} {
+		data, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(to, data, 0o600)
+	}
+	return cp, cp.open(t)
+}
+
+// checkChain requires the log to hold exactly tr.entries, seq 1 to n each
+// chained from the line before, and to verify up to its checkpoint at n.
+func checkChain(t *testing.T, tr *trail) {
+	t.Helper()
+	lines := tr.lines(t)
+	if len(lines) != len(tr.entries) {
+		t.Fatalf("%d lines in the log, want %d", len(lines), len(tr.entries))
+	}
+	prev := Genesis
+	for i, line := range lines {
+		var e Entry
+		if err := json.Unmarshal(line, &e); err != nil || e.EventID != tr.entries[i].EventID || e.Seq != uint64(i+1) || e.PrevHash != prev {
+			t.Fatalf("line %d: %s, want seq %d, event_id %s, chained from %s", i+1, line, i+1, tr.entries[i].EventID, prev)
+		}
+		prev = HashLine(line)
+	}
+	if rep, err := tr.verify(t); err != nil || rep.Entries != len(tr.entries) || rep.CheckpointSeq != uint64(len(tr.entries)) {
+		t.Fatalf("Verify: %+v %v", rep, err)
+	}
+}
+
+// A failed fsync leaves the entry's durability unknown: the append is
+// refused and the line cut off again, and the trail goes on from the last
+// acknowledged entry without a restart.
+func TestFsyncFailureRecoversWithoutRestart(t *testing.T) {
+	tr := newTrail(t)
+	l := tr.open(t)
+	tr.write(t, l, 2)
+	fails := 1
+	failFsync(l, &fails)
+	if _, err := l.Append(context.Background(), testEvent(99)); err == nil || !strings.Contains(err.Error(), "fsync") {
+		t.Fatalf("append whose fsync fails: %v, want an fsync error", err)
+	}
+	if seq, _ := l.Head(); seq != 2 {
+		t.Fatalf("Head seq %d after the failed append, want 2", seq)
+	}
+	if n := len(tr.lines(t)); n != 2 {
+		t.Fatalf("%d lines after the failed append, want the unacknowledged one cut off", n)
+	}
+	tr.write(t, l, 2) // no restart
+	checkChain(t, tr)
+	if data, _ := os.ReadFile(tr.path); strings.Contains(string(data), `"b-99"`) {
+		t.Fatal("the failed entry is in the trail")
+	}
+	// kill -9 now: the next start finds nothing to repair.
+	crashed, l2 := afterCrash(t, tr)
+	if seq, hash := l2.Head(); seq != 4 || hash != HashLine(tr.lines(t)[3]) {
+		t.Fatalf("Head after a crash: seq %d, want 4 and no recovery record", seq)
+	}
+	crashed.entries = tr.entries
+	checkChain(t, crashed)
+}
+
+// While the disk keeps failing, removing the failed line fails too: each
+// append tries it first and is refused with why; once it works the trail
+// resumes.
+func TestFsyncFailureRepairIsRetriedByTheNextAppend(t *testing.T) {
+	tr := newTrail(t)
+	l := tr.open(t)
+	tr.write(t, l, 1)
+	fails := 3 // the append, its repair, and the next append's repair
+	failFsync(l, &fails)
+	if _, err := l.Append(context.Background(), testEvent(98)); err == nil || !strings.Contains(err.Error(), "fsync") {
+		t.Fatalf("append whose fsync fails: %v", err)
+	}
+	_, err := l.Append(context.Background(), testEvent(99))
+	if err == nil || !strings.Contains(err.Error(), "nothing appended") || !strings.Contains(err.Error(), "retried on the next append") ||
+		strings.Contains(err.Error(), "restart") {
+		t.Fatalf("append while the repair still fails: %v", err)
+	}
+	if fails != 0 {
+		t.Fatalf("%d injected failures left, want the repair tried once per append", fails)
+	}
+	tr.write(t, l, 2) // the disk is back
+	checkChain(t, tr)
+	if data, _ := os.ReadFile(tr.path); strings.Contains(string(data), `"b-98"`) || strings.Contains(string(data), `"b-99"`) {
+		t.Fatal("a failed entry is in the trail")
+	}
+	crashed, l2 := afterCrash(t, tr)
+	if seq, _ := l2.Head(); seq != 3 {
+		t.Fatalf("Head after a crash: seq %d, want 3 and no recovery record", seq)
+	}
+	crashed.entries = tr.entries
+	checkChain(t, crashed)
+}
+
+// A write that fails part way, whose partial line cannot be removed at
+// once either, is repaired by the next append the same way.
+func TestFailedWriteWithPartialLineRecoversWithoutRestart(t *testing.T) {
+	tr := newTrail(t)
+	l := tr.open(t)
+	tr.write(t, l, 2)
+	// The start of a line, as a short write leaves it, and a file that
+	// refuses both the write and the truncation.
+	w, _ := os.OpenFile(tr.path, os.O_WRONLY|os.O_APPEND, 0)
+	w.WriteString(`{"seq":3,"event_id":"01`)
+	w.Close()
+	ro, err := os.Open(tr.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	f := l.c.f
+	l.c.f = ro
+	_, err = l.Append(context.Background(), testEvent(99))
+	l.c.f = f
+	if err == nil || !strings.Contains(err.Error(), "writing seq 3") {
+		t.Fatalf("append whose write fails: %v", err)
+	}
+	if data, _ := os.ReadFile(tr.path); !strings.HasSuffix(string(data), `"event_id":"01`) {
+		t.Fatal("the partial line is gone already: the next append's repair is not tested")
+	}
+	tr.write(t, l, 1)
+	checkChain(t, tr)
+}

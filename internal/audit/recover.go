@@ -104,7 +104,7 @@ func (c *core) recover(size int64, cp *Checkpoint) ([]Event, error) {
 		if _, err := c.f.Write([]byte("\n")); err != nil {
 			return nil, fmt.Errorf("audit: %w", err)
 		}
-		if err := c.f.Sync(); err != nil {
+		if err := c.fsync(); err != nil {
 			return nil, fmt.Errorf("audit: %w", err)
 		}
 		end = size + 1
@@ -117,7 +117,7 @@ func (c *core) recover(size int64, cp *Checkpoint) ([]Event, error) {
 		if err := c.f.Truncate(end); err != nil {
 			return nil, fmt.Errorf("audit: %w", err)
 		}
-		if err := c.f.Sync(); err != nil {
+		if err := c.fsync(); err != nil {
 			return nil, fmt.Errorf("audit: %w", err)
 		}
 		sum := sha256.Sum256(partial)
