@@ -498,7 +498,9 @@ func (ep *rlEndpoint) matches(method, path string) bool {
 		return true
 	}
 	for _, m := range ep.methods {
-		if m == method {
+		// A HEAD runs the backend's GET handler, and its status tells
+		// the answer (an OTP or a login check): a GET limit counts it.
+		if m == method || (m == http.MethodGet && method == http.MethodHead) {
 			return true
 		}
 	}

@@ -341,3 +341,23 @@ func TestTrustedProxyNeverAutoBlocked(t *testing.T) {
 		return e.srv.acl.Check(netip.MustParseAddr("198.51.100.21")).Action == acl.ActionDeny
 	})
 }
+
+// A HEAD runs the backend's GET handler and its status leaks the answer
+// (an OTP check), so an endpoint limit on GET counts it.
+func TestRateLimitEndpointGETCountsHEAD(t *testing.T) {
+	b := newTestBackend(t, "a")
+	e := startEnv(t, rlConfig(b, "    endpoints: [{path: /otp, limit: 3, window: 1m, key: ip, methods: [GET]}]\n"))
+	for i, m := range []string{"GET", "HEAD", "HEAD"} {
+		if r := e.reqFrom(m, "/otp", "198.51.100.1", nil); r.status != 200 {
+			t.Fatalf("request %d (%s): %d", i, m, r.status)
+		}
+	}
+	for _, m := range []string{"HEAD", "GET"} {
+		if r := e.reqFrom(m, "/otp", "198.51.100.1", nil); r.status != 429 {
+			t.Errorf("%s past the limit: %d, want 429", m, r.status)
+		}
+	}
+	if r := e.reqFrom("POST", "/otp", "198.51.100.1", nil); r.status != 200 {
+		t.Errorf("POST, not limited: %d", r.status)
+	}
+}
