@@ -185,6 +185,8 @@ func (g h2Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		status, reason = http.StatusMethodNotAllowed, "CONNECT is not supported"
 	case !p.allows(r.Method):
 		status, reason = http.StatusMethodNotAllowed, "method not allowed"
+	case !validH2Path(r.Method, r.RequestURI) || r.URL.User != nil:
+		status, reason = http.StatusBadRequest, "malformed request target"
 	case r.Host == "":
 		status, reason = http.StatusBadRequest, "missing Host header"
 	case !validHost(r.Host):
@@ -220,4 +222,16 @@ func (g h2Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	w.Write([]byte(body))
+}
+
+// validH2Path applies to a stream's :path the HTTP/1 request target's
+// checks: the path and query only (RFC 9113 §8.3.1; "*" for OPTIONS), and
+// no control characters, spaces or fragment. A "#" would hide the query
+// from the WAF (which stops at it) while the backend parses it, and a
+// space would split the request line the backend gets.
+func validH2Path(method, path string) bool {
+	if path == "*" {
+		return method == http.MethodOptions
+	}
+	return strings.HasPrefix(path, "/") && validTarget(path)
 }

@@ -7,9 +7,13 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 )
 
 // recordConn is a net.Conn whose writes are recorded and whose reads
@@ -160,5 +164,65 @@ func TestValidHost(t *testing.T) {
 		if validHost(h) {
 			t.Errorf("validHost(%q) = true, want false", h)
 		}
+	}
+}
+
+// A stream's :path gets the checks of an HTTP/1 request target: a "#"
+// (the WAF stops at it, the backend does not), a space or a control
+// character, an absolute form (with userinfo) and "*" outside OPTIONS
+// are refused before the handler.
+func TestH2CPathChecks(t *testing.T) {
+	ts := newTestServer(t, nil, func(s *Server) { s.H2C = true })
+	_, fr := dialH2(t, ts.addr)
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	send := func(id uint32, method, path string) {
+		hb.Reset()
+		for _, f := range [][2]string{{":method", method}, {":scheme", "http"}, {":authority", "app.example"}, {":path", path}} {
+			enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+		}
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
+	}
+	dec := hpack.NewDecoder(4096, nil) // one per connection: the answers share its table
+	statusOf := func(id uint32) string {
+		t.Helper()
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				t.Fatalf("stream %d: %v", id, err)
+			}
+			if h, ok := f.(*http2.HeadersFrame); ok && h.StreamID == id {
+				fields, _ := dec.DecodeFull(h.HeaderBlockFragment())
+				for _, hf := range fields {
+					if hf.Name == ":status" {
+						return hf.Value
+					}
+				}
+			}
+			if r, ok := f.(*http2.RSTStreamFrame); ok && r.StreamID == id {
+				return "reset " + r.ErrCode.String()
+			}
+		}
+	}
+	id := uint32(1)
+	for _, tc := range []struct{ method, path, want string }{
+		{"GET", "/x?a=1#&q=<script>", "400"},
+		{"GET", "/x?a=1 /admin HTTP/1.1", "400"},
+		{"GET", "/x?a=\x01", "400"},
+		{"GET", "http://user:pw@app.example/x", "400"},
+		{"GET", "*", "400"},
+		{"GET", "/x?a=1&b=%23", "200"},
+		{"OPTIONS", "*", "200"},
+	} {
+		before := ts.calls.Load()
+		send(id, tc.method, tc.path)
+		got := statusOf(id)
+		if got != tc.want && !(tc.want == "400" && strings.HasPrefix(got, "reset")) {
+			t.Errorf("%s %q: %s, want %s", tc.method, tc.path, got, tc.want)
+		}
+		if reached := ts.calls.Load() != before; reached != (tc.want == "200") && tc.path != "*" { // the engine answers OPTIONS *
+			t.Errorf("%s %q: reached the handler: %v", tc.method, tc.path, reached)
+		}
+		id += 2
 	}
 }
