@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -313,7 +314,7 @@ func (e *entry) refused(ctx context.Context, status int, reason string, req *htt
 		// What the engine had parsed: a refused smuggling attempt's log
 		// line names its method, path and host (the sanitiser applies).
 		rec.Method, rec.Host = req.Method, req.Host
-		rec.Path, rec.Query, _ = strings.Cut(req.Target, "?")
+		rec.Path, rec.Query = refusedTarget(req.Target)
 	}
 	rec.Listener = *e.l.name.Load()
 	rec.LBInstance = t.instance
@@ -332,6 +333,38 @@ func (e *entry) refused(ctx context.Context, status int, reason string, req *htt
 	e.srv.metrics.ObserveRequest(rec) // answered too: requests_total counts it (pool "none")
 	t.accessLog.Log(rec)
 	pipeline.Release(rec)
+}
+
+// refusedTarget splits a refused request's target into the path and query
+// its log line records, as an accepted request's would be: the path
+// percent-decoded (the sanitiser masks ";token=" however it was encoded)
+// and an absolute form's scheme, userinfo and host left out. A target
+// that does not parse keeps its path's valid escapes decoded.
+func refusedTarget(target string) (path, query string) {
+	if u, err := url.Parse(target); err == nil && u.Opaque == "" {
+		return u.Path, u.RawQuery
+	}
+	path, query, _ = strings.Cut(target, "?")
+	if i := strings.Index(path, "://"); i >= 0 { // no userinfo in the log
+		path = path[i+3:]
+		if j := strings.IndexByte(path, '/'); j >= 0 {
+			path = path[j:]
+		} else {
+			path = "/"
+		}
+	}
+	var b strings.Builder
+	for i := 0; i < len(path); i++ {
+		if path[i] == '%' && i+2 < len(path) {
+			if v, err := strconv.ParseUint(path[i+1:i+3], 16, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 2
+				continue
+			}
+		}
+		b.WriteByte(path[i])
+	}
+	return b.String(), query
 }
 
 // finish completes the record, hands it to the metrics and the access log

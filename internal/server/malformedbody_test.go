@@ -253,3 +253,31 @@ func TestRefusedRequestLoggedWithItsRequestLine(t *testing.T) {
 		t.Fatalf("refusal logged as %v %v %v %v %v", l["method"], l["path"], l["query"], l["host"], l["status_code"])
 	}
 }
+
+// A refused request's target is logged as an accepted one's would be:
+// decoded, its secrets masked, an absolute form's userinfo left out.
+func TestRefusedRequestTargetSanitised(t *testing.T) {
+	e := startEnv(t, rawPool(deadAddr(t)))
+	addr := strings.TrimPrefix(e.url("web", ""), "http://")
+	for i, tc := range []struct{ target, path, query string }{
+		{"http://user:SECRETPW@app.example/x?token=S1", "/x", "token=[MASKED]"},
+		{"/x%3Btoken=SECRET2", "/x;token=[MASKED]", ""},
+		{"/y%3Btoken=SECRET3%zz?a=1", "/y;token=[MASKED]", "a=1"},
+	} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// An obsolete line folding gets the request refused by the engine.
+		io.WriteString(c, "GET "+tc.target+" HTTP/1.1\r\nHost: app.example\r\nX-A: b\r\n c\r\n\r\n")
+		res, err := http.ReadResponse(bufio.NewReader(c), nil)
+		c.Close()
+		if err != nil || res.StatusCode != 400 {
+			t.Fatalf("%s: %v %v, want 400", tc.target, res, err)
+		}
+		l := lastLogLine(t, e, i+1)
+		if l["path"] != tc.path || l["query"] != tc.query {
+			t.Errorf("%s logged as path %q query %q, want %q %q", tc.target, l["path"], l["query"], tc.path, tc.query)
+		}
+	}
+}
