@@ -29,6 +29,8 @@ func frame(r *http.Request, c *conn) error {
 		return refuse(http.StatusBadRequest, "missing Host header")
 	case len(hosts) == 1 && !validHost(hosts[0]):
 		return refuse(http.StatusBadRequest, "malformed Host header")
+	case len(h["Content-Type"]) > 1:
+		return refuse(http.StatusBadRequest, severalContentTypes)
 	}
 	if r.URL.Host != "" { // absolute form: its authority wins (RFC 9112 §3.2.2)
 		if !validHost(r.URL.Host) {
@@ -101,6 +103,12 @@ func frame(r *http.Request, c *conn) error {
 }
 
 var chunkedTE = []string{"chunked"}
+
+// severalContentTypes refuses a request with more than one Content-Type
+// field (a singleton, RFC 9110 §8.3): the WAF reads the first to decide
+// how to inspect the body ("image/png": not at all) while a backend may
+// read the last ("application/x-www-form-urlencoded").
+const severalContentTypes = "several Content-Type headers"
 
 // dropH2CUpgrade takes "h2c" out of an Upgrade header: HTTP/2 is served
 // to clients that start with its preface, not by upgrade, and an upgrade

@@ -191,6 +191,8 @@ func (g h2Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		status, reason = http.StatusBadRequest, "missing Host header"
 	case !validHost(r.Host):
 		status, reason = http.StatusBadRequest, "malformed Host header"
+	case len(r.Header["Content-Type"]) > 1:
+		status, reason = http.StatusBadRequest, severalContentTypes
 	}
 	if status == 0 {
 		for k := range r.Header {

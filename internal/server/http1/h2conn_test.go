@@ -176,10 +176,13 @@ func TestH2CPathChecks(t *testing.T) {
 	_, fr := dialH2(t, ts.addr)
 	var hb bytes.Buffer
 	enc := hpack.NewEncoder(&hb)
-	send := func(id uint32, method, path string) {
+	send := func(id uint32, method, path string, extra ...string) {
 		hb.Reset()
 		for _, f := range [][2]string{{":method", method}, {":scheme", "http"}, {":authority", "app.example"}, {":path", path}} {
 			enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+		}
+		for i := 0; i+1 < len(extra); i += 2 {
+			enc.WriteField(hpack.HeaderField{Name: extra[i], Value: extra[i+1]})
 		}
 		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
 	}
@@ -205,6 +208,12 @@ func TestH2CPathChecks(t *testing.T) {
 		}
 	}
 	id := uint32(1)
+	// Two Content-Type fields: the WAF reads the first, a backend may read the last.
+	send(id, "GET", "/x", "content-type", "image/png", "content-type", "application/x-www-form-urlencoded")
+	if got := statusOf(id); got != "400" {
+		t.Errorf("two Content-Type: %s, want 400", got)
+	}
+	id += 2
 	for _, tc := range []struct{ method, path, want string }{
 		{"GET", "/x?a=1#&q=<script>", "400"},
 		{"GET", "/x?a=1 /admin HTTP/1.1", "400"},

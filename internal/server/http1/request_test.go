@@ -64,6 +64,7 @@ var refusalCases = []struct {
 	{"missing Host, absolute form", "GET http://a.example/ HTTP/1.1\r\n\r\n", 400},
 	{"two Host", "GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", 400},
 	{"two Host in HTTP/1.0", "GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", 400},
+	{"two Content-Type", "POST / HTTP/1.1\r\nHost: a\r\nContent-Type: image/png\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n\r\nq=1", 400},
 	{"Host with space", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400},
 	{"Host with slash", "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400},
 	{"Host with at", "GET / HTTP/1.1\r\nHost: user@a\r\n\r\n", 400},
