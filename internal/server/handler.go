@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -382,6 +383,10 @@ func (e *entry) finish(ctx context.Context, rec *pipeline.Record, rw *responseWr
 	if body != nil {
 		rec.RequestSizeBytes = body.n
 	}
+	if t := rw.tunnel; t != nil {
+		rec.RequestSizeBytes += t.in.Load()
+		rec.ResponseSizeBytes += t.out.Load()
+	}
 	rec.RequestTimeMs = float64(time.Since(start).Microseconds()) / 1000
 	*rw = responseWriter{}
 	if body != nil {
@@ -450,7 +455,8 @@ type responseWriter struct {
 	hsts     []string   // Strict-Transport-Security of an https listener
 	status   int
 	written  int64
-	idHeader [1]string // the X-Request-Id value, without a slice allocation
+	tunnel   *tunnelConn // the client's connection after a protocol switch
+	idHeader [1]string   // the X-Request-Id value, without a slice allocation
 }
 
 func (w *responseWriter) WriteHeader(code int) {
@@ -532,6 +538,41 @@ func (w *responseWriter) FlushError() error {
 }
 
 func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Hijack hands the client's connection over for a protocol switch
+// (WebSocket, any 101 tunnel) and goes on counting on it: the bytes relayed
+// from the client are the request's size, those relayed to it the
+// response's (the heads are not counted, as for any request). The handler
+// returns only when the tunnel closes, so the request's time covers it
+// too, as nginx's $bytes_sent and $request_time do.
+func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	w.tunnel = &tunnelConn{Conn: c}
+	return w.tunnel, brw, nil
+}
+
+// tunnelConn counts the bytes through an upgraded connection. The proxy
+// relays each direction in its own goroutine, and the one still ending
+// when the handler returns may add its last bytes then: atomics.
+type tunnelConn struct {
+	net.Conn
+	in, out atomic.Int64
+}
+
+func (c *tunnelConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.in.Add(int64(n))
+	return n, err
+}
+
+func (c *tunnelConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.out.Add(int64(n))
+	return n, err
+}
 
 type countingBody struct {
 	io.ReadCloser

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -621,6 +622,55 @@ func TestWebSocketUpgrade(t *testing.T) {
 	eventually(t, "in-flight back to 0 after the WebSocket closed", func() bool { return e.backend("p", "a").InFlight() == 0 })
 	if l := lastLogLine(t, e, 1); l["status_code"] != 101.0 || l["target_status_code"] != 101.0 {
 		t.Errorf("access log of the upgrade: status %v target %v, want 101 101", l["status_code"], l["target_status_code"])
+	}
+}
+
+// The bytes relayed through an upgraded connection are the request's and
+// the response's sizes in the access log (client to backend, backend to
+// client; the heads are not counted, as for any request), and its
+// request_time_ms covers the tunnel's life: a WebSocket carrying megabytes
+// out shows them.
+func TestWebSocketBytesLogged(t *testing.T) {
+	const up, down = 10000, 3<<20 + 7 // bytes client → backend, backend → client
+	b := newTestBackend(t, "a")
+	b.setHandler(func(w http.ResponseWriter, r *http.Request) {
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(testTimeout))
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		brw.Flush()
+		if _, err := io.ReadFull(brw, make([]byte, up)); err != nil {
+			return
+		}
+		brw.Write(bytes.Repeat([]byte("d"), down))
+		brw.Flush()
+		io.Copy(io.Discard, brw) // until the client closes
+	})
+	e := startEnv(t, onePool("round_robin", "logging: {access_log: {path: access.log}}\n", b))
+	conn, br, res := wsDial(t, e.srv.Addr("web"))
+	if res.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("status %d, want 101", res.StatusCode)
+	}
+	start := time.Now()
+	if _, err := conn.Write(bytes.Repeat([]byte("u"), up)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := io.CopyN(io.Discard, br, down); err != nil {
+		t.Fatalf("read %d of the %d bytes the backend sent: %v", n, down, err)
+	}
+	time.Sleep(300 * time.Millisecond) // the tunnel stays open a while
+	conn.Close()
+	open := time.Since(start)
+	l := lastLogLine(t, e, 1)
+	if l["status_code"] != 101.0 || l["request_size_bytes"] != float64(up) || l["response_size_bytes"] != float64(down) {
+		t.Errorf("access log of the tunnel: status %v, request_size_bytes %v, response_size_bytes %v; want 101, %d, %d",
+			l["status_code"], l["request_size_bytes"], l["response_size_bytes"], up, down)
+	}
+	if ms, _ := l["request_time_ms"].(float64); ms < float64(open.Milliseconds()) {
+		t.Errorf("request_time_ms %v, want at least the %d ms the tunnel was open", l["request_time_ms"], open.Milliseconds())
 	}
 }
 
