@@ -21,6 +21,7 @@ import (
 
 	"github.com/rampart-proxy/rampart/internal/acl"
 	"github.com/rampart-proxy/rampart/internal/config"
+	"golang.org/x/net/http2"
 )
 
 // A client trickling several slowloris connections from 127.0.0.3 gets a
@@ -397,6 +398,72 @@ func TestSlowReadThroughProxy(t *testing.T) {
 	// The log says the answer was cut, not that it succeeded.
 	if l := lastLogLine(t, e, 1); l["path"] != "/big" || l["error"] != "slow_read" || l["response_size_bytes"].(float64) >= size {
 		t.Errorf("access log of the cut answer: %v %v %v bytes, want /big slow_read and less than the whole", l["path"], l["error"], l["response_size_bytes"])
+	}
+}
+
+// Slow read over HTTP/2 through the proxy: a client that opens its
+// stream's flow-control window a little at a time, so that each write of
+// the answer finishes within the write timeout but the answer moves at
+// half min_data_rate_bytes_per_second, gets the stream reset after about
+// the 5 s rate window, counted and logged as slow_read as on HTTP/1.
+func TestSlowReadHTTP2ThroughProxy(t *testing.T) {
+	b := newTestBackend(t, "a")
+	const size = 32 << 20
+	b.setHandler(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(size))
+		buf := make([]byte, 64<<10)
+		for left := size; left > 0; left -= len(buf) {
+			if _, err := w.Write(buf); err != nil {
+				return
+			}
+		}
+	})
+	e := h2cEnv(t, b, `
+logging: {access_log: {path: access.log}}
+security:
+  slowloris_protection: {min_data_rate_bytes_per_second: 40000, write_timeout_seconds: 4}
+`)
+	h := dialRawH2(t, e.srv.Addr("web"))
+	const credit = 1000 // bytes of window every 50 ms: about 20 KB/s
+	if err := h.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: credit}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.headers(1, "/big"); err != nil {
+		t.Fatal(err)
+	}
+	resetCode := func() (http2.ErrCode, bool) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		code, ok := h.resets[1]
+		return code, ok
+	}
+	start := time.Now()
+	var reset bool
+	for range 300 { // at most 15 s
+		if _, reset = resetCode(); reset || h.closed() {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+		if h.fr.WriteWindowUpdate(1, credit) != nil || h.fr.WriteWindowUpdate(0, credit) != nil {
+			break
+		}
+	}
+	if !reset {
+		t.Fatalf("slow HTTP/2 reader's stream not reset after %v (connection closed: %v)", time.Since(start), h.closed())
+	}
+	if d := time.Since(start); d > 12*time.Second {
+		t.Errorf("stream reset after %v, want about the 5 s rate window", d)
+	}
+	eventually(t, "slow_read counted", func() bool {
+		v, _ := metricValue(e.scrape("/metrics"), `rampart_slow_client_indicators_total{indicator="slow_read"}`)
+		return v == "1"
+	})
+	if v, _ := metricValue(e.scrape("/metrics"), `rampart_slow_client_indicators_total{indicator="write_timeout"}`); v != "0" {
+		t.Errorf("write_timeout indicators %q", v)
+	}
+	if l := lastLogLine(t, e, 1); l["path"] != "/big" || l["protocol"] != "HTTP/2.0" || l["error"] != "slow_read" || l["response_size_bytes"].(float64) >= size {
+		t.Errorf("access log of the cut answer: %v %v %v %v bytes, want HTTP/2.0 /big slow_read and less than the whole",
+			l["protocol"], l["path"], l["error"], l["response_size_bytes"])
 	}
 }
 

@@ -205,8 +205,8 @@ func (g h2Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if r.Body != nil && r.Body != http.NoBody && (p.BodyTimeout > 0 || p.MinBodyRate > 0) {
 			r.Body = newH2Body(r.Body, ctl, p, slow)
 		}
-		if p.WriteTimeout > 0 {
-			w = &h2Writer{ResponseWriter: w, ctl: ctl, timeout: p.WriteTimeout, slow: slow}
+		if p.WriteTimeout > 0 || p.MinReadRate > 0 {
+			w = newH2Writer(w, ctl, p, slow)
 		}
 		g.s.Handler.ServeHTTP(w, r)
 		return

@@ -9,8 +9,8 @@ import (
 )
 
 // The HTTP/1 engine bounds a request body's arrival (BodyTimeout,
-// MinBodyRate) and each write of the answer (WriteTimeout) on the
-// connection; net/http's HTTP/2 server applies none of them to a stream,
+// MinBodyRate) and the writes of the answer (WriteTimeout, MinReadRate) on
+// the connection; net/http's HTTP/2 server applies none of them to a stream,
 // so a client could keep thousands of backend requests open by never
 // sending a body it announced, or never opening its flow-control window.
 // These wrappers apply them per stream, with the stream deadlines net/http
@@ -88,39 +88,63 @@ func (b *h2Body) Close() error { return b.rc.Close() }
 // shut) is cut. The deadline is set around each write and flush and
 // cleared after it, since an expired stream deadline resets the stream
 // even between writes (a stream that waits for its backend is not slow).
+// With a MinReadRate it also measures the stream as writeMetered does a
+// connection (see writeMeter), so a client that opens its window a few
+// bytes at a time, each write staying under WriteTimeout, is cut too. A
+// stream deadline cannot wake a write to judge it and let it go on, so
+// the stream is judged after each write.
 type h2Writer struct {
 	http.ResponseWriter
 	ctl     *http.ResponseController
-	timeout time.Duration
+	timeout time.Duration // 0: none
+	minRate int64         // 0: not measured
+	meter   writeMeter
 	slow    func(indicator string)
+}
+
+func newH2Writer(w http.ResponseWriter, ctl *http.ResponseController, p *policy, slow func(string)) *h2Writer {
+	return &h2Writer{ResponseWriter: w, ctl: ctl, timeout: p.WriteTimeout, minRate: p.MinReadRate,
+		meter: writeMeter{step: p.RateWindow / 4}, slow: slow}
 }
 
 func (w *h2Writer) arm() time.Time {
 	now := time.Now()
-	w.ctl.SetWriteDeadline(now.Add(w.timeout))
+	if w.timeout > 0 {
+		w.ctl.SetWriteDeadline(now.Add(w.timeout))
+	}
 	return now
 }
 
-// done clears the deadline after a write, and says when a failed one was
-// the timeout's doing (a SlowClientError, as on HTTP/1, for the log).
-func (w *h2Writer) done(armed time.Time, err error) error {
-	if err != nil && time.Since(armed) >= w.timeout {
+// done ends a write of n bytes armed at armed. It says when a failed write
+// was the timeout's doing, and resets the stream of a client that reads
+// below the minimum rate (a SlowClientError either way, as on HTTP/1, for
+// the log); otherwise it clears the deadline.
+func (w *h2Writer) done(armed time.Time, n int, err error) error {
+	took := time.Since(armed)
+	if err != nil && w.timeout > 0 && took >= w.timeout {
 		w.slow(WriteTimeout)
 		return &SlowClientError{Indicator: WriteTimeout, err: err}
 	}
-	w.ctl.SetWriteDeadline(time.Time{})
+	if err == nil && w.minRate > 0 && w.meter.wrote(n, took, w.minRate) {
+		w.slow(SlowRead)
+		w.ctl.SetWriteDeadline(armed) // in the past: net/http resets the stream now
+		return errSlowRead
+	}
+	if w.timeout > 0 {
+		w.ctl.SetWriteDeadline(time.Time{})
+	}
 	return err
 }
 
 func (w *h2Writer) Write(p []byte) (int, error) {
 	armed := w.arm()
 	n, err := w.ResponseWriter.Write(p)
-	return n, w.done(armed, err)
+	return n, w.done(armed, n, err)
 }
 
 func (w *h2Writer) FlushError() error {
 	armed := w.arm()
-	return w.done(armed, w.ctl.Flush())
+	return w.done(armed, 0, w.ctl.Flush())
 }
 
 func (w *h2Writer) Flush() { w.FlushError() }

@@ -140,6 +140,88 @@ func TestH2CWriteTimeout(t *testing.T) {
 	waitFor(t, "indicator "+WriteTimeout, func() bool { return sl.has(WriteTimeout) })
 }
 
+// Slow read over HTTP/2: a client that opens its flow-control window a
+// little at a time, fast enough for every write to finish well within the
+// write timeout but below the minimum read rate, gets its stream reset;
+// the handler's write fails with the slow_read SlowClientError and the
+// client is reported as a slow reader, as on HTTP/1. A client reading at
+// speed gets the whole answer.
+func TestH2CMinReadRate(t *testing.T) {
+	var sl slowLog
+	done := make(chan error, 1)
+	ts := newTestServer(t, bigAnswer(16<<20, done), sl.hook, func(s *Server) {
+		s.H2C = true
+		s.MinReadRate = 40000
+		s.RateWindow = 400 * time.Millisecond
+		s.WriteTimeout = 5 * time.Second
+	})
+	const credit = 1000 // bytes of window every 50 ms: about 20 KB/s, half the minimum
+	_, fr := dialH2(t, ts.addr, http2.Setting{ID: http2.SettingInitialWindowSize, Val: credit})
+	// The reader acknowledges SETTINGS while the loop below writes.
+	var wmu sync.Mutex
+	hdr := []byte{0x82, 0x86, 0x84, 0x41, 0x01, 'a'} // GET http / host a (HPACK)
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hdr, EndStream: true, EndHeaders: true})
+	reset := make(chan http2.ErrCode, 1)
+	go func() {
+		defer close(reset)
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			switch f := f.(type) {
+			case *http2.RSTStreamFrame:
+				reset <- f.ErrCode
+				return
+			case *http2.SettingsFrame:
+				if !f.IsAck() {
+					wmu.Lock()
+					fr.WriteSettingsAck()
+					wmu.Unlock()
+				}
+			}
+		}
+	}()
+	start := time.Now()
+	var code http2.ErrCode
+	ok := false
+	for i := 0; i < 200 && !ok; i++ { // at most 10 s
+		select {
+		case code, ok = <-reset:
+			if !ok {
+				t.Fatal("the connection ended without a reset of the slow reader's stream")
+			}
+		case <-time.After(50 * time.Millisecond):
+			wmu.Lock()
+			fr.WriteWindowUpdate(1, credit)
+			fr.WriteWindowUpdate(0, credit)
+			wmu.Unlock()
+		}
+	}
+	if !ok {
+		t.Fatalf("slow reader's stream not reset after %v", time.Since(start))
+	}
+	t.Logf("stream reset (%v) after %v", code, time.Since(start))
+	if err := recv(t, done); err != errSlowRead {
+		t.Fatalf("the handler's write to the slow reader: %v, want the slow_read SlowClientError", err)
+	}
+	if !sl.has(SlowRead) || sl.has(WriteTimeout) {
+		t.Fatalf("indicators %v, want slow_read", sl.list())
+	}
+
+	cl := h2cClient()
+	defer cl.CloseIdleConnections()
+	resp, err := cl.Get("http://" + ts.addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err != nil || n != 16<<20 || recv(t, done) != nil {
+		t.Fatalf("fast reader got %d bytes, %v", n, err)
+	}
+}
+
 // A header block must end within the header timeout and in at most
 // maxContinuations CONTINUATION frames: empty CONTINUATION frames (which
 // net/http's byte limit never sees) get GOAWAY and a close, and so does a

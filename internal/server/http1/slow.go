@@ -71,7 +71,8 @@ func slowBit(indicator string) uint32 {
 // client that simply has nothing to read (a slow backend, a long poll, a
 // trickling event stream) is never measured, only one that does not take
 // what is there. Every step of blocked time is a checkpoint; the rate is
-// judged over the last four (RateWindow of blocked time).
+// judged over RateWindow (four steps) of blocked time. HTTP/1 connections
+// (writeMetered) and HTTP/2 streams (h2Writer) both measure with it.
 type writeMeter struct {
 	step  time.Duration // RateWindow / 4
 	total int64         // bytes written
@@ -81,23 +82,37 @@ type writeMeter struct {
 	bytes [4]int64
 }
 
+// wrote adds a write of n bytes that kept the writer blocked for d, and
+// reports whether the client now reads below min bytes a second.
+func (m *writeMeter) wrote(n int, d time.Duration, min int64) bool {
+	m.busy += d
+	m.total += int64(n)
+	return m.tooSlow(min)
+}
+
 // tooSlow takes a checkpoint once a step of blocked time has passed since
-// the last, and reports whether the bytes written over the last four steps
-// fall below min a second.
+// the last, and reports whether the bytes written since the newest
+// checkpoint at least a window back fall below min a second. On HTTP/1 a
+// blocked write wakes up every step, so that is the checkpoint four back;
+// an HTTP/2 stream is judged only between writes, each of which may last
+// several steps, and is still judged once a window has passed.
 func (m *writeMeter) tooSlow(min int64) bool {
-	last := m.at[m.k%len(m.at)]
-	if m.busy-last < m.step {
+	n := len(m.at)
+	if m.busy-m.at[m.k%n] < m.step {
 		return false
 	}
-	m.k++
-	j := m.k % len(m.at)
-	if m.k >= len(m.at) {
-		elapsed := m.busy - m.at[j]
-		if got := m.total - m.bytes[j]; elapsed > 0 && float64(got) < float64(min)*elapsed.Seconds() {
-			return true
+	window := m.step * time.Duration(n)
+	for i := range n { // newest first; unused slots are the start (zero)
+		j := (m.k - i + n) % n
+		if elapsed := m.busy - m.at[j]; elapsed >= window {
+			if got := m.total - m.bytes[j]; float64(got) < float64(min)*elapsed.Seconds() {
+				return true
+			}
+			break
 		}
 	}
-	m.at[j], m.bytes[j] = m.busy, m.total
+	m.k++
+	m.at[m.k%n], m.bytes[m.k%n] = m.busy, m.total
 	return false
 }
 
@@ -118,11 +133,10 @@ func (c *conn) writeMetered(p []byte, now time.Time) (int, error) {
 	for {
 		n, err := c.sockWrite(p[written:])
 		after := time.Now()
-		m.busy += after.Sub(now)
+		slow := m.wrote(n, after.Sub(now), c.minReadRate)
 		now = after
 		written += n
-		m.total += int64(n)
-		if m.tooSlow(c.minReadRate) {
+		if slow {
 			c.slow(SlowRead)
 			c.discardUnsent()
 			return written, errSlowRead
