@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,7 +19,8 @@ import (
 // certificate is obtained at start by HTTP-01 (answered by the http
 // listener before its redirect) or by TLS-ALPN-01 (answered through the
 // https listener's handshake), then served to clients, and listed by the
-// certificates API as source acme.
+// certificates API as source acme. A hello without SNI, for which the
+// listener has no certificate, is refused with unrecognized_name.
 func TestACMEThroughListeners(t *testing.T) {
 	for _, challenge := range []string{"http-01", "tls-alpn-01"} {
 		t.Run(challenge, func(t *testing.T) {
@@ -55,6 +57,19 @@ pools:
 				}
 				time.Sleep(100 * time.Millisecond)
 			}
+			// A hello without SNI: no certificate on this ACME-only
+			// listener, so unrecognized_name (not internal_error),
+			// counted as a refused name.
+			if c, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", addr, &tls.Config{InsecureSkipVerify: true}); err == nil || !strings.Contains(err.Error(), "unrecognized name") {
+				if c != nil {
+					c.Close()
+				}
+				t.Fatalf("a hello without SNI: %v, want an unrecognized_name alert", err)
+			}
+			eventually(t, "unknown_sni counted", func() bool {
+				v, _ := metricValue(e.scrape("/metrics"), `rampart_blocked_total{reason="unknown_sni",stage="tls"}`)
+				return v == "1"
+			})
 			cl, _ := httpsClient(addr, &tls.Config{RootCAs: roots}, true)
 			if r, res := httpsGet(t, cl, "https://"+name+"/x", ""); r.status != 200 || r.body != "b" || res.ProtoMajor != 2 {
 				t.Fatalf("through the ACME certificate: %d %q %s", r.status, r.body, res.Proto)

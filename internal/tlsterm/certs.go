@@ -180,9 +180,13 @@ var errNoACME = errors.New("tlsterm: an ACME certificate is configured but no AC
 
 // certificateFor picks the certificate for a handshake under entry e (nil
 // without sni_routing): the entry's certificate, then any other that
-// names the server, then the first certificate; among those, the first
-// one the client supports (an ECDSA certificate for a client that
-// offers ECDSA signatures, else the RSA one beside it).
+// names the server, then the first certificate from a file; among those,
+// the first one the client supports (an ECDSA certificate for a client
+// that offers ECDSA signatures, else the RSA one beside it). When there
+// is none (no SNI, or a name no certificate covers, on a listener whose
+// certificates all come from ACME) it returns no certificate and no
+// error: crypto/tls then refuses the name with unrecognized_name, as it
+// does under sni_routing's reject, where an error would be internal_error.
 func (t *Terminator) certificateFor(st *state, e *Entry, hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	name := strings.ToLower(hello.ServerName)
 	var preferred *certSlot
@@ -205,8 +209,16 @@ func (t *Terminator) certificateFor(st *state, e *Entry, hello *tls.ClientHelloI
 				}
 				return nil
 			}
+			h := hello
+			if !s.covers(name) {
+				// The slot's certificate for another name (the default
+				// entry's) or none: the provider knows it by its names.
+				hc := *hello
+				hc.ServerName = s.acmeNames[0]
+				h = &hc
+			}
 			var err error
-			if c, err = t.opts.ACME.GetCertificate(hello); err != nil || c == nil {
+			if c, err = t.opts.ACME.GetCertificate(h); err != nil || c == nil {
 				if firstErr == nil {
 					firstErr = err
 				}
@@ -259,9 +271,6 @@ func (t *Terminator) certificateFor(st *state, e *Entry, hello *tls.ClientHelloI
 	}
 	if first != nil {
 		return first, nil
-	}
-	if firstErr == nil {
-		firstErr = errUnknownName
 	}
 	return nil, firstErr
 }

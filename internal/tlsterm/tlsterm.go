@@ -19,7 +19,6 @@ package tlsterm
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -261,8 +260,6 @@ func (t *Terminator) handshakeConfig(st *state, p *policy, e *Entry) *tls.Config
 	}
 	return c
 }
-
-var errUnknownName = errors.New("tlsterm: no certificate for this server name")
 
 func (t *Terminator) configForClient(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 	st := t.state.Load()

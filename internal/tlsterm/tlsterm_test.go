@@ -302,6 +302,54 @@ func TestACMEDelegation(t *testing.T) {
 	}
 }
 
+// A listener whose certificates all come from ACME has no certificate
+// for a hello without SNI, or for a name none of them covers: the
+// handshake is refused with unrecognized_name (as a name sni_routing
+// rejects), not internal_error. Where sni_routing's default serves an
+// ACME certificate, that one is the answer.
+func TestACMEOnlyWithoutSNI(t *testing.T) {
+	ca := newTestCA(t)
+	www := ca.issue(t, leafSpec{dns: []string{"www.example.com"}})
+	pair, err := tls.X509KeyPair(www.certPEM, www.keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acme := &fakeACME{cert: &pair}
+	noSNI := &tls.Config{InsecureSkipVerify: true}
+	for _, routing := range []string{"", `sni_routing:
+  - {sni: www.example.com, certificate: www}`} {
+		cfg, l := listenerConfig(t, t.TempDir(), `tls:
+  certificates:
+    - {name: www, acme: {domains: [www.example.com], email: ops@example.com}}
+`+routing)
+		addr := serve(t, newTerminator(t, cfg, l, Options{ACME: acme}))
+		if got := served(t, addr, client(ca, "www.example.com")); got.SerialNumber.Cmp(www.leaf.SerialNumber) != 0 {
+			t.Errorf("routing %q: www.example.com got %v", routing, got.DNSNames)
+		}
+		if _, err := dial(addr, noSNI); !isAlert(err, "unrecognized name") {
+			t.Errorf("routing %q: no SNI: %v, want an unrecognized_name alert", routing, err)
+		}
+		other := client(ca, "evil.test")
+		other.InsecureSkipVerify = true
+		if _, err := dial(addr, other); !isAlert(err, "unrecognized name") {
+			t.Errorf("routing %q: evil.test: %v, want an unrecognized_name alert", routing, err)
+		}
+	}
+
+	cfg, l := listenerConfig(t, t.TempDir(), `tls:
+  certificates:
+    - {name: www, acme: {domains: [www.example.com], email: ops@example.com}}
+sni_routing:
+  - default: {action: serve, certificate: www, pool: web}`)
+	addr := serve(t, newTerminator(t, cfg, l, Options{ACME: acme}))
+	for _, c := range []*tls.Config{noSNI, {ServerName: "evil.test", InsecureSkipVerify: true}} {
+		cs, err := dial(addr, c)
+		if err != nil || cs.PeerCertificates[0].SerialNumber.Cmp(www.leaf.SerialNumber) != 0 {
+			t.Errorf("default entry serving the ACME certificate, SNI %q: %v", c.ServerName, err)
+		}
+	}
+}
+
 // Update swaps the state; a config that does not load keeps the old one.
 func TestUpdate(t *testing.T) {
 	dir := t.TempDir()

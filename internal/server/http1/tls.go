@@ -161,10 +161,16 @@ func (c *conn) handshakeFailed(t *tlsTransport, err error) {
 	}
 }
 
+// errNoCertificates is the text of crypto/tls's (unexported) error for a
+// handshake it found no certificate for.
+const errNoCertificates = "tls: no certificates configured"
+
 func handshakeReason(t *tlsTransport, err error) string {
-	// The config refused the name: by an error, or by choosing a config
-	// without certificates (crypto/tls then answers unrecognized_name).
-	if t.configErr || (t.cfg != nil && len(t.cfg.Certificates) == 0 && t.cfg.GetCertificate == nil) {
+	// The config refused the name: by an error, or by having no
+	// certificate for it (a config without certificates, or whose
+	// GetCertificate returns none), which crypto/tls answers with
+	// unrecognized_name and reports with errNoCertificates.
+	if t.configErr || err.Error() == errNoCertificates {
 		return TLSUnknownSNI
 	}
 	if isTimeoutErr(err) {
