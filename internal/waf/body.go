@@ -34,6 +34,24 @@ func inspectable(ct string) bool {
 	return true
 }
 
+// canonicalMediaType is the Content-Type the rules see: type and parameter
+// names in lower case, as every parser of the field reads them. CRS's
+// charset check (920480) matches "charset=" case-sensitively, so
+// "Charset=IBM037" passed it, while servlet containers and ASP.NET decode
+// a form in that charset (an EBCDIC <script> scored 0). The backend gets
+// the field as the client sent it. A value Go's parser refuses is given
+// as it is, for CRS's own format check (920470).
+func canonicalMediaType(ct string) string {
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return ct
+	}
+	if c := mime.FormatMediaType(mt, params); c != "" {
+		return c
+	}
+	return ct
+}
+
 // feedBody reads up to max_body_inspect_bytes of r's body into tx and puts
 // what it read back in front of the rest. tooLarge says the body goes on
 // past the limit (one byte more was read to know).

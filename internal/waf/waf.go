@@ -437,6 +437,9 @@ func (p *Policy) evaluate(r *http.Request) (Result, types.Transaction) {
 	}
 	for k, vs := range r.Header {
 		for _, v := range vs {
+			if k == "Content-Type" {
+				v = canonicalMediaType(v)
+			}
 			tx.AddRequestHeader(k, v)
 		}
 	}

@@ -209,3 +209,25 @@ func TestRuleSkippingReport(t *testing.T) {
 		t.Errorf("rule_skipping: false: %+v", rep)
 	}
 }
+
+// The charset check (920480) sees the Content-Type's parameter names in
+// lower case: "Charset=IBM037" is a charset too for the servlet container
+// that decodes the form in it (an EBCDIC <script> scored 0).
+func TestCharsetParameterCase(t *testing.T) {
+	w := newWAF(t, Config{Mode: ModeBlock})
+	const ebcdic = "%98=L%A2%83%99%89%97%A3n%81%93%85%99%A3M%F1%5DLa%A2%83%99%89%97%A3n"
+	for _, ct := range []string{
+		"application/x-www-form-urlencoded; charset=ibm037",
+		"application/x-www-form-urlencoded; Charset=IBM037",
+		"Application/X-WWW-Form-Urlencoded; CHARSET=\"ibm037\"",
+	} {
+		if res := w.Evaluate(post("/f", ct, ebcdic)); res.Action != ActionBlock || !slices.Contains(res.RuleIDs, 920480) {
+			t.Errorf("%q: %+v, want a block by 920480", ct, res)
+		}
+	}
+	// A multipart boundary keeps its case: the body still parses.
+	body := "--AbC\r\nContent-Disposition: form-data; name=\"q\"\r\n\r\nblue shoes\r\n--AbC--\r\n"
+	if res := w.Evaluate(post("/f", "multipart/form-data; Boundary=AbC", body)); res.Action != ActionPass {
+		t.Errorf("multipart with a capitalised parameter name: %+v", res)
+	}
+}
