@@ -71,6 +71,9 @@ func (p *Policy) feedBody(tx types.Transaction, r *http.Request) (tooLarge bool,
 	inspect := read
 	if int64(len(read)) > limit {
 		tooLarge, inspect = true, read[:limit]
+		if isJSON(r.Header.Get("Content-Type")) {
+			inspect = closeJSONPrefix(inspect)
+		}
 	}
 	if _, _, err := tx.WriteRequestBody(inspect); err != nil {
 		return tooLarge, err

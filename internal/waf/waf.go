@@ -472,10 +472,11 @@ func (p *Policy) evaluate(r *http.Request) (Result, types.Transaction) {
 	if err != nil {
 		return Result{Action: ActionPass, Err: err}, tx
 	}
-	if tooLarge && it != nil && it.Status == http.StatusBadRequest {
+	if tooLarge && it != nil && it.Status == http.StatusBadRequest && !isJSON(r.Header.Get("Content-Type")) {
 		// A body passed on over the limit was inspected up to it, and the
-		// cut-off start of a JSON or XML body does not parse: that is no
-		// reason to refuse what body_limit_action lets pass.
+		// cut-off start of an XML body does not parse: that is no reason
+		// to refuse what body_limit_action lets pass. (A JSON body's start
+		// was made whole by closeJSONPrefix: if it fails, it is malformed.)
 		it = nil
 	}
 	return p.verdict(tx, it, res), tx
