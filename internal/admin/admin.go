@@ -53,6 +53,10 @@ type API struct {
 	state   atomic.Pointer[authState]
 	stateMu sync.Mutex
 	limiter *failureLimiter
+	// crossOrigin refuses mutating calls a browser makes on another
+	// site's behalf (CSRF): on loopback without credentials, any web page
+	// the operator opens could otherwise quarantine a backend.
+	crossOrigin *http.CrossOriginProtection
 
 	metrics http.Handler // nil without metrics
 
@@ -118,7 +122,7 @@ func (m *routeMux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.
 // New returns the admin handler.
 func New(inst Instance, log *slog.Logger, opts Options) *API {
 	a := &API{inst: inst, log: log, opts: opts, mux: &routeMux{ServeMux: http.NewServeMux()},
-		roles: map[string]Role{}, limiter: newFailureLimiter(opts.Now)}
+		roles: map[string]Role{}, limiter: newFailureLimiter(opts.Now), crossOrigin: http.NewCrossOriginProtection()}
 	if m := inst.Metrics(); m != nil {
 		a.metrics = m.Handler()
 	}
@@ -134,6 +138,14 @@ func New(inst Instance, log *slog.Logger, opts Options) *API {
 // route's and serves the route.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
+	if err := a.crossOrigin.Check(r); err != nil {
+		// Not recorded in the audit trail: a hostile page could loop it.
+		a.log.Warn("admin API: cross-origin browser request refused", "client_ip", clientIP(r),
+			"origin", r.Header.Get("Origin"), "method", r.Method, "path", r.URL.Path)
+		problem(w, http.StatusForbidden, "cross-origin request refused",
+			"the admin API takes no mutating call a browser makes from another site (Sec-Fetch-Site, Origin)")
+		return
+	}
 	sw := &statusWriter{ResponseWriter: w}
 	p, ok := a.authenticate(sw, r)
 	if !ok {

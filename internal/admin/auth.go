@@ -43,8 +43,12 @@ import (
 //     WWW-Authenticate: Bearer (403 when only mTLS is configured, since no
 //     header can fix it). Not counted as a failure: nothing was guessed.
 //  6. Nothing is configured: the listener is loopback (config validation
-//     refuses anything else), and a loopback caller is an admin
-//     (auth_method "loopback"); any other caller gets 403.
+//     refuses anything else), and a loopback caller that addresses it by
+//     a loopback name (DNS rebinding) is an admin (auth_method
+//     "loopback"); any other caller gets 403.
+//
+// Before all of it, a mutating call a browser makes from another site
+// (Sec-Fetch-Site, Origin: net/http's CrossOriginProtection) is refused.
 //
 // Then the route's least role (the routes table) is compared with the
 // caller's: 403 when it is lower. The caller travels in the request
@@ -300,9 +304,29 @@ func (a *API) authenticate(w http.ResponseWriter, r *http.Request) (principal, b
 		problem(w, http.StatusForbidden, "loopback only",
 			"this admin API has no authentication configured and answers loopback callers only")
 		return principal{}, false
+	case !loopbackName(r.Host):
+		problem(w, http.StatusForbidden, "loopback name only",
+			"this admin API has no authentication configured and answers requests addressed to localhost, 127.0.0.1 or [::1] only")
+		return principal{}, false
 	}
 	actor.AuthMethod = "loopback"
 	return principal{actor: actor, role: RoleAdmin}, true
+}
+
+// loopbackName reports whether a request's Host names loopback. A web page
+// can reach a loopback admin API through DNS rebinding (a name of its own
+// that now resolves to 127.0.0.1): the browser then sends that name, and
+// the page can read the answers, which are same-origin to it.
+func loopbackName(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 // bearer extracts the token from the Authorization header values.

@@ -210,7 +210,7 @@ func TestAdminAuthRoutesTableCoversTheMux(t *testing.T) {
 		t.Fatalf("undeclared = %v", u)
 	}
 	w := httptest.NewRecorder()
-	r := httptest.NewRequest("POST", "/api/v1/sneaky", nil)
+	r := httptest.NewRequest("POST", "http://127.0.0.1:9090/api/v1/sneaky", nil)
 	r.RemoteAddr = "127.0.0.1:4242"
 	a.ServeHTTP(w, r)
 	if w.Code != 500 || called {
@@ -542,5 +542,45 @@ func TestRoleNames(t *testing.T) {
 	}
 	if ParseRole("none") != RoleNone || ParseRole("root") != RoleNone || ParseRole("") != RoleNone {
 		t.Error("ParseRole accepts a name that is not a role")
+	}
+}
+
+// A loopback admin API without credentials is out of reach of web pages:
+// a mutating call a browser makes from another site is refused (CSRF: a
+// page could quarantine a backend), and so is any call addressed to a
+// name other than loopback's (DNS rebinding: a page's own name resolving
+// to 127.0.0.1, whose answers it could read).
+func TestAdminAuthRefusesBrowsersOfOtherSites(t *testing.T) {
+	a := New(&fakeInstance{}, slog.New(slog.DiscardHandler), Options{Config: fixed(&config.Admin{Listen: "127.0.0.1:9090"})})
+	serve := func(method, url string, hdr ...string) int {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest(method, url, nil)
+		r.RemoteAddr = "127.0.0.1:4242"
+		for i := 0; i+1 < len(hdr); i += 2 {
+			r.Header.Set(hdr[i], hdr[i+1])
+		}
+		a.ServeHTTP(w, r)
+		return w.Code
+	}
+	const reload = "http://127.0.0.1:9090/api/v1/config/reload"
+	for _, c := range []struct {
+		name   string
+		method string
+		url    string
+		hdr    []string
+		want   int
+	}{
+		{"cross-site POST", "POST", reload, []string{"Sec-Fetch-Site", "cross-site", "Origin", "https://evil.example"}, 403},
+		{"cross-origin POST, Origin only", "POST", reload, []string{"Origin", "https://evil.example"}, 403},
+		{"rebound name, GET", "GET", "http://evil.example:9090/api/v1/status", nil, 403},
+		{"rebound name, same-origin POST", "POST", "http://evil.example:9090/api/v1/config/reload", []string{"Sec-Fetch-Site", "same-origin"}, 403},
+		{"ctl (no browser headers)", "GET", "http://127.0.0.1:9090/api/v1/status", nil, 200},
+		{"localhost", "GET", "http://localhost:9090/api/v1/status", nil, 200},
+		{"[::1]", "GET", "http://[::1]:9090/api/v1/status", nil, 200},
+		{"cross-site GET (opaque to the page)", "GET", "http://127.0.0.1:9090/api/v1/status", []string{"Sec-Fetch-Site", "cross-site"}, 200},
+	} {
+		if got := serve(c.method, c.url, c.hdr...); got != c.want {
+			t.Errorf("%s: %d, want %d", c.name, got, c.want)
+		}
 	}
 }
