@@ -29,8 +29,6 @@ func frame(r *http.Request, c *conn) error {
 		return refuse(http.StatusBadRequest, "missing Host header")
 	case len(hosts) == 1 && !validHost(hosts[0]):
 		return refuse(http.StatusBadRequest, "malformed Host header")
-	case len(h["Content-Type"]) > 1:
-		return refuse(http.StatusBadRequest, severalContentTypes)
 	}
 	if r.URL.Host != "" { // absolute form: its authority wins (RFC 9112 §3.2.2)
 		if !validHost(r.URL.Host) {
@@ -93,6 +91,9 @@ func frame(r *http.Request, c *conn) error {
 	default:
 		r.ContentLength = 0
 		r.Body = http.NoBody
+	}
+	if r.Body != http.NoBody && len(h["Content-Type"]) > 1 {
+		return refuse(http.StatusBadRequest, severalContentTypes) // checked only where there is a body to type
 	}
 	if exp, ok := h["Expect"]; ok {
 		if len(exp) != 1 || !strings.EqualFold(exp[0], "100-continue") || r.ProtoMinor == 0 {
