@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,6 +54,11 @@ type API struct {
 	state   atomic.Pointer[authState]
 	stateMu sync.Mutex
 	limiter *failureLimiter
+	// denials bounds the refused calls recorded per address, with the
+	// same limits: a caller without credentials is not an authentication
+	// failure, but it must not be able to fill the disk with signed,
+	// fsynced entries either.
+	denials *failureLimiter
 	// crossOrigin refuses mutating calls a browser makes on another
 	// site's behalf (CSRF): on loopback without credentials, any web page
 	// the operator opens could otherwise quarantine a backend.
@@ -122,7 +128,7 @@ func (m *routeMux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.
 // New returns the admin handler.
 func New(inst Instance, log *slog.Logger, opts Options) *API {
 	a := &API{inst: inst, log: log, opts: opts, mux: &routeMux{ServeMux: http.NewServeMux()},
-		roles: map[string]Role{}, limiter: newFailureLimiter(opts.Now), crossOrigin: http.NewCrossOriginProtection()}
+		roles: map[string]Role{}, limiter: newFailureLimiter(opts.Now), denials: newFailureLimiter(opts.Now), crossOrigin: http.NewCrossOriginProtection()}
 	if m := inst.Metrics(); m != nil {
 		a.metrics = m.Handler()
 	}
@@ -174,9 +180,10 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // recordDenied puts a mutating call refused for its credentials (401) or
 // its role (403) in the audit trail: who tried to change what is evidence
-// too. Reads are not recorded, and a caller blocked for repeated failures
-// (429) is not either, so a guessing loop adds at most the limiter's count
-// of entries per address.
+// too. Reads are not recorded, and an address is recorded at most
+// admin.auth_failures.max times per window (then not for the block's
+// length), so no loop of refused calls, with or without credentials, adds
+// more than that.
 func (a *API) recordDenied(r *http.Request, actor audit.Actor, status int) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:
@@ -186,8 +193,18 @@ func (a *API) recordDenied(r *http.Request, actor audit.Actor, status int) {
 	if l == nil {
 		return
 	}
+	ip, _ := netip.ParseAddr(actor.IP)
+	if wait, over, started := a.denials.fail(ip, a.auth().limits); over {
+		if started {
+			a.log.Warn("admin API: too many refused calls, further ones from this address are not recorded in the audit trail",
+				"client_ip", actor.IP, "for", wait.String())
+		}
+		return
+	}
+	// The path as sent on the wire (ASCII: no bidi or C1 character the
+	// client chose reaches the trail raw), clipped.
 	ev := audit.Event{Actor: actor, Action: audit.ActionAPIDenied,
-		Resource: audit.Resource{Type: "api", ID: r.Method + " " + r.URL.Path},
+		Resource: audit.Resource{Type: "api", ID: clip(r.Method + " " + r.URL.EscapedPath())},
 		Details:  map[string]any{"status": status}, Result: audit.ResultRefused}
 	if _, err := l.Append(context.WithoutCancel(r.Context()), ev); err != nil {
 		a.log.Error("refused admin call NOT recorded in the audit trail", "method", r.Method, "path", r.URL.Path,

@@ -584,3 +584,34 @@ func TestAdminAuthRefusesBrowsersOfOtherSites(t *testing.T) {
 		}
 	}
 }
+
+// Refused calls are evidence, but a loop of them, even without any
+// credentials (which the failure limiter does not count), adds at most
+// auth_failures.max entries per address per window; the path is recorded
+// as sent on the wire (no raw bidi or C1 character) and clipped.
+func TestAdminAuthDeniedCallsRecordedBounded(t *testing.T) {
+	e := newEnvWith(t, envOptions{Options: Options{Config: fixed(tokenAdmin(5))}})
+	before := len(e.entries())
+	long := "/api/v1/" + strings.Repeat("A", 5000)
+	for i := range 40 {
+		path := long
+		if i == 0 {
+			path = "/api/v1/%E2%80%AEabc%C2%9B31m"
+		}
+		if code, _, _ := e.send("POST", path, ""); code != 401 {
+			t.Fatalf("call %d: %d, want 401", i, code)
+		}
+	}
+	ents := e.entries()[before:]
+	if len(ents) == 0 || len(ents) > 5 {
+		t.Fatalf("%d entries recorded for 40 refused calls, want 1 to 5", len(ents))
+	}
+	if id := ents[0].Resource.ID; id != "POST /api/v1/%E2%80%AEabc%C2%9B31m" {
+		t.Errorf("first entry's resource %q, want the path as sent", id)
+	}
+	for _, en := range ents {
+		if len(en.Resource.ID) > 600 {
+			t.Errorf("resource of %d bytes recorded", len(en.Resource.ID))
+		}
+	}
+}
