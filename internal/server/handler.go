@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"io"
+	mathrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -590,8 +592,11 @@ func (b *countingBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Request ids are a random per-process prefix and a counter: unique across
-// instances and restarts without a syscall per request.
+// Request ids are a random per-process prefix, a counter and 32 random bits:
+// unique across instances and restarts without a syscall per request, and
+// not predictable, so that a client cannot send, as its own, the id the
+// next client's request is about to get (two unrelated log lines under one
+// id). The random part comes from the runtime's ChaCha8 generator.
 var (
 	idPrefix  = newIDPrefix()
 	idCounter atomic.Uint64
@@ -621,8 +626,8 @@ func requestID(in string) string {
 }
 
 // maxIDLen is the length of the longest id Rampart makes: the 16 hex
-// digits of the prefix, '-', and at most 16 of the counter.
-const maxIDLen = 33
+// digits of the prefix, '-', at most 16 of the counter, '-' and 8 random.
+const maxIDLen = 42
 
 // idSlab hands out ids cut from one larger string, so that an id costs a
 // sixty-fourth of an allocation instead of one. A strings.Builder never
@@ -642,7 +647,10 @@ func newRequestID() string {
 	var buf [maxIDLen]byte
 	copy(buf[:], idPrefix)
 	buf[16] = '-'
-	s.b.Write(strconv.AppendUint(buf[:17], idCounter.Add(1), 16))
+	b := strconv.AppendUint(buf[:17], idCounter.Add(1), 16)
+	b = append(b, '-')
+	b = hex.AppendEncode(b, binary.LittleEndian.AppendUint32(nil, mathrand.Uint32()))
+	s.b.Write(b)
 	id := s.b.String()[start:]
 	idSlabs.Put(s)
 	return id

@@ -220,7 +220,7 @@ func TestRequestID(t *testing.T) {
 // was handed out, unique and well formed.
 func TestRequestIDSlabs(t *testing.T) {
 	var ids, copies []string
-	seen := map[string]bool{}
+	seen, suffixes := map[string]bool{}, map[string]bool{}
 	for range 1000 {
 		id := requestID("")
 		ids = append(ids, id)
@@ -229,9 +229,15 @@ func TestRequestIDSlabs(t *testing.T) {
 			t.Fatalf("id %q generated twice", id)
 		}
 		seen[id] = true
-		if len(id) < 18 || len(id) > maxIDLen || id[:16] != idPrefix || id[16] != '-' {
+		if len(id) < 27 || len(id) > maxIDLen || id[:16] != idPrefix || id[16] != '-' || id[len(id)-9] != '-' {
 			t.Fatalf("malformed id %q", id)
 		}
+		suffixes[id[len(id)-8:]] = true
+	}
+	// The random part makes the next id unguessable: a client cannot send
+	// the id the next request is about to get.
+	if len(suffixes) < 990 {
+		t.Errorf("%d distinct random parts in 1000 ids", len(suffixes))
 	}
 	for i := range ids {
 		if ids[i] != copies[i] {
