@@ -54,8 +54,9 @@ func (h *healthChecker) clientFor(bt *backendTLS) *http.Client {
 		return h.client
 	}
 	tr := &http.Transport{
-		Proxy:             nil,
-		DisableKeepAlives: true,
+		Proxy:                  nil,
+		DisableKeepAlives:      true,
+		MaxResponseHeaderBytes: maxResponseHeader, // a probe's answer is small; Go's default is 10 MB
 	}
 	if bt != nil {
 		timeout := h.cfg.Timeout.D()

@@ -82,7 +82,9 @@ func newTransport(c config.Pool, bt *backendTLS) *http.Transport {
 		IdleConnTimeout:       90 * time.Second,
 		DisableCompression:    true,
 		ResponseHeaderTimeout: c.ResponseHeaderTimeout.D(),
-		ForceAttemptHTTP2:     false,
+		// The direct path's limit; Go's default is 10 MB a head.
+		MaxResponseHeaderBytes: maxResponseHeader,
+		ForceAttemptHTTP2:      false,
 	}
 	if bt != nil {
 		timeout := c.ConnectTimeout.D()

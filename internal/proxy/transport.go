@@ -6,7 +6,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/textproto"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -128,11 +130,26 @@ func (p *Pool) roundTripTo(b *Backend, req *http.Request, rec *pipeline.Record, 
 	out.URL.Host = b.Address
 	resp, err := tr.RoundTrip(out)
 	pipeline.DoneWaiting(req.Context(), wait)
-	if err == nil && resp.StatusCode > 599 {
-		// http.Transport takes any three digits; the direct path's reader
-		// refuses what HTTP does not define, and so does this one.
-		resp.Body.Close()
-		err = errBadResponse("status code " + strconv.Itoa(resp.StatusCode))
+	if err != nil && strings.Contains(err.Error(), "server response headers exceeded") {
+		// http.Transport's MaxResponseHeaderBytes (its error has no type).
+		err = errBadResponse("head too large")
+	}
+	if err == nil {
+		// http.Transport takes any three digits, any HTTP version and
+		// any number of fields; the direct path's reader refuses what
+		// HTTP/1 does not define, and so does this one (a status below
+		// 100 made the engine panic).
+		switch {
+		case resp.StatusCode < 100 || resp.StatusCode > 599:
+			err = errBadResponse("status code " + strconv.Itoa(resp.StatusCode))
+		case resp.ProtoMajor != 1:
+			err = errBadResponse("version " + resp.Proto)
+		case len(resp.Header) > maxResponseFields:
+			err = errBadResponse("too many header fields")
+		}
+		if err != nil {
+			resp.Body.Close()
+		}
 	}
 	if err != nil {
 		stop()
@@ -266,4 +283,19 @@ func isDialError(err error) bool {
 	var op *net.OpError
 	var bte *BackendTLSError
 	return errors.As(err, &op) && op.Op == "dial" || errors.As(err, &bte)
+}
+
+// limitInterim is a Got1xxResponse hook that ends the request after
+// maxInterim interim answers, as the direct path does (exchange). It must
+// be in the request's context before httputil.ReverseProxy adds its own
+// hook (which relays them): composed hooks return the older one's error.
+// http.Transport limits interim answers only when no hook is set.
+func limitInterim() func(int, textproto.MIMEHeader) error {
+	n := 0
+	return func(int, textproto.MIMEHeader) error {
+		if n++; n > maxInterim {
+			return errBadResponse("more than " + strconv.Itoa(maxInterim) + " interim answers")
+		}
+		return nil
+	}
 }

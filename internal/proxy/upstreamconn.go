@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -370,7 +371,7 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 		return nil, errStaleConn
 	}
 	dst := d.header()
-	for {
+	for interim := 0; ; interim++ {
 		body := &directBody{uc: uc, b: b, stop: stop, maxIdle: cfg.MaxIdleConnsPerBackend, start: start}
 		resp, err := uc.readResponse(d.req, body, dst)
 		if err != nil {
@@ -378,6 +379,11 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 			return nil, err
 		}
 		if resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+			if interim == maxInterim {
+				uc.undoFields(dst)
+				stop()
+				return nil, errBadResponse("more than " + strconv.Itoa(maxInterim) + " interim answers")
+			}
 			d.got1xx(resp.StatusCode, uc, dst)
 			continue
 		}
@@ -390,8 +396,12 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 		if body.rc == nil {
 			// A HEAD, 204 or 304 answer that comes with a body anyway (a
 			// common backend bug) leaves bytes behind: drained finds them
-			// before the connection carries another request.
-			body.releaseConn(true)
+			// before the connection carries another request, if they came
+			// by then. A 204 or 304 that announces a body says it will
+			// send one: that connection is not reused at all, or bytes
+			// arriving just after the next request went out would be
+			// read as its answer.
+			body.releaseConn(!announcesBody(resp, uc))
 		} else if resp.ContentLength < 0 || int64(uc.br.Buffered()) < resp.ContentLength {
 			// The body is still to come: it may stream for longer than
 			// the head was allowed to take.
@@ -640,4 +650,15 @@ func listedInConnection(conn []string, k string) bool {
 		}
 	}
 	return false
+}
+
+// announcesBody reports whether a 204 or 304 answer, which has no body,
+// announced one anyway (RFC 9110 §15.3.5, §15.4.5: a sender must not).
+// A HEAD answer's Content-Length is the GET answer's, and announces
+// nothing.
+func announcesBody(resp *http.Response, uc *upstreamConn) bool {
+	if resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusNotModified {
+		return false
+	}
+	return len(uc.hop["Transfer-Encoding"]) > 0 || resp.ContentLength > 0
 }

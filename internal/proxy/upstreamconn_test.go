@@ -518,3 +518,55 @@ func TestRemovedBackendKeepsNoIdleConnection(t *testing.T) {
 		t.Fatalf("%d idle connections kept for a backend that left its pool", idle)
 	}
 }
+
+// A 204 or 304 answer that announces a body says its backend will send
+// bytes no request asked for: the connection is not reused, or bytes that
+// arrive just after the next request went out would be read as its answer.
+// A HEAD answer's Content-Length announces nothing, and its connection is
+// reused.
+func TestDirectNoBodyAnswerAnnouncingOneIsNotReused(t *testing.T) {
+	for _, tc := range []struct {
+		method, answer string
+		conns          int32
+	}{
+		{http.MethodGet, "HTTP/1.1 204 No Content\r\nContent-Length: 57\r\n\r\n", 2},
+		{http.MethodGet, "HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n", 2},
+		{http.MethodHead, "HTTP/1.1 200 OK\r\nContent-Length: 57\r\n\r\n", 1},
+		{http.MethodGet, "HTTP/1.1 204 No Content\r\n\r\n", 1},
+	} {
+		conns := new(atomic.Int32)
+		addr := testnet.Serve(t, func(c net.Conn) {
+			conns.Add(1)
+			br := bufio.NewReader(c)
+			for n := 0; ; n++ {
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if line == "\r\n" {
+						break
+					}
+				}
+				if n == 0 {
+					io.WriteString(c, tc.answer)
+				} else {
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				}
+			}
+		})
+		p := testPool(t, addr)
+		for _, m := range []string{tc.method, http.MethodGet} {
+			req, _ := http.NewRequest(m, "http://placeholder/", nil)
+			resp, err := p.forward(req, &directRequest{req: req, rec: pipeline.FromContext(req.Context())})
+			if err != nil {
+				t.Fatalf("%q: %s: %v", tc.answer, m, err)
+			}
+			io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		if got := conns.Load(); got != tc.conns {
+			t.Errorf("%s answered %q: %d backend connections for two requests, want %d", tc.method, tc.answer, got, tc.conns)
+		}
+	}
+}

@@ -19,6 +19,10 @@ const (
 	maxResponseLine   = 4096
 	maxResponseHeader = 64 << 10
 	maxResponseFields = 200
+	// maxInterim bounds the interim (1xx) answers before the final one:
+	// each is relayed and flushed, and a backend sending them without end
+	// made Rampart spend seconds of CPU on one request.
+	maxInterim = 10
 )
 
 // errBadResponse is a backend answer Rampart refuses to relay (502).

@@ -281,3 +281,36 @@ func TestRefusedRequestTargetSanitised(t *testing.T) {
 		}
 	}
 }
+
+// Answers HTTP/1 does not define, or that would make Rampart work or
+// buffer without bound, are a generic 502 on both paths (the direct
+// client's GET, http.Transport's POST): a status below 100 (the engine
+// panicked on the POST path), another HTTP version, a head larger than
+// 64 KiB (relayed whole on the POST path), and more than ten interim
+// answers (relayed and flushed without end).
+func TestHostileBackendAnswers(t *testing.T) {
+	for _, tc := range []struct{ name, answer string }{
+		{"status 099", "HTTP/1.1 099 X\r\nContent-Length: 0\r\n\r\n"},
+		{"HTTP/2.0", "HTTP/2.0 200 OK\r\nContent-Length: 2\r\n\r\nok"},
+		{"huge head", "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("a", 200<<10) + "\r\nContent-Length: 2\r\n\r\nok"},
+		{"interim flood", strings.Repeat("HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n", 50) + "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := serveRaw(t, func(c net.Conn) error {
+				_, err := io.WriteString(c, tc.answer)
+				return err
+			})
+			e := startEnv(t, rawPool(addr))
+			for _, r := range []resp{e.get("/"), e.do(http.MethodPost, e.url("web", "/"), "", nil, strings.NewReader("x"))} {
+				if r.status != http.StatusBadGateway || !strings.HasPrefix(r.body, "502 Bad Gateway") {
+					t.Errorf("%d %.80q, want a generic 502", r.status, r.body)
+				}
+			}
+			for i, l := range accessLogLines(t, filepath.Join(e.dir, "access.log"), 2) {
+				if l["status_code"] != 502.0 || l["error"] != "backend_bad_response" {
+					t.Errorf("access log line %d: %v %v, want 502 backend_bad_response", i, l["status_code"], l["error"])
+				}
+			}
+		})
+	}
+}
