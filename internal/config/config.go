@@ -111,6 +111,10 @@ type Pool struct {
 	// ResponseHeaderTimeout bounds the wait for a backend's response head
 	// once the request is sent (504 after it); a body may stream for longer.
 	ResponseHeaderTimeout Duration `yaml:"response_header_timeout"`
+	// ReadTimeout bounds the wait between two reads of a backend's answer
+	// body (nginx's proxy_read_timeout): a backend that stops mid-body
+	// held the client's and its own connection open for good.
+	ReadTimeout Duration `yaml:"read_timeout"`
 	// MaxIdleConnsPerBackend sizes the keep-alive pool to each backend.
 	MaxIdleConnsPerBackend int `yaml:"max_idle_conns_per_backend"`
 	// BackendTLS re-encrypts to the backends, with mTLS (backendtls.go).
@@ -186,6 +190,7 @@ const (
 	DefaultConnectTimeout = 5 * time.Second
 	// DefaultResponseHeaderTimeout is nginx's proxy_read_timeout default.
 	DefaultResponseHeaderTimeout = 60 * time.Second
+	DefaultReadTimeout           = 60 * time.Second // nginx's proxy_read_timeout
 	DefaultShutdownTimeout       = 30 * time.Second
 	DefaultMaxIdlePerBE          = 256
 )
@@ -223,6 +228,9 @@ func (c *Config) applyDefaults() {
 		}
 		if p.ResponseHeaderTimeout == 0 {
 			p.ResponseHeaderTimeout = Duration(DefaultResponseHeaderTimeout)
+		}
+		if p.ReadTimeout == 0 {
+			p.ReadTimeout = Duration(DefaultReadTimeout)
 		}
 		zeroDefault(&p.MaxIdleConnsPerBackend, DefaultMaxIdlePerBE)
 		// An explicit "retries: 0" turns retries off; only a missing key

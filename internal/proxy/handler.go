@@ -128,8 +128,15 @@ func serveDirect(w http.ResponseWriter, r *http.Request) {
 		if rerr != nil {
 			// The backend failed or was cut mid-answer: the client must
 			// see a broken response, not a short one that looks complete.
-			if db, ok := resp.Body.(*directBody); ok && db.uc.cut.Load() {
-				d.rec.Error = "backend_cut"
+			if db, ok := resp.Body.(*directBody); ok {
+				switch {
+				case db.uc.cut.Load():
+					d.rec.Error = "backend_cut"
+				case db.uc.gone.Load():
+					d.rec.Error = "client_closed" // the client left while the backend stalled
+				case isResponseTimeout(rerr):
+					d.rec.Error = "backend_timeout" // read_timeout between two reads
+				}
 			}
 			panic(http.ErrAbortHandler)
 		}

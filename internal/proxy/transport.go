@@ -177,9 +177,19 @@ func (p *Pool) roundTripTo(b *Backend, req *http.Request, rec *pipeline.Record, 
 			return resp, nil
 		}
 	}
+	if t := p.settings.Load().cfg.ReadTimeout.D(); t > 0 {
+		// read_timeout between two reads of the body, as on the direct
+		// path; http.Transport has no such limit, so a timer cancels.
+		tb.readTimeout = t
+		tb.idle = time.AfterFunc(t, func() { cancel(errReadTimeout) })
+	}
 	resp.Body = tb
 	return resp, nil
 }
+
+// errReadTimeout is the cause of a body read_timeout cut on the
+// http.Transport path.
+var errReadTimeout = errors.New("backend sent nothing within read_timeout")
 
 // observe records the backend's answer in the request record and feeds
 // passive outlier detection.
@@ -206,12 +216,24 @@ type trackedBody struct {
 	// in the record (the proxy then aborts the answer).
 	ctx context.Context
 	rec *pipeline.Record
+	// idle cancels the request when the body's next bytes take longer
+	// than readTimeout (nil: no limit).
+	idle        *time.Timer
+	readTimeout time.Duration
 }
 
 func (t *trackedBody) Read(p []byte) (int, error) {
+	if t.idle != nil {
+		t.idle.Reset(t.readTimeout)
+	}
 	n, err := t.rc.Read(p)
-	if err != nil && err != io.EOF && errors.Is(context.Cause(t.ctx), ErrBackendCut) {
-		t.rec.Error = "backend_cut"
+	if err != nil && err != io.EOF {
+		switch cause := context.Cause(t.ctx); {
+		case errors.Is(cause, ErrBackendCut):
+			t.rec.Error = "backend_cut"
+		case errors.Is(cause, errReadTimeout):
+			t.rec.Error = "backend_timeout"
+		}
 	}
 	return n, err
 }
@@ -225,6 +247,9 @@ func (t *trackedBody) Close() error {
 // release frees the in-flight slot once, whichever close comes first.
 func (t *trackedBody) release() {
 	t.once.Do(func() {
+		if t.idle != nil {
+			t.idle.Stop()
+		}
 		t.stop()
 		t.cancel()
 		t.b.inflight.Add(-1)

@@ -49,7 +49,7 @@ type upstreamConn struct {
 	bw       *bufio.Writer // writes to wire
 	wire     wireWriter
 	lastUsed time.Time
-	// readDeadline is the deadline last set on c (see armHeadDeadline).
+	// readDeadline is the deadline last set on c (see armReadDeadline).
 	readDeadline time.Time
 	// raw and await send a request and wait for its answer without a
 	// failed read (see send); nil on a TLS connection.
@@ -98,10 +98,11 @@ func (uc *upstreamConn) abandon() {
 	uc.c.Close()
 }
 
-// armHeadDeadline bounds the wait for the answer's head (the pool's
-// response_header_timeout) from now, moving the deadline only when
-// clock.Rearm says so (not on every request).
-func (uc *upstreamConn) armHeadDeadline(now time.Time, timeout time.Duration) {
+// armReadDeadline bounds the wait for the answer's head (the pool's
+// response_header_timeout), or for the next bytes of its body
+// (read_timeout), from now, moving the deadline only when clock.Rearm says
+// so (not on every request or read).
+func (uc *upstreamConn) armReadDeadline(now time.Time, timeout time.Duration) {
 	if timeout <= 0 {
 		return
 	}
@@ -337,11 +338,18 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 	if ctx.Done() != nil {
 		stop = context.AfterFunc(ctx, func() { uc.c.Close() })
 	}
-	uc.armHeadDeadline(start, cfg.ResponseHeaderTimeout.D())
-	// Until the answer's head is in, a client that leaves abandons the
-	// wait (an HTTP/1 client; an HTTP/2 one resets its stream, above).
+	uc.armReadDeadline(start, cfg.ResponseHeaderTimeout.D())
+	// Until the answer is over, a client that leaves abandons the wait
+	// (an HTTP/1 client; an HTTP/2 one resets its stream, above): for the
+	// head, and for a body the backend stopped sending (directBody ends
+	// the wait then).
 	pipeline.Waiting(ctx, &uc.wait)
-	defer pipeline.DoneWaiting(ctx, &uc.wait)
+	waiting := true
+	defer func() {
+		if waiting {
+			pipeline.DoneWaiting(ctx, &uc.wait)
+		}
+	}()
 	uc.wire.writes = 0
 	err := writeRequest(uc.bw, d)
 	if err == nil {
@@ -372,7 +380,7 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 	}
 	dst := d.header()
 	for interim := 0; ; interim++ {
-		body := &directBody{uc: uc, b: b, stop: stop, maxIdle: cfg.MaxIdleConnsPerBackend, start: start}
+		body := &directBody{uc: uc, b: b, stop: stop, maxIdle: cfg.MaxIdleConnsPerBackend, start: start, ctx: ctx}
 		resp, err := uc.readResponse(d.req, body, dst)
 		if err != nil {
 			stop()
@@ -404,9 +412,15 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 			body.releaseConn(!announcesBody(resp, uc))
 		} else if resp.ContentLength < 0 || int64(uc.br.Buffered()) < resp.ContentLength {
 			// The body is still to come: it may stream for longer than
-			// the head was allowed to take.
-			uc.readDeadline = time.Time{}
-			uc.c.SetReadDeadline(time.Time{})
+			// the head was allowed to take, but not stop (read_timeout
+			// between reads; directBody.Read moves it).
+			if body.readTimeout = cfg.ReadTimeout.D(); body.readTimeout > 0 {
+				uc.armReadDeadline(clock.Now(), body.readTimeout)
+			} else {
+				uc.readDeadline = time.Time{}
+				uc.c.SetReadDeadline(time.Time{})
+			}
+			body.watched, waiting = true, false
 		}
 		return resp, nil
 	}
@@ -430,6 +444,14 @@ type directBody struct {
 	start   time.Time
 	connOut bool // the connection was released
 	closed  bool
+	// readTimeout bounds each wait for more of a body that was still to
+	// come after the head (0: it came whole, or no limit).
+	readTimeout time.Duration
+	// ctx is the request's. While watched (a body still to come after
+	// the head), its client leaving abandons the body too: exchange
+	// handed over the wait it registered, which releaseConn ends.
+	ctx     context.Context
+	watched bool
 
 	response http.Response
 	// valsArr backs the header's value slices (see readFields). Not the
@@ -441,6 +463,9 @@ type directBody struct {
 func (d *directBody) Read(p []byte) (int, error) {
 	if d.connOut || d.rc == nil {
 		return 0, io.EOF
+	}
+	if d.readTimeout > 0 && d.uc.br.Buffered() == 0 {
+		d.uc.armReadDeadline(clock.Now(), d.readTimeout) // this read waits for the backend
 	}
 	n, err := d.rc.Read(p)
 	if d.rc == &d.lr && d.lr.N == 0 && err == nil {
@@ -469,6 +494,9 @@ func (d *directBody) Close() error {
 func (d *directBody) releaseConn(reusable bool) {
 	d.connOut = true
 	uc := d.uc
+	if d.watched {
+		pipeline.DoneWaiting(d.ctx, &uc.wait)
+	}
 	d.b.untrack(uc)
 	// Bytes read past the end of the answer belong to no request: pooled,
 	// the connection would hand them to the next client as its answer

@@ -394,16 +394,16 @@ func TestArmHeadDeadline(t *testing.T) {
 	defer c2.Close()
 	uc := newUpstreamConn(c1, nil)
 	now := time.Now()
-	uc.armHeadDeadline(now, 60*time.Second)
+	uc.armReadDeadline(now, 60*time.Second)
 	if want := now.Add(60 * time.Second); !uc.readDeadline.Equal(want) {
 		t.Fatalf("deadline %v, want %v", uc.readDeadline, want)
 	}
-	uc.armHeadDeadline(now.Add(time.Millisecond), 60*time.Second) // a busy connection: not moved
+	uc.armReadDeadline(now.Add(time.Millisecond), 60*time.Second) // a busy connection: not moved
 	if want := now.Add(60 * time.Second); !uc.readDeadline.Equal(want) {
 		t.Fatalf("deadline moved to %v on the next request", uc.readDeadline)
 	}
 	later := now.Add(time.Second)
-	uc.armHeadDeadline(later, 5*time.Second)
+	uc.armReadDeadline(later, 5*time.Second)
 	if want := later.Add(5 * time.Second); !uc.readDeadline.Equal(want) {
 		t.Fatalf("after the timeout was shortened: deadline %v, want %v", uc.readDeadline, want)
 	}

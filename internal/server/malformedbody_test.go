@@ -314,3 +314,82 @@ func TestHostileBackendAnswers(t *testing.T) {
 		})
 	}
 }
+
+// A backend that stops in the middle of a body is given read_timeout
+// between two reads (nginx's proxy_read_timeout): then the client's answer
+// is cut and the backend connection closed, on both paths (it held both
+// connections until the backend closed, however long). A client that
+// leaves meanwhile abandons the body at once (499).
+func TestBackendStallsMidBody(t *testing.T) {
+	closed := make(chan struct{}, 10)
+	addr := serveRaw(t, func(c net.Conn) error {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"+strings.Repeat("a", 1000))
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		buf := make([]byte, 64)
+		for { // stalled until Rampart lets go
+			if _, err := c.Read(buf); err != nil {
+				break
+			}
+		}
+		closed <- struct{}{}
+		return io.EOF
+	})
+	conf := func(readTimeout string) string {
+		return fmt.Sprintf(`
+listeners:
+  - {name: web, listen: "127.0.0.1:0"}
+routes:
+  - {name: all, match: {path_prefix: /}, pool: p}
+pools:
+  - name: p
+    read_timeout: %s
+    backends: [{id: raw, address: %q}]
+logging: {access_log: {path: access.log}}
+`, readTimeout, addr)
+	}
+	e := startEnv(t, conf("1s"))
+	for i, method := range []string{http.MethodGet, http.MethodPost} {
+		start := time.Now()
+		var body io.Reader
+		if method == http.MethodPost {
+			body = strings.NewReader("x")
+		}
+		req, _ := http.NewRequest(method, e.url("web", "/stall"), body)
+		res, err := e.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, rerr := io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 || n != 1000 || rerr == nil || time.Since(start) > 8*time.Second {
+			t.Errorf("%s: %d, %d bytes, read error %v after %v; want 200, 1000 bytes and a cut after about 1 s", method, res.StatusCode, n, rerr, time.Since(start))
+		}
+		select {
+		case <-closed:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: the stalled backend connection is still open", method)
+		}
+		if l := lastLogLine(t, e, i+1); l["error"] != "backend_timeout" {
+			t.Errorf("%s: logged %v %v, want backend_timeout", method, l["status_code"], l["error"])
+		}
+	}
+
+	e2 := startEnv(t, conf("60s"))
+	c, err := net.Dial("tcp", strings.TrimPrefix(e2.url("web", ""), "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "GET /stall HTTP/1.1\r\nHost: x\r\n\r\n")
+	if _, err := io.ReadFull(c, make([]byte, 40)); err != nil { // the answer has begun
+		t.Fatal(err)
+	}
+	c.Close()
+	select {
+	case <-closed:
+	case <-time.After(8 * time.Second):
+		t.Fatal("the client left but the stalled backend connection is still open")
+	}
+	if l := lastLogLine(t, e2, 1); l["error"] != "client_closed" {
+		t.Errorf("client gone mid-body: logged %v %v, want client_closed", l["status_code"], l["error"])
+	}
+}
