@@ -82,6 +82,14 @@ func (p *Pool) forward(req *http.Request, direct *directRequest) (*http.Response
 			if why := b.observeConnectFailure(s.cfg.OutlierDetection); why != "" {
 				p.ejected(b, why, s.cfg.OutlierDetection)
 			}
+		} else if code := backendFault(err); code != 0 {
+			// An answer Rampart refused or that did not come counts as
+			// the 5xx the client gets (nginx's max_fails counts error,
+			// timeout and invalid_header too): a backend that passes its
+			// health checks but breaks real traffic is ejected.
+			if why := b.observeStatus(code, s.cfg.OutlierDetection); why != "" {
+				p.ejected(b, why, s.cfg.OutlierDetection)
+			}
 		}
 		if !(dialFailed || errors.Is(err, errQuarantined)) || !retryable || body.started() || req.Context().Err() != nil {
 			return nil, err
@@ -89,6 +97,20 @@ func (p *Pool) forward(req *http.Request, direct *directRequest) (*http.Response
 		tried = append(tried, b)
 	}
 	return nil, lastErr
+}
+
+// backendFault is the status a failed exchange gets the client when the
+// backend is to blame: 502 for an answer Rampart will not relay, 504 for
+// one that did not come in time; 0 otherwise (a cut, a client gone, the
+// client's own body).
+func backendFault(err error) int {
+	switch {
+	case errors.As(err, new(errBadResponse)):
+		return http.StatusBadGateway
+	case isResponseTimeout(err) && !errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout
+	}
+	return 0
 }
 
 // roundTripTo sends req to one backend, in a way that quarantining the

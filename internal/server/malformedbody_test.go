@@ -393,3 +393,44 @@ logging: {access_log: {path: access.log}}
 		t.Errorf("client gone mid-body: logged %v %v, want client_closed", l["status_code"], l["error"])
 	}
 }
+
+// Passive outlier detection counts the 502s and 504s Rampart makes of a
+// backend's answers (malformed, or not in time), not only the 5xx the
+// backend sends itself: a backend that passes its health checks but
+// breaks real traffic is ejected.
+func TestOutlierEjectionCountsRefusedAnswers(t *testing.T) {
+	for _, tc := range []struct{ name, answer string }{
+		{"malformed", "GARBAGE\r\n\r\n"},
+		{"no answer", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := serveRaw(t, func(c net.Conn) error {
+				if tc.answer == "" {
+					time.Sleep(2 * time.Second)
+					return io.EOF
+				}
+				_, err := io.WriteString(c, tc.answer)
+				return err
+			})
+			e := startEnv(t, fmt.Sprintf(`
+listeners:
+  - {name: web, listen: "127.0.0.1:0"}
+routes:
+  - {name: all, match: {path_prefix: /}, pool: p}
+pools:
+  - name: p
+    response_header_timeout: 300ms
+    backends: [{id: raw, address: %q}]
+    outlier_detection: {consecutive_5xx: 3, ejection_time: 1m}
+`, addr))
+			for i := range 3 {
+				if r := e.get("/"); r.status != http.StatusBadGateway && r.status != http.StatusGatewayTimeout {
+					t.Fatalf("request %d: %d, want 502 or 504", i, r.status)
+				}
+			}
+			if r := e.get("/"); r.status != http.StatusServiceUnavailable {
+				t.Fatalf("after three refused answers: %d, want 503 (the backend ejected)", r.status)
+			}
+		})
+	}
+}
