@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/netip"
 	"slices"
 	"strings"
@@ -119,6 +120,18 @@ type dynRef struct {
 	source  string // "dynamic:<id>"
 	expires int64  // unix nanoseconds
 }
+
+// unixNanos is t in Unix nanoseconds for dynRef.expires, clamped: past
+// 2262 UnixNano wraps to the past, and an entry acknowledged as expiring
+// in 9999 was treated as expired from the start (never enforced).
+func unixNanos(t time.Time) int64 {
+	if t.After(maxUnixNano) {
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+var maxUnixNano = time.Unix(0, math.MaxInt64)
 
 // DynamicOptions configure OpenDynamic.
 type DynamicOptions struct {
@@ -247,7 +260,7 @@ func (d *Dynamic) add(l List, n NewEntry, onlyIfLonger bool) (Entry, bool, error
 		return Entry{}, false, fmt.Errorf("dynamic %s: storing %s: %w", l, e.Prefix, err)
 	}
 	d.entries[l][e.Prefix] = &e
-	d.tables[l].Store(d.tables[l].Load().InsertPersist(e.Prefix, dynRef{e.DecisionSource(), e.ExpiresAt.UnixNano()}))
+	d.tables[l].Store(d.tables[l].Load().InsertPersist(e.Prefix, dynRef{e.DecisionSource(), unixNanos(e.ExpiresAt)}))
 	return e, true, nil
 }
 
@@ -405,7 +418,7 @@ func (d *Dynamic) Purge() (int, error) {
 func (d *Dynamic) rebuild(l List) {
 	t := new(bart.Table[dynRef])
 	for p, e := range d.entries[l] {
-		t.Insert(p, dynRef{e.DecisionSource(), e.ExpiresAt.UnixNano()})
+		t.Insert(p, dynRef{e.DecisionSource(), unixNanos(e.ExpiresAt)})
 	}
 	d.tables[l].Store(t)
 }

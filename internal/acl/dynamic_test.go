@@ -410,3 +410,26 @@ func TestDynamicSurvivesKill9(t *testing.T) {
 		t.Fatalf("after kill -9: %+v, %v; want id %s", e, ok, id)
 	}
 }
+
+// An expiry past 2262 (beyond what Unix nanoseconds hold) is enforced as
+// never coming, also after a reopen: it wrapped to the past, and the
+// acknowledged block was never enforced.
+func TestDynamicFarExpiryEnforced(t *testing.T) {
+	clk := newClock()
+	path := filepath.Join(t.TempDir(), "b.db")
+	d := openTestDynamic(t, path, clk)
+	far := time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+	if _, err := d.Add(Blocklist, NewEntry{Prefix: mustPrefix(t, "192.0.2.7"), Expires: far}); err != nil {
+		t.Fatal(err)
+	}
+	a := netip.MustParseAddr("192.0.2.7")
+	if _, _, ok := d.Lookup(Blocklist, a); !ok {
+		t.Fatal("a block expiring in 9999 is not enforced")
+	}
+	d.Close()
+	d = openTestDynamic(t, path, clk)
+	defer d.Close()
+	if _, _, ok := d.Lookup(Blocklist, a); !ok {
+		t.Fatal("after a reopen, a block expiring in 9999 is not enforced")
+	}
+}
