@@ -306,6 +306,11 @@ func checkHostPattern(h string) error {
 func ParsePrefix(s string) (netip.Prefix, error) {
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
+		if a := p.Addr(); err == nil && a.Is4In6() && p.Bits() >= 96 {
+			// "::ffff:10.0.0.0/104" is 10.0.0.0/8: peers are matched
+			// unmapped, and would never be inside the mapped form.
+			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+		}
 		return p.Masked(), err
 	}
 	a, err := netip.ParseAddr(s)

@@ -49,7 +49,10 @@ func (t trustedProxies) clientIP(peer netip.Addr, xff []string) (client netip.Ad
 		i := strings.LastIndexByte(rest, ',')
 		entry := strings.TrimSpace(rest[i+1:])
 		rest = rest[:max(i, 0)]
-		a, err := netip.ParseAddr(entry)
+		if entry == "" {
+			continue // "a, , b" or a trailing comma: an empty element (RFC 9110 §5.6.1)
+		}
+		a, err := parseForwardedAddr(entry)
 		if err != nil {
 			break // garbage in the chain: stop at the last address we could verify
 		}
@@ -59,4 +62,17 @@ func (t trustedProxies) clientIP(peer netip.Addr, xff []string) (client netip.Ad
 		}
 	}
 	return client, chain + ", " + peer.String()
+}
+
+// parseForwardedAddr parses an X-Forwarded-For element: an address, or an
+// address with a port ("203.0.113.7:1234", "[2001:db8::1]:443"), which
+// some load balancers (Azure Application Gateway, IIS ARR) write. Without
+// the port form, such a client fell back to the proxy's address, and
+// with it the proxy's exemptions.
+func parseForwardedAddr(s string) (netip.Addr, error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a, nil
+	}
+	ap, err := netip.ParseAddrPort(s)
+	return ap.Addr(), err
 }

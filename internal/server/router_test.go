@@ -172,6 +172,13 @@ func TestClientIP(t *testing.T) {
 			[]string{"127.0.0.3, 127.0.0.2"}, "127.0.0.3", "127.0.0.3, 127.0.0.2, 127.0.0.1"},
 		{"IPv4-mapped peer is unmapped", []string{"127.0.0.1"}, "::ffff:127.0.0.1", []string{"1.2.3.4"}, "1.2.3.4", "1.2.3.4, 127.0.0.1"},
 		{"IPv6 client", []string{"::1"}, "::1", []string{"2001:db8::1"}, "2001:db8::1", "2001:db8::1, ::1"},
+		// Elements some load balancers write: with a port, an empty one.
+		{"address with a port", []string{"127.0.0.1"}, "127.0.0.1", []string{"203.0.113.7:1234"}, "203.0.113.7", "203.0.113.7:1234, 127.0.0.1"},
+		{"IPv6 address with a port", []string{"127.0.0.1"}, "127.0.0.1", []string{"[2001:db8::7]:443"}, "2001:db8::7", "[2001:db8::7]:443, 127.0.0.1"},
+		{"mapped address with a port", []string{"127.0.0.1"}, "127.0.0.1", []string{"[::ffff:203.0.113.7]:1234"}, "203.0.113.7", "[::ffff:203.0.113.7]:1234, 127.0.0.1"},
+		{"trailing comma", []string{"127.0.0.1"}, "127.0.0.1", []string{"203.0.113.7,"}, "203.0.113.7", "203.0.113.7,, 127.0.0.1"},
+		// A mapped CIDR trusts the IPv4 peers it maps.
+		{"IPv4-mapped trusted CIDR", []string{"::ffff:127.0.0.0/104"}, "127.0.0.1", []string{"1.2.3.4"}, "1.2.3.4", "1.2.3.4, 127.0.0.1"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
