@@ -222,6 +222,7 @@ func (a *ACL) apply(cfg *config.Config, static staticLists) {
 	db := &cfg.Security.DynamicBlocklist
 	a.dyn.SetDefaultTTL(db.TTL())
 	a.off.setRules(&db.AutoBlock)
+	a.off.setProxies(cfg.Listeners)
 }
 
 // Check decides for addr; IPv4-mapped IPv6 addresses are checked as IPv4.

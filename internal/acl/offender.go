@@ -45,6 +45,9 @@ type Offender struct {
 
 	rules  atomic.Pointer[map[string]config.EffectiveRule]
 	events func(audit.Event) // nil: automatic blocks are only logged
+	// proxies are the trusted_proxies of every listener: an automatic
+	// block never covers one (see Offense).
+	proxies atomic.Pointer[[]netip.Prefix]
 
 	mu   sync.Mutex // guards seen and the records in it
 	seen *simplelru.LRU[netip.Prefix, *offenderRecord]
@@ -67,6 +70,28 @@ func newOffender(dyn *Dynamic, ab *config.AutoBlock, now func() time.Time, log *
 	o.seen, _ = simplelru.NewLRU[netip.Prefix, *offenderRecord](max(ab.TrackedIPs(), 1), nil)
 	o.setRules(ab)
 	return o
+}
+
+// setProxies sets the trusted proxies of every listener (cfg.Listeners).
+func (o *Offender) setProxies(ls []config.Listener) {
+	var ps []netip.Prefix
+	for _, l := range ls {
+		for _, s := range l.TrustedProxies {
+			if p, err := config.ParsePrefix(s); err == nil {
+				ps = append(ps, p)
+			}
+		}
+	}
+	o.proxies.Store(&ps)
+}
+
+func overlapsAny(ps []netip.Prefix, q netip.Prefix) bool {
+	for _, p := range ps {
+		if p.Overlaps(q) {
+			return true
+		}
+	}
+	return false
 }
 
 // setRules applies changed auto_block rules; what is known about clients
@@ -118,6 +143,17 @@ func (o *Offender) Offense(ip netip.Addr, kind string) {
 	key := offenderKey(ip)
 	if !key.IsValid() {
 		return
+	}
+	// A trusted proxy is never blocked automatically, whichever listener
+	// saw the offence (one that trusts it on another would refuse every
+	// client behind it), and neither is the /64 around one: an IPv6
+	// offender next to a proxy is blocked alone.
+	if p := o.proxies.Load(); p != nil && overlapsAny(*p, key) {
+		single := netip.PrefixFrom(ip.Unmap().WithZone(""), ip.Unmap().BitLen())
+		if overlapsAny(*p, single) {
+			return
+		}
+		key = single
 	}
 	now := o.now()
 	o.mu.Lock()

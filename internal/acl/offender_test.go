@@ -240,3 +240,29 @@ func TestOffenderSlowClients(t *testing.T) {
 		t.Fatal("blocked with slow_clients disabled")
 	}
 }
+
+// A proxy any listener trusts is never auto-blocked (the offence may come
+// from a listener that does not trust it, the block applies to all), and
+// an IPv6 offender whose /64 holds one is blocked alone: the /64 block cut
+// off every client behind the proxy.
+func TestOffenderNeverBlocksTrustedProxies(t *testing.T) {
+	o, d, _ := newTestOffender(t, config.AutoBlock{})
+	o.setProxies([]config.Listener{{Name: "a"}, {Name: "b", TrustedProxies: []string{"192.0.2.10", "2001:db8:1:2::10"}}})
+	offend(o, "192.0.2.10", OffenceRateLimit, 5)
+	offend(o, "::ffff:192.0.2.10", OffenceRateLimit, 5)
+	if e, ok := blockOf(t, d, "192.0.2.10"); ok {
+		t.Fatalf("trusted proxy blocked: %+v", e)
+	}
+	offend(o, "2001:db8:1:2::7", OffenceRateLimit, 3)
+	e, ok := blockOf(t, d, "2001:db8:1:2::7")
+	if !ok || e.Prefix.String() != "2001:db8:1:2::7/128" {
+		t.Fatalf("offender next to a proxy: %+v, %v; want 2001:db8:1:2::7/128", e, ok)
+	}
+	if _, ok := blockOf(t, d, "2001:db8:1:2::10"); ok {
+		t.Error("the proxy's /64 blocked")
+	}
+	offend(o, "192.0.2.11", OffenceRateLimit, 3) // a neighbour is an offender like any
+	if _, ok := blockOf(t, d, "192.0.2.11"); !ok {
+		t.Error("an untrusted neighbour of the proxy not blocked")
+	}
+}

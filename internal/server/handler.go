@@ -220,13 +220,10 @@ func (e *entry) checkACL(rec *pipeline.Record, client netip.Addr) (denied bool) 
 }
 
 // offense counts an offence of client (acl.Offence*) towards a dynamic
-// block, except for the listener's trusted proxies: a request blamed on
-// one came without a usable X-Forwarded-For, and blocking the proxy would
-// block every client behind it (slow-client scoring spares them too).
+// block. The ACL spares every listener's trusted proxies: a request blamed
+// on one came without a usable X-Forwarded-For, and blocking the proxy
+// would block every client behind it (slow-client scoring spares them too).
 func (e *entry) offense(client netip.Addr, kind string) {
-	if lt := e.srv.table.Load().listeners[*e.l.name.Load()]; lt != nil && lt.trusted.contains(client) {
-		return
-	}
 	e.srv.acl.Offense(client, kind)
 }
 
