@@ -83,6 +83,18 @@ func newConnLimiter() *connLimiter {
 	return l
 }
 
+// connKey is the address a connection is counted under: an IPv6 client
+// by its /64, which one host usually holds whole (rate limits and
+// auto-block count it so too; per address, 30 connections from one /64
+// passed a limit of 3), an IPv4 one by itself.
+func connKey(a netip.Addr) netip.Addr {
+	if a.Is6() && !a.Is4In6() {
+		p, _ := a.Prefix(64)
+		return p.Addr()
+	}
+	return a
+}
+
 func (l *connLimiter) shard(a netip.Addr) *connShard {
 	b := a.As16()
 	return &l.shards[maphash.Bytes(l.seed, b[:])%uint64(len(l.shards))]
@@ -92,6 +104,7 @@ func (l *connLimiter) shard(a netip.Addr) *connShard {
 // open connections or maxNew new ones in this second (0: no limit). It
 // returns the reason of a refusal, or "" for admitted.
 func (l *connLimiter) admit(a netip.Addr, maxOpen, maxNew int, now time.Time) string {
+	a = connKey(a)
 	sh := l.shard(a)
 	sec := now.Unix()
 	sh.mu.Lock()
@@ -125,6 +138,7 @@ func (l *connLimiter) admit(a netip.Addr, maxOpen, maxNew int, now time.Time) st
 
 // release ends a connection admit counted.
 func (l *connLimiter) release(a netip.Addr, now time.Time) {
+	a = connKey(a)
 	sh := l.shard(a)
 	sh.mu.Lock()
 	if e := sh.m[a]; e != nil {
@@ -137,6 +151,7 @@ func (l *connLimiter) release(a netip.Addr, now time.Time) {
 
 // open returns the connections counted for a (tests).
 func (l *connLimiter) open(a netip.Addr) int {
+	a = connKey(a)
 	sh := l.shard(a)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()

@@ -409,3 +409,27 @@ func TestHardeningSYNPosture(t *testing.T) {
 		t.Fatalf("unreadable posture: %+v %q", u, u.Problems(f))
 	}
 }
+
+// IPv6 clients are counted by their /64, as rate limits and auto-block
+// count them: walking through one's own addresses does not reset the
+// count.
+func TestHardeningConnectionsPerIPv6Prefix(t *testing.T) {
+	l := newConnLimiter()
+	now := time.Unix(1000, 0)
+	for i := range 3 {
+		a := netip.MustParseAddr(fmt.Sprintf("2001:db8:3:3::%x", i+1))
+		if r := l.admit(a, 3, 0, now); r != "" {
+			t.Fatalf("connection %d refused: %s", i, r)
+		}
+	}
+	if r := l.admit(netip.MustParseAddr("2001:db8:3:3::ffff"), 3, 0, now); r != "max_connections_per_ip" {
+		t.Fatalf("fourth from the same /64: %q, want max_connections_per_ip", r)
+	}
+	if r := l.admit(netip.MustParseAddr("2001:db8:3:4::1"), 3, 0, now); r != "" {
+		t.Fatalf("another /64: %q", r)
+	}
+	l.release(netip.MustParseAddr("2001:db8:3:3::2"), now)
+	if r := l.admit(netip.MustParseAddr("2001:db8:3:3::9"), 3, 0, now); r != "" {
+		t.Fatalf("after one closed: %q", r)
+	}
+}
