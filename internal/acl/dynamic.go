@@ -215,10 +215,19 @@ func (d *Dynamic) Lookup(l List, a netip.Addr) (source string, p netip.Prefix, o
 	if !t.Contains(a) {
 		return "", netip.Prefix{}, false
 	}
+	now := d.now().UnixNano()
 	p, ref, ok := t.LookupPrefixLPM(netip.PrefixFrom(a, a.BitLen()))
 	// An entry past its expiry no longer counts even before the purge
-	// removes it: an expired allow must not keep letting traffic in.
-	if !ok || ref.expires <= d.now().UnixNano() {
+	// removes it: an expired allow must not keep letting traffic in. A
+	// shorter live entry around it still does (an expired /32 hid the
+	// /24 block it sits in until the purge).
+	for ok && ref.expires <= now {
+		if p.Bits() == 0 {
+			return "", netip.Prefix{}, false
+		}
+		p, ref, ok = t.LookupPrefixLPM(netip.PrefixFrom(a, p.Bits()-1).Masked())
+	}
+	if !ok {
 		return "", netip.Prefix{}, false
 	}
 	return ref.source, p, true

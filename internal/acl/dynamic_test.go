@@ -433,3 +433,21 @@ func TestDynamicFarExpiryEnforced(t *testing.T) {
 		t.Fatal("after a reopen, a block expiring in 9999 is not enforced")
 	}
 }
+
+// An expired entry inside a live wider one leaves the wider one in force
+// (before the purge removes it, it hid the wider block).
+func TestDynamicExpiredEntryDoesNotHideAWiderOne(t *testing.T) {
+	clk := newClock()
+	d := openTestDynamic(t, filepath.Join(t.TempDir(), "b.db"), clk)
+	defer d.Close()
+	wide, _ := d.Add(Blocklist, NewEntry{Prefix: mustPrefix(t, "192.0.2.0/24"), Expires: clk.Now().Add(24 * time.Hour)})
+	d.Add(Blocklist, NewEntry{Prefix: mustPrefix(t, "192.0.2.5"), Expires: clk.Now().Add(3 * time.Second)})
+	clk.Advance(10 * time.Second)
+	src, p, ok := d.Lookup(Blocklist, netip.MustParseAddr("192.0.2.5"))
+	if !ok || src != "dynamic:"+wide.ID || p.String() != "192.0.2.0/24" {
+		t.Fatalf("Lookup after the /32 expired = %q %s %v, want the /24 block", src, p, ok)
+	}
+	if _, _, ok := d.Lookup(Blocklist, netip.MustParseAddr("198.51.100.1")); ok {
+		t.Error("an address outside every entry matched")
+	}
+}
