@@ -93,10 +93,17 @@ func TestCredentialsNeverReachTheFile(t *testing.T) {
 	if _, m2 := line(t, mustSanitizer(t, SanitizeOptions{}), r2); m2["referer"] != "//[REDACTED]@shop.example/x?token=[MASKED]" {
 		t.Errorf("scheme-relative referer = %q", m2["referer"])
 	}
-	// jsessionid is not in the default pattern: path parameters follow
+	// A session id is a credential: path parameters follow
 	// mask_query_params like query parameters do.
-	if m["path"] != "/app;jsessionid=Sess1onSecret/home" {
+	if m["path"] != "/app;jsessionid=[MASKED]/home" {
 		t.Errorf("path = %q", m["path"])
+	}
+	// The other names credentials travel under in URLs, and the names
+	// that merely contain a short one, which are kept.
+	r3 := record()
+	r3.Query = "passwd=S1&pwd=S2&pass=S3&auth=S4&sig=S5&X-Amz-Signature=S6&X-Amz-Credential=S7&code=S8&session=S9&PHPSESSID=S10&sid=S11&jwt=S12&otp=S13&side=left&zipcode=12345&author=ann"
+	if _, m3 := line(t, mustSanitizer(t, SanitizeOptions{}), r3); m3["query"] != "passwd=[MASKED]&pwd=[MASKED]&pass=[MASKED]&auth=[MASKED]&sig=[MASKED]&X-Amz-Signature=[MASKED]&X-Amz-Credential=[MASKED]&code=[MASKED]&session=[MASKED]&PHPSESSID=[MASKED]&sid=[MASKED]&jwt=[MASKED]&otp=[MASKED]&side=left&zipcode=12345&author=ann" {
+		t.Errorf("query = %q", m3["query"])
 	}
 	s := mustSanitizer(t, SanitizeOptions{MaskQueryParams: `(?i)session|token`})
 	r = record()
@@ -107,15 +114,15 @@ func TestCredentialsNeverReachTheFile(t *testing.T) {
 }
 
 // A mask_query_params of one's own adds to the default pattern: listing
-// "sig" must not unmask passwords and tokens.
+// "hmac" must not unmask passwords and tokens.
 func TestOwnMaskPatternAddsToDefault(t *testing.T) {
-	for _, own := range []string{`(?i)^sig$`, `$^`} {
+	for _, own := range []string{`(?i)^hmac$`, `$^`} {
 		s := mustSanitizer(t, SanitizeOptions{MaskQueryParams: own})
 		r := record()
-		r.Query = "sig=S1&password=S2&token=S3&api_key=S4&page=2"
-		want := "sig=[MASKED]&password=[MASKED]&token=[MASKED]&api_key=[MASKED]&page=2"
+		r.Query = "hmac=S1&password=S2&token=S3&api_key=S4&page=2"
+		want := "hmac=[MASKED]&password=[MASKED]&token=[MASKED]&api_key=[MASKED]&page=2"
 		if own == `$^` {
-			want = "sig=S1&password=[MASKED]&token=[MASKED]&api_key=[MASKED]&page=2"
+			want = "hmac=S1&password=[MASKED]&token=[MASKED]&api_key=[MASKED]&page=2"
 		}
 		if _, m := line(t, s, r); m["query"] != want {
 			t.Errorf("mask_query_params %q: query %q, want %q", own, m["query"], want)

@@ -36,7 +36,12 @@ type AccessLogRotation struct {
 
 // Access log defaults (DESIGN §3).
 const (
-	DefaultMaskQueryParams   = `(?i)password|token|secret|key`
+	// DefaultMaskQueryParams is DESIGN §3's password|token|secret|key and
+	// the other names credentials travel under in URLs: request
+	// signatures (presigned URLs' X-Amz-Signature, X-Amz-Credential),
+	// session ids (jsessionid, PHPSESSID, sid), and short names of
+	// passwords, JWTs, one-time and OAuth codes.
+	DefaultMaskQueryParams   = `(?i)password|token|secret|key|signature|credential|session|sessid|^(pass|passwd|pwd|auth|sig|sid|jwt|otp|code)$`
 	DefaultTruncateUserAgent = 256
 	MinTruncateUserAgent     = 16
 	DefaultMaxSizeMB         = 100

@@ -13,7 +13,7 @@ func TestAccessLogDefaults(t *testing.T) {
 	}
 	a := cfg.Logging.AccessLog
 	if !slices.Equal(a.Sanitize.RedactHeaders, []string{"Authorization", "Cookie"}) ||
-		a.Sanitize.MaskQueryParams != `(?i)password|token|secret|key` || a.Sanitize.TruncateUserAgent != 256 {
+		a.Sanitize.MaskQueryParams != `(?i)password|token|secret|key|signature|credential|session|sessid|^(pass|passwd|pwd|auth|sig|sid|jwt|otp|code)$` || a.Sanitize.TruncateUserAgent != 256 {
 		t.Errorf("sanitize defaults %+v", a.Sanitize)
 	}
 	if a.Rotation != (AccessLogRotation{MaxSizeMB: 100, MaxBackups: 10, Compress: true, MaxAgeDays: 0}) {
@@ -65,7 +65,7 @@ func TestAccessLogMistakes(t *testing.T) {
 		{"invalid regexp", head + "    sanitize:\n      mask_query_params: \"(token\"\n",
 			[]string{"f.yaml:13: sanitize.mask_query_params \"(token\" is not a valid regular expression: error parsing regexp: missing closing ): `(token`"}},
 		{"empty regexp", head + "    sanitize: {mask_query_params: \"\"}\n",
-			[]string{`f.yaml:12: sanitize.mask_query_params must not be empty (default "(?i)password|token|secret|key"); use "." to mask every query parameter`}},
+			[]string{`f.yaml:12: sanitize.mask_query_params must not be empty (default "` + DefaultMaskQueryParams + `"); use "." to mask every query parameter`}},
 		{"short user agent", head + "    sanitize:\n      truncate_user_agent: 15\n",
 			[]string{"f.yaml:13: sanitize.truncate_user_agent must be at least 16 (bytes), got 15"}},
 		{"zero user agent", head + "    sanitize:\n      truncate_user_agent: 0\n",
