@@ -127,7 +127,25 @@ const (
 	kindQuery
 	kindURL
 	kindUA
+	kindLong // a plain field a client can make long (x_forwarded_for)
 )
+
+// maxLoggedField bounds, in bytes before escaping, the fields a client
+// controls and can make long (path, query, referer, x_forwarded_for;
+// user_agent has truncate_user_agent): a 12 KB request became a 72 KB
+// line, whatever rate limit or block applied to its client.
+const maxLoggedField = 2048
+
+// maxOf is the longest value of kind that is logged (0: no cut).
+func (e *encoder) maxOf(kind int) int {
+	switch kind {
+	case kindUA:
+		return e.s.uaMax
+	case kindPath, kindQuery, kindURL, kindLong:
+		return maxLoggedField
+	}
+	return 0
+}
 
 // appendLine writes every DESIGN §5 field in a fixed order (timestamp
 // first: rotation reads it back), then Rampart's own fields.
@@ -155,7 +173,7 @@ func (e *encoder) appendLine(b []byte, r *pipeline.Record) []byte {
 	b = e.str(b, "ssl_cipher", r.SSLCipher, kindPlain, false)
 	b = e.str(b, "user_agent", r.UserAgent, kindUA, s.rUA)
 	b = e.str(b, "referer", r.Referer, kindURL, s.rRef)
-	b = e.str(b, "x_forwarded_for", r.XForwardedFor, kindPlain, s.rXFF)
+	b = e.str(b, "x_forwarded_for", r.XForwardedFor, kindLong, s.rXFF)
 	b = e.str(b, "lb_instance", r.LBInstance, kindPlain, false)
 	b = e.str(b, "pool_id", r.PoolID, kindPlain, false)
 	b = e.str(b, "backend_server", r.BackendServer, kindPlain, false)
@@ -224,8 +242,8 @@ func (e *encoder) str(b []byte, k, v string, kind int, redact bool) []byte {
 }
 
 // value appends v as a JSON string after the rules of its kind:
-// parameters masked (path, query, URL), card numbers masked (all), user
-// agent truncated (UA, after masking so a cut cannot leave a card number's
+// parameters masked (path, query, URL), card numbers masked (all), long
+// fields cut (maxOf, after masking so a cut cannot leave a card number's
 // head unmasked).
 func (e *encoder) value(b []byte, v string, kind int) []byte {
 	var t []byte
@@ -243,15 +261,16 @@ func (e *encoder) value(b []byte, v string, kind int) []byte {
 			t = e.maskURL(e.tmp[:0], v)
 		}
 	}
+	limit := e.maxOf(kind)
 	if t == nil {
-		if !mayHoldPAN(v) && (kind != kindUA || len(v) <= e.s.uaMax) {
+		if !mayHoldPAN(v) && (limit == 0 || len(v) <= limit) {
 			return appendJSONString(b, v)
 		}
 		t = append(e.tmp[:0], v...)
 	}
 	maskPANs(t)
-	if kind == kindUA && len(t) > e.s.uaMax {
-		t = t[:utf8Cut(t, e.s.uaMax)]
+	if limit > 0 && len(t) > limit {
+		t = t[:utf8Cut(t, limit)] // after masking: a cut cannot leave a card number's head unmasked
 	}
 	e.tmp = t
 	return appendJSONString(b, t)

@@ -384,3 +384,21 @@ func unmaskedPAN(s string) string {
 	}
 	return ""
 }
+
+// The fields a client can make long are cut (after masking), so a request
+// cannot become a log line many times its size: each invalid byte is
+// written as \ufffd, six bytes.
+func TestLongFieldsCut(t *testing.T) {
+	r := record()
+	junk := strings.Repeat("\xff", 8000)
+	r.Path, r.Query, r.Referer, r.XForwardedFor = "/"+junk, "q="+junk, "https://x.example/?a="+junk, strings.Repeat("1.2.3.4, ", 900)
+	b, m := line(t, mustSanitizer(t, SanitizeOptions{}), r)
+	for _, f := range []string{"path", "query", "referer", "x_forwarded_for"} {
+		if v, _ := m[f].(string); len(v) > 3*2048 || len(v) < 100 {
+			t.Errorf("%s logged with %d bytes", f, len(v))
+		}
+	}
+	if len(b) > 60000 {
+		t.Errorf("a line of %d bytes", len(b))
+	}
+}
