@@ -94,6 +94,11 @@ func TestReloadReportsPendingAndFailures(t *testing.T) {
 	if status != 200 || fmt.Sprint(m["pending_restart"]) != "[listener web: h2c]" {
 		t.Fatalf("reload changing h2c: %d %v, want pending_restart [listener web: h2c]", status, m)
 	}
+	// HTTP/2 limits: net/http's HTTP/2 server reads them once.
+	e.write(strings.Replace(base, `listen: "127.0.0.1:0"}`, `listen: "127.0.0.1:0", h2c: true}`, 1) + "security: {http2: {max_concurrent_streams: 2}}\n")
+	if status, _, m := adminCall(t, e, "POST", "/config/reload", ""); status != 200 || !strings.Contains(fmt.Sprint(m["pending_restart"]), "security.http2") {
+		t.Fatalf("reload changing security.http2: %d %v, want it in pending_restart", status, m)
+	}
 	metric := func(series string) string {
 		v, _ := metricValue(e.scrape("/metrics"), series)
 		return v

@@ -557,6 +557,12 @@ func (s *Server) apply(cfg *config.Config) error {
 		}
 		add = append(add, lc)
 	}
+	if cfg.Security.HTTP2 != s.cfg.Security.HTTP2 && len(keep) > 0 {
+		// A running listener's HTTP/2 server keeps the limits it started
+		// with (net/http reads them once); new listeners get the new ones.
+		s.log.Warn("security.http2 changes apply to running listeners after restart")
+		pending = append(pending, "security.http2")
+	}
 	var remove []*listener
 	for addr, l := range s.listeners {
 		if _, ok := keep[addr]; !ok {
