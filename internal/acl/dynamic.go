@@ -91,6 +91,9 @@ const (
 	purgeInterval     = time.Minute
 )
 
+// dynamicCap is MaxDynamicEntries; tests lower it.
+var dynamicCap = MaxDynamicEntries
+
 // Dynamic holds the dynamic blocklist and allowlist: entries added at run
 // time by operators (through the admin API) and by auto_block rules. It is
 // long-lived: a config reload changes its default TTL but keeps its entries.
@@ -262,8 +265,21 @@ func (d *Dynamic) add(l List, n NewEntry, onlyIfLonger bool) (Entry, bool, error
 	if onlyIfLonger && exists && old.ExpiresAt.After(now) && !old.ExpiresAt.Before(e.ExpiresAt) {
 		return *old, false, nil
 	}
-	if !exists && len(d.entries[l]) >= MaxDynamicEntries {
-		return Entry{}, false, fmt.Errorf("%s: %w (%d entries)", l, ErrFull, MaxDynamicEntries)
+	if !exists && len(d.entries[l]) >= dynamicCap {
+		// An operator's entry makes room by evicting the automatic one
+		// that expires soonest: auto_block filling the list during an
+		// attack must not lock the operators out of it (507).
+		victim := d.soonestAuto(l)
+		if strings.HasPrefix(e.Source, autoSourcePrefix) || victim == nil {
+			return Entry{}, false, fmt.Errorf("%s: %w (%d entries)", l, ErrFull, dynamicCap)
+		}
+		if err := d.st.delete(l, victim.Prefix); err != nil {
+			return Entry{}, false, fmt.Errorf("dynamic %s: evicting %s: %w", l, victim.Prefix, err)
+		}
+		delete(d.entries[l], victim.Prefix)
+		d.tables[l].Store(d.tables[l].Load().DeletePersist(victim.Prefix))
+		d.log.Warn("dynamic list full: automatic entry evicted for an operator's", "list", l.String(),
+			"evicted", victim.Prefix.String(), "source", victim.Source, "added", e.Prefix.String())
 	}
 	if err := d.st.put(l, e); err != nil {
 		return Entry{}, false, fmt.Errorf("dynamic %s: storing %s: %w", l, e.Prefix, err)
@@ -271,6 +287,21 @@ func (d *Dynamic) add(l List, n NewEntry, onlyIfLonger bool) (Entry, bool, error
 	d.entries[l][e.Prefix] = &e
 	d.tables[l].Store(d.tables[l].Load().InsertPersist(e.Prefix, dynRef{e.DecisionSource(), unixNanos(e.ExpiresAt)}))
 	return e, true, nil
+}
+
+// autoSourcePrefix starts the source of the entries auto_block adds.
+const autoSourcePrefix = "auto:"
+
+// soonestAuto returns the automatic entry of l that expires first, or
+// nil. It scans the list: only a full list calls it.
+func (d *Dynamic) soonestAuto(l List) *Entry {
+	var v *Entry
+	for _, e := range d.entries[l] {
+		if strings.HasPrefix(e.Source, autoSourcePrefix) && (v == nil || e.ExpiresAt.Before(v.ExpiresAt)) {
+			v = e
+		}
+	}
+	return v
 }
 
 func (d *Dynamic) newEntry(l List, n NewEntry, now time.Time) (Entry, error) {

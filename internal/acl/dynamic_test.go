@@ -451,3 +451,40 @@ func TestDynamicExpiredEntryDoesNotHideAWiderOne(t *testing.T) {
 		t.Error("an address outside every entry matched")
 	}
 }
+
+// A full list takes an operator's entry by evicting the automatic entry
+// that expires first; automatic entries are refused (auto_block filling
+// the list answered every operator's block 507).
+func TestDynamicFullListEvictsAutomaticForManual(t *testing.T) {
+	defer func(n int) { dynamicCap = n }(dynamicCap)
+	dynamicCap = 3
+	clk := newClock()
+	d := openTestDynamic(t, filepath.Join(t.TempDir(), "b.db"), clk)
+	defer d.Close()
+	for i, h := range []int{3, 1, 2} { // the second expires first
+		if _, err := d.Add(Blocklist, NewEntry{Prefix: mustPrefix(t, fmt.Sprintf("192.0.2.%d", i+1)), Source: "auto:rate_limit", Expires: clk.Now().Add(time.Duration(h) * time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := d.Add(Blocklist, NewEntry{Prefix: mustPrefix(t, "192.0.2.9"), Source: "auto:waf"}); !errors.Is(err, ErrFull) {
+		t.Fatalf("automatic entry into a full list: %v, want ErrFull", err)
+	}
+	if _, err := d.Add(Blocklist, NewEntry{Prefix: mustPrefix(t, "198.51.100.1")}); err != nil {
+		t.Fatalf("operator's entry into a full list of automatic ones: %v", err)
+	}
+	if _, _, ok := d.Lookup(Blocklist, netip.MustParseAddr("198.51.100.1")); !ok {
+		t.Error("the operator's entry is not enforced")
+	}
+	if _, _, ok := d.Lookup(Blocklist, netip.MustParseAddr("192.0.2.2")); ok {
+		t.Error("the automatic entry expiring first was not the one evicted")
+	}
+	if d.Len(Blocklist) != 3 {
+		t.Errorf("%d entries, want 3", d.Len(Blocklist))
+	}
+	for i := 0; i < 3; i++ { // only operators' entries left to evict: full
+		d.Add(Blocklist, NewEntry{Prefix: mustPrefix(t, fmt.Sprintf("198.51.100.%d", i+2))})
+	}
+	if _, err := d.Add(Blocklist, NewEntry{Prefix: mustPrefix(t, "198.51.100.99")}); !errors.Is(err, ErrFull) {
+		t.Errorf("full of operators' entries: %v, want ErrFull", err)
+	}
+}

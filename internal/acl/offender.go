@@ -201,7 +201,7 @@ func (o *Offender) Offense(ip netip.Addr, kind string) {
 	e, added, err := o.dyn.addIfLonger(Blocklist, NewEntry{
 		Prefix:   key,
 		Reason:   fmt.Sprintf("auto_block: %d %s offences within %s (block %d, %s)", r.Count, kind, r.Window, strike, dur),
-		Source:   "auto:" + kind,
+		Source:   autoSourcePrefix + kind,
 		Severity: sev,
 		Expires:  now.Add(dur),
 	})
