@@ -199,8 +199,12 @@ func (a *ACL) apply(cfg *config.Config, static staticLists) {
 		} else {
 			f = newFeed(fc, a.http, a.now, a.log, a.cacheDir)
 			if fc.File != "" {
-				// Errors are recorded in the feed's status and logged.
-				_ = f.refresh(context.Background())
+				// Errors are recorded in the feed's status and logged; a
+				// file that is missing or bad now leaves the last good
+				// version in use (as a URL that does not answer).
+				if f.refresh(context.Background()) != nil {
+					f.loadCache()
+				}
 			} else {
 				f.loadCache()
 			}

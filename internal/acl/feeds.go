@@ -257,7 +257,18 @@ func (f *feed) fetch(ctx context.Context, fc config.Feed, format Format, val val
 	if resp.StatusCode != http.StatusOK {
 		return nil, val, fmt.Errorf("download: HTTP %s", resp.Status)
 	}
-	var body io.Reader = &cappedReader{r: resp.Body, left: maxFeedBytes}
+	t, err := f.parseKeeping(resp.Body, fc, format)
+	if err != nil {
+		return nil, val, err
+	}
+	return t, validator{etag: resp.Header.Get("ETag"), lastModified: resp.Header.Get("Last-Modified")}, nil
+}
+
+// parseKeeping parses a feed while it streams in and, when a cache
+// directory is set, copies it to a temporary file that replaces the local
+// copy (loadCache) only once everything parsed.
+func (f *feed) parseKeeping(r io.Reader, fc config.Feed, format Format) (*Table, error) {
+	var body io.Reader = &cappedReader{r: r, left: maxFeedBytes}
 	var tmp *os.File
 	var copyTo *softWriter
 	if f.cacheDir != "" {
@@ -273,7 +284,7 @@ func (f *feed) fetch(ctx context.Context, fc config.Feed, format Format, val val
 	}
 	t, err := parseFeed(body, fc, format, f.source)
 	if err != nil {
-		return nil, val, err
+		return nil, err
 	}
 	if tmp != nil {
 		err := copyTo.err
@@ -285,7 +296,7 @@ func (f *feed) fetch(ctx context.Context, fc config.Feed, format Format, val val
 			f.log.Warn("feed: cannot keep a local copy", "err", err)
 		}
 	}
-	return t, validator{etag: resp.Header.Get("ETag"), lastModified: resp.Header.Get("Last-Modified")}, nil
+	return t, nil
 }
 
 // readFile reads a file feed, skipping the parse when the file's size and
@@ -303,20 +314,21 @@ func (f *feed) readFile(fc config.Feed, format Format, val validator) (*Table, v
 	if !val.modTime.IsZero() && st.Size() == val.size && st.ModTime().Equal(val.modTime) {
 		return nil, val, errNotModified
 	}
-	t, err := parseFeed(&cappedReader{r: fh, left: maxFeedBytes}, fc, format, f.source)
+	t, err := f.parseKeeping(fh, fc, format)
 	if err != nil {
 		return nil, val, err
 	}
 	return t, validator{size: st.Size(), modTime: st.ModTime()}, nil
 }
 
-// loadCache puts the local copy of an earlier download in use, if there is
-// one, so that a restart does not start with an empty feed.
+// loadCache puts the local copy of an earlier good version in use, if
+// there is one, so that a restart does not start with an empty feed: one
+// whose URL does not answer, or whose file is missing or bad then.
 func (f *feed) loadCache() {
 	f.mu.Lock()
 	fc := f.cfg
 	f.mu.Unlock()
-	if f.cacheDir == "" || fc.URL == "" {
+	if f.cacheDir == "" {
 		return
 	}
 	format, err := ParseFormat(fc.Format)
@@ -348,7 +360,7 @@ func (f *feed) loadCache() {
 // cachePath names the local copy after the feed and a hash of its URL and
 // format, so that a copy of a different source is never mistaken for it.
 func (f *feed) cachePath(fc config.Feed) string {
-	h := sha256.Sum256([]byte(fc.URL + "\n" + fc.Format))
+	h := sha256.Sum256([]byte(fc.Source() + "\n" + fc.Format))
 	return filepath.Join(f.cacheDir, fc.Name+"-"+hex.EncodeToString(h[:8])+".txt")
 }
 

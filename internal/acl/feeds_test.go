@@ -334,3 +334,29 @@ func TestFeedRefusesOversizedDownload(t *testing.T) {
 		t.Errorf("over the limit: %v, want errFeedTooLarge", err)
 	}
 }
+
+// A file feed keeps its last good version across a restart too: a file
+// that is bad or missing when Rampart starts leaves the copy in use (the
+// feed started empty, and its addresses passed).
+func TestFeedFileLastGoodVersionSurvivesRestart(t *testing.T) {
+	clk := newClock()
+	dir := t.TempDir()
+	writeFile(t, dir, "local.txt", "192.0.2.0/24\n")
+	cfg := testConfig(t, dir)
+	cfg.Security.IPLists.Feeds = []config.Feed{{Name: "local", File: "local.txt", Format: "plain"}}
+	a := newTestACL(t, cfg, clk)
+	wantDecision(t, a, "192.0.2.9", ActionDeny, "feed:local", "192.0.2.0/24")
+	a.Close()
+
+	writeFile(t, dir, "local.txt", "192.0.2.0/24\n192.0.2.999\n") // one bad line fails the file
+	b := newTestACL(t, cfg, clk)
+	if st := feedStatus(t, b, "local"); !st.Cached || st.Entries != 1 || st.LastError == "" {
+		t.Errorf("bad file at start: status = %+v, want the last good version's entry and the error", st)
+	}
+	wantDecision(t, b, "192.0.2.9", ActionDeny, "feed:local", "192.0.2.0/24")
+	b.Close()
+
+	os.Remove(filepath.Join(dir, "local.txt"))
+	c := newTestACL(t, cfg, clk)
+	wantDecision(t, c, "192.0.2.9", ActionDeny, "feed:local", "192.0.2.0/24")
+}
