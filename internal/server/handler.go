@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -87,9 +86,9 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var body *countingBody
 	if own && ci != nil {
 		rw = &ci.rw
-		*rw = responseWriter{ResponseWriter: w, rec: rec, hs: t.headers}
+		*rw = responseWriter{ResponseWriter: w, rec: rec, hs: t.headers, acl: e.srv.acl}
 	} else {
-		rw = &responseWriter{ResponseWriter: w, rec: rec, hs: t.headers}
+		rw = &responseWriter{ResponseWriter: w, rec: rec, hs: t.headers, acl: e.srv.acl}
 		r = r.WithContext(ctx)
 	}
 	if tf != nil && lt.hsts != nil {
@@ -385,6 +384,10 @@ func (e *entry) finish(ctx context.Context, rec *pipeline.Record, rw *responseWr
 	if t := rw.tunnel; t != nil {
 		rec.RequestSizeBytes += t.in.Load()
 		rec.ResponseSizeBytes += t.out.Load()
+		if t.blocked.Load() {
+			rec.ACLAction, rec.Error = "deny", "blocked_mid_tunnel"
+		}
+		t.Close() // ends its guard, if the proxy has not closed it
 	}
 	rec.RequestTimeMs = float64(time.Since(start).Microseconds()) / 1000
 	*rw = responseWriter{}
@@ -455,6 +458,7 @@ type responseWriter struct {
 	status   int
 	written  int64
 	tunnel   *tunnelConn // the client's connection after a protocol switch
+	acl      *acl.ACL    // for the tunnel's guard
 	idHeader [1]string   // the X-Request-Id value, without a slice allocation
 }
 
@@ -537,41 +541,6 @@ func (w *responseWriter) FlushError() error {
 }
 
 func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// Hijack hands the client's connection over for a protocol switch
-// (WebSocket, any 101 tunnel) and goes on counting on it: the bytes relayed
-// from the client are the request's size, those relayed to it the
-// response's (the heads are not counted, as for any request). The handler
-// returns only when the tunnel closes, so the request's time covers it
-// too, as nginx's $bytes_sent and $request_time do.
-func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
-	if err != nil {
-		return nil, nil, err
-	}
-	w.tunnel = &tunnelConn{Conn: c}
-	return w.tunnel, brw, nil
-}
-
-// tunnelConn counts the bytes through an upgraded connection. The proxy
-// relays each direction in its own goroutine, and the one still ending
-// when the handler returns may add its last bytes then: atomics.
-type tunnelConn struct {
-	net.Conn
-	in, out atomic.Int64
-}
-
-func (c *tunnelConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	c.in.Add(int64(n))
-	return n, err
-}
-
-func (c *tunnelConn) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
-	c.out.Add(int64(n))
-	return n, err
-}
 
 type countingBody struct {
 	io.ReadCloser

@@ -979,3 +979,33 @@ pools:
 		t.Fatalf("30 clients without X-User all went to %v", used)
 	}
 }
+
+// An open tunnel (WebSocket) is closed once its client is blocked: the
+// ACL is checked per request, and a tunnel has no request after its
+// first. The log line says so.
+func TestWebSocketCutWhenClientBlocked(t *testing.T) {
+	b := newTestBackend(t, "a")
+	b.setHandler(wsEcho)
+	e := startEnv(t, onePool("round_robin", "logging: {access_log: {path: access.log}}\n", b))
+	conn, br, res := wsDial(t, e.srv.Addr("web"))
+	if res.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("status %d", res.StatusCode)
+	}
+	io.WriteString(conn, "ping")
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(br, got); err != nil || string(got) != "ping" {
+		t.Fatalf("echo %q, %v", got, err)
+	}
+	if st, body := rawAdmin(t, e, "POST", "/acls/blocklist", `{"ip":"127.0.0.1","reason":"exfiltration"}`); st != 201 {
+		t.Fatalf("block: %d %s", st, body)
+	}
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := br.ReadByte(); err == nil {
+		t.Fatal("tunnel still relaying after its client was blocked")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("tunnel not closed within 5 s of its client's block")
+	}
+	if l := lastLogLine(t, e, 1); l["error"] != "blocked_mid_tunnel" || l["acl_action"] != "deny" {
+		t.Errorf("logged %v %v, want blocked_mid_tunnel and deny", l["error"], l["acl_action"])
+	}
+}
