@@ -60,17 +60,7 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if tf = ci.tls; tf != nil {
 			tf.fill(rec)
 		}
-		rec.ServerIP, rec.ServerPort = ci.serverIP, ci.serverPort
-		rec.ClientIP, rec.XForwardedFor, rec.ClientPort = ci.peerIP, ci.peerIP, int(ci.peer.Port())
-		client = ci.peer.Addr()
-		if xff := r.Header["X-Forwarded-For"]; len(xff) > 0 && len(lt.trusted) > 0 {
-			var chain string
-			client, chain = lt.trusted.clientIP(ci.peer.Addr(), xff)
-			if client != ci.peer.Addr() {
-				rec.ClientIP, rec.ClientPort = client.String(), 0
-			}
-			rec.XForwardedFor = chain
-		}
+		client = ci.setClient(rec, lt, r.Header["X-Forwarded-For"])
 	}
 	// The response carries it too: responseWriter sets it with the status.
 	rec.RequestID = requestID(firstValue(r.Header, "X-Request-Id"))
@@ -318,8 +308,14 @@ func (e *entry) refused(ctx context.Context, status int, reason string, req *htt
 	rec.Listener = *e.l.name.Load()
 	rec.LBInstance = t.instance
 	if ci, ok := ctx.Value(connInfoKey{}).(*connInfo); ok {
-		rec.ServerIP, rec.ServerPort = ci.serverIP, ci.serverPort
-		rec.ClientIP, rec.XForwardedFor, rec.ClientPort = ci.peerIP, ci.peerIP, int(ci.peer.Port())
+		// Behind a trusted proxy the client is in X-Forwarded-For, as for
+		// an accepted request: a refused smuggling attempt is not blamed
+		// on the CDN in front.
+		var xff []string
+		if req != nil {
+			xff = req.XForwardedFor
+		}
+		ci.setClient(rec, t.listeners[*e.l.name.Load()], xff)
 		rec.SlowClientScore = e.srv.slow.score(ci.peer.Addr(), rec.Timestamp)
 		if ci.tls != nil {
 			ci.tls.fill(rec)
@@ -332,6 +328,24 @@ func (e *entry) refused(ctx context.Context, status int, reason string, req *htt
 	e.srv.metrics.ObserveRequest(rec) // answered too: requests_total counts it (pool "none")
 	t.accessLog.Log(rec)
 	pipeline.Release(rec)
+}
+
+// setClient fills rec's server and client fields from the connection and,
+// for a peer the listener trusts, from its X-Forwarded-For chain; it
+// returns the client.
+func (ci *connInfo) setClient(rec *pipeline.Record, lt *listenerSettings, xff []string) netip.Addr {
+	rec.ServerIP, rec.ServerPort = ci.serverIP, ci.serverPort
+	rec.ClientIP, rec.XForwardedFor, rec.ClientPort = ci.peerIP, ci.peerIP, int(ci.peer.Port())
+	client := ci.peer.Addr()
+	if len(xff) > 0 && lt != nil && len(lt.trusted) > 0 {
+		var chain string
+		client, chain = lt.trusted.clientIP(client, xff)
+		if client != ci.peer.Addr() {
+			rec.ClientIP, rec.ClientPort = client.String(), 0
+		}
+		rec.XForwardedFor = chain
+	}
+	return client
 }
 
 // refusedTarget splits a refused request's target into the path and query

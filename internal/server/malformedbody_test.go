@@ -434,3 +434,39 @@ pools:
 		})
 	}
 }
+
+// A request the engine refuses on a listener behind a trusted proxy is
+// logged under the client of its X-Forwarded-For, as an accepted one is
+// (it was logged under the proxy, the client nowhere), with its Host.
+func TestRefusedRequestBehindTrustedProxy(t *testing.T) {
+	e := startEnv(t, fmt.Sprintf(`
+listeners:
+  - {name: web, listen: "127.0.0.1:0", trusted_proxies: [127.0.0.1]}
+routes:
+  - {name: all, match: {path_prefix: /}, pool: p}
+pools:
+  - name: p
+    backends: [{id: raw, address: %q}]
+logging: {access_log: {path: access.log}}
+`, deadAddr(t)))
+	addr := strings.TrimPrefix(e.url("web", ""), "http://")
+	for i, head := range []string{
+		"TRACE /t HTTP/1.1\r\nHost: app.example\r\nX-Forwarded-For: 203.0.113.9\r\n\r\n",
+		"POST /t HTTP/1.1\r\nHost: app.example\r\nX-Forwarded-For: 203.0.113.9\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+	} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, head)
+		res, err := http.ReadResponse(bufio.NewReader(c), nil)
+		c.Close()
+		if err != nil || res.StatusCode < 400 {
+			t.Fatalf("request %d: %v %v, want a refusal", i, res, err)
+		}
+		l := lastLogLine(t, e, i+1)
+		if l["client_ip"] != "203.0.113.9" || l["x_forwarded_for"] != "203.0.113.9, 127.0.0.1" || l["host"] != "app.example" {
+			t.Errorf("request %d logged as client %v, x_forwarded_for %v, host %v; want the proxy's client and the host", i, l["client_ip"], l["x_forwarded_for"], l["host"])
+		}
+	}
+}

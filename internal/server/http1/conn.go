@@ -474,8 +474,12 @@ func (c *conn) refuse(err error) {
 	}
 	if c.srv.OnRefused != nil {
 		var rr *RefusedRequest
-		if c.req.Method != "" {
-			rr = &RefusedRequest{Method: c.req.Method, Target: c.req.RequestURI, Host: c.req.Host}
+		if c.req.Method != "" { // parsed for this request (readRequest reset it)
+			rr = &RefusedRequest{Method: c.req.Method, Target: c.req.RequestURI, Host: c.req.Host,
+				XForwardedFor: c.req.Header["X-Forwarded-For"]}
+			if hs := c.req.Header["Host"]; rr.Host == "" && len(hs) > 0 {
+				rr.Host = hs[0] // refused before framing took it out of the fields
+			}
 		}
 		c.srv.OnRefused(c.ctx, pe.status, pe.reason, rr)
 	}

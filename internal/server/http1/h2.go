@@ -212,7 +212,7 @@ func (g h2Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if g.s.OnRefused != nil {
-		g.s.OnRefused(r.Context(), status, reason, &RefusedRequest{Method: r.Method, Target: r.RequestURI, Host: r.Host})
+		g.s.OnRefused(r.Context(), status, reason, &RefusedRequest{Method: r.Method, Target: r.RequestURI, Host: r.Host, XForwardedFor: r.Header["X-Forwarded-For"]})
 	}
 	h := w.Header()
 	for _, f := range p.refusalFields { // security.headers, as on HTTP/1

@@ -136,6 +136,9 @@ type Server struct {
 // host once known (an absolute-form target's, or the Host field's).
 type RefusedRequest struct {
 	Method, Target, Host string
+	// XForwardedFor are the request's X-Forwarded-For fields, as far as
+	// they were parsed: behind a trusted proxy, the client is in them.
+	XForwardedFor []string
 }
 
 // abortingServer is the value of http.ServerContextKey (see init).
