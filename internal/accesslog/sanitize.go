@@ -254,11 +254,11 @@ func (e *encoder) value(b []byte, v string, kind int) []byte {
 		}
 	case kindQuery:
 		if v != "" {
-			t = e.maskParams(e.tmp[:0], v, false)
+			t = e.maskParams(e.tmp[:0], decodeDigits(v), false)
 		}
 	case kindURL:
 		if v != "" {
-			t = e.maskURL(e.tmp[:0], v)
+			t = e.maskURL(e.tmp[:0], decodeDigits(v))
 		}
 	}
 	limit := e.maxOf(kind)
@@ -375,6 +375,34 @@ func unescape(dst []byte, s string) ([]byte, bool) {
 		}
 	}
 	return dst, true
+}
+
+// decodeDigits decodes the percent-encoded digits of a query or URL
+// (RFC 3986 §2.3: they mean the same encoded or not), so that a card
+// number sent as %34%31%31%31... is found and masked as the backend will
+// read it. Other escapes stay as sent: they may be evidence.
+func decodeDigits(v string) string {
+	i := strings.IndexByte(v, '%')
+	if i < 0 {
+		return v
+	}
+	b := make([]byte, 0, len(v))
+	for ; i < len(v); i = strings.IndexByte(v, '%') {
+		if i < 0 {
+			break
+		}
+		b = append(b, v[:i]...)
+		if i+2 < len(v) && isHex(v[i+1]) && isHex(v[i+2]) {
+			if c := unhex(v[i+1])<<4 | unhex(v[i+2]); c >= '0' && c <= '9' {
+				b = append(b, c)
+				v = v[i+3:]
+				continue
+			}
+		}
+		b = append(b, '%')
+		v = v[i+1:]
+	}
+	return string(append(b, v...))
 }
 
 func isHex(c byte) bool {

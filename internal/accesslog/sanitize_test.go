@@ -402,3 +402,26 @@ func TestLongFieldsCut(t *testing.T) {
 		t.Errorf("a line of %d bytes", len(b))
 	}
 }
+
+// A card number sent percent-encoded (%34%31...) in the query or a
+// Referer is masked as the backend reads it; escapes of other than digits
+// stay as sent.
+func TestPANPercentEncoded(t *testing.T) {
+	r := record()
+	r.Query = "c=%34%31%31%31%31%31%31%31%31%31%31%31%31%31%31%31&q=a%20b%26c"
+	r.Referer = "https://shop.example/x?cc=%34111111111111111&n=%7e%31"
+	_, m := line(t, mustSanitizer(t, SanitizeOptions{}), r)
+	if m["query"] != "c=************1111&q=a%20b%26c" {
+		t.Errorf("query = %q", m["query"])
+	}
+	if m["referer"] != "https://shop.example/x?cc=************1111&n=%7e1" {
+		t.Errorf("referer = %q", m["referer"])
+	}
+	for _, c := range []struct{ in, want string }{
+		{"", ""}, {"%", "%"}, {"a%3", "a%3"}, {"%41%2F%39%zz%30", "%41%2F9%zz0"}, {"100%", "100%"},
+	} {
+		if got := decodeDigits(c.in); got != c.want {
+			t.Errorf("decodeDigits(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
