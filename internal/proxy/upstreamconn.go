@@ -51,6 +51,13 @@ type upstreamConn struct {
 	lastUsed time.Time
 	// readDeadline is the deadline last set on c (see armReadDeadline).
 	readDeadline time.Time
+	// bodyCtx is the request's context while the answer's body is still
+	// to come after its head (nil otherwise): its client leaving abandons
+	// the body too (exchange hands over the wait it registered, which
+	// directBody.releaseConn ends), and each read waits at most
+	// bodyTimeout (the pool's read_timeout) for the backend.
+	bodyCtx     context.Context
+	bodyTimeout time.Duration
 	// raw and await send a request and wait for its answer without a
 	// failed read (see send); nil on a TLS connection.
 	raw     syscall.RawConn
@@ -380,7 +387,7 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 	}
 	dst := d.header()
 	for interim := 0; ; interim++ {
-		body := &directBody{uc: uc, b: b, stop: stop, maxIdle: cfg.MaxIdleConnsPerBackend, start: start, ctx: ctx}
+		body := &directBody{uc: uc, b: b, stop: stop, maxIdle: cfg.MaxIdleConnsPerBackend, start: start}
 		resp, err := uc.readResponse(d.req, body, dst)
 		if err != nil {
 			stop()
@@ -414,13 +421,13 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 			// The body is still to come: it may stream for longer than
 			// the head was allowed to take, but not stop (read_timeout
 			// between reads; directBody.Read moves it).
-			if body.readTimeout = cfg.ReadTimeout.D(); body.readTimeout > 0 {
-				uc.armReadDeadline(clock.Now(), body.readTimeout)
+			if uc.bodyTimeout = cfg.ReadTimeout.D(); uc.bodyTimeout > 0 {
+				uc.armReadDeadline(clock.Now(), uc.bodyTimeout)
 			} else {
 				uc.readDeadline = time.Time{}
 				uc.c.SetReadDeadline(time.Time{})
 			}
-			body.watched, waiting = true, false
+			uc.bodyCtx, waiting = ctx, false
 		}
 		return resp, nil
 	}
@@ -444,14 +451,6 @@ type directBody struct {
 	start   time.Time
 	connOut bool // the connection was released
 	closed  bool
-	// readTimeout bounds each wait for more of a body that was still to
-	// come after the head (0: it came whole, or no limit).
-	readTimeout time.Duration
-	// ctx is the request's. While watched (a body still to come after
-	// the head), its client leaving abandons the body too: exchange
-	// handed over the wait it registered, which releaseConn ends.
-	ctx     context.Context
-	watched bool
 
 	response http.Response
 	// valsArr backs the header's value slices (see readFields). Not the
@@ -464,8 +463,8 @@ func (d *directBody) Read(p []byte) (int, error) {
 	if d.connOut || d.rc == nil {
 		return 0, io.EOF
 	}
-	if d.readTimeout > 0 && d.uc.br.Buffered() == 0 {
-		d.uc.armReadDeadline(clock.Now(), d.readTimeout) // this read waits for the backend
+	if uc := d.uc; uc.bodyCtx != nil && uc.bodyTimeout > 0 && uc.br.Buffered() == 0 {
+		uc.armReadDeadline(clock.Now(), uc.bodyTimeout) // this read waits for the backend
 	}
 	n, err := d.rc.Read(p)
 	if d.rc == &d.lr && d.lr.N == 0 && err == nil {
@@ -494,8 +493,9 @@ func (d *directBody) Close() error {
 func (d *directBody) releaseConn(reusable bool) {
 	d.connOut = true
 	uc := d.uc
-	if d.watched {
-		pipeline.DoneWaiting(d.ctx, &uc.wait)
+	if uc.bodyCtx != nil {
+		pipeline.DoneWaiting(uc.bodyCtx, &uc.wait)
+		uc.bodyCtx = nil
 	}
 	d.b.untrack(uc)
 	// Bytes read past the end of the answer belong to no request: pooled,

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"crypto/rand"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"io"
@@ -605,6 +604,8 @@ func requestID(in string) string {
 	return newRequestID()
 }
 
+const hexDigits = "0123456789abcdef"
+
 // maxIDLen is the length of the longest id Rampart makes: the 16 hex
 // digits of the prefix, '-', at most 16 of the counter, '-' and 8 random.
 const maxIDLen = 42
@@ -629,7 +630,9 @@ func newRequestID() string {
 	buf[16] = '-'
 	b := strconv.AppendUint(buf[:17], idCounter.Add(1), 16)
 	b = append(b, '-')
-	b = hex.AppendEncode(b, binary.LittleEndian.AppendUint32(nil, mathrand.Uint32()))
+	for r, i := mathrand.Uint32(), 28; i >= 0; i -= 4 { // 8 hex digits, fixed width
+		b = append(b, hexDigits[r>>i&0xf])
+	}
 	s.b.Write(b)
 	id := s.b.String()[start:]
 	idSlabs.Put(s)
