@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptrace"
 	"net/http/httputil"
 	"strconv"
 	"sync"
@@ -53,7 +52,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		serveDirect(w, r)
 		return
 	}
-	r = r.WithContext(httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{Got1xxResponse: limitInterim()}))
+	r = r.WithContext(withResponseWatch(r.Context()))
 	h.rp.ServeHTTP(w, r)
 }
 

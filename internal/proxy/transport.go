@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/textproto"
 	"strconv"
 	"strings"
@@ -152,9 +153,8 @@ func (p *Pool) roundTripTo(b *Backend, req *http.Request, rec *pipeline.Record, 
 	out.URL.Host = b.Address
 	resp, err := tr.RoundTrip(out)
 	pipeline.DoneWaiting(req.Context(), wait)
-	if err != nil && strings.Contains(err.Error(), "server response headers exceeded") {
-		// http.Transport's MaxResponseHeaderBytes (its error has no type).
-		err = errBadResponse("head too large")
+	if err != nil {
+		err = answerFault(out.Context(), err)
 	}
 	if err == nil {
 		// http.Transport takes any three digits, any HTTP version and
@@ -332,17 +332,54 @@ func isDialError(err error) bool {
 	return errors.As(err, &op) && op.Op == "dial" || errors.As(err, &bte)
 }
 
-// limitInterim is a Got1xxResponse hook that ends the request after
-// maxInterim interim answers, as the direct path does (exchange). It must
-// be in the request's context before httputil.ReverseProxy adds its own
-// hook (which relays them): composed hooks return the older one's error.
-// http.Transport limits interim answers only when no hook is set.
-func limitInterim() func(int, textproto.MIMEHeader) error {
-	n := 0
-	return func(int, textproto.MIMEHeader) error {
-		if n++; n > maxInterim {
-			return errBadResponse("more than " + strconv.Itoa(maxInterim) + " interim answers")
-		}
-		return nil
+// responseWatch follows a backend's answer on the http.Transport path: it
+// ends the request after maxInterim interim answers, as the direct path
+// does (exchange), and notes that an answer began. Its hooks must be in
+// the request's context before httputil.ReverseProxy adds its own (which
+// relays interim answers): composed hooks return the older one's error.
+// http.Transport limits interim answers only when no hook is set. Why an
+// exchange failed is read from it because the transport may report the
+// request body's write, cut when it closed the connection, instead.
+type responseWatch struct {
+	n        int // interim answers, counted on the transport's read loop
+	tooMany  atomic.Bool
+	answered atomic.Bool // a byte of the answer came
+}
+
+type responseWatchKey struct{}
+
+// withResponseWatch returns ctx with a responseWatch and its hooks.
+func withResponseWatch(ctx context.Context) context.Context {
+	w := &responseWatch{}
+	ctx = context.WithValue(ctx, responseWatchKey{}, w)
+	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		Got1xxResponse:       w.got1xx,
+		GotFirstResponseByte: func() { w.answered.Store(true) },
+	})
+}
+
+func (w *responseWatch) got1xx(int, textproto.MIMEHeader) error {
+	if w.n++; w.n > maxInterim {
+		w.tooMany.Store(true)
+		return errBadResponse("more than " + strconv.Itoa(maxInterim) + " interim answers")
 	}
+	return nil
+}
+
+// answerFault returns the errBadResponse that err, a failed exchange on
+// the http.Transport path, hides, or err: an answer refused for its
+// interim answers or its head's size, or one that began and could not be
+// read (a malformed head, or cut before its end), is the backend's fault.
+func answerFault(ctx context.Context, err error) error {
+	w, _ := ctx.Value(responseWatchKey{}).(*responseWatch)
+	switch {
+	case w != nil && w.tooMany.Load():
+		return errBadResponse("more than " + strconv.Itoa(maxInterim) + " interim answers")
+	case strings.Contains(err.Error(), "server response headers exceeded"):
+		// MaxResponseHeaderBytes (its error has no type).
+		return errBadResponse("head too large")
+	case w != nil && w.answered.Load() && !isResponseTimeout(err) && ctx.Err() == nil && !errors.As(err, new(errBadResponse)):
+		return errBadResponse("answer not readable: " + err.Error())
+	}
+	return err
 }

@@ -78,14 +78,14 @@ func TestAccessLogReloadAppliesNewRules(t *testing.T) {
 	b := newTestBackend(t, "a")
 	base := onePool("round_robin", "", b) + "logging:\n  access_log:\n    path: access.log\n"
 	e := startEnv(t, base)
-	e.get("/a?sig=one")
+	e.get("/a?hmac=one")
 	accessLogLines(t, filepath.Join(e.dir, "access.log"), 1)
-	if err := e.reload(base + "    sanitize: {mask_query_params: \"^sig$\"}\n"); err != nil {
+	if err := e.reload(base + "    sanitize: {mask_query_params: \"^hmac$\"}\n"); err != nil {
 		t.Fatal(err)
 	}
-	e.get("/b?sig=two")
+	e.get("/b?hmac=two")
 	lines := accessLogLines(t, filepath.Join(e.dir, "access.log"), 2)
-	if lines[0]["query"] != "sig=one" || lines[1]["query"] != "sig=[MASKED]" {
+	if lines[0]["query"] != "hmac=one" || lines[1]["query"] != "hmac=[MASKED]" {
 		t.Fatalf("queries %q, %q", lines[0]["query"], lines[1]["query"])
 	}
 }
