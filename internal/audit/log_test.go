@@ -452,12 +452,7 @@ func TestFsyncFailureRecoversWithoutRestart(t *testing.T) {
 		t.Fatal("the failed entry is in the trail")
 	}
 	// kill -9 now: the next start finds nothing to repair.
-	crashed, l2 := afterCrash(t, tr)
-	if seq, hash := l2.Head(); seq != 4 || hash != HashLine(tr.lines(t)[3]) {
-		t.Fatalf("Head after a crash: seq %d, want 4 and no recovery record", seq)
-	}
-	crashed.entries = tr.entries
-	checkChain(t, crashed)
+	cleanAfterCrash(t, tr, 4)
 }
 
 // While the disk keeps failing, removing the failed line fails too: each
@@ -485,12 +480,7 @@ func TestFsyncFailureRepairIsRetriedByTheNextAppend(t *testing.T) {
 	if data, _ := os.ReadFile(tr.path); strings.Contains(string(data), `"b-98"`) || strings.Contains(string(data), `"b-99"`) {
 		t.Fatal("a failed entry is in the trail")
 	}
-	crashed, l2 := afterCrash(t, tr)
-	if seq, _ := l2.Head(); seq != 3 {
-		t.Fatalf("Head after a crash: seq %d, want 3 and no recovery record", seq)
-	}
-	crashed.entries = tr.entries
-	checkChain(t, crashed)
+	cleanAfterCrash(t, tr, 3)
 }
 
 // A write that fails part way, whose partial line cannot be removed at
@@ -521,4 +511,17 @@ func TestFailedWriteWithPartialLineRecoversWithoutRestart(t *testing.T) {
 	}
 	tr.write(t, l, 1)
 	checkChain(t, tr)
+}
+
+// cleanAfterCrash opens a copy of tr as a kill -9 would leave it and checks
+// that it starts at seq, the last acknowledged entry, with nothing to
+// repair (no recovery record), and that the chain holds.
+func cleanAfterCrash(t *testing.T, tr *trail, seq uint64) {
+	t.Helper()
+	crashed, l2 := afterCrash(t, tr)
+	if got, hash := l2.Head(); got != seq || hash != HashLine(tr.lines(t)[seq-1]) {
+		t.Fatalf("Head after a crash: seq %d, want %d and no recovery record", got, seq)
+	}
+	crashed.entries = tr.entries
+	checkChain(t, crashed)
 }

@@ -679,15 +679,7 @@ func TestWebSocketCutOnQuarantine(t *testing.T) {
 	b := newTestBackend(t, "a")
 	b.setHandler(wsEcho)
 	e := startEnv(t, onePool("round_robin", "", b))
-	conn, br, res := wsDial(t, e.srv.Addr("web"))
-	if res.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("status %d", res.StatusCode)
-	}
-	io.WriteString(conn, "ping")
-	got := make([]byte, 4)
-	if _, err := io.ReadFull(br, got); err != nil || string(got) != "ping" {
-		t.Fatalf("echo %q, %v", got, err)
-	}
+	conn, br := wsEchoing(t, e)
 	if _, err := e.srv.Registry().Quarantine("p", "a"); err != nil {
 		t.Fatal(err)
 	}
@@ -987,15 +979,7 @@ func TestWebSocketCutWhenClientBlocked(t *testing.T) {
 	b := newTestBackend(t, "a")
 	b.setHandler(wsEcho)
 	e := startEnv(t, onePool("round_robin", "logging: {access_log: {path: access.log}}\n", b))
-	conn, br, res := wsDial(t, e.srv.Addr("web"))
-	if res.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("status %d", res.StatusCode)
-	}
-	io.WriteString(conn, "ping")
-	got := make([]byte, 4)
-	if _, err := io.ReadFull(br, got); err != nil || string(got) != "ping" {
-		t.Fatalf("echo %q, %v", got, err)
-	}
+	conn, br := wsEchoing(t, e)
 	if st, body := rawAdmin(t, e, "POST", "/acls/blocklist", `{"ip":"127.0.0.1","reason":"exfiltration"}`); st != 201 {
 		t.Fatalf("block: %d %s", st, body)
 	}
@@ -1008,4 +992,20 @@ func TestWebSocketCutWhenClientBlocked(t *testing.T) {
 	if l := lastLogLine(t, e, 1); l["error"] != "blocked_mid_tunnel" || l["acl_action"] != "deny" {
 		t.Errorf("logged %v %v, want blocked_mid_tunnel and deny", l["error"], l["acl_action"])
 	}
+}
+
+// wsEchoing opens a WebSocket through e's listener "web" to a wsEcho
+// backend and checks that it echoes.
+func wsEchoing(t *testing.T, e *testEnv) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	conn, br, res := wsDial(t, e.srv.Addr("web"))
+	if res.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("status %d", res.StatusCode)
+	}
+	io.WriteString(conn, "ping")
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(br, got); err != nil || string(got) != "ping" {
+		t.Fatalf("echo %q, %v", got, err)
+	}
+	return conn, br
 }

@@ -353,15 +353,7 @@ func TestPlanSysctls(t *testing.T) {
 func TestSlowReadThroughProxy(t *testing.T) {
 	b := newTestBackend(t, "a")
 	const size = 32 << 20
-	b.setHandler(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Length", strconv.Itoa(size))
-		buf := make([]byte, 64<<10)
-		for left := size; left > 0; left -= len(buf) {
-			if _, err := w.Write(buf); err != nil {
-				return
-			}
-		}
-	})
+	b.setHandler(bigAnswer(size))
 	e := startEnv(t, hardeningConfig(b, `
   slowloris_protection: {min_data_rate_bytes_per_second: 50000, write_timeout_seconds: 60}
 `, ""))
@@ -409,15 +401,7 @@ func TestSlowReadThroughProxy(t *testing.T) {
 func TestSlowReadHTTP2ThroughProxy(t *testing.T) {
 	b := newTestBackend(t, "a")
 	const size = 32 << 20
-	b.setHandler(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Length", strconv.Itoa(size))
-		buf := make([]byte, 64<<10)
-		for left := size; left > 0; left -= len(buf) {
-			if _, err := w.Write(buf); err != nil {
-				return
-			}
-		}
-	})
+	b.setHandler(bigAnswer(size))
 	e := h2cEnv(t, b, `
 logging: {access_log: {path: access.log}}
 security:
@@ -507,4 +491,17 @@ security:
 	h := dialRawH2(t, e.srv.Addr("web"))
 	h.resetFlood(t, e)
 	p.check(t)
+}
+
+// bigAnswer is a handler that answers size bytes.
+func bigAnswer(size int) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(size))
+		buf := make([]byte, 64<<10)
+		for left := size; left > 0; left -= len(buf) {
+			if _, err := w.Write(buf); err != nil {
+				return
+			}
+		}
+	}
 }
