@@ -84,12 +84,10 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rw.hsts = lt.hsts // on every answer of an https listener, refusals too
 	}
 	if r.Body != nil && r.Body != http.NoBody {
-		if own && ci != nil {
-			body = &ci.body
-			*body = countingBody{ReadCloser: r.Body}
-		} else {
-			body = &countingBody{ReadCloser: r.Body}
-		}
+		// Its own for each request, never the connection's: the
+		// transport's write loop may still read a body after the handler
+		// returned (an answer that came before the body was sent whole).
+		body = &countingBody{ReadCloser: r.Body}
 		r.Body = body
 	}
 	defer func() {
@@ -171,7 +169,7 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if body != nil {
-		body.limit = rt.maxBody // a chunked body is cut off where it crosses it
+		body.setLimit(rt.maxBody) // a chunked body is cut off where it crosses it
 	}
 	// Stage 5, after the route is known because WAF settings are per
 	// route (waf.go); allowlisted clients skip it like the rate limits.
@@ -392,7 +390,7 @@ func (e *entry) finish(ctx context.Context, rec *pipeline.Record, rw *responseWr
 	}
 	rec.ResponseSizeBytes = rw.written
 	if body != nil {
-		rec.RequestSizeBytes = body.n
+		rec.RequestSizeBytes = body.count()
 	}
 	if t := rw.tunnel; t != nil {
 		rec.RequestSizeBytes += t.in.Load()
@@ -404,9 +402,6 @@ func (e *entry) finish(ctx context.Context, rec *pipeline.Record, rw *responseWr
 	}
 	rec.RequestTimeMs = float64(time.Since(start).Microseconds()) / 1000
 	*rw = responseWriter{}
-	if body != nil {
-		*body = countingBody{}
-	}
 	pipeline.Detach(ctx, rec)
 	if rec.Error == "request_body_413" {
 		// A streamed body that crossed max_body_bytes on its way to the
@@ -441,8 +436,7 @@ type connInfo struct {
 	serverPort int
 	tls        *tlsFacts // nil: plaintext
 
-	rw   responseWriter
-	body countingBody
+	rw responseWriter
 }
 
 type connInfoKey struct{}
@@ -555,20 +549,27 @@ func (w *responseWriter) FlushError() error {
 
 func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
+// countingBody counts a request body's bytes and holds it to the route's
+// max_body_bytes. It is read by http.Transport's write loop while the
+// handler's goroutine sets the limit and, at the end, takes the count:
+// mu orders them.
 type countingBody struct {
 	io.ReadCloser
-	n        int64
-	limit    int64 // max_body_bytes of the route; 0 until routed
-	exceeded bool
+	mu    sync.Mutex
+	n     int64
+	limit int64 // max_body_bytes of the route; 0 until routed
 }
 
-func (b *countingBody) Read(p []byte) (int, error) {
-	if b.limit > 0 {
-		return b.readLimited(p)
-	}
-	n, err := b.ReadCloser.Read(p)
-	b.n += int64(n)
-	return n, err
+func (b *countingBody) setLimit(n int64) {
+	b.mu.Lock()
+	b.limit = n
+	b.mu.Unlock()
+}
+
+func (b *countingBody) count() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.n
 }
 
 // Request ids are a random per-process prefix, a counter and 32 random bits:

@@ -250,24 +250,28 @@ func (bodyTooLarge) HTTPStatus() int { return http.StatusRequestEntityTooLarge }
 
 var errBodyTooLarge error = bodyTooLarge{}
 
-// limitedBody is countingBody with max_body_bytes: a chunked body (whose
-// size is not announced) is cut off as soon as it crosses the limit.
-func (b *countingBody) readLimited(p []byte) (int, error) {
-	if b.limit > 0 && b.n >= b.limit {
+// Read reads the body, counting it; past a limit it ends the body with
+// errBodyTooLarge (a chunked body is cut where it crosses it).
+func (b *countingBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	limit, read := b.limit, b.n
+	b.mu.Unlock()
+	if limit > 0 && read >= limit {
 		// One byte more tells "exactly the limit" from "more".
 		var one [1]byte
 		n, err := b.ReadCloser.Read(one[:])
 		if n > 0 {
-			b.exceeded = true
 			return 0, errBodyTooLarge
 		}
 		return 0, err
 	}
-	if b.limit > 0 && int64(len(p)) > b.limit-b.n {
-		p = p[:b.limit-b.n]
+	if limit > 0 && int64(len(p)) > limit-read {
+		p = p[:limit-read]
 	}
 	n, err := b.ReadCloser.Read(p)
+	b.mu.Lock()
 	b.n += int64(n)
+	b.mu.Unlock()
 	return n, err
 }
 
