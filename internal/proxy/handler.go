@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httputil"
 	"strconv"
@@ -30,8 +31,11 @@ func poolOf(r *http.Request) *Pool {
 	return p
 }
 
-// NewHandler returns the proxying stage.
-func NewHandler() *Handler {
+// NewHandler returns the proxying stage. httputil.ReverseProxy's own
+// messages (a body copy cut midway, which the access log already records
+// with its reason) go to log at debug level, not to the standard logger's
+// unstructured stderr.
+func NewHandler(log *slog.Logger) *Handler {
 	h := &Handler{}
 	h.rp = &httputil.ReverseProxy{
 		Rewrite:       rewrite,
@@ -39,7 +43,7 @@ func NewHandler() *Handler {
 		FlushInterval: -1, // stream responses as they come; buffering is the client's socket's job
 		BufferPool:    bufferPool{},
 		ErrorHandler:  errorHandler,
-		ErrorLog:      nil,
+		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	return h
 }

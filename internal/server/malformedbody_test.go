@@ -2,10 +2,13 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -468,5 +471,28 @@ logging: {access_log: {path: access.log}}
 		if l["client_ip"] != "203.0.113.9" || l["x_forwarded_for"] != "203.0.113.9, 127.0.0.1" || l["host"] != "app.example" {
 			t.Errorf("request %d logged as client %v, x_forwarded_for %v, host %v; want the proxy's client and the host", i, l["client_ip"], l["x_forwarded_for"], l["host"])
 		}
+	}
+}
+
+// httputil.ReverseProxy's own messages (a body copy cut midway, which the
+// access log records with its reason) go to Rampart's log at debug level,
+// not as unstructured lines on the standard logger's stderr.
+func TestReverseProxyMessagesStayInTheLog(t *testing.T) {
+	var std bytes.Buffer
+	log.SetOutput(&std)
+	defer log.SetOutput(os.Stderr)
+	addr := serveRaw(t, func(c net.Conn) error {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort") // then closes mid-body
+		return io.EOF
+	})
+	e := startEnv(t, rawPool(addr))
+	res, err := e.client.Post(e.url("web", "/"), "text/plain", strings.NewReader("x"))
+	if err == nil {
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+	}
+	lastLogLine(t, e, 1)
+	if std.Len() > 0 {
+		t.Errorf("written to the standard logger: %q", std.String())
 	}
 }

@@ -132,7 +132,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{log: log, reg: reg, proxy: proxy.NewHandler(), cfg: cfg, listeners: map[string]*listener{}, conns: newConnLimiter()}
+	s := &Server{log: log, reg: reg, proxy: proxy.NewHandler(log), cfg: cfg, listeners: map[string]*listener{}, conns: newConnLimiter()}
 	s.metrics = metrics.New(s)
 	s.limits = newLimiters(log)
 	s.metrics.Registry().MustRegister(adaptiveCollector{s.limits}, redisCollector{s.limits})
