@@ -76,11 +76,7 @@ func newOffender(dyn *Dynamic, ab *config.AutoBlock, now func() time.Time, log *
 func (o *Offender) setProxies(ls []config.Listener) {
 	var ps []netip.Prefix
 	for _, l := range ls {
-		for _, s := range l.TrustedProxies {
-			if p, err := config.ParsePrefix(s); err == nil {
-				ps = append(ps, p)
-			}
-		}
+		ps = append(ps, config.ParsePrefixes(l.TrustedProxies)...)
 	}
 	o.proxies.Store(&ps)
 }

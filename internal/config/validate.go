@@ -321,6 +321,18 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
+// ParsePrefixes parses addresses and CIDRs (trusted_proxies) with
+// ParsePrefix, leaving out what does not parse (validate refuses it).
+func ParsePrefixes(entries []string) []netip.Prefix {
+	var ps []netip.Prefix
+	for _, e := range entries {
+		if p, err := ParsePrefix(e); err == nil {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
 // HashKey says what consistent_hash hashes.
 type HashKey struct {
 	Header string // empty: client IP

@@ -361,7 +361,7 @@ func withResponseWatch(ctx context.Context) context.Context {
 func (w *responseWatch) got1xx(int, textproto.MIMEHeader) error {
 	if w.n++; w.n > maxInterim {
 		w.tooMany.Store(true)
-		return errBadResponse("more than " + strconv.Itoa(maxInterim) + " interim answers")
+		return errTooManyInterim
 	}
 	return nil
 }
@@ -374,7 +374,7 @@ func answerFault(ctx context.Context, err error) error {
 	w, _ := ctx.Value(responseWatchKey{}).(*responseWatch)
 	switch {
 	case w != nil && w.tooMany.Load():
-		return errBadResponse("more than " + strconv.Itoa(maxInterim) + " interim answers")
+		return errTooManyInterim
 	case strings.Contains(err.Error(), "server response headers exceeded"):
 		// MaxResponseHeaderBytes (its error has no type).
 		return errBadResponse("head too large")

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -397,7 +396,7 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 			if interim == maxInterim {
 				uc.undoFields(dst)
 				stop()
-				return nil, errBadResponse("more than " + strconv.Itoa(maxInterim) + " interim answers")
+				return nil, errTooManyInterim
 			}
 			d.got1xx(resp.StatusCode, uc, dst)
 			continue

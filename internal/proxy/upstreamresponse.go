@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/rampart-proxy/rampart/internal/httpwire"
@@ -24,6 +25,10 @@ const (
 	// made Rampart spend seconds of CPU on one request.
 	maxInterim = 10
 )
+
+// errTooManyInterim refuses an answer after maxInterim interim answers,
+// on both paths (exchange, responseWatch).
+var errTooManyInterim = errBadResponse("more than " + strconv.Itoa(maxInterim) + " interim answers")
 
 // errBadResponse is a backend answer Rampart refuses to relay (502).
 type errBadResponse string

@@ -13,13 +13,7 @@ import (
 type trustedProxies []netip.Prefix
 
 func newTrustedProxies(entries []string) trustedProxies {
-	var t trustedProxies
-	for _, e := range entries {
-		if p, err := config.ParsePrefix(e); err == nil {
-			t = append(t, p)
-		}
-	}
-	return t
+	return config.ParsePrefixes(entries)
 }
 
 func (t trustedProxies) contains(a netip.Addr) bool {
