@@ -257,12 +257,7 @@ func TestDrainTimeoutCutsStream(t *testing.T) {
 			defer g.open()
 			a := slowBackend(t, "a", g)
 			e := startEnv(t, onePool("round_robin", "    drain_timeout: 300ms\nlogging: {access_log: {path: access.log}}\n", a, newTestBackend(t, "b")))
-			var body io.Reader
-			if method == http.MethodPost {
-				body = strings.NewReader("x")
-			}
-			req, _ := http.NewRequest(method, e.url("web", "/stream"), body)
-			res, err := e.client.Do(req)
+			res, err := e.client.Do(newProbe(method, e.url("web", "/stream")))
 			if err != nil {
 				t.Fatal(err)
 			}

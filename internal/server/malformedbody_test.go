@@ -198,12 +198,7 @@ func TestBackendTrailersFiltered(t *testing.T) {
 	})
 	e := startEnv(t, rawPool(addr))
 	for _, method := range []string{http.MethodGet, http.MethodPost} {
-		var body io.Reader
-		if method == http.MethodPost {
-			body = strings.NewReader("x")
-		}
-		req, _ := http.NewRequest(method, e.url("web", "/"), body)
-		res, err := e.client.Do(req)
+		res, err := e.client.Do(newProbe(method, e.url("web", "/")))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -222,8 +217,13 @@ func TestBackendTrailersFiltered(t *testing.T) {
 }
 
 // rawPool is a config with one listener and one route to a pool of the
-// raw backend at addr, with an access log.
-func rawPool(addr string) string {
+// raw backend at addr, with an access log; poolKeys are more lines of the
+// pool ("read_timeout: 1s").
+func rawPool(addr string, poolKeys ...string) string {
+	keys := ""
+	for _, k := range poolKeys {
+		keys += "    " + k + "\n"
+	}
 	return fmt.Sprintf(`
 listeners:
   - {name: web, listen: "127.0.0.1:0"}
@@ -232,8 +232,19 @@ routes:
 pools:
   - name: p
     backends: [{id: raw, address: %q}]
-logging: {access_log: {path: access.log}}
-`, addr)
+%slogging: {access_log: {path: access.log}}
+`, addr, keys)
+}
+
+// newProbe is a request of method to url; a POST carries a one-byte body,
+// so it takes the http.Transport path where a GET takes the direct one.
+func newProbe(method, url string) *http.Request {
+	var body io.Reader
+	if method == http.MethodPost {
+		body = strings.NewReader("x")
+	}
+	req, _ := http.NewRequest(method, url, body)
+	return req
 }
 
 // A request the engine refuses is logged with what it had parsed of it:
@@ -337,28 +348,10 @@ func TestBackendStallsMidBody(t *testing.T) {
 		closed <- struct{}{}
 		return io.EOF
 	})
-	conf := func(readTimeout string) string {
-		return fmt.Sprintf(`
-listeners:
-  - {name: web, listen: "127.0.0.1:0"}
-routes:
-  - {name: all, match: {path_prefix: /}, pool: p}
-pools:
-  - name: p
-    read_timeout: %s
-    backends: [{id: raw, address: %q}]
-logging: {access_log: {path: access.log}}
-`, readTimeout, addr)
-	}
-	e := startEnv(t, conf("1s"))
+	e := startEnv(t, rawPool(addr, "read_timeout: 1s"))
 	for i, method := range []string{http.MethodGet, http.MethodPost} {
 		start := time.Now()
-		var body io.Reader
-		if method == http.MethodPost {
-			body = strings.NewReader("x")
-		}
-		req, _ := http.NewRequest(method, e.url("web", "/stall"), body)
-		res, err := e.client.Do(req)
+		res, err := e.client.Do(newProbe(method, e.url("web", "/stall")))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -377,7 +370,7 @@ logging: {access_log: {path: access.log}}
 		}
 	}
 
-	e2 := startEnv(t, conf("60s"))
+	e2 := startEnv(t, rawPool(addr, "read_timeout: 60s"))
 	c, err := net.Dial("tcp", strings.TrimPrefix(e2.url("web", ""), "http://"))
 	if err != nil {
 		t.Fatal(err)
@@ -415,17 +408,7 @@ func TestOutlierEjectionCountsRefusedAnswers(t *testing.T) {
 				_, err := io.WriteString(c, tc.answer)
 				return err
 			})
-			e := startEnv(t, fmt.Sprintf(`
-listeners:
-  - {name: web, listen: "127.0.0.1:0"}
-routes:
-  - {name: all, match: {path_prefix: /}, pool: p}
-pools:
-  - name: p
-    response_header_timeout: 300ms
-    backends: [{id: raw, address: %q}]
-    outlier_detection: {consecutive_5xx: 3, ejection_time: 1m}
-`, addr))
+			e := startEnv(t, rawPool(addr, "response_header_timeout: 300ms", "outlier_detection: {consecutive_5xx: 3, ejection_time: 1m}"))
 			for i := range 3 {
 				if r := e.get("/"); r.status != http.StatusBadGateway && r.status != http.StatusGatewayTimeout {
 					t.Fatalf("request %d: %d, want 502 or 504", i, r.status)
@@ -442,16 +425,7 @@ pools:
 // logged under the client of its X-Forwarded-For, as an accepted one is
 // (it was logged under the proxy, the client nowhere), with its Host.
 func TestRefusedRequestBehindTrustedProxy(t *testing.T) {
-	e := startEnv(t, fmt.Sprintf(`
-listeners:
-  - {name: web, listen: "127.0.0.1:0", trusted_proxies: [127.0.0.1]}
-routes:
-  - {name: all, match: {path_prefix: /}, pool: p}
-pools:
-  - name: p
-    backends: [{id: raw, address: %q}]
-logging: {access_log: {path: access.log}}
-`, deadAddr(t)))
+	e := startEnv(t, strings.Replace(rawPool(deadAddr(t)), `listen: "127.0.0.1:0"}`, `listen: "127.0.0.1:0", trusted_proxies: [127.0.0.1]}`, 1))
 	addr := strings.TrimPrefix(e.url("web", ""), "http://")
 	for i, head := range []string{
 		"TRACE /t HTTP/1.1\r\nHost: app.example\r\nX-Forwarded-For: 203.0.113.9\r\n\r\n",
