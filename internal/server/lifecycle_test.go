@@ -877,14 +877,7 @@ func TestGracefulShutdown(t *testing.T) {
 	if r := waitResult(t, slow); r.err != nil || r.r.status != 200 || r.r.body != "slow-done" {
 		t.Fatalf("in-flight request during shutdown: %+v %v", r.r, r.err)
 	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Shutdown: %v", err)
-		}
-	case <-time.After(testTimeout):
-		t.Fatal("Shutdown did not return")
-	}
+	shutdownReturned(t, done)
 }
 
 // A request still waiting on its backend when the shutdown's grace period
@@ -948,4 +941,18 @@ func TestReloadListenerSettingsApplyAtOnce(t *testing.T) {
 // one opener, so the second gets its own.
 func secondInstance(t *testing.T, cfg *config.Config) {
 	cfg.Security.DynamicBlocklist.Store = filepath.Join(t.TempDir(), "blocklist.db")
+}
+
+// shutdownReturned waits for the Shutdown whose result done carries, and
+// fails the test if it failed or did not return.
+func shutdownReturned(t *testing.T, done <-chan error) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("Shutdown did not return")
+	}
 }

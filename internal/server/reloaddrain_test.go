@@ -46,14 +46,7 @@ func TestShutdownWaitsForListenerRemovedByReload(t *testing.T) {
 	if r := waitResult(t, slow); r.err != nil || r.r.status != 200 || r.r.body != "slow-done" {
 		t.Fatalf("request on the removed listener: %+v %v", r.r, r.err)
 	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Shutdown: %v", err)
-		}
-	case <-time.After(testTimeout):
-		t.Fatal("Shutdown did not return")
-	}
+	shutdownReturned(t, done)
 	if l := lastLogLine(t, e, 1); l["path"] != "/slow" || l["status_code"] != 200.0 {
 		t.Fatalf("access log: %v, want the /slow request with 200", l)
 	}
