@@ -260,6 +260,38 @@ type directRequest struct {
 	w http.ResponseWriter
 }
 
+// connScratch is implemented by the ResponseWriter of Rampart's HTTP/1
+// engine: a slot that lives as long as the client's connection.
+type connScratch interface{ ConnScratch() *any }
+
+// body returns the directBody to read the answer into: the client
+// connection's own, reused from one request to the next, when its writer
+// offers a slot (HTTP/1: one answer at a time, and the engine clears the
+// header map that points into the body's value array before the next
+// request begins), else a new one (HTTP/2 streams, tests). Allocation is
+// what a one-core proxy pays for twice: each collection ends with a sweep
+// of the whole heap that holds the core for milliseconds, and every
+// request in flight waits for it.
+func (d *directRequest) body() *directBody {
+	for w := d.w; w != nil; {
+		if s, ok := w.(connScratch); ok {
+			slot := s.ConnScratch()
+			db, ok := (*slot).(*directBody)
+			if !ok {
+				db = new(directBody)
+				*slot = db
+			}
+			return db
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			break
+		}
+		w = u.Unwrap()
+	}
+	return new(directBody)
+}
+
 // header is the map the backend's answer is read into.
 func (d *directRequest) header() http.Header {
 	if d.w == nil {
@@ -385,8 +417,11 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 		return nil, errStaleConn
 	}
 	dst := d.header()
+	body := d.body()
 	for interim := 0; ; interim++ {
-		body := &directBody{uc: uc, b: b, stop: stop, maxIdle: cfg.MaxIdleConnsPerBackend, start: start}
+		// An interim answer's fields left dst (got1xx), so its values
+		// may be overwritten.
+		*body = directBody{uc: uc, b: b, stop: stop, maxIdle: cfg.MaxIdleConnsPerBackend, start: start}
 		resp, err := uc.readResponse(d.req, body, dst)
 		if err != nil {
 			stop()
@@ -436,9 +471,9 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 // end, it returns the connection to the backend's pool; abandoned early, it
 // closes it. Close frees the backend's in-flight slot.
 //
-// It is allocated once per response and carries the response itself and
-// the backing array of its header values, so a response costs this
-// allocation and the string of its head.
+// It carries the response itself and the backing array of its header
+// values; an HTTP/1 client connection reuses one for all its answers
+// (directRequest.body), so a response costs only the string of its head.
 type directBody struct {
 	rc      io.Reader // nil when the response has no body
 	lr      io.LimitedReader

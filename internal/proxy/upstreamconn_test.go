@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
@@ -568,5 +569,37 @@ func TestDirectNoBodyAnswerAnnouncingOneIsNotReused(t *testing.T) {
 		if got := conns.Load(); got != tc.conns {
 			t.Errorf("%s answered %q: %d backend connections for two requests, want %d", tc.method, tc.answer, got, tc.conns)
 		}
+	}
+}
+
+// scratchWriter stands for the HTTP/1 engine's writer: a header map and a
+// slot that lives as long as the client's connection.
+type scratchWriter struct {
+	*httptest.ResponseRecorder
+	slot any
+}
+
+func (w *scratchWriter) ConnScratch() *any { return &w.slot }
+
+// unwrapping is a middleware's wrapper around a writer.
+type unwrapping struct{ http.ResponseWriter }
+
+func (w unwrapping) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// A client connection with a scratch slot, found behind the pipeline's
+// wrappers, reads all its answers into one directBody, without allocating;
+// any other writer gets a body of its own each time.
+func TestDirectBodyPerConnection(t *testing.T) {
+	d := directRequest{w: unwrapping{unwrapping{&scratchWriter{ResponseRecorder: httptest.NewRecorder()}}}}
+	first := d.body()
+	if d.body() != first {
+		t.Fatal("a connection with a slot got a new body for its next answer")
+	}
+	if n := testing.AllocsPerRun(100, func() { d.body() }); n != 0 {
+		t.Errorf("%v allocations per answer, want 0", n)
+	}
+	other := directRequest{w: unwrapping{httptest.NewRecorder()}}
+	if other.body() == other.body() {
+		t.Fatal("a writer without a slot (an HTTP/2 stream) shares its body between answers")
 	}
 }

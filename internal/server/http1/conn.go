@@ -59,6 +59,9 @@ type conn struct {
 	url  url.URL
 	head head
 	resp response
+	// scratch is the handler's slot for state that outlives one request
+	// (response.ConnScratch).
+	scratch any
 
 	// active is true from the first byte of a request until its response
 	// is finished; Shutdown closes only connections that are not active.

@@ -54,6 +54,15 @@ func (w *response) reset(r *http.Request) {
 
 func (w *response) Header() http.Header { return w.header }
 
+// ConnScratch returns a slot that keeps one value of the handler's from
+// one request of the connection to the next, so that per-request state
+// need not be allocated for each (the proxy keeps its reader of the
+// backend's answer there). A value in it may back the header map's fields:
+// the engine reads the map after the handler returns, and the next
+// request's reset clears the map before its handler runs. HTTP/1 serves
+// one request at a time, so the slot never has two users.
+func (w *response) ConnScratch() *any { return &w.c.scratch }
+
 // AddFieldBlock adds field lines made by FieldBlock to the final answer's
 // head, after the header map's fields. It is for fields set on every
 // answer from a fixed list (Rampart's security headers): one copy of the

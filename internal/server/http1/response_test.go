@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -425,5 +426,25 @@ func TestFieldBlock(t *testing.T) {
 	c.write("GET /plain HTTP/1.1\r\nHost: a\r\n\r\n")
 	if head := c.rawHead(); strings.Contains(head, "X-Frame-Options") {
 		t.Fatalf("block carried over to the next request: %q", head)
+	}
+}
+
+// The scratch slot keeps a handler's value from one request of a
+// connection to the next, and each connection has its own.
+func TestConnScratch(t *testing.T) {
+	ts := newTestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		slot := w.(interface{ ConnScratch() *any }).ConnScratch()
+		n, _ := (*slot).(int)
+		*slot = n + 1
+		io.WriteString(w, strconv.Itoa(n))
+	}))
+	for conn, want := range [][]string{{"0", "1", "2"}, {"0", "1"}} {
+		c := ts.dial(t)
+		for _, w := range want {
+			c.write("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+			if _, body := c.expectStatus("GET", 200); body != w {
+				t.Fatalf("connection %d: body %q, want %q", conn, body, w)
+			}
+		}
 	}
 }
