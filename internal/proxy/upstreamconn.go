@@ -69,6 +69,7 @@ type upstreamConn struct {
 	// head, hop, added and replaced are reused by every response read on
 	// the connection (see readResponse).
 	head     []byte
+	memo     headMemo
 	hop      http.Header
 	added    []string
 	replaced []savedField

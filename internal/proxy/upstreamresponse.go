@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/rampart-proxy/rampart/internal/httpwire"
 )
@@ -36,11 +38,12 @@ type errBadResponse string
 func (e errBadResponse) Error() string { return "malformed backend response: " + string(e) }
 
 // readResponse reads one response head from uc and sets up its body. It
-// replaces http.ReadResponse on the direct path: the head is copied into one
-// string that every field is a substring of, the response and its header
-// values live in body, and the fields go straight into dst, the header map
-// of the client's answer, without a map of their own to copy from (see
-// readFields). resp.Header is dst.
+// replaces http.ReadResponse on the direct path: the head's strings are
+// those of the connection's previous answer where they repeat it (see
+// headMemo), the response and its header values live in body, and the
+// fields go straight into dst, the header map of the client's answer,
+// without a map of their own to copy from (see readFields). resp.Header
+// is dst.
 func (uc *upstreamConn) readResponse(req *http.Request, body *directBody, dst http.Header) (*http.Response, error) {
 	uc.head = uc.head[:0]
 	n, err := httpwire.ReadLine(uc.br, &uc.head, maxResponseLine)
@@ -67,8 +70,12 @@ func (uc *upstreamConn) readResponse(req *http.Request, body *directBody, dst ht
 			return nil, errBadResponse("header block too large")
 		}
 	}
-	s := string(uc.head[:len(uc.head)-1]) // without the empty line's separator
-	line, rest, _ := strings.Cut(s, "\n")
+	// head is read in place: what is kept of it comes from uc.memo as
+	// strings of their own (see headMemo).
+	head := uc.head[:len(uc.head)-1] // without the empty line's separator
+	lineLen := bytes.IndexByte(head, '\n')
+	rest := head[lineLen+1:]
+	line := uc.memo.statusLine(view(head[:lineLen]))
 
 	resp := &body.response
 	*resp = http.Response{Request: req, ContentLength: -1}
@@ -119,22 +126,24 @@ type savedField struct {
 // taken back out after framing (dropListed). Which keys the answer added
 // or replaced is kept, so that a refused answer leaves dst as it was
 // (undoFields). The value slices share body's array, as in
-// httpwire.ParseFields.
-func (uc *upstreamConn) readFields(dst http.Header, block string, body *directBody) error {
+// httpwire.ParseFields. block is the connection's read buffer: the
+// strings put into the maps are uc.memo's.
+func (uc *upstreamConn) readFields(dst http.Header, block []byte, body *directBody) error {
 	clear(uc.hop)
 	uc.added, uc.replaced = uc.added[:0], uc.replaced[:0]
 	vals := body.valsArr[:]
-	if n := strings.Count(block, "\n"); n > len(vals) {
+	if n := bytes.Count(block, newline); n > len(vals) {
 		vals = make([]string, n)
 	}
-	for i := 0; block != ""; i++ {
-		var field string
-		field, block, _ = strings.Cut(block, "\n")
-		key, value, err := httpwire.SplitField(field)
+	for i := 0; len(block) > 0; i++ {
+		end := bytes.IndexByte(block, '\n') // each line ends in one (ReadLine)
+		key, value, err := httpwire.SplitField(view(block[:end]))
+		block = block[end+1:]
 		if err != nil {
 			uc.undoFields(dst)
 			return err
 		}
+		key, value = uc.memo.field(i, key, value)
 		hop := isHopHeader(key)
 		h := dst
 		if hop {
@@ -308,4 +317,56 @@ func (c *chunkedBody) readTrailer() error {
 		}
 		c.resp.Trailer[key] = append(c.resp.Trailer[key], value)
 	}
+}
+
+var newline = []byte{'\n'}
+
+// view is b as a string without copying, for parsing only: b is the
+// connection's read buffer, which the next answer overwrites, so nothing
+// may keep the result (or a substring of it); headMemo makes the strings
+// that are kept.
+func view(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// maxMemoFields bounds how many fields of an answer headMemo keeps.
+const maxMemoFields = 32
+
+// headMemo keeps the strings of the previous answer's head on a backend
+// connection, so that an answer repeating its status line or a field of
+// it at the same place (a backend's answers mostly do: Content-Type,
+// Server, Cache-Control, a Date that changes once a second) reuses them
+// instead of allocating. What does not repeat is copied out of the read
+// buffer, one string each. The strings handed out are never changed, so
+// the client's header map, the access log and any stage may keep them.
+type headMemo struct {
+	status string
+	fields [][2]string // name and value, by position in the head
+}
+
+// statusLine returns a string equal to line, which is a view of the read
+// buffer.
+func (m *headMemo) statusLine(line string) string {
+	if line != m.status {
+		m.status = strings.Clone(line)
+	}
+	return m.status
+}
+
+// field returns strings equal to the i-th field's name and value, which
+// may be views of the read buffer.
+func (m *headMemo) field(i int, name, value string) (string, string) {
+	if i >= len(m.fields) {
+		f := [2]string{strings.Clone(name), strings.Clone(value)}
+		if i == len(m.fields) && i < maxMemoFields {
+			m.fields = append(m.fields, f)
+		}
+		return f[0], f[1]
+	}
+	f := &m.fields[i]
+	if f[0] != name {
+		f[0] = strings.Clone(name)
+	}
+	if f[1] != value {
+		f[1] = strings.Clone(value)
+	}
+	return f[0], f[1]
 }

@@ -220,3 +220,62 @@ func TestReadResponseIntoClientHeader(t *testing.T) {
 		}
 	}
 }
+
+// Answers read one after another on a connection: the strings of an
+// earlier answer stay as they were (the read buffer is overwritten by the
+// next answer, and a client's header map, a log line or a stage may still
+// hold them), and an answer that repeats the previous one's head
+// allocates nothing for it.
+func TestReadResponseStringsOutliveTheBuffer(t *testing.T) {
+	answer := func(v string) string {
+		return "HTTP/1.1 200 OK-" + v + "\r\nContent-Type: text/" + v + "\r\nX-Custom-Field: " + v + "\r\nContent-Length: 0\r\n\r\n"
+	}
+	var raw strings.Builder
+	for _, v := range []string{"aaaa", "bbbb", "cccc"} {
+		raw.WriteString(answer(v))
+	}
+	const repeats = 200
+	for range repeats + 1 {
+		raw.WriteString(answer("same"))
+	}
+	uc := &upstreamConn{br: bufio.NewReader(strings.NewReader(raw.String())), hop: http.Header{}}
+	req, _ := http.NewRequest("GET", "http://backend/", nil)
+	read := func() (string, http.Header) {
+		t.Helper()
+		dst := http.Header{}
+		resp, err := uc.readResponse(req, &directBody{uc: uc}, dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Status, dst
+	}
+	type kept struct {
+		status string
+		h      http.Header
+	}
+	var all []kept
+	for range 3 {
+		s, h := read()
+		all = append(all, kept{s, h})
+	}
+	for i, v := range []string{"aaaa", "bbbb", "cccc"} {
+		k := all[i]
+		if k.status != "200 OK-"+v || k.h.Get("Content-Type") != "text/"+v || k.h.Get("X-Custom-Field") != v {
+			t.Errorf("answer %d changed after later answers were read: %q %v", i, k.status, k.h)
+		}
+	}
+	read() // the first "same" answer: its strings are made once
+	body := &directBody{uc: uc}
+	dst := http.Header{}
+	if n := testing.AllocsPerRun(repeats-1, func() {
+		clear(dst)
+		if _, err := uc.readResponse(req, body, dst); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("%v allocations for an answer whose head repeats the previous one, want 0", n)
+	}
+	if dst.Get("Content-Type") != "text/same" || dst.Get("X-Custom-Field") != "same" {
+		t.Errorf("repeated answer read as %v", dst)
+	}
+}
