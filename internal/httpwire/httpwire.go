@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"strings"
+	"unsafe"
 )
 
 // Errors from ReadLine.
@@ -282,12 +283,13 @@ func CanonicalKey(name string) string {
 }
 
 // ParseFields clears hdr and fills it from block: field lines, each ended
-// by '\n' (as ReadLine leaves them). Every value is a substring of block,
-// and the value slices share one backing array, *vals, grown when it is too
-// short: a connection that keeps its vals between the blocks it parses
-// allocates nothing here once vals has grown to its usual size. The slices
-// of the previous block parsed with the same vals must be dead by then.
-func ParseFields(hdr http.Header, block string, vals *[]string) error {
+// by '\n' (as ReadLine leaves them). block may be a View of a read buffer:
+// the names and values put into hdr are memo's (see HeadMemo). The value
+// slices share one backing array, *vals, grown when it is too short: a
+// connection that keeps its vals and memo between the blocks it parses
+// allocates nothing here for fields that repeat. The slices of the
+// previous block parsed with the same vals must be dead by then.
+func ParseFields(hdr http.Header, block string, vals *[]string, memo *HeadMemo) error {
 	clear(hdr)
 	n := strings.Count(block, "\n")
 	if cap(*vals) < n {
@@ -301,6 +303,7 @@ func ParseFields(hdr http.Header, block string, vals *[]string) error {
 		if err != nil {
 			return err
 		}
+		key, value = memo.Field(i, key, value)
 		if strings.IndexByte(key, '_') >= 0 {
 			// Dropped, as nginx does by default (underscores_in_headers
 			// off): CGI-style backends read X_Real_IP and X-Real-IP as one
@@ -316,4 +319,52 @@ func ParseFields(hdr http.Header, block string, vals *[]string) error {
 		}
 	}
 	return nil
+}
+
+// View is b as a string without copying, for parsing only: b is a read
+// buffer that the next message overwrites, so nothing may keep the result
+// or a substring of it. HeadMemo makes the strings that are kept.
+func View(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// maxMemoFields bounds how many fields of a head HeadMemo keeps.
+const maxMemoFields = 32
+
+// HeadMemo keeps the strings of the previous head read on a connection,
+// so that a head repeating its first line or a field of it at the same
+// place reuses them instead of allocating: a client's requests mostly
+// repeat Host, User-Agent, Accept and Cookie, a backend's answers
+// Content-Type, Server and a Date that changes once a second. What does
+// not repeat is copied out of the read buffer, one string each. The
+// strings handed out are never changed, so the header maps, the access
+// log and any stage may keep them. The zero value is ready to use.
+type HeadMemo struct {
+	line   string
+	fields [][2]string // name and value, by position in the head
+}
+
+// Line returns a string equal to line (a View of the read buffer, say).
+func (m *HeadMemo) Line(line string) string {
+	if line != m.line {
+		m.line = strings.Clone(line)
+	}
+	return m.line
+}
+
+// Field returns strings equal to the i-th field's name and value.
+func (m *HeadMemo) Field(i int, name, value string) (string, string) {
+	if i >= len(m.fields) {
+		f := [2]string{strings.Clone(name), strings.Clone(value)}
+		if i == len(m.fields) && i < maxMemoFields {
+			m.fields = append(m.fields, f)
+		}
+		return f[0], f[1]
+	}
+	f := &m.fields[i]
+	if f[0] != name {
+		f[0] = strings.Clone(name)
+	}
+	if f[1] != value {
+		f[1] = strings.Clone(value)
+	}
+	return f[0], f[1]
 }

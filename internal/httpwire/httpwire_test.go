@@ -40,7 +40,8 @@ func TestSplitField(t *testing.T) {
 func TestParseFields(t *testing.T) {
 	hdr := http.Header{"Stale": {"x"}}
 	var vals []string
-	if err := ParseFields(hdr, "host: a\nX-Dup: 1\nx-dup: 2\nAccept:  */* \n", &vals); err != nil {
+	var memo HeadMemo
+	if err := ParseFields(hdr, "host: a\nX-Dup: 1\nx-dup: 2\nAccept:  */* \n", &vals, &memo); err != nil {
 		t.Fatal(err)
 	}
 	want := http.Header{"Host": {"a"}, "X-Dup": {"1", "2"}, "Accept": {"*/*"}}
@@ -53,13 +54,14 @@ func TestParseFields(t *testing.T) {
 	if !reflect.DeepEqual(hdr["X-Dup"], []string{"1", "2"}) || !reflect.DeepEqual(hdr["Accept"], []string{"*/*"}) {
 		t.Errorf("append to one value changed another: %v", hdr)
 	}
-	if err := ParseFields(hdr, "Good: 1\n bad\n", &vals); !errors.Is(err, ErrObsFold) {
+	if err := ParseFields(hdr, "Good: 1\n bad\n", &vals, &memo); !errors.Is(err, ErrObsFold) {
 		t.Errorf("obs-fold: %v", err)
 	}
-	// Reusing vals: the next block allocates nothing for its values.
+	// Reusing vals and memo: a block that repeats the previous one
+	// allocates nothing.
 	block := "Host: a\nUser-Agent: b\nAccept: */*\n"
 	if n := testing.AllocsPerRun(100, func() {
-		if err := ParseFields(hdr, block, &vals); err != nil {
+		if err := ParseFields(hdr, block, &vals, &memo); err != nil {
 			t.Fatal(err)
 		}
 	}); n != 0 {
@@ -172,5 +174,34 @@ func TestWriteField(t *testing.T) {
 		if out.String() != want {
 			t.Errorf("buffer %d: wrote %q, want %q", size, out.String(), want)
 		}
+	}
+}
+
+// HeadMemo's strings are copies: a block parsed from a View of a buffer
+// stays as it was when the buffer is overwritten with the next head, and
+// only fields that changed are copied again.
+func TestHeadMemoOutlivesTheBuffer(t *testing.T) {
+	var memo HeadMemo
+	var vals []string
+	buf := []byte("GET /a HTTP/1.1\nHost: one\nX-Long-Name: first\n")
+	line := memo.Line(View(buf[:15]))
+	hdr := http.Header{}
+	if err := ParseFields(hdr, View(buf[16:]), &vals, &memo); err != nil {
+		t.Fatal(err)
+	}
+	host := hdr["Host"][0]
+	copy(buf, "PUT /b HTTP/1.1\nHost: two\nX-Long-Name: other\n")
+	if line != "GET /a HTTP/1.1" || host != "one" || hdr["X-Long-Name"][0] != "first" {
+		t.Fatalf("strings changed with the buffer: %q %q %v", line, host, hdr)
+	}
+	hdr2 := http.Header{}
+	if err := ParseFields(hdr2, View(buf[16:]), &vals, &memo); err != nil {
+		t.Fatal(err)
+	}
+	if memo.Line(View(buf[:15])) != "PUT /b HTTP/1.1" || hdr2["Host"][0] != "two" || hdr2["X-Long-Name"][0] != "other" {
+		t.Fatalf("second head read as %v", hdr2)
+	}
+	if n := testing.AllocsPerRun(50, func() { memo.Field(0, "Host", View(buf[22:25])) }); n != 0 {
+		t.Errorf("a repeated field: %v allocations, want 0", n)
 	}
 }

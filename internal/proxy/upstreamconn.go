@@ -69,7 +69,7 @@ type upstreamConn struct {
 	// head, hop, added and replaced are reused by every response read on
 	// the connection (see readResponse).
 	head     []byte
-	memo     headMemo
+	memo     httpwire.HeadMemo
 	hop      http.Header
 	added    []string
 	replaced []savedField

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"unsafe"
 
 	"github.com/rampart-proxy/rampart/internal/httpwire"
 )
@@ -40,7 +39,7 @@ func (e errBadResponse) Error() string { return "malformed backend response: " +
 // readResponse reads one response head from uc and sets up its body. It
 // replaces http.ReadResponse on the direct path: the head's strings are
 // those of the connection's previous answer where they repeat it (see
-// headMemo), the response and its header values live in body, and the
+// httpwire.HeadMemo), the response and its header values live in body, and the
 // fields go straight into dst, the header map of the client's answer,
 // without a map of their own to copy from (see readFields). resp.Header
 // is dst.
@@ -71,11 +70,11 @@ func (uc *upstreamConn) readResponse(req *http.Request, body *directBody, dst ht
 		}
 	}
 	// head is read in place: what is kept of it comes from uc.memo as
-	// strings of their own (see headMemo).
+	// strings of their own (see httpwire.HeadMemo).
 	head := uc.head[:len(uc.head)-1] // without the empty line's separator
 	lineLen := bytes.IndexByte(head, '\n')
 	rest := head[lineLen+1:]
-	line := uc.memo.statusLine(view(head[:lineLen]))
+	line := uc.memo.Line(httpwire.View(head[:lineLen]))
 
 	resp := &body.response
 	*resp = http.Response{Request: req, ContentLength: -1}
@@ -137,13 +136,13 @@ func (uc *upstreamConn) readFields(dst http.Header, block []byte, body *directBo
 	}
 	for i := 0; len(block) > 0; i++ {
 		end := bytes.IndexByte(block, '\n') // each line ends in one (ReadLine)
-		key, value, err := httpwire.SplitField(view(block[:end]))
+		key, value, err := httpwire.SplitField(httpwire.View(block[:end]))
 		block = block[end+1:]
 		if err != nil {
 			uc.undoFields(dst)
 			return err
 		}
-		key, value = uc.memo.field(i, key, value)
+		key, value = uc.memo.Field(i, key, value)
 		hop := isHopHeader(key)
 		h := dst
 		if hop {
@@ -320,53 +319,3 @@ func (c *chunkedBody) readTrailer() error {
 }
 
 var newline = []byte{'\n'}
-
-// view is b as a string without copying, for parsing only: b is the
-// connection's read buffer, which the next answer overwrites, so nothing
-// may keep the result (or a substring of it); headMemo makes the strings
-// that are kept.
-func view(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
-
-// maxMemoFields bounds how many fields of an answer headMemo keeps.
-const maxMemoFields = 32
-
-// headMemo keeps the strings of the previous answer's head on a backend
-// connection, so that an answer repeating its status line or a field of
-// it at the same place (a backend's answers mostly do: Content-Type,
-// Server, Cache-Control, a Date that changes once a second) reuses them
-// instead of allocating. What does not repeat is copied out of the read
-// buffer, one string each. The strings handed out are never changed, so
-// the client's header map, the access log and any stage may keep them.
-type headMemo struct {
-	status string
-	fields [][2]string // name and value, by position in the head
-}
-
-// statusLine returns a string equal to line, which is a view of the read
-// buffer.
-func (m *headMemo) statusLine(line string) string {
-	if line != m.status {
-		m.status = strings.Clone(line)
-	}
-	return m.status
-}
-
-// field returns strings equal to the i-th field's name and value, which
-// may be views of the read buffer.
-func (m *headMemo) field(i int, name, value string) (string, string) {
-	if i >= len(m.fields) {
-		f := [2]string{strings.Clone(name), strings.Clone(value)}
-		if i == len(m.fields) && i < maxMemoFields {
-			m.fields = append(m.fields, f)
-		}
-		return f[0], f[1]
-	}
-	f := &m.fields[i]
-	if f[0] != name {
-		f[0] = strings.Clone(name)
-	}
-	if f[1] != value {
-		f[1] = strings.Clone(value)
-	}
-	return f[0], f[1]
-}

@@ -41,6 +41,7 @@ type head struct {
 	buf  []byte
 	hdr  http.Header
 	vals []string
+	memo httpwire.HeadMemo
 }
 
 // readHead reads the request line and header block from br into h.buf, one
@@ -106,13 +107,12 @@ func readLine(br *bufio.Reader, dst *[]byte, max int) (int, error) {
 	return n, err
 }
 
-// parse fills r from the head in h.buf. All strings of the request are
-// substrings of one copy of the head: one allocation for the whole head
-// instead of one per field, and the only one (the header map and its value
-// slices are the connection's).
+// parse fills r from the head in h.buf. The request's strings are the
+// connection's previous request's where they repeat it, else copies out of
+// h.buf (httpwire.HeadMemo): a client repeating its request allocates
+// nothing (the header map and its value slices are the connection's).
 func (h *head) parse(r *http.Request, lineEnd int) error {
-	s := string(h.buf)
-	line := s[:lineEnd-1]
+	line := h.memo.Line(httpwire.View(h.buf[:lineEnd-1]))
 
 	// Request line: method SP request-target SP HTTP-version, single spaces.
 	sp1 := strings.IndexByte(line, ' ')
@@ -149,7 +149,7 @@ func (h *head) parse(r *http.Request, lineEnd int) error {
 	}
 
 	// Header fields.
-	if err := httpwire.ParseFields(h.hdr, s[lineEnd:], &h.vals); err != nil {
+	if err := httpwire.ParseFields(h.hdr, httpwire.View(h.buf[lineEnd:]), &h.vals, &h.memo); err != nil {
 		return refuse(http.StatusBadRequest, err.Error())
 	}
 	r.Header = h.hdr

@@ -3,10 +3,12 @@ package http1
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -469,4 +471,33 @@ func TestH2PrefaceAfterARequest(t *testing.T) {
 	}
 	c.expectStatus("GET", 400)
 	c.expectClosed()
+}
+
+// A handler may keep a request's strings (a log line written later, a
+// rate limit's key): they stay as they were after the connection reads
+// its next requests into the same buffer.
+func TestRequestStringsOutliveTheConnectionsBuffer(t *testing.T) {
+	var mu sync.Mutex
+	var kept [][3]string
+	ts := newTestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		kept = append(kept, [3]string{r.URL.Path, r.URL.RawQuery, r.Header.Get("X-Tag")})
+		mu.Unlock()
+		io.WriteString(w, "ok")
+	}))
+	c := ts.dial(t)
+	want := [][3]string{{"/aaaa", "q=1", "first"}, {"/bbbb", "q=2", "second"}, {"/aaaa", "q=1", "first"}, {"/cc", "", "x"}}
+	for _, w := range want {
+		target := w[0]
+		if w[1] != "" {
+			target += "?" + w[1]
+		}
+		c.write("GET " + target + " HTTP/1.1\r\nHost: a\r\nX-Tag: " + w[2] + "\r\n\r\n")
+		c.expectStatus("GET", 200)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(kept) != fmt.Sprint(want) {
+		t.Errorf("kept strings %q, want %q", kept, want)
+	}
 }
