@@ -159,8 +159,9 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rec.Route, rec.PoolID, rec.Target = rt.name, rt.pool.Name, rt.pool
 	rw.hs = rt.headers
-	if rt.maxBody > 0 && r.ContentLength > rt.maxBody {
-		// Refused on the announced size, before a byte of the body is
+	if rt.maxBody > 0 && (r.ContentLength > rt.maxBody || announcedBody(body) > rt.maxBody) {
+		// Refused on the announced size (a Content-Length, or the chunk
+		// sizes that came with the head), before a byte of the body is
 		// read; the connection closes (WriteError says so) without
 		// reading the rest.
 		rec.Error = "body_too_large"
@@ -558,6 +559,18 @@ type countingBody struct {
 	mu    sync.Mutex
 	n     int64
 	limit int64 // max_body_bytes of the route; 0 until routed
+}
+
+// announcedBody is what a chunked body's size lines that came with the
+// head announce (the HTTP/1 engine's body.Announced), 0 if unknown.
+func announcedBody(b *countingBody) int64 {
+	if b == nil {
+		return 0
+	}
+	if a, ok := b.ReadCloser.(interface{ Announced() int64 }); ok {
+		return a.Announced()
+	}
+	return 0
 }
 
 func (b *countingBody) setLimit(n int64) {

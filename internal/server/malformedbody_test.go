@@ -478,3 +478,53 @@ func TestReverseProxyMessagesStayInTheLog(t *testing.T) {
 		t.Errorf("written to the standard logger: %q", std.String())
 	}
 }
+
+// A chunked body whose size lines, arriving with the head, announce more
+// than max_body_bytes is refused 413 before any of it reaches a backend,
+// as a Content-Length over the limit is; a body within it passes.
+func TestChunkedBodyAnnouncedOverLimit(t *testing.T) {
+	b := newTestBackend(t, "b")
+	e := startEnv(t, fmt.Sprintf(`
+listeners:
+  - {name: web, listen: "127.0.0.1:0"}
+routes:
+  - {name: all, match: {path_prefix: /}, pool: p, max_body_bytes: 64}
+pools:
+  - name: p
+    backends: %s
+logging: {access_log: {path: access.log}}
+`, backendsYAML(b)))
+	send := func(body string) int {
+		t.Helper()
+		c, err := net.DialTimeout("tcp", e.srv.Addr("web"), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"+body)
+		res, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	// 0x1000 bytes announced by the first line, 40 of them sent.
+	if got := send("1000\r\n" + strings.Repeat("x", 40)); got != http.StatusRequestEntityTooLarge {
+		t.Errorf("first chunk announcing 4096 bytes over a 64-byte limit: %d, want 413", got)
+	}
+	// Two chunks within the limit, a third announcing too much.
+	if got := send("20\r\n" + strings.Repeat("a", 32) + "\r\n10\r\n" + strings.Repeat("b", 16) + "\r\n20\r\n"); got != http.StatusRequestEntityTooLarge {
+		t.Errorf("chunks announcing 96 bytes over a 64-byte limit: %d, want 413", got)
+	}
+	if n := b.hits.Load(); n != 0 {
+		t.Errorf("the backend saw %d of the refused requests", n)
+	}
+	if got := send("20\r\n" + strings.Repeat("a", 32) + "\r\n0\r\n\r\n"); got != http.StatusOK {
+		t.Errorf("a chunked body of 32 bytes: %d, want 200", got)
+	}
+	if v, _ := metricValue(e.scrape("/metrics"), `rampart_blocked_total{reason="max_body_bytes",stage="request_limits"}`); v != "2" {
+		t.Errorf("max_body_bytes blocked count %q, want 2", v)
+	}
+}

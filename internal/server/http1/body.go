@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -68,7 +70,10 @@ func frame(r *http.Request, c *conn) error {
 		if err := checkBufferedChunks(c.br); err != nil {
 			return err
 		}
-		r.Body = c.newBody(r, -1)
+		b := c.newBody(r, -1)
+		buffered, _ := c.br.Peek(c.br.Buffered())
+		b.announced = announcedChunks(buffered)
+		r.Body = b
 	case len(cl) > 0:
 		n, ok := httpwire.ParseContentLength(cl[0])
 		for _, v := range cl[1:] {
@@ -168,6 +173,53 @@ type body struct {
 	// sent or the final one made it unnecessary.
 	expect bool
 	err    error
+	// announced is what the chunk-size lines that came with the head add
+	// up to (see Announced).
+	announced int64
+}
+
+// Announced returns how many body bytes the chunked body's size lines that
+// arrived with the head announce (0 for a body with a Content-Length,
+// which announces itself). A handler holding a body to a limit can refuse
+// it on that, before reading or forwarding any of it, as it would a
+// Content-Length over the limit.
+func (b *body) Announced() int64 { return b.announced }
+
+// announcedChunks adds up the sizes of the chunks in buffered, the start
+// of a chunked body that checkBufferedChunks found well-formed, up to the
+// last chunk or to the first size line that is not all there; a chunk
+// whose data is not all there counts whole. Saturates at the largest
+// int64.
+func announcedChunks(buffered []byte) int64 {
+	var total int64
+	for {
+		eol := bytes.IndexByte(buffered, '\n')
+		if eol < 0 {
+			return total
+		}
+		hex := buffered[:eol]
+		if i := bytes.IndexAny(hex, "; \t\r"); i >= 0 {
+			hex = hex[:i]
+		}
+		size, err := strconv.ParseUint(string(hex), 16, 63)
+		if err != nil {
+			if errors.Is(err, strconv.ErrRange) {
+				return math.MaxInt64
+			}
+			return total
+		}
+		if size == 0 {
+			return total
+		}
+		if total += int64(size); total < 0 {
+			return math.MaxInt64
+		}
+		skip := uint64(eol+1) + size + 2 // the data and its CRLF
+		if skip > uint64(len(buffered)) {
+			return total
+		}
+		buffered = buffered[skip:]
+	}
 }
 
 func (c *conn) newBody(r *http.Request, n int64) *body {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -388,6 +389,28 @@ func TestDropH2CUpgrade(t *testing.T) {
 		}
 		if _, ok := h["Http2-Settings"]; ok != tc.settings {
 			t.Errorf("Upgrade %q: HTTP2-Settings kept %v, want %v", tc.in, ok, tc.settings)
+		}
+	}
+}
+
+func TestAnnouncedChunks(t *testing.T) {
+	cases := []struct {
+		in   string
+		want int64
+	}{
+		{"", 0},
+		{"5\r\nhello\r\n0\r\n\r\n", 5},
+		{"5\r\nhello\r\n6\r\nworld!\r\n0\r\n\r\n", 11},
+		{"10;name=value\r\n0123", 16},     // a chunk whose data is still to come counts whole
+		{"3\r\nabc\r\n4", 3},              // a size line not all there does not
+		{"a \r\n0123456789\r\n0\r\n", 10}, // whitespace before the extension
+		{"7fffffffffffffff\r\n", math.MaxInt64},
+		{"8000000000000000\r\n", math.MaxInt64},
+		{"7fffffffffffffff\r\n" + strings.Repeat("x", 8) + "\r\n", math.MaxInt64},
+	}
+	for _, c := range cases {
+		if got := announcedChunks([]byte(c.in)); got != c.want {
+			t.Errorf("announcedChunks(%q) = %d, want %d", c.in, got, c.want)
 		}
 	}
 }
