@@ -142,13 +142,10 @@ func TestUndefinedStatusCode(t *testing.T) {
 	}
 }
 
-// A client that leaves before sending all of its body is logged 499
-// client_closed, not 502 backend_unreachable, and the backend is not
-// blamed (no outlier ejection); a streamed body over max_body_bytes is
-// counted as blocked like one announced too large.
-func TestClientLeavesMidBody(t *testing.T) {
-	b := newTestBackend(t, "b")
-	e := startEnv(t, fmt.Sprintf(`
+// smallBodyLimit is a config with one route limited to 64-byte bodies in
+// front of b, with an access log; poolExtra is added to the pool.
+func smallBodyLimit(b *testBackend, poolExtra string) string {
+	return fmt.Sprintf(`
 listeners:
   - {name: web, listen: "127.0.0.1:0"}
 routes:
@@ -156,9 +153,18 @@ routes:
 pools:
   - name: p
     backends: %s
-    outlier_detection: {consecutive_5xx: 1, ejection_time: 1m}
+    %s
 logging: {access_log: {path: access.log}}
-`, backendsYAML(b)))
+`, backendsYAML(b), poolExtra)
+}
+
+// A client that leaves before sending all of its body is logged 499
+// client_closed, not 502 backend_unreachable, and the backend is not
+// blamed (no outlier ejection); a streamed body over max_body_bytes is
+// counted as blocked like one announced too large.
+func TestClientLeavesMidBody(t *testing.T) {
+	b := newTestBackend(t, "b")
+	e := startEnv(t, smallBodyLimit(b, "outlier_detection: {consecutive_5xx: 1, ejection_time: 1m}"))
 	addr := strings.TrimPrefix(e.url("web", ""), "http://")
 	for range 2 {
 		c, err := net.Dial("tcp", addr)
@@ -484,16 +490,7 @@ func TestReverseProxyMessagesStayInTheLog(t *testing.T) {
 // as a Content-Length over the limit is; a body within it passes.
 func TestChunkedBodyAnnouncedOverLimit(t *testing.T) {
 	b := newTestBackend(t, "b")
-	e := startEnv(t, fmt.Sprintf(`
-listeners:
-  - {name: web, listen: "127.0.0.1:0"}
-routes:
-  - {name: all, match: {path_prefix: /}, pool: p, max_body_bytes: 64}
-pools:
-  - name: p
-    backends: %s
-logging: {access_log: {path: access.log}}
-`, backendsYAML(b)))
+	e := startEnv(t, smallBodyLimit(b, ""))
 	send := func(body string) int {
 		t.Helper()
 		c, err := net.DialTimeout("tcp", e.srv.Addr("web"), 5*time.Second)
