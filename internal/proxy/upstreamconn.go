@@ -522,6 +522,10 @@ func (d *directBody) Close() error {
 		d.closed = true
 		d.b.inflight.Add(-1)
 	}
+	// The body stays in the client connection's slot until its next
+	// request: it must not keep the backend connection (its buffers, or
+	// a closed one) and the backend from the collector meanwhile.
+	d.uc, d.b, d.rc, d.lr.R, d.stop = nil, nil, nil, nil, nil
 	return nil
 }
 

@@ -603,3 +603,37 @@ func TestDirectBodyPerConnection(t *testing.T) {
 		t.Fatal("a writer without a slot (an HTTP/2 stream) shares its body between answers")
 	}
 }
+
+// A closed body lets go of the backend connection it read from: in a
+// client connection's slot it outlives its answer.
+func TestDirectBodyClosedKeepsNoConnection(t *testing.T) {
+	addr, heads, _ := rawBackend(t, false)
+	p := testPool(t, addr)
+	sw := &scratchWriter{ResponseRecorder: httptest.NewRecorder()}
+	req, _ := http.NewRequest(http.MethodGet, "http://placeholder/x", nil)
+	for i := range 2 {
+		resp, err := p.forward(req, &directRequest{req: req, rec: pipeline.FromContext(req.Context()), w: sw})
+		if err != nil {
+			t.Fatalf("forward %d: %v", i, err)
+		}
+		<-heads
+		if body, _ := io.ReadAll(resp.Body); string(body) != "ok" {
+			t.Fatalf("answer %d: %q", i, body)
+		}
+		resp.Body.Close()
+		db, _ := sw.slot.(*directBody)
+		if db == nil || db != resp.Body {
+			t.Fatalf("answer %d was not read into the connection's slot", i)
+		}
+		if db.uc != nil || db.b != nil || db.rc != nil {
+			t.Errorf("answer %d: the closed body still holds its backend connection", i)
+		}
+		if n, err := db.Read(make([]byte, 8)); n != 0 || err != io.EOF {
+			t.Errorf("answer %d: read after Close = %d, %v; want 0, EOF", i, n, err)
+		}
+		db.Close() // twice: no effect
+	}
+	if n := p.Backends()[0].InFlight(); n != 0 {
+		t.Errorf("in flight after the answers closed: %d", n)
+	}
+}
