@@ -599,7 +599,7 @@ func TestDirectBodyPerConnection(t *testing.T) {
 		t.Errorf("%v allocations per answer, want 0", n)
 	}
 	other := directRequest{w: unwrapping{httptest.NewRecorder()}}
-	if other.body() == other.body() {
+	if first, second := other.body(), other.body(); first == second {
 		t.Fatal("a writer without a slot (an HTTP/2 stream) shares its body between answers")
 	}
 }
