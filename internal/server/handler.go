@@ -402,7 +402,11 @@ func (e *entry) finish(ctx context.Context, rec *pipeline.Record, rw *responseWr
 		t.Close() // ends its guard, if the proxy has not closed it
 	}
 	rec.RequestTimeMs = float64(time.Since(start).Microseconds()) / 1000
-	*rw = responseWriter{}
+	// The answer's header map may still hold idHeader: the HTTP/1 engine
+	// writes a head of unknown length and empty body only after the
+	// handler returned. The next request's id replaces it once the engine
+	// has cleared the map.
+	*rw = responseWriter{idHeader: rw.idHeader}
 	pipeline.Detach(ctx, rec)
 	if rec.Error == "request_body_413" {
 		// A streamed body that crossed max_body_bytes on its way to the

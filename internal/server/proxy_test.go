@@ -1073,3 +1073,34 @@ func TestKeepAliveAnswersKeepTheirOwnFields(t *testing.T) {
 		}
 	}
 }
+
+// An answer whose head the HTTP/1 engine writes only after the handler
+// returned (unknown length, empty body: a backend's empty chunked answer)
+// still carries the request's X-Request-Id, on both paths.
+func TestRequestIDOnHeadWrittenAfterHandler(t *testing.T) {
+	addr := serveRaw(t, func(c net.Conn) error {
+		_, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nX-E: e\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+		return err
+	})
+	e := startEnv(t, rawPool(addr))
+	for _, method := range []string{"GET", "POST"} { // direct path, http.Transport path
+		c, err := net.Dial("tcp", e.srv.Addr("web"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := method + " / HTTP/1.1\r\nHost: a\r\n\r\n"
+		if method == "POST" {
+			req = strings.Replace(req, "\r\n\r\n", "\r\nContent-Length: 1\r\n\r\nx", 1)
+		}
+		io.WriteString(c, req)
+		c.SetReadDeadline(time.Now().Add(testTimeout))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		c.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id := resp.Header["X-Request-Id"]; resp.StatusCode != 200 || len(id) != 1 || id[0] == "" {
+			t.Errorf("%s: status %d, X-Request-Id %q; want one non-empty id", method, resp.StatusCode, id)
+		}
+	}
+}
