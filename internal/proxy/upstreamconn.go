@@ -451,6 +451,10 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 			// send one: that connection is not reused at all, or bytes
 			// arriving just after the next request went out would be
 			// read as its answer.
+			// The client's wait ends before the connection can carry
+			// another client's request (releaseConn ends it first): a
+			// client seen leaving after that would abandon the other's.
+			uc.bodyCtx, waiting = ctx, false
 			body.releaseConn(!announcesBody(resp, uc))
 		} else if resp.ContentLength < 0 || int64(uc.br.Buffered()) < resp.ContentLength {
 			// The body is still to come: it may stream for longer than
@@ -529,6 +533,10 @@ func (d *directBody) Close() error {
 	return nil
 }
 
+// beforePool, set by tests, sees each connection just before it goes back
+// to its backend's pool.
+var beforePool func(uc *upstreamConn)
+
 func (d *directBody) releaseConn(reusable bool) {
 	d.connOut = true
 	uc := d.uc
@@ -542,6 +550,9 @@ func (d *directBody) releaseConn(reusable bool) {
 	// (and that client's answer to the one after). Only a connection
 	// whose reader is empty is reused.
 	if d.stop() && reusable && uc.br.Buffered() == 0 && !d.resp.Close && !uc.cut.Load() {
+		if beforePool != nil {
+			beforePool(uc)
+		}
 		d.b.conns.put(uc, d.maxIdle, d.start)
 		return
 	}

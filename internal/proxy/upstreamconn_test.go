@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -635,5 +636,53 @@ func TestDirectBodyClosedKeepsNoConnection(t *testing.T) {
 	}
 	if n := p.Backends()[0].InFlight(); n != 0 {
 		t.Errorf("in flight after the answers closed: %d", n)
+	}
+}
+
+// An answer without a body (HEAD, 204, 304) returns its connection to the
+// pool inside exchange: the client's wait must be over by then, or a
+// client seen leaving just after would abandon the request of the next
+// client on that connection.
+func TestNoBodyAnswerPooledAfterTheWaitEnds(t *testing.T) {
+	addr := testnet.Serve(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			for {
+				line, err := br.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if line == "\r\n" {
+					break
+				}
+			}
+			if _, err := io.WriteString(c, "HTTP/1.1 204 No Content\r\n\r\n"); err != nil {
+				return
+			}
+		}
+	})
+	p := testPool(t, addr)
+	ctx, _ := pipeline.Attach(pipeline.WithSlot(context.Background()), pipeline.NewRecord())
+	pooled := 0
+	beforePool = func(uc *upstreamConn) {
+		pooled++
+		if pipeline.ClientGone(ctx) {
+			t.Error("a connection went back to the pool while the client's wait on it was registered")
+		}
+	}
+	t.Cleanup(func() { beforePool = nil })
+	for _, method := range []string{http.MethodHead, http.MethodGet} {
+		req, _ := http.NewRequestWithContext(ctx, method, "http://placeholder/x", nil)
+		resp, err := p.forward(req, &directRequest{req: req, rec: pipeline.FromContext(ctx)})
+		if err != nil {
+			t.Fatalf("%s: %v", method, err)
+		}
+		if resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("%s: status %d", method, resp.StatusCode)
+		}
+		resp.Body.Close()
+	}
+	if pooled != 2 {
+		t.Errorf("%d connections pooled, want 2", pooled)
 	}
 }
