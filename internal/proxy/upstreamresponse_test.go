@@ -3,8 +3,11 @@ package proxy
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
+	"net/textproto"
 	"reflect"
 	"strings"
 	"testing"
@@ -277,5 +280,73 @@ func TestReadResponseStringsOutliveTheBuffer(t *testing.T) {
 	}
 	if dst.Get("Content-Type") != "text/same" || dst.Get("X-Custom-Field") != "same" {
 		t.Errorf("repeated answer read as %v", dst)
+	}
+}
+
+// 300 random answers read one after another on one connection (fields
+// repeated, in any case, at changing places; some chunked with a trailer)
+// each read as they were sent, also after the later ones were read into
+// the same buffer.
+func TestReadResponseRandomHeads(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	names := []string{"Content-Type", "content-type", "X-A", "x-a", "Server", "X-Long-Field-Name", "Date", "Set-Cookie", "Vary", "x-weird_name", "Cache-Control"}
+	vals := []string{"a", "bb", "text/html", "ccc ddd", "", "zzzzzzzzzzzzzzzzzzzzzzz", "1", "2"}
+	type exp struct {
+		status  string
+		h       http.Header
+		trailer http.Header
+	}
+	var raw strings.Builder
+	var exps []exp
+	for range 300 {
+		st := []string{"200 OK", "200 OK", "404 Not Found", "201 Created", "500 Oops"}[rng.IntN(5)]
+		fmt.Fprintf(&raw, "HTTP/1.1 %s\r\n", st)
+		h := http.Header{}
+		nf := rng.IntN(40)
+		for range nf {
+			n, v := names[rng.IntN(len(names))], vals[rng.IntN(len(vals))]
+			fmt.Fprintf(&raw, "%s: %s\r\n", n, v)
+			h[textproto.CanonicalMIMEHeaderKey(n)] = append(h[textproto.CanonicalMIMEHeaderKey(n)], v)
+		}
+		var tr http.Header
+		if rng.IntN(3) == 0 {
+			tv := vals[rng.IntN(len(vals))]
+			fmt.Fprintf(&raw, "Trailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\nX-Sum: %s\r\n\r\n", tv)
+			tr = http.Header{"X-Sum": {tv}}
+		} else {
+			raw.WriteString("Content-Length: 1\r\n\r\nx")
+			h["Content-Length"] = []string{"1"}
+		}
+		exps = append(exps, exp{st, h, tr})
+	}
+	uc := &upstreamConn{br: bufio.NewReader(strings.NewReader(raw.String())), hop: http.Header{}}
+	req, _ := http.NewRequest("GET", "http://backend/", nil)
+	var got []exp
+	body := &directBody{}
+	for i := range exps {
+		dst := http.Header{}
+		*body = directBody{uc: uc}
+		resp, err := uc.readResponse(req, body, dst)
+		if err != nil {
+			t.Fatalf("%d: %v", i, err)
+		}
+		if _, err := io.ReadAll(body.rc); err != nil {
+			t.Fatalf("%d body: %v", i, err)
+		}
+		// keep copies of the slices (valsArr is reused), not of the strings
+		h := http.Header{}
+		for k, vv := range dst {
+			h[k] = append([]string(nil), vv...)
+		}
+		var tr http.Header
+		if resp.Trailer != nil {
+			tr = resp.Trailer
+		}
+		got = append(got, exp{resp.Status, h, tr})
+	}
+	for i := range exps {
+		if got[i].status != exps[i].status || !reflect.DeepEqual(got[i].h, exps[i].h) || (exps[i].trailer != nil && !reflect.DeepEqual(got[i].trailer, exps[i].trailer)) {
+			t.Fatalf("answer %d: got %q %v %v\nwant %q %v %v", i, got[i].status, got[i].h, got[i].trailer, exps[i].status, exps[i].h, exps[i].trailer)
+		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rampart-proxy/rampart/internal/proxy"
+	"github.com/rampart-proxy/rampart/internal/testnet"
 )
 
 // onePool is a config with one listener "web" and one pool "p" behind a
@@ -1012,64 +1013,149 @@ func wsEchoing(t *testing.T, e *testEnv) (net.Conn, *bufio.Reader) {
 	return conn, br
 }
 
-// Answers on one keep-alive client connection each carry their own
-// backend fields and none of an earlier answer's, also after an interim
-// answer: the connection reuses one reader of backend answers (and the
-// array its header values live in) for all its requests.
-func TestKeepAliveAnswersKeepTheirOwnFields(t *testing.T) {
-	var seq atomic.Int64
-	b := newTestBackend(t, "a")
-	b.setHandler(func(w http.ResponseWriter, r *http.Request) {
-		n := seq.Add(1)
-		if n == 3 {
-			w.Header().Set("Link", "</hint.css>; rel=preload")
-			w.WriteHeader(http.StatusEarlyHints)
-			w.Header().Del("Link")
+// scriptBackend answers each request with the raw answer for its path
+// (404 for others), on keep-alive connections.
+func scriptBackend(t *testing.T, answers map[string]string) string {
+	return testnet.Serve(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			f := strings.Fields(line)
+			for {
+				l, err := br.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if l == "\r\n" {
+					break
+				}
+			}
+			a, ok := answers[f[1]]
+			if !ok {
+				a = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+			}
+			if _, err := io.WriteString(c, a); err != nil {
+				return
+			}
+			if strings.Contains(a, "Connection: close") {
+				return
+			}
 		}
-		w.Header().Set("X-Seq", fmt.Sprint(n))
-		for k := range n % 3 {
-			w.Header().Set(fmt.Sprintf("X-Extra-%d", k), fmt.Sprintf("%d-%d", n, k))
-		}
-		fmt.Fprintf(w, "body-%d", n)
 	})
-	e := startEnv(t, onePool("round_robin", "", b))
-	c, err := net.DialTimeout("tcp", e.srv.Addr("web"), 5*time.Second)
+}
+
+var reuseAnswers = map[string]string{
+	"/a":     "HTTP/1.1 200 OK\r\nX-A: aaaa\r\nContent-Type: text/a\r\nContent-Length: 1\r\n\r\na",
+	"/b":     "HTTP/1.1 201 Created-B\r\nX-B: bbbb\r\nContent-Type: text/b\r\nContent-Length: 1\r\n\r\nb",
+	"/early": "HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\nX-Hint: h\r\n\r\nHTTP/1.1 200 OK\r\nX-Final: f\r\nContent-Length: 1\r\n\r\nf",
+	"/head":  "HTTP/1.1 200 OK\r\nX-H: hhhh\r\nContent-Length: 5\r\n\r\n",
+	"/nc":    "HTTP/1.1 204 No Content\r\nX-N: nnnn\r\n\r\n",
+	"/nm":    "HTTP/1.1 304 Not Modified\r\nEtag: \"e\"\r\n\r\n",
+	"/chunk": "HTTP/1.1 200 OK\r\nX-C: cccc\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Sum: 42\r\n\r\n",
+	"/empty": "HTTP/1.1 200 OK\r\nX-E: eeee\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+	"/conn":  "HTTP/1.1 200 OK\r\nConnection: X-Drop\r\nX-Drop: 1\r\nX-Keep: k\r\nContent-Length: 1\r\n\r\nc",
+	"/many":  manyFields(),
+}
+
+// manyFields is an answer with more fields than directBody's value array.
+func manyFields() string {
+	var b strings.Builder
+	b.WriteString("HTTP/1.1 200 OK\r\n")
+	for i := range 24 {
+		fmt.Fprintf(&b, "X-M%02d: v%02d\r\n", i, i)
+	}
+	b.WriteString("Content-Length: 1\r\n\r\nm")
+	return b.String()
+}
+
+// Answers on one keep-alive client connection, one at a time and then
+// pipelined, each carry their own status, fields, body and trailers and
+// none of an earlier answer's (an interim answer's included), and their
+// own X-Request-Id: the connection reuses one reader of backend answers,
+// and the array its header values live in, for all its requests.
+func TestKeepAliveAnswerSequence(t *testing.T) {
+	addr := scriptBackend(t, reuseAnswers)
+	e := startEnv(t, rawPool(addr))
+	c, err := net.Dial("tcp", e.srv.Addr("web"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
 	br := bufio.NewReader(c)
-	for n := int64(1); n <= 6; n++ {
-		if _, err := io.WriteString(c, "GET /x HTTP/1.1\r\nHost: a\r\n\r\n"); err != nil {
-			t.Fatal(err)
-		}
-		res, err := http.ReadResponse(br, nil)
-		for err == nil && res.StatusCode == http.StatusEarlyHints {
-			res, err = http.ReadResponse(br, nil)
-		}
-		if err != nil {
-			t.Fatalf("answer %d: %v", n, err)
-		}
-		body, _ := io.ReadAll(res.Body)
-		res.Body.Close()
-		if res.StatusCode != 200 || string(body) != fmt.Sprintf("body-%d", n) {
-			t.Fatalf("answer %d: %d %q", n, res.StatusCode, body)
-		}
-		if got := res.Header.Values("X-Seq"); len(got) != 1 || got[0] != fmt.Sprint(n) {
-			t.Errorf("answer %d: X-Seq %q", n, got)
-		}
-		for k := range int64(2) {
-			got, want := res.Header.Values(fmt.Sprintf("X-Extra-%d", k)), []string(nil)
-			if k < n%3 {
-				want = []string{fmt.Sprintf("%d-%d", n, k)}
+	seq := []struct{ method, path string }{
+		{"GET", "/a"}, {"GET", "/b"}, {"GET", "/early"}, {"HEAD", "/head"}, {"GET", "/nc"}, {"GET", "/nm"},
+		{"GET", "/chunk"}, {"GET", "/empty"}, {"GET", "/conn"}, {"GET", "/many"}, {"GET", "/a"}, {"GET", "/early"}, {"GET", "/chunk"}, {"GET", "/b"},
+	}
+	for round, pipelined := range []bool{false, true} {
+		if pipelined {
+			var all strings.Builder
+			for _, s := range seq {
+				fmt.Fprintf(&all, "%s %s HTTP/1.1\r\nHost: a\r\nTE: trailers\r\n\r\n", s.method, s.path)
 			}
-			if fmt.Sprint(got) != fmt.Sprint(want) {
-				t.Errorf("answer %d: X-Extra-%d %q, want %q", n, k, got, want)
-			}
+			io.WriteString(c, all.String())
 		}
-		if l := res.Header.Values("Link"); l != nil {
-			t.Errorf("answer %d: the interim answer's Link %q in the final one", n, l)
+		for _, s := range seq {
+			if !pipelined {
+				fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: a\r\nTE: trailers\r\n\r\n", s.method, s.path)
+			}
+			c.SetReadDeadline(time.Now().Add(testTimeout))
+			req, _ := http.NewRequest(s.method, "http://a"+s.path, nil)
+			var resp *http.Response
+			for {
+				resp, err = http.ReadResponse(br, req)
+				if err != nil {
+					t.Fatalf("round %d %s %s: %v", round, s.method, s.path, err)
+				}
+				if resp.StatusCode >= 200 {
+					break
+				}
+				if resp.Header.Get("Link") == "" || resp.Header.Get("X-Hint") != "h" {
+					t.Errorf("interim: %v", resp.Header)
+				}
+			}
+			body, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatalf("round %d %s %s body: %v", round, s.method, s.path, err)
+			}
+			h := resp.Header
+			if len(h["X-Request-Id"]) != 1 || h.Get("X-Request-Id") == "" {
+				t.Errorf("round %d %s %s: X-Request-Id %q", round, s.method, s.path, h["X-Request-Id"])
+			}
+			check := func(cond bool) {
+				t.Helper()
+				if !cond {
+					t.Errorf("round %d %s %s: %d %q %v trailer %v", round, s.method, s.path, resp.StatusCode, body, h, resp.Trailer)
+				}
+			}
+			switch s.path {
+			case "/a":
+				check(resp.StatusCode == 200 && h.Get("X-A") == "aaaa" && h.Get("Content-Type") == "text/a" && string(body) == "a" && h.Get("X-B") == "")
+			case "/b":
+				check(resp.StatusCode == 201 && h.Get("X-B") == "bbbb" && h.Get("Content-Type") == "text/b" && string(body) == "b")
+			case "/early":
+				check(resp.StatusCode == 200 && h.Get("X-Final") == "f" && h.Get("Link") == "" && h.Get("X-Hint") == "")
+			case "/head":
+				check(resp.StatusCode == 200 && h.Get("X-H") == "hhhh" && h.Get("Content-Length") == "5")
+			case "/nc":
+				check(resp.StatusCode == 204 && h.Get("X-N") == "nnnn")
+			case "/nm":
+				check(resp.StatusCode == 304 && h.Get("Etag") == `"e"`)
+			case "/chunk":
+				check(resp.StatusCode == 200 && h.Get("X-C") == "cccc" && string(body) == "abc" && resp.Trailer.Get("X-Sum") == "42")
+			case "/empty":
+				check(resp.StatusCode == 200 && h.Get("X-E") == "eeee" && string(body) == "")
+			case "/conn":
+				check(resp.StatusCode == 200 && h.Get("X-Drop") == "" && h.Get("X-Keep") == "k")
+			case "/many":
+				ok := resp.StatusCode == 200
+				for i := range 24 {
+					ok = ok && h.Get(fmt.Sprintf("X-M%02d", i)) == fmt.Sprintf("v%02d", i)
+				}
+				check(ok)
+			}
 		}
 	}
 }
