@@ -644,23 +644,7 @@ func TestDirectBodyClosedKeepsNoConnection(t *testing.T) {
 // client seen leaving just after would abandon the request of the next
 // client on that connection.
 func TestNoBodyAnswerPooledAfterTheWaitEnds(t *testing.T) {
-	addr := testnet.Serve(t, func(c net.Conn) {
-		br := bufio.NewReader(c)
-		for {
-			for {
-				line, err := br.ReadString('\n')
-				if err != nil {
-					return
-				}
-				if line == "\r\n" {
-					break
-				}
-			}
-			if _, err := io.WriteString(c, "HTTP/1.1 204 No Content\r\n\r\n"); err != nil {
-				return
-			}
-		}
-	})
+	addr := scriptedBackend(t, map[string]string{"/x": "HTTP/1.1 204 No Content\r\n\r\n"}, nil)
 	p := testPool(t, addr)
 	ctx, _ := pipeline.Attach(pipeline.WithSlot(context.Background()), pipeline.NewRecord())
 	pooled := 0
