@@ -478,7 +478,8 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 //
 // It carries the response itself and the backing array of its header
 // values; an HTTP/1 client connection reuses one for all its answers
-// (directRequest.body), so a response costs only the string of its head.
+// (directRequest.body), so an answer whose head repeats its backend
+// connection's previous one (httpwire.HeadMemo) allocates nothing.
 type directBody struct {
 	rc      io.Reader // nil when the response has no body
 	lr      io.LimitedReader
