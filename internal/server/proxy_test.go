@@ -1190,3 +1190,42 @@ func TestRequestIDOnHeadWrittenAfterHandler(t *testing.T) {
 		}
 	}
 }
+
+// Expect: 100-continue through the http.Transport path, with a backend
+// that answers before reading the body: the transport's write loop sends
+// the automatic 100 Continue (it reads the body) while the handler writes
+// the final answer, and the client gets both whole (fails under -race
+// without the engine's ordering; found by a review).
+func TestExpectContinueEarlyBackendAnswer(t *testing.T) {
+	addr := serveRaw(t, func(c net.Conn) error {
+		_, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nearly")
+		return err
+	})
+	e := startEnv(t, rawPool(addr))
+	for i := range 5 {
+		c, err := net.Dial("tcp", e.srv.Addr("web"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(testTimeout))
+		io.WriteString(c, "POST /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+		br := bufio.NewReader(c)
+		time.Sleep(50 * time.Millisecond)
+		io.WriteString(c, "hello")
+		for {
+			resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodPost})
+			if err != nil {
+				t.Fatalf("request %d: %v", i, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode == http.StatusContinue {
+				continue
+			}
+			if resp.StatusCode != http.StatusOK || string(body) != "early" {
+				t.Errorf("request %d: final answer %d %q, want 200 \"early\"", i, resp.StatusCode, body)
+			}
+			break
+		}
+		c.Close()
+	}
+}

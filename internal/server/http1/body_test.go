@@ -414,3 +414,32 @@ func TestAnnouncedChunks(t *testing.T) {
 		}
 	}
 }
+
+// The automatic 100 Continue, sent by a goroutine reading the body (a
+// proxy's transport write loop), and the final answer, written by the
+// handler while that goroutine may still be sending it, never use the
+// connection's writer at once (fails under -race; found by a review).
+func TestExpectContinueFinalAnswerWhileBodyIsRead(t *testing.T) {
+	ts := newTestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		done := make(chan struct{})
+		go func() {
+			io.ReadAll(r.Body)
+			close(done)
+		}()
+		// The backend answers while its request body is still being sent.
+		time.Sleep(200 * time.Millisecond)
+		w.Header().Set("Content-Length", "2")
+		io.WriteString(w, "ok")
+		<-done
+	}))
+	c := ts.dial(t)
+	c.write("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+	if l := c.line(); l != "HTTP/1.1 100 Continue\r\n" {
+		t.Fatalf("first line %q", l)
+	}
+	c.line()
+	c.write("hello")
+	if _, body := c.expectStatus("POST", 200); body != "ok" {
+		t.Fatalf("final answer body %q", body)
+	}
+}

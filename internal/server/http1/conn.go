@@ -171,9 +171,14 @@ func (c *conn) sendContinue() error {
 	if !c.canContinue.Load() {
 		return nil
 	}
-	c.canContinue.Store(false)
 	c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
-	return c.bw.Flush()
+	err := c.bw.Flush()
+	// Cleared only once it is out: until then a final answer about to be
+	// written (by the handler, while a transport's write loop reads the
+	// body and so sends this) waits for the lock in noContinue, and the
+	// two never use bw at once.
+	c.canContinue.Store(false)
+	return err
 }
 
 // noContinue is called before the final answer is written: no 100
