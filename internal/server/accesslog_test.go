@@ -1,12 +1,17 @@
 package server
 
 import (
+	"bufio"
 	"bytes"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // End to end through a real listener: a request full of secrets reaches
@@ -87,5 +92,37 @@ func TestAccessLogReloadAppliesNewRules(t *testing.T) {
 	lines := accessLogLines(t, filepath.Join(e.dir, "access.log"), 2)
 	if lines[0]["query"] != "hmac=one" || lines[1]["query"] != "hmac=[MASKED]" {
 		t.Fatalf("queries %q, %q", lines[0]["query"], lines[1]["query"])
+	}
+}
+
+// connection_reused says whether the request came on a connection that had
+// carried an earlier one (HTTP/1 keep-alive).
+func TestAccessLogConnectionReused(t *testing.T) {
+	b := newTestBackend(t, "a")
+	e := startEnv(t, onePool("round_robin", "", b)+"logging: {access_log: {path: access.log}}\n")
+	for conn, n := range []int{2, 1} {
+		c, err := net.DialTimeout("tcp", e.srv.Addr("web"), testTimeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(testTimeout))
+		br := bufio.NewReader(c)
+		for i := range n {
+			fmt.Fprintf(c, "GET /c%d/r%d HTTP/1.1\r\nHost: a\r\n\r\n", conn, i)
+			res, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+		}
+		c.Close()
+	}
+	want := map[string]bool{"/c0/r0": false, "/c0/r1": true, "/c1/r0": false}
+	for _, l := range accessLogLines(t, filepath.Join(e.dir, "access.log"), 3) {
+		path, _ := l["path"].(string)
+		if w, ok := want[path]; !ok || l["connection_reused"] != w {
+			t.Errorf("%s: connection_reused %v, want %v", path, l["connection_reused"], w)
+		}
 	}
 }

@@ -56,6 +56,7 @@ func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var tf *tlsFacts
 	ci, _ := r.Context().Value(connInfoKey{}).(*connInfo)
 	if ci != nil {
+		rec.ConnectionReused = ci.requests.Add(1) > 1
 		if tf = ci.tls; tf != nil {
 			tf.fill(rec)
 		}
@@ -440,6 +441,9 @@ type connInfo struct {
 	serverIP   string
 	serverPort int
 	tls        *tlsFacts // nil: plaintext
+	// requests counts the requests (HTTP/2 streams) the connection has
+	// carried, for the access log's connection_reused.
+	requests atomic.Uint64
 
 	rw responseWriter
 }
