@@ -265,12 +265,7 @@ func TestExpectContinue(t *testing.T) {
 			w.Write(b)
 		}))
 		c := ts.dial(t)
-		c.write("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
-		if l := c.line(); l != "HTTP/1.1 100 Continue\r\n" {
-			t.Fatalf("got %q", l)
-		}
-		c.line()
-		c.write("hello")
+		c.postAfterContinue("hello")
 		if _, body := c.expectStatus("POST", 201); body != "hello" {
 			t.Fatalf("body %q", body)
 		}
@@ -433,12 +428,7 @@ func TestExpectContinueFinalAnswerWhileBodyIsRead(t *testing.T) {
 		<-done
 	}))
 	c := ts.dial(t)
-	c.write("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
-	if l := c.line(); l != "HTTP/1.1 100 Continue\r\n" {
-		t.Fatalf("first line %q", l)
-	}
-	c.line()
-	c.write("hello")
+	c.postAfterContinue("hello")
 	if _, body := c.expectStatus("POST", 200); body != "ok" {
 		t.Fatalf("final answer body %q", body)
 	}

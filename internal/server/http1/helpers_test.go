@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -121,6 +122,20 @@ func (ts *testServer) dial(t testing.TB) *client {
 	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(testTimeout))
 	return &client{t: t, c: c, br: bufio.NewReader(c)}
+}
+
+// postAfterContinue sends a POST head with Expect: 100-continue, reads
+// the 100 Continue it must get, then sends body.
+func (c *client) postAfterContinue(body string) {
+	c.t.Helper()
+	c.write("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n")
+	if l := c.line(); l != "HTTP/1.1 100 Continue\r\n" {
+		c.t.Fatalf("first line %q, want the 100 Continue", l)
+	}
+	if l := c.line(); l != "\r\n" {
+		c.t.Fatalf("after the 100 Continue: %q", l)
+	}
+	c.write(body)
 }
 
 func (c *client) write(s string) {
