@@ -214,9 +214,19 @@ func TestH2CCountedUntilClosed(t *testing.T) {
 		s.Admit = func(net.Conn) bool { open.Add(1); return true }
 		s.OnClose = func(net.Conn) { open.Add(-1); closes.Add(1) }
 	})
-	cl := h2cClient()
+	// Exactly one connection, the test's own (http.Client may dial more
+	// than one for its pool).
+	c, err := net.DialTimeout("tcp", ts.addr, testTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := (&http2.Transport{AllowHTTP: true}).NewClientConn(c)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for range 3 {
-		resp, err := cl.Get("http://" + ts.addr + "/")
+		req, _ := http.NewRequest(http.MethodGet, "http://"+ts.addr+"/", nil)
+		resp, err := cc.RoundTrip(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -230,7 +240,7 @@ func TestH2CCountedUntilClosed(t *testing.T) {
 	if o, n := open.Load(), closes.Load(); o != 1 || n != 0 {
 		t.Fatalf("h2c connection open: counted %d, OnClose calls %d; want 1 and 0", o, n)
 	}
-	cl.CloseIdleConnections()
+	cc.Close()
 	waitFor(t, "h2c connection released", func() bool { return open.Load() == 0 })
 	time.Sleep(50 * time.Millisecond)
 	if n := closes.Load(); n != 1 {
