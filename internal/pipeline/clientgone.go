@@ -20,10 +20,14 @@ func Waiting(ctx context.Context, w *Wait) {
 	}
 }
 
-// DoneWaiting unregisters w (see Waiting).
+// DoneWaiting unregisters w (see Waiting). It returns only when no abandon
+// of w is under way: the caller may then reuse what w would abandon (a
+// backend connection goes back to its pool for another client's request).
 func DoneWaiting(ctx context.Context, w *Wait) {
 	if s, ok := ctx.Value(recordKey{}).(*slot); ok {
+		s.abandoning.Lock()
 		s.wait.CompareAndSwap(w, nil)
+		s.abandoning.Unlock()
 	}
 }
 
@@ -34,6 +38,8 @@ func ClientGone(connCtx context.Context) bool {
 	if !ok {
 		return false
 	}
+	s.abandoning.Lock()
+	defer s.abandoning.Unlock()
 	w := s.wait.Swap(nil)
 	if w == nil {
 		return false

@@ -121,6 +121,9 @@ type slot struct {
 	rec atomic.Pointer[Record]
 	// wait is the backend wait of that request, if any (clientgone.go).
 	wait atomic.Pointer[Wait]
+	// abandoning is held while a wait is abandoned, and by DoneWaiting:
+	// once DoneWaiting returns, no abandon of that wait is still under way.
+	abandoning sync.Mutex
 }
 
 // WithSlot returns a connection's context with an empty record slot.
