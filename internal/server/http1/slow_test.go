@@ -220,6 +220,7 @@ func TestH2CCountedUntilClosed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	//lint:ignore SA1019 a client of exactly one given connection, which net/http's Transport does not offer
 	cc, err := (&http2.Transport{AllowHTTP: true}).NewClientConn(c)
 	if err != nil {
 		t.Fatal(err)
