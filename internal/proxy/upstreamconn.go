@@ -452,9 +452,10 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 			// arriving just after the next request went out would be
 			// read as its answer.
 			// The client's wait ends before the connection can carry
-			// another client's request (releaseConn ends it first): a
-			// client seen leaving after that would abandon the other's.
-			uc.bodyCtx, waiting = ctx, false
+			// another client's request: a client seen leaving after that
+			// would abandon the other's.
+			pipeline.DoneWaiting(ctx, &uc.wait)
+			waiting = false
 			body.releaseConn(!announcesBody(resp, uc))
 		} else if resp.ContentLength < 0 || int64(uc.br.Buffered()) < resp.ContentLength {
 			// The body is still to come: it may stream for longer than
