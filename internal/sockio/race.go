@@ -25,3 +25,7 @@ func errno(err error) syscall.Errno {
 	}
 	return err.(syscall.Errno)
 }
+
+// raceEnabled: the build has the race detector (tests that check
+// MSG_NOSIGNAL know the race build writes with write(2)).
+const raceEnabled = true

@@ -55,6 +55,14 @@ type Conn struct {
 	// Pending's peek, as readFn (one method value per connection).
 	peekFn  func(fd uintptr)
 	peekErr syscall.Errno
+
+	// BeforeWait, when set, is called when a Read finds nothing to read
+	// and is about to wait in the poller, on the reading goroutine. A
+	// server that keeps per-request memory only while a connection is busy
+	// lets it go here, when the connection has in fact gone idle, instead
+	// of before every read for the next request, most of which find it
+	// there.
+	BeforeWait func()
 }
 
 // New returns a Conn for c, or nil when c is not a TCP connection (a TLS
@@ -103,7 +111,37 @@ func (c *Conn) Pending() bool {
 	return c.peekErr != syscall.EAGAIN
 }
 
-func (c *Conn) peekOnce(fd uintptr) { _, c.peekErr = peek(fd) }
+func (c *Conn) peekOnce(fd uintptr) {
+	if !readable(fd) {
+		c.peekErr = syscall.EAGAIN
+	}
+}
+
+// readable reports whether a read of the socket would not wait: data, the
+// end of the stream or an error is there. A poll with a zero timeout, not
+// a peek: TCP answers a poll from the socket's state without taking the
+// socket's lock, which a peek takes (and then processes what queued up
+// behind it). A raw system call: it never blocks.
+func readable(fd uintptr) bool {
+	pfd := struct {
+		fd      int32
+		events  int16
+		revents int16
+	}{fd: int32(fd), events: pollIn | pollRDHup}
+	var zero syscall.Timespec
+	for {
+		n, _, e := syscall.RawSyscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd)), 1, uintptr(unsafe.Pointer(&zero)), 0, 0, 0)
+		if e != syscall.EINTR {
+			return e != 0 || n > 0 // an error: let the read find it
+		}
+	}
+}
+
+// poll(2) event bits (POLLIN, POLLRDHUP), which package syscall lacks.
+const (
+	pollIn    = 0x1
+	pollRDHup = 0x2000
+)
 
 // peek looks at the socket's next byte without taking it or waiting: n is
 // 1 when there is one, 0 at the end of the stream; EAGAIN when nothing has
@@ -146,6 +184,9 @@ func (c *Conn) read(fd uintptr) bool {
 			return true
 		case syscall.EINTR:
 		case syscall.EAGAIN:
+			if c.BeforeWait != nil {
+				c.BeforeWait()
+			}
 			return false // wait in the poller, then be called again
 		default:
 			c.rerr = c.opError("read", e)

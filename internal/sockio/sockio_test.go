@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/signal"
 	"syscall"
 	"testing"
 	"time"
@@ -212,5 +213,43 @@ func TestPending(t *testing.T) {
 			t.Fatal("Pending false at the end of the stream")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+
+	// A reset: the read would fail at once.
+	sc, peer = pair(t)
+	if sc.Pending() {
+		t.Fatal("Pending on a quiet connection")
+	}
+	peer.(*net.TCPConn).SetLinger(0)
+	peer.Close()
+	for !sc.Pending() {
+		if time.Now().After(deadline) {
+			t.Fatal("Pending false after a reset")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := sc.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("read after a reset: %v, want ECONNRESET", err)
+	}
+}
+
+// A write to a connection whose sending side is shut fails with EPIPE and
+// raises no SIGPIPE (MSG_NOSIGNAL). Without the flag the kernel sends the
+// signal, which the runtime ignores for sockets but relays to Notify.
+func TestWriteAfterShutdownNoSignal(t *testing.T) {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGPIPE)
+	defer signal.Stop(sigs)
+	sc, _ := pair(t)
+	sc.nc.(*net.TCPConn).CloseWrite()
+	if _, err := sc.Write([]byte("hello")); !errors.Is(err, syscall.EPIPE) {
+		t.Fatalf("write after shutdown: %v, want EPIPE", err)
+	}
+	select {
+	case <-sigs:
+		if !raceEnabled { // the race build writes with write(2)
+			t.Fatal("SIGPIPE raised by a write to a shut connection")
+		}
+	case <-time.After(50 * time.Millisecond):
 	}
 }
