@@ -484,3 +484,38 @@ func TestShutdownServesRequestAlreadyOnItsWay(t *testing.T) {
 		t.Fatalf("Shutdown: %v", err)
 	}
 }
+
+// An idle keep-alive connection gives its write buffer back to the pool;
+// one whose next request is already there when it reads keeps it (no
+// trade through the pool per request). The handler reports the count of
+// returns, read on the connection's own goroutine.
+func TestWriteBufferReleasedOnlyWhenIdle(t *testing.T) {
+	release := make(chan struct{})
+	releases := make(chan int, 4)
+	ts := newTestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		releases <- w.(*response).c.writerReleases
+		w.Header().Set("Content-Length", "2")
+		io.WriteString(w, "ok")
+		if r.URL.Path == "/hold" {
+			w.(http.Flusher).Flush()
+			<-release // the next request arrives while this one is held
+		}
+	}))
+	c := ts.dial(t)
+	c.write("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	c.expectStatus("GET", 200)
+	n0 := recv(t, releases) // 0 or 1: the first read may have waited
+	time.Sleep(50 * time.Millisecond) // idle: the read waits
+	c.write("GET /hold HTTP/1.1\r\nHost: a\r\n\r\n")
+	c.expectStatus("GET", 200)
+	if n := recv(t, releases); n != n0+1 {
+		t.Fatalf("after an idle wait: %d releases, want %d", n, n0+1)
+	}
+	c.write("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	time.Sleep(50 * time.Millisecond) // in the socket, not yet read
+	close(release)
+	c.expectStatus("GET", 200)
+	if n := recv(t, releases); n != n0+1 {
+		t.Fatalf("next request already there: %d releases, want still %d", n, n0+1)
+	}
+}
