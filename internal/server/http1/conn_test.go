@@ -504,7 +504,7 @@ func TestWriteBufferReleasedOnlyWhenIdle(t *testing.T) {
 	c := ts.dial(t)
 	c.write("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
 	c.expectStatus("GET", 200)
-	n0 := recv(t, releases) // 0 or 1: the first read may have waited
+	n0 := recv(t, releases)           // 0 or 1: the first read may have waited
 	time.Sleep(50 * time.Millisecond) // idle: the read waits
 	c.write("GET /hold HTTP/1.1\r\nHost: a\r\n\r\n")
 	c.expectStatus("GET", 200)
