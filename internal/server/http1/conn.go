@@ -34,6 +34,10 @@ type conn struct {
 	sock *sockio.Conn
 	// idle: awaitNext is reading for the next request (see beforeWait).
 	idle bool
+	// wroteAt is when the last metered write ended (writeMetered), for
+	// the idle deadline after the answer's final flush: the clock is not
+	// read twice in a row.
+	wroteAt time.Time
 	// writerReleases counts the write buffer's returns to its pool (for
 	// tests).
 	writerReleases int
@@ -312,7 +316,10 @@ func (c *conn) serve() {
 			if s.shuttingDown() {
 				return
 			}
-			now := time.Now()
+			now := c.wroteAt // the answer's flush just read the clock
+			if now.IsZero() {
+				now = clock.Now()
+			}
 			idle := c.pol.IdleTimeout
 			if !first && clock.Rearm(c.readDeadline, now, idle) {
 				c.setReadDeadline(now.Add(idle))
@@ -356,6 +363,7 @@ func (c *conn) serve() {
 		// Pipelined requests already buffered are answered before the
 		// responses go out together.
 		if c.br.Buffered() == 0 {
+			c.wroteAt = time.Time{}
 			if c.bw.Flush() != nil {
 				return
 			}

@@ -7,10 +7,10 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/rampart-proxy/rampart/internal/clock"
 	"github.com/rampart-proxy/rampart/internal/httpwire"
 )
 
@@ -385,24 +385,39 @@ func writeStatusLine(bw *bufio.Writer, code int) {
 	bw.WriteString("\r\n")
 }
 
-// httpDate returns the current time in IMF-fixdate, formatted at most once
-// a second.
+// httpDate returns the current time in IMF-fixdate. A goroutine started
+// with the first answer formats it once a second, on the second: the
+// answers read it without reading the clock (one clock read less per
+// answer; the field has a resolution of a second anyway).
 func httpDate() string {
-	now := clock.Now().Unix()
-	if d := cachedDate.Load(); d != nil && d.unix == now {
-		return d.text
+	if d := cachedDate.Load(); d != nil {
+		return *d
 	}
-	d := &dateCache{unix: now, text: time.Unix(now, 0).UTC().Format(http.TimeFormat)}
-	cachedDate.Store(d)
-	return d.text
+	dateOnce.Do(func() {
+		setDate(time.Now())
+		go keepDate()
+	})
+	return *cachedDate.Load()
 }
 
-type dateCache struct {
-	unix int64
-	text string
+func setDate(now time.Time) {
+	d := now.UTC().Format(http.TimeFormat)
+	cachedDate.Store(&d)
 }
 
-var cachedDate atomic.Pointer[dateCache]
+// keepDate refreshes cachedDate just after each second begins.
+func keepDate() {
+	for {
+		now := time.Now()
+		time.Sleep(now.Truncate(time.Second).Add(time.Second).Sub(now))
+		setDate(time.Now())
+	}
+}
+
+var (
+	cachedDate atomic.Pointer[string]
+	dateOnce   sync.Once
+)
 
 // hijackedConn serves the bytes Rampart had already buffered before the
 // ones still in the socket.

@@ -448,3 +448,30 @@ func TestConnScratch(t *testing.T) {
 		}
 	}
 }
+
+// Every answer carries the current Date, to the second: the cached field
+// follows the clock from one second to the next.
+func TestDateFollowsTheClock(t *testing.T) {
+	ts := newTestServer(t, nil)
+	c := ts.dial(t)
+	check := func() time.Time {
+		t.Helper()
+		before := time.Now().Truncate(time.Second)
+		c.write("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+		resp, _ := c.expectStatus("GET", 200)
+		after := time.Now()
+		d, err := http.ParseTime(resp.Header.Get("Date"))
+		if err != nil {
+			t.Fatalf("Date %q: %v", resp.Header.Get("Date"), err)
+		}
+		if d.Before(before.Add(-time.Second)) || d.After(after) {
+			t.Fatalf("Date %v outside [%v, %v]", d, before, after)
+		}
+		return d
+	}
+	first := check()
+	time.Sleep(1100 * time.Millisecond)
+	if second := check(); !second.After(first) {
+		t.Fatalf("Date %v after a second's wait, was %v", second, first)
+	}
+}

@@ -2,6 +2,8 @@ package http1
 
 import (
 	"time"
+
+	"github.com/rampart-proxy/rampart/internal/clock"
 )
 
 // Slow-client indicators: what a connection did that a slowloris, slow
@@ -132,9 +134,10 @@ func (c *conn) writeMetered(p []byte, now time.Time) (int, error) {
 	written := 0
 	for {
 		n, err := c.sockWrite(p[written:])
-		after := time.Now()
+		after := clock.Now()
 		slow := m.wrote(n, after.Sub(now), c.minReadRate)
 		now = after
+		c.wroteAt = now
 		written += n
 		if slow {
 			c.slow(SlowRead)
