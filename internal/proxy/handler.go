@@ -38,14 +38,29 @@ func poolOf(r *http.Request) *Pool {
 func NewHandler(log *slog.Logger) *Handler {
 	h := &Handler{}
 	h.rp = &httputil.ReverseProxy{
-		Rewrite:       rewrite,
-		Transport:     poolTransport{},
-		FlushInterval: -1, // stream responses as they come; buffering is the client's socket's job
-		BufferPool:    bufferPool{},
-		ErrorHandler:  errorHandler,
-		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		Rewrite:        rewrite,
+		Transport:      poolTransport{},
+		FlushInterval:  -1, // stream responses as they come; buffering is the client's socket's job
+		BufferPool:     bufferPool{},
+		ErrorHandler:   errorHandler,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ModifyResponse: upgradeRequestID,
 	}
 	return h
+}
+
+// upgradeRequestID gives a 101 answer Rampart's X-Request-Id in place of
+// any the backend sent. Other answers get it from the server's response
+// writer when their head is written; a 101 is written by the reverse proxy
+// on the hijacked connection, past that writer.
+func upgradeRequestID(res *http.Response) error {
+	if res.StatusCode != http.StatusSwitchingProtocols {
+		return nil
+	}
+	if id := pipeline.FromContext(res.Request.Context()).RequestID; id != "" {
+		res.Header["X-Request-Id"] = []string{id}
+	}
+	return nil
 }
 
 // ServeHTTP proxies r to the pool in its context. Requests without a body

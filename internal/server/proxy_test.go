@@ -556,7 +556,8 @@ func wsEcho(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer conn.Close()
-	brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	// The backend's own request id: the client must see Rampart's only.
+	brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Request-Id: backend-id\r\n\r\n")
 	brw.Flush()
 	conn.SetDeadline(time.Now().Add(testTimeout))
 	buf := make([]byte, 1024)
@@ -621,8 +622,12 @@ func TestWebSocketUpgrade(t *testing.T) {
 	}
 	conn.Close()
 	eventually(t, "in-flight back to 0 after the WebSocket closed", func() bool { return e.backend("p", "a").InFlight() == 0 })
-	if l := lastLogLine(t, e, 1); l["status_code"] != 101.0 || l["target_status_code"] != 101.0 {
+	l := lastLogLine(t, e, 1)
+	if l["status_code"] != 101.0 || l["target_status_code"] != 101.0 {
 		t.Errorf("access log of the upgrade: status %v target %v, want 101 101", l["status_code"], l["target_status_code"])
+	}
+	if ids := res.Header.Values("X-Request-Id"); len(ids) != 1 || ids[0] != l["request_id"] {
+		t.Errorf("X-Request-Id of the 101: %q, want exactly the logged %v", ids, l["request_id"])
 	}
 }
 
