@@ -289,8 +289,12 @@ func CanonicalKey(name string) string {
 // connection that keeps its vals and memo between the blocks it parses
 // allocates nothing here for fields that repeat. The slices of the
 // previous block parsed with the same vals must be dead by then.
-func ParseFields(hdr http.Header, block string, vals *[]string, memo *HeadMemo) error {
+//
+// It reports which framing fields the block has (a bit is set when the
+// field is there, may be set when it was dropped).
+func ParseFields(hdr http.Header, block string, vals *[]string, memo *HeadMemo) (Fields, error) {
 	clear(hdr)
+	var seen Fields
 	n := strings.Count(block, "\n")
 	if cap(*vals) < n {
 		*vals = make([]string, n)
@@ -301,9 +305,10 @@ func ParseFields(hdr http.Header, block string, vals *[]string, memo *HeadMemo) 
 		field, block, _ = strings.Cut(block, "\n")
 		key, value, err := SplitField(field)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		key, value = memo.Field(i, key, value)
+		seen |= framingField(key)
 		if strings.IndexByte(key, '_') >= 0 {
 			// Dropped, as nginx does by default (underscores_in_headers
 			// off): CGI-style backends read X_Real_IP and X-Real-IP as one
@@ -318,7 +323,42 @@ func ParseFields(hdr http.Header, block string, vals *[]string, memo *HeadMemo) 
 			hdr[key] = vs[i : i+1 : i+1]
 		}
 	}
-	return nil
+	return seen, nil
+}
+
+// Fields is a set of the framing fields that decide how a message is
+// delimited and whether its connection stays open. Code that must look
+// each of them up does so only when the head has it: most heads have none,
+// and a miss in a small map scans all of its slots.
+type Fields uint8
+
+const (
+	FieldConnection Fields = 1 << iota
+	FieldUpgrade
+	FieldTransferEncoding
+	FieldContentLength
+	FieldExpect
+	FieldTrailer
+)
+
+// framingField is key's bit in Fields (key in canonical form), 0 for the
+// other fields.
+func framingField(key string) Fields {
+	switch key {
+	case "Connection":
+		return FieldConnection
+	case "Upgrade":
+		return FieldUpgrade
+	case "Transfer-Encoding":
+		return FieldTransferEncoding
+	case "Content-Length":
+		return FieldContentLength
+	case "Expect":
+		return FieldExpect
+	case "Trailer":
+		return FieldTrailer
+	}
+	return 0
 }
 
 // View is b as a string without copying, for parsing only: b is a read

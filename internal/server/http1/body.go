@@ -44,11 +44,20 @@ func frame(r *http.Request, c *conn) error {
 	// copy r.Header and add r.Host (Coraza's does) see it once.
 	delete(h, "Host")
 
-	r.Close = shouldClose(r)
-	if up, ok := h["Upgrade"]; ok {
-		dropH2CUpgrade(h, up)
+	seen := c.head.seen
+	r.Close = shouldClose(r, seen)
+	if seen&httpwire.FieldUpgrade != 0 {
+		if up, ok := h["Upgrade"]; ok {
+			dropH2CUpgrade(h, up)
+		}
 	}
-	te, cl := h["Transfer-Encoding"], h["Content-Length"]
+	var te, cl []string
+	if seen&httpwire.FieldTransferEncoding != 0 {
+		te = h["Transfer-Encoding"]
+	}
+	if seen&httpwire.FieldContentLength != 0 {
+		cl = h["Content-Length"]
+	}
 	switch {
 	case len(te) > 0:
 		if r.ProtoMinor == 0 {
@@ -100,7 +109,7 @@ func frame(r *http.Request, c *conn) error {
 	if r.Body != http.NoBody && len(h["Content-Type"]) > 1 {
 		return refuse(http.StatusBadRequest, severalContentTypes) // checked only where there is a body to type
 	}
-	if exp, ok := h["Expect"]; ok {
+	if exp, ok := expect(h, seen); ok {
 		if len(exp) != 1 || !strings.EqualFold(exp[0], "100-continue") || r.ProtoMinor == 0 {
 			return refuse(http.StatusExpectationFailed, "unsupported Expect")
 		}
@@ -109,6 +118,15 @@ func frame(r *http.Request, c *conn) error {
 }
 
 var chunkedTE = []string{"chunked"}
+
+// expect is the request's Expect field, looked up only if the head has one.
+func expect(h http.Header, seen httpwire.Fields) ([]string, bool) {
+	if seen&httpwire.FieldExpect == 0 {
+		return nil, false
+	}
+	exp, ok := h["Expect"]
+	return exp, ok
+}
 
 // severalContentTypes refuses a request with more than one Content-Type
 // field (a singleton, RFC 9110 §8.3): the WAF reads the first to decide
@@ -147,8 +165,11 @@ func dropH2CUpgrade(h http.Header, up []string) {
 
 // shouldClose applies RFC 9112 §9.3: HTTP/1.1 is persistent unless the
 // client says "close"; HTTP/1.0 only when it asks for keep-alive.
-func shouldClose(r *http.Request) bool {
-	conn := r.Header["Connection"]
+func shouldClose(r *http.Request, seen httpwire.Fields) bool {
+	var conn []string
+	if seen&httpwire.FieldConnection != 0 {
+		conn = r.Header["Connection"]
+	}
 	if r.ProtoMinor == 0 {
 		return httpwire.HasToken(conn, "close") || !httpwire.HasToken(conn, "keep-alive")
 	}

@@ -42,6 +42,8 @@ type head struct {
 	hdr  http.Header
 	vals []string
 	memo httpwire.HeadMemo
+	// seen: the framing fields the head has (frame looks up only those).
+	seen httpwire.Fields
 }
 
 // readHead reads the request line and header block from br into h.buf, one
@@ -149,9 +151,11 @@ func (h *head) parse(r *http.Request, lineEnd int) error {
 	}
 
 	// Header fields.
-	if err := httpwire.ParseFields(h.hdr, httpwire.View(h.buf[lineEnd:]), &h.vals, &h.memo); err != nil {
+	seen, err := httpwire.ParseFields(h.hdr, httpwire.View(h.buf[lineEnd:]), &h.vals, &h.memo)
+	if err != nil {
 		return refuse(http.StatusBadRequest, err.Error())
 	}
+	h.seen = seen
 	r.Header = h.hdr
 	if r.ProtoMinor == 0 {
 		// An HTTP/1.0 request's Upgrade is ignored (RFC 9110 §7.8).
