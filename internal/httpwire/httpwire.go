@@ -6,6 +6,7 @@ package httpwire
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"net/http"
 	"net/textproto"
@@ -96,7 +97,23 @@ func ValidToken(s string) bool {
 
 // ValidValue accepts field-content of RFC 9110 §5.5: visible characters,
 // obs-text, SP and HTAB; no other control character (NUL, CR, LF, DEL).
+//
+// Eight bytes at a time: every field of every message is checked, and
+// values (cookies, user agents, request ids) run to tens of bytes. A word
+// with a byte below 0x20 or of 0x7f, which may be a permitted tab, is
+// looked at byte by byte.
 func ValidValue(s string) bool {
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		w := binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s[i:]), 8))
+		if hasLess(w, 0x20)|hasZero(w^(lows*0x7f)) != 0 && !validBytes(s[i:i+8]) {
+			return false
+		}
+	}
+	return validBytes(s[i:])
+}
+
+func validBytes(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if (c < 0x20 && c != '\t') || c == 0x7f {
@@ -105,6 +122,35 @@ func ValidValue(s string) bool {
 	}
 	return true
 }
+
+// HasCRLF reports whether s has a CR or LF byte: a value that would split
+// the head it is written into. Eight bytes at a time, as ValidValue.
+func HasCRLF(s string) bool {
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		w := binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s[i:]), 8))
+		if hasZero(w^(lows*'\r'))|hasZero(w^(lows*'\n')) != 0 {
+			return true
+		}
+	}
+	for ; i < len(s); i++ {
+		if c := s[i]; c == '\r' || c == '\n' {
+			return true
+		}
+	}
+	return false
+}
+
+// Word tests on eight bytes at once ("Bit Twiddling Hacks"): hasLess is
+// non-zero when a byte of w is below n (n <= 128), hasZero when a byte is
+// 0. A borrow goes up only from a byte that matches, so "any" is exact.
+const (
+	lows  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+func hasLess(w, n uint64) uint64 { return (w - lows*n) & ^w & highs }
+func hasZero(w uint64) uint64    { return hasLess(w, 1) }
 
 // ParseContentLength parses a Content-Length value: digits only, no sign,
 // no whitespace, at most 18 digits (so it cannot overflow int64).

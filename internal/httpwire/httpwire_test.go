@@ -230,3 +230,53 @@ func TestHeadMemoOutlivesTheBuffer(t *testing.T) {
 		t.Errorf("a repeated field: %v allocations, want 0", n)
 	}
 }
+
+// ValidValue's word-at-a-time check agrees with the byte-by-byte rule for
+// every byte at every position of values of every length up to 40.
+func TestValidValueWords(t *testing.T) {
+	for n := 0; n <= 40; n++ {
+		for pos := 0; pos < n; pos++ {
+			for c := 0; c < 256; c++ {
+				b := []byte(strings.Repeat("a", n))
+				b[pos] = byte(c)
+				s := string(b)
+				if got, want := ValidValue(s), validBytes(s); got != want {
+					t.Fatalf("ValidValue(%q) = %v, want %v", s, got, want)
+				}
+			}
+		}
+	}
+	// Two bad bytes, and obs-text beside a control character.
+	for _, s := range []string{"\x80\x7f", "\xff\x00aaaaaaa", "aaaaaaa\t\x1f", "\t\t\t\t\t\t\t\t\t", "\x80\x80\x80\x80\x80\x80\x80\x80\r"} {
+		if got, want := ValidValue(s), validBytes(s); got != want {
+			t.Fatalf("ValidValue(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+func FuzzValidValue(f *testing.F) {
+	f.Add("text/plain; charset=utf-8")
+	f.Add("a\tb\x7fc")
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := ValidValue(s), validBytes(s); got != want {
+			t.Fatalf("ValidValue(%q) = %v, want %v", s, got, want)
+		}
+	})
+}
+
+// HasCRLF finds a CR or LF at any position of values of every length up
+// to 40, and nothing in values without one.
+func TestHasCRLFWords(t *testing.T) {
+	slow := func(s string) bool { return strings.ContainsAny(s, "\r\n") }
+	for n := 0; n <= 40; n++ {
+		for pos := 0; pos < n; pos++ {
+			for c := 0; c < 256; c++ {
+				b := []byte(strings.Repeat("a", n))
+				b[pos] = byte(c)
+				if s := string(b); HasCRLF(s) != slow(s) {
+					t.Fatalf("HasCRLF(%q) = %v", s, HasCRLF(s))
+				}
+			}
+		}
+	}
+}

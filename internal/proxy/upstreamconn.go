@@ -687,12 +687,7 @@ func writeRequest(w *bufio.Writer, d *directRequest) error {
 var errBadHeader = errors.New("header value with CR, LF or NUL")
 
 func safeHeaderValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; c == '\r' || c == '\n' || c == 0 {
-			return false
-		}
-	}
-	return true
+	return !httpwire.HasCRLF(v) && strings.IndexByte(v, 0) < 0
 }
 
 // isHopHeader reports whether k (canonical form) is a hop-by-hop header of

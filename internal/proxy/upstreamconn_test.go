@@ -124,9 +124,11 @@ func TestDirectRefusesHeaderInjection(t *testing.T) {
 	p := testPool(t, addr)
 	req, _ := http.NewRequest(http.MethodGet, "http://placeholder/x", nil)
 	req.Header.Set("X-Ok", "1")
-	req.Header["X-Evil"] = []string{"a\r\nInjected: yes"}
-	if _, err := p.forward(req, &directRequest{req: req, rec: pipeline.FromContext(req.Context())}); !errors.Is(err, errBadHeader) {
-		t.Fatalf("forward with CR/LF in a header: err = %v, want errBadHeader", err)
+	for _, evil := range []string{"a\r\nInjected: yes", "a long value, then\nInjected: yes", "nul\x00byte"} {
+		req.Header["X-Evil"] = []string{evil}
+		if _, err := p.forward(req, &directRequest{req: req, rec: pipeline.FromContext(req.Context())}); !errors.Is(err, errBadHeader) {
+			t.Fatalf("forward with %q in a header: err = %v, want errBadHeader", evil, err)
+		}
 	}
 	select {
 	case h := <-heads:

@@ -352,22 +352,12 @@ func writeField(bw *bufio.Writer, k, v string) {
 	if !httpwire.ValidToken(k) {
 		return
 	}
-	if hasCRLF(v) {
+	if httpwire.HasCRLF(v) {
 		v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
 	}
 	httpwire.WriteField(bw, k, v)
 }
 
-// hasCRLF is strings.ContainsAny(v, "\r\n") without building a set per
-// call: header values are short, and checked for every field written.
-func hasCRLF(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; c == '\r' || c == '\n' {
-			return true
-		}
-	}
-	return false
-}
 
 func writeStatusLine(bw *bufio.Writer, code int) {
 	if code == http.StatusOK {
