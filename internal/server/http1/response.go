@@ -358,7 +358,6 @@ func writeField(bw *bufio.Writer, k, v string) {
 	httpwire.WriteField(bw, k, v)
 }
 
-
 func writeStatusLine(bw *bufio.Writer, code int) {
 	if code == http.StatusOK {
 		bw.WriteString("HTTP/1.1 200 OK\r\n")
