@@ -143,47 +143,75 @@ func (w *response) writeInterim(code int) {
 
 // writeHead serialises the status line and headers into the connection's
 // buffer, choosing the body framing.
+//
+// The fields that decide the framing are picked out while the others are
+// written, in the one pass over the map that writing needs anyway: a lookup
+// of a field the map does not have (most answers have no Transfer-Encoding,
+// Trailer, Connection or Date of the handler's) scans all of a small map.
 func (w *response) writeHead() {
 	w.sentHeader = true
 	w.c.noContinue()
 	bw := w.c.bw
 	h := w.header
-	delete(h, "Transfer-Encoding") // framing is Rampart's choice, never the handler's
-	_, trailers := h["Trailer"]
-	switch {
-	case w.noBody || w.status == http.StatusSwitchingProtocols:
-		if w.status == http.StatusNoContent || w.status == http.StatusNotModified {
-			delete(h, "Content-Length")
-		}
-	case w.declared >= 0 && !trailers:
-	case w.req.ProtoMinor == 1:
-		delete(h, "Content-Length")
-		w.declared = -1
-		w.chunked = true
-	default:
-		// An HTTP/1.0 client without a known length: the end of the body
-		// is the end of the connection.
-		delete(h, "Content-Length")
-		w.declared = -1
-		w.closeAfter = true
-	}
-	if !w.closeAfter && httpwire.HasToken(h["Connection"], "close") {
-		w.closeAfter = true
-	}
-	if w.c.srv.shuttingDown() {
-		w.closeAfter = true
-	}
 	writeStatusLine(bw, w.status)
+	var cl, conn []string
+	hasTE, trailers, hasDate := false, false, false
 	for k, vv := range h {
-		if k == "Connection" {
+		switch k {
+		case "Transfer-Encoding":
+			hasTE = true
+			continue // framing is Rampart's choice, never the handler's
+		case "Content-Length":
+			cl = vv
+			continue // written below if the framing keeps it
+		case "Connection":
+			conn = vv
 			continue // written below from closeAfter
+		case "Trailer":
+			trailers = true
+		case "Date":
+			hasDate = true
 		}
 		for _, v := range vv {
 			writeField(bw, k, v)
 		}
 	}
+	if hasTE {
+		delete(h, "Transfer-Encoding")
+	}
+	keepLength := true
+	switch {
+	case w.noBody || w.status == http.StatusSwitchingProtocols:
+		keepLength = w.status != http.StatusNoContent && w.status != http.StatusNotModified
+	case w.declared >= 0 && !trailers:
+	case w.req.ProtoMinor == 1:
+		keepLength = false
+		w.declared = -1
+		w.chunked = true
+	default:
+		// An HTTP/1.0 client without a known length: the end of the body
+		// is the end of the connection.
+		keepLength = false
+		w.declared = -1
+		w.closeAfter = true
+	}
+	if cl != nil {
+		if keepLength {
+			for _, v := range cl {
+				writeField(bw, "Content-Length", v)
+			}
+		} else {
+			delete(h, "Content-Length")
+		}
+	}
+	if !w.closeAfter && httpwire.HasToken(conn, "close") {
+		w.closeAfter = true
+	}
+	if w.c.srv.shuttingDown() {
+		w.closeAfter = true
+	}
 	bw.WriteString(w.block)
-	if _, ok := h["Date"]; !ok {
+	if !hasDate {
 		httpwire.WriteField(bw, "Date", httpDate())
 	}
 	if w.chunked {
@@ -191,7 +219,7 @@ func (w *response) writeHead() {
 	}
 	switch {
 	case w.status == http.StatusSwitchingProtocols:
-		for _, v := range h["Connection"] {
+		for _, v := range conn {
 			writeField(bw, "Connection", v)
 		}
 	case w.closeAfter:
