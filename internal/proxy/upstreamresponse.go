@@ -134,6 +134,10 @@ func (uc *upstreamConn) readFields(dst http.Header, block []byte, body *directBo
 	if n := bytes.Count(block, newline); n > len(vals) {
 		vals = make([]string, n)
 	}
+	// Most answers go into an empty map (no stage set a field before):
+	// then a field is already there only if this answer added it, which a
+	// short list tells faster than a lookup that misses.
+	staged := len(dst) > 0
 	for i := 0; len(block) > 0; i++ {
 		end := bytes.IndexByte(block, '\n') // each line ends in one (ReadLine)
 		key, value, err := httpwire.SplitField(httpwire.View(block[:end]))
@@ -148,7 +152,11 @@ func (uc *upstreamConn) readFields(dst http.Header, block []byte, body *directBo
 		if hop {
 			h = uc.hop
 		}
-		vv, exists := h[key]
+		var vv []string
+		exists := false
+		if hop || staged || len(uc.added) >= 8 || slices.Contains(uc.added, key) {
+			vv, exists = h[key]
+		}
 		if exists && (hop || slices.Contains(uc.added, key)) {
 			h[key] = append(vv, value) // a repeated field of this answer
 			continue
