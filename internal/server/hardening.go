@@ -179,14 +179,15 @@ type headerSet struct {
 	set          map[string][]string
 	// fields is set as a list: apply runs for every answer, and ranging
 	// over a short slice is much cheaper than over a map. block is the
-	// same fields serialised, for the HTTP/1 engine (http1.FieldBlock).
+	// same fields serialised, for the HTTP/1 engine (http1.FieldBlock),
+	// which also drops Server when removeServer says so.
 	fields []setField
-	block  string
+	block  *http1.FieldBlock
 }
 
 // fieldBlockWriter is the HTTP/1 engine's response writer, which takes
 // fields already serialised (http1's AddFieldBlock).
-type fieldBlockWriter interface{ AddFieldBlock(block string) }
+type fieldBlockWriter interface{ AddFieldBlock(*http1.FieldBlock) }
 
 type setField struct {
 	key  string
@@ -213,28 +214,30 @@ func newHeaderSet(g *config.Headers, route *config.RouteHeaders) *headerSet {
 		hs.fields = append(hs.fields, setField{k, v})
 		lines = append(lines, [2]string{k, v[0]})
 	}
-	hs.block = http1.FieldBlock(lines)
+	var drop []string
+	if hs.removeServer {
+		drop = []string{"Server"}
+	}
+	hs.block = http1.NewFieldBlock(lines, drop...)
 	return hs
 }
 
 // apply shapes the final answer's headers: Rampart's security headers
 // replace the backend's of the same name. On the HTTP/1 engine they go out
-// as a serialised block, the map keeping none of that name; elsewhere
-// (HTTP/2, tests) they are set in the map.
+// as a serialised block, which the engine writes in place of the map's
+// fields of those names (and of Server); elsewhere (HTTP/2, tests) they
+// are set in the map.
 func (hs *headerSet) apply(w http.ResponseWriter) {
 	if hs == nil {
+		return
+	}
+	if fb, ok := w.(fieldBlockWriter); ok {
+		fb.AddFieldBlock(hs.block) // it replaces the map's fields of its names
 		return
 	}
 	h := w.Header()
 	if hs.removeServer {
 		delete(h, "Server")
-	}
-	if fb, ok := w.(fieldBlockWriter); ok {
-		for _, f := range hs.fields {
-			delete(h, f.key)
-		}
-		fb.AddFieldBlock(hs.block)
-		return
 	}
 	for _, f := range hs.fields {
 		h[f.key] = f.vals

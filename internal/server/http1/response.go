@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,7 +38,7 @@ type response struct {
 	err        error // first write error; later writes fail fast
 	// block holds field lines added with AddFieldBlock, written after the
 	// header map's fields.
-	block string
+	block *FieldBlock
 }
 
 var (
@@ -63,25 +64,51 @@ func (w *response) Header() http.Header { return w.header }
 // one request at a time, so the slot never has two users.
 func (w *response) ConnScratch() *any { return &w.c.scratch }
 
-// AddFieldBlock adds field lines made by FieldBlock to the final answer's
-// head, after the header map's fields. It is for fields set on every
-// answer from a fixed list (Rampart's security headers): one copy of the
-// block instead of a map entry, an iteration step and a field write each.
-// Call it before the head is written; later calls replace the block.
-func (w *response) AddFieldBlock(block string) { w.block = block }
+// FieldBlock is a set of fields serialised once, for answers that all
+// carry them (Rampart's security headers): one copy of the block per
+// answer instead of a map entry, an iteration step and a field write each.
+type FieldBlock struct {
+	text string
+	// replaced: fields of these names in the header map are not written
+	// (the block's own names, and any the caller drops).
+	replaced []string
+}
 
-// FieldBlock serialises fields for AddFieldBlock, with writeField's rules:
-// a name that is not a token is dropped, CR and LF in a value become
-// spaces.
-func FieldBlock(fields [][2]string) string {
+// NewFieldBlock serialises fields with writeField's rules (a name that is
+// not a token is dropped, CR and LF in a value become spaces). An answer
+// it is added to sends the block's fields in place of the header map's of
+// the same names, and none of the map's fields named in drop.
+func NewFieldBlock(fields [][2]string, drop ...string) *FieldBlock {
 	var b strings.Builder
 	bw := bufio.NewWriter(&b)
+	fb := &FieldBlock{}
 	for _, f := range fields {
 		writeField(bw, f[0], f[1])
+		fb.replaced = append(fb.replaced, http.CanonicalHeaderKey(f[0]))
+	}
+	for _, name := range drop {
+		fb.replaced = append(fb.replaced, http.CanonicalHeaderKey(name))
 	}
 	bw.Flush()
-	return b.String()
+	fb.text = b.String()
+	return fb
 }
+
+// String is the block's serialised field lines.
+func (fb *FieldBlock) String() string { return fb.text }
+
+// replaces reports whether the block stands for the header map's field
+// named k (canonical form). The list is short: a loop of string compares,
+// most of which differ in length, is cheaper than deleting the names from
+// the map, where most are not.
+func (fb *FieldBlock) replaces(k string) bool {
+	return fb != nil && slices.Contains(fb.replaced, k)
+}
+
+// AddFieldBlock adds b to the final answer's head, after the header map's
+// fields, which do not go out where b replaces them. Call it before the
+// head is written; later calls replace the block.
+func (w *response) AddFieldBlock(b *FieldBlock) { w.block = b }
 
 func (w *response) WriteHeader(code int) {
 	if w.hijacked || w.wroteHeader {
@@ -172,6 +199,9 @@ func (w *response) writeHead() {
 		case "Date":
 			hasDate = true
 		}
+		if w.block.replaces(k) {
+			continue
+		}
 		for _, v := range vv {
 			writeField(bw, k, v)
 		}
@@ -210,7 +240,9 @@ func (w *response) writeHead() {
 	if w.c.srv.shuttingDown() {
 		w.closeAfter = true
 	}
-	bw.WriteString(w.block)
+	if w.block != nil {
+		bw.WriteString(w.block.text)
+	}
 	if !hasDate {
 		httpwire.WriteField(bw, "Date", httpDate())
 	}

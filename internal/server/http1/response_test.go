@@ -398,17 +398,20 @@ func TestInvalidStatusPanics(t *testing.T) {
 // the map's fields, and never carries over to the next request; FieldBlock
 // applies writeField's rules.
 func TestFieldBlock(t *testing.T) {
-	block := FieldBlock([][2]string{{"X-Frame-Options", "DENY"}, {"Bad Name", "x"}, {"X-Split", "a\r\nInjected: 1"}})
-	if block != "X-Frame-Options: DENY\r\nX-Split: a  Injected: 1\r\n" {
-		t.Fatalf("FieldBlock = %q", block)
+	block := NewFieldBlock([][2]string{{"X-Frame-Options", "DENY"}, {"Bad Name", "x"}, {"X-Split", "a\r\nInjected: 1"}}, "server")
+	if block.String() != "X-Frame-Options: DENY\r\nX-Split: a  Injected: 1\r\n" {
+		t.Fatalf("FieldBlock = %q", block.String())
 	}
 	ts := newTestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/block" {
 			w.Header().Set("Link", "</a.css>; rel=preload")
 			w.WriteHeader(http.StatusEarlyHints)
-			w.(interface{ AddFieldBlock(string) }).AddFieldBlock(block)
+			w.(interface{ AddFieldBlock(*FieldBlock) }).AddFieldBlock(block)
 			w.Header().Set("X-Own", "1")
 		}
+		w.Header().Set("X-Frame-Options", "SAMEORIGIN") // the handler's (a backend's): replaced
+		w.Header().Set("Server", "backend/1.0")         // dropped with the block
+		w.Header().Set("Content-Length", "2")
 		io.WriteString(w, "ok")
 	}))
 	c := ts.dial(t)
@@ -418,13 +421,14 @@ func TestFieldBlock(t *testing.T) {
 		t.Fatalf("interim answer %q", interim)
 	}
 	head := c.rawHead()
-	if strings.Count(head, "X-Frame-Options: DENY\r\n") != 1 || strings.Count(head, "X-Split: a  Injected: 1\r\n") != 1 ||
+	if strings.Count(head, "X-Frame-Options") != 1 || strings.Count(head, "X-Frame-Options: DENY\r\n") != 1 ||
+		strings.Count(head, "X-Split: a  Injected: 1\r\n") != 1 || strings.Contains(head, "Server:") ||
 		strings.Contains(head, "\r\nInjected") || !strings.Contains(head, "X-Own: 1\r\n") {
 		t.Fatalf("final head %q", head)
 	}
 	c.readN(2)
 	c.write("GET /plain HTTP/1.1\r\nHost: a\r\n\r\n")
-	if head := c.rawHead(); strings.Contains(head, "X-Frame-Options") {
+	if head := c.rawHead(); !strings.Contains(head, "X-Frame-Options: SAMEORIGIN\r\n") || !strings.Contains(head, "Server: backend/1.0\r\n") {
 		t.Fatalf("block carried over to the next request: %q", head)
 	}
 }
