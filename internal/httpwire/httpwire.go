@@ -337,9 +337,14 @@ func CanonicalKey(name string) string {
 // previous block parsed with the same vals must be dead by then.
 //
 // It reports which framing fields the block has (a bit is set when the
-// field is there, may be set when it was dropped).
-func ParseFields(hdr http.Header, block string, vals *[]string, memo *HeadMemo) (Fields, error) {
+// field is there, may be set when it was dropped). With hosts non-nil, the
+// values of Host fields are put there instead of into hdr (a server keeps
+// the request's Host apart from its header map, as net/http does).
+func ParseFields(hdr http.Header, block string, vals *[]string, memo *HeadMemo, hosts *[]string) (Fields, error) {
 	clear(hdr)
+	if hosts != nil {
+		*hosts = (*hosts)[:0]
+	}
 	var seen Fields
 	n := strings.Count(block, "\n")
 	if cap(*vals) < n {
@@ -355,6 +360,10 @@ func ParseFields(hdr http.Header, block string, vals *[]string, memo *HeadMemo) 
 		}
 		key, value = memo.Field(i, key, value)
 		seen |= framingField(key)
+		if hosts != nil && key == "Host" {
+			*hosts = append(*hosts, value)
+			continue
+		}
 		if strings.IndexByte(key, '_') >= 0 {
 			// Dropped, as nginx does by default (underscores_in_headers
 			// off): CGI-style backends read X_Real_IP and X-Real-IP as one

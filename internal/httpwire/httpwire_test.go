@@ -41,7 +41,7 @@ func TestParseFields(t *testing.T) {
 	hdr := http.Header{"Stale": {"x"}}
 	var vals []string
 	var memo HeadMemo
-	if _, err := ParseFields(hdr, "host: a\nX-Dup: 1\nx-dup: 2\nAccept:  */* \n", &vals, &memo); err != nil {
+	if _, err := ParseFields(hdr, "host: a\nX-Dup: 1\nx-dup: 2\nAccept:  */* \n", &vals, &memo, nil); err != nil {
 		t.Fatal(err)
 	}
 	want := http.Header{"Host": {"a"}, "X-Dup": {"1", "2"}, "Accept": {"*/*"}}
@@ -54,14 +54,14 @@ func TestParseFields(t *testing.T) {
 	if !reflect.DeepEqual(hdr["X-Dup"], []string{"1", "2"}) || !reflect.DeepEqual(hdr["Accept"], []string{"*/*"}) {
 		t.Errorf("append to one value changed another: %v", hdr)
 	}
-	if _, err := ParseFields(hdr, "Good: 1\n bad\n", &vals, &memo); !errors.Is(err, ErrObsFold) {
+	if _, err := ParseFields(hdr, "Good: 1\n bad\n", &vals, &memo, nil); !errors.Is(err, ErrObsFold) {
 		t.Errorf("obs-fold: %v", err)
 	}
 	// Reusing vals and memo: a block that repeats the previous one
 	// allocates nothing.
 	block := "Host: a\nUser-Agent: b\nAccept: */*\n"
 	if n := testing.AllocsPerRun(100, func() {
-		if _, err := ParseFields(hdr, block, &vals, &memo); err != nil {
+		if _, err := ParseFields(hdr, block, &vals, &memo, nil); err != nil {
 			t.Fatal(err)
 		}
 	}); n != 0 {
@@ -90,10 +90,27 @@ func TestParseFieldsSeen(t *testing.T) {
 		{"Expect: 100-continue\nTrailer: X\n", FieldExpect | FieldTrailer},
 		{"Content-Lengthy: 1\nX-Connection: 1\n", 0},
 	} {
-		got, err := ParseFields(hdr, c.block, &vals, &memo)
+		got, err := ParseFields(hdr, c.block, &vals, &memo, nil)
 		if err != nil || got != c.want {
 			t.Errorf("ParseFields(%q) = %b, %v; want %b", c.block, got, err, c.want)
 		}
+	}
+}
+
+// With a hosts slice, Host values go there, every one of them, and not
+// into the map.
+func TestParseFieldsHosts(t *testing.T) {
+	var vals, hosts []string
+	var memo HeadMemo
+	hdr := http.Header{}
+	if _, err := ParseFields(hdr, "host: a\nAccept: x\nHost: b\n", &vals, &memo, &hosts); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(hosts, []string{"a", "b"}) || !reflect.DeepEqual(hdr, http.Header{"Accept": {"x"}}) {
+		t.Fatalf("hosts %q, header %v", hosts, hdr)
+	}
+	if _, err := ParseFields(hdr, "Accept: y\n", &vals, &memo, &hosts); err != nil || len(hosts) != 0 {
+		t.Fatalf("hosts %q after a head without Host (err %v)", hosts, err)
 	}
 }
 
@@ -211,7 +228,7 @@ func TestHeadMemoOutlivesTheBuffer(t *testing.T) {
 	buf := []byte("GET /a HTTP/1.1\nHost: one\nX-Long-Name: first\n")
 	line := memo.Line(View(buf[:15]))
 	hdr := http.Header{}
-	if _, err := ParseFields(hdr, View(buf[16:]), &vals, &memo); err != nil {
+	if _, err := ParseFields(hdr, View(buf[16:]), &vals, &memo, nil); err != nil {
 		t.Fatal(err)
 	}
 	host := hdr["Host"][0]
@@ -220,7 +237,7 @@ func TestHeadMemoOutlivesTheBuffer(t *testing.T) {
 		t.Fatalf("strings changed with the buffer: %q %q %v", line, host, hdr)
 	}
 	hdr2 := http.Header{}
-	if _, err := ParseFields(hdr2, View(buf[16:]), &vals, &memo); err != nil {
+	if _, err := ParseFields(hdr2, View(buf[16:]), &vals, &memo, nil); err != nil {
 		t.Fatal(err)
 	}
 	if memo.Line(View(buf[:15])) != "PUT /b HTTP/1.1" || hdr2["Host"][0] != "two" || hdr2["X-Long-Name"][0] != "other" {

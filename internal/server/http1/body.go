@@ -22,7 +22,7 @@ import (
 // request that two parsers could split differently is how smuggling works.
 func frame(r *http.Request, c *conn) error {
 	h := r.Header
-	hosts := h["Host"]
+	hosts := c.head.hosts // ParseFields kept them out of the map
 	switch {
 	case len(hosts) > 1:
 		return refuse(http.StatusBadRequest, "several Host headers")
@@ -42,7 +42,6 @@ func frame(r *http.Request, c *conn) error {
 	}
 	// As net/http: the Host field lives in r.Host only, so middlewares that
 	// copy r.Header and add r.Host (Coraza's does) see it once.
-	delete(h, "Host")
 
 	seen := c.head.seen
 	r.Close = shouldClose(r, seen)

@@ -44,6 +44,8 @@ type head struct {
 	memo httpwire.HeadMemo
 	// seen: the framing fields the head has (frame looks up only those).
 	seen httpwire.Fields
+	// hosts: the head's Host values, kept out of hdr (r.Host is the one).
+	hosts []string
 }
 
 // readHead reads the request line and header block from br into h.buf, one
@@ -151,7 +153,7 @@ func (h *head) parse(r *http.Request, lineEnd int) error {
 	}
 
 	// Header fields.
-	seen, err := httpwire.ParseFields(h.hdr, httpwire.View(h.buf[lineEnd:]), &h.vals, &h.memo)
+	seen, err := httpwire.ParseFields(h.hdr, httpwire.View(h.buf[lineEnd:]), &h.vals, &h.memo, &h.hosts)
 	if err != nil {
 		return refuse(http.StatusBadRequest, err.Error())
 	}
