@@ -268,7 +268,9 @@ func (uc *upstreamConn) frameResponse(resp *http.Response, req *http.Request, bo
 		if !ok {
 			return errBadResponse("invalid or conflicting Content-Length")
 		}
-		h["Content-Length"] = cl[:1]
+		if len(cl) > 1 {
+			h["Content-Length"] = cl[:1] // equal repeats (checked above) go as one
+		}
 		resp.ContentLength = n
 		if n > 0 {
 			body.lr = io.LimitedReader{R: uc.br, N: n}
