@@ -422,6 +422,7 @@ func (c *conn) headBuffered() bool {
 func (c *conn) readRequest() (*http.Request, error) {
 	// What a refusal reports (refused) must be this request's.
 	c.req.Method, c.req.RequestURI, c.req.Host = "", "", ""
+	c.head.hosts = c.head.hosts[:0]
 	lineEnd, err := c.head.readHead(c.br, &c.pol.Limits)
 	if err != nil {
 		return nil, err
@@ -518,8 +519,8 @@ func (c *conn) refuse(err error) {
 		if c.req.Method != "" { // parsed for this request (readRequest reset it)
 			rr = &RefusedRequest{Method: c.req.Method, Target: c.req.RequestURI, Host: c.req.Host,
 				XForwardedFor: c.req.Header["X-Forwarded-For"]}
-			if hs := c.req.Header["Host"]; rr.Host == "" && len(hs) > 0 {
-				rr.Host = hs[0] // refused before framing took it out of the fields
+			if hs := c.head.hosts; rr.Host == "" && len(hs) > 0 {
+				rr.Host = hs[0] // refused before framing set r.Host
 			}
 		}
 		c.srv.OnRefused(c.ctx, pe.status, pe.reason, rr)
