@@ -393,7 +393,6 @@ const (
 	FieldTransferEncoding
 	FieldContentLength
 	FieldExpect
-	FieldTrailer
 )
 
 // framingField is key's bit in Fields (key in canonical form), 0 for the
@@ -410,8 +409,6 @@ func framingField(key string) Fields {
 		return FieldContentLength
 	case "Expect":
 		return FieldExpect
-	case "Trailer":
-		return FieldTrailer
 	}
 	return 0
 }

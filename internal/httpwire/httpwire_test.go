@@ -87,7 +87,7 @@ func TestParseFieldsSeen(t *testing.T) {
 		{"connection: close\n", FieldConnection},
 		{"UPGRADE: websocket\nConnection: upgrade\n", FieldUpgrade | FieldConnection},
 		{"Transfer-Encoding: chunked\ncontent-length: 3\n", FieldTransferEncoding | FieldContentLength},
-		{"Expect: 100-continue\nTrailer: X\n", FieldExpect | FieldTrailer},
+		{"Expect: 100-continue\nTrailer: X\n", FieldExpect},
 		{"Content-Lengthy: 1\nX-Connection: 1\n", 0},
 	} {
 		got, err := ParseFields(hdr, c.block, &vals, &memo, nil)

@@ -22,7 +22,10 @@ import (
 // request that two parsers could split differently is how smuggling works.
 func frame(r *http.Request, c *conn) error {
 	h := r.Header
-	hosts := c.head.hosts // ParseFields kept them out of the map
+	// ParseFields kept the Host fields out of the map: as with net/http,
+	// the Host lives in r.Host only, so middlewares that copy r.Header and
+	// add r.Host (Coraza's does) see it once.
+	hosts := c.head.hosts
 	switch {
 	case len(hosts) > 1:
 		return refuse(http.StatusBadRequest, "several Host headers")
@@ -40,8 +43,6 @@ func frame(r *http.Request, c *conn) error {
 	} else if len(hosts) == 1 {
 		r.Host = hosts[0]
 	}
-	// As net/http: the Host field lives in r.Host only, so middlewares that
-	// copy r.Header and add r.Host (Coraza's does) see it once.
 
 	seen := c.head.seen
 	r.Close = shouldClose(r, seen)
