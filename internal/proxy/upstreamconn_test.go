@@ -33,18 +33,11 @@ func rawBackend(t *testing.T, closeAfter bool) (addr string, heads chan string, 
 		conns.Add(1)
 		br := bufio.NewReader(c)
 		for {
-			var head strings.Builder
-			for {
-				line, err := br.ReadString('\n')
-				if err != nil {
-					return
-				}
-				head.WriteString(line)
-				if line == "\r\n" {
-					break
-				}
+			head, err := testnet.ReadHead(br)
+			if err != nil {
+				return
 			}
-			heads <- head.String()
+			heads <- head
 			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 			if closeAfter {
 				return
@@ -273,19 +266,6 @@ func sendPair(t *testing.T, serve func(c net.Conn)) *upstreamConn {
 	return uc
 }
 
-// readHead reads one request head from br.
-func readHead(br *bufio.Reader) error {
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			return err
-		}
-		if line == "\r\n" {
-			return nil
-		}
-	}
-}
-
 const sendAnswer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 // send returns only once the backend's answer can be read, so the first
@@ -294,7 +274,10 @@ func TestSendWaitsForAnswer(t *testing.T) {
 	var answered atomic.Bool
 	uc := sendPair(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
-		for i := 0; readHead(br) == nil; i++ {
+		for i := 0; ; i++ {
+			if _, err := testnet.ReadHead(br); err != nil {
+				return
+			}
 			if i == 0 {
 				time.Sleep(20 * time.Millisecond) // the backend works
 				answered.Store(true)
@@ -370,7 +353,7 @@ func TestSendLargeHeadEarlyAnswer(t *testing.T) {
 func TestSendCutWhileWaiting(t *testing.T) {
 	got := make(chan struct{})
 	uc := sendPair(t, func(c net.Conn) {
-		if readHead(bufio.NewReader(c)) == nil {
+		if _, err := testnet.ReadHead(bufio.NewReader(c)); err == nil {
 			close(got)
 		}
 		io.Copy(io.Discard, c) // never answers
@@ -421,20 +404,11 @@ func scriptedBackend(t *testing.T, answers map[string]string, late map[string]st
 	return testnet.Serve(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		for {
-			reqLine, err := br.ReadString('\n')
+			head, err := testnet.ReadHead(br)
 			if err != nil {
 				return
 			}
-			for {
-				line, err := br.ReadString('\n')
-				if err != nil {
-					return
-				}
-				if line == "\r\n" {
-					break
-				}
-			}
-			path := strings.Fields(reqLine)[1]
+			path := strings.Fields(head)[1]
 			answer, ok := answers[path]
 			if !ok {
 				answer = "HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(len(path)) + "\r\n\r\n" + path
@@ -543,14 +517,8 @@ func TestDirectNoBodyAnswerAnnouncingOneIsNotReused(t *testing.T) {
 			conns.Add(1)
 			br := bufio.NewReader(c)
 			for n := 0; ; n++ {
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if line == "\r\n" {
-						break
-					}
+				if _, err := testnet.ReadHead(br); err != nil {
+					return
 				}
 				if n == 0 {
 					io.WriteString(c, tc.answer)

@@ -1024,21 +1024,11 @@ func scriptBackend(t *testing.T, answers map[string]string) string {
 	return testnet.Serve(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		for {
-			line, err := br.ReadString('\n')
+			head, err := testnet.ReadHead(br)
 			if err != nil {
 				return
 			}
-			f := strings.Fields(line)
-			for {
-				l, err := br.ReadString('\n')
-				if err != nil {
-					return
-				}
-				if l == "\r\n" {
-					break
-				}
-			}
-			a, ok := answers[f[1]]
+			a, ok := answers[strings.Fields(head)[1]]
 			if !ok {
 				a = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
 			}

@@ -4,7 +4,9 @@
 package testnet
 
 import (
+	"bufio"
 	"net"
+	"strings"
 	"testing"
 )
 
@@ -31,4 +33,20 @@ func Serve(tb testing.TB, serve func(c net.Conn)) string {
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// ReadHead reads one HTTP message head from br, its blank line included,
+// and returns it.
+func ReadHead(br *bufio.Reader) (string, error) {
+	var head strings.Builder
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return head.String(), err
+		}
+		head.WriteString(line)
+		if line == "\r\n" {
+			return head.String(), nil
+		}
+	}
 }
