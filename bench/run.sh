@@ -41,7 +41,8 @@ B1_PORT=18081
 B2_PORT=18082
 declare -A PORT=(
   [rampart]=18000 [nginx]=18001 [haproxy]=18002 [caddy]=18003 [nginx-modsec]=18004
-  [stdlib]=18101 [fasthttp]=18102 [stdlib-rawclient]=18103
+  [stdlib]=18101 [fasthttp]=18102 [stdlib-rawclient]=18103 [eventloop]=18104
+  [coro]=18105 [goroutines]=18106
   [direct]=$B1_PORT
 )
 
@@ -70,7 +71,7 @@ for f in "$BENCH_DIR"/rampart-*.yaml; do
   TARGETS+=("$v")
 done
 if [[ $CANDIDATES == 1 ]]; then
-  for c in stdlib fasthttp stdlib-rawclient; do
+  for c in stdlib fasthttp stdlib-rawclient eventloop coro goroutines; do
     want "$c" && TARGETS+=("$c")
   done
 fi
@@ -127,7 +128,10 @@ if [[ $CANDIDATES == 1 ]]; then
   (cd "$BENCH_DIR/candidates" &&
     go build -o "$OUT/cand-stdlib" ./stdlib &&
     go build -o "$OUT/cand-fasthttp" ./fasthttp &&
-    go build -o "$OUT/cand-stdlib-rawclient" ./rawclient)
+    go build -o "$OUT/cand-stdlib-rawclient" ./rawclient &&
+    go build -o "$OUT/cand-eventloop" ./eventloop &&
+    go build -o "$OUT/cand-coro" ./coro &&
+    go build -o "$OUT/cand-goroutines" ./goroutines)
 fi
 
 # ---------------------------------------------------------------- configs
@@ -179,7 +183,7 @@ launch_target() {
     fi
     GOMAXPROCS=1 "${PIN_PROXY[@]}" "$OUT/rampart" serve -c "$OUT/$name.yaml" >"$logf" 2>&1 &
     ;;
-  stdlib | fasthttp | stdlib-rawclient)
+  stdlib | fasthttp | stdlib-rawclient | eventloop | coro | goroutines)
     # shellcheck disable=SC2046 # profile_args is zero or two words
     GOMAXPROCS=1 "${PIN_PROXY[@]}" "$OUT/cand-$name" -listen "$HOST:$port" \
       -backends "$HOST:$B1_PORT,$HOST:$B2_PORT" $(profile_args "$name") >"$logf" 2>&1 &
