@@ -8,9 +8,10 @@
 # Env:    ROUNDS=3 DURATION=10 WARMUP=2 CONNS=64 CANDIDATES=0
 #         RATE=N   open loop at N req/s (bench/openload) instead of wrk's closed loop
 #         ONLY="nginx rampart"   (run only these targets; "direct" is always run)
-#         REQUEST=plain|browser  (what wrk sends: GET /, or a browser's page
-#                                view; browser is the default when a WAF
-#                                target runs: nginx-modsec, rampart-waf-*)
+#         REQUEST=plain|browser|post  (what wrk sends: GET /, a browser's
+#                                page view, or a POST of a 1 KiB body;
+#                                browser is the default when a WAF target
+#                                runs: nginx-modsec, rampart-waf-*)
 #         NO_INSTALL=1           (never call apt-get)
 #         PROFILE="stdlib"       (CPU-profile these candidates; needs CANDIDATES=1)
 #         QUIET_PCT=20 QUIET_MAX=60 (before each run, wait up to QUIET_MAX s
@@ -105,12 +106,28 @@ browser)
     'Cookie: sessionid=3f9a1c0e7b2d4e6f8a0b1c2d3e4f5a6b; theme=dark; lang=en-GB'
   )
   ;;
-*) die "REQUEST=$REQUEST: use plain or browser" ;;
+post)
+  # An API call: a 1 KiB body of known length (an upload of the size
+  # most JSON requests have).
+  [[ -z ${RATE:-} ]] || die "REQUEST=post: wrk only (not with RATE)"
+  REQ_PATH=/upload
+  REQ_HEADERS=('Content-Type: application/octet-stream')
+  head -c 1024 /dev/zero | tr '\0' 'a' >"$OUT/post-body"
+  printf 'wrk.method = "POST"\nwrk.body = string.rep("a", 1024)\n' >"$OUT/post.lua"
+  ;;
+*) die "REQUEST=$REQUEST: use plain, browser or post" ;;
 esac
-# the headers as wrk and curl options (both take -H "Name: value")
+# the headers as wrk and curl options (both take -H "Name: value"); a
+# POST's method and body (wrk: a script; curl: the body's file)
+CURL_ARGS=()
 for h in "${REQ_HEADERS[@]}"; do
   WRK_ARGS+=(-H "$h")
+  CURL_ARGS+=(-H "$h")
 done
+if [[ $REQUEST == post ]]; then
+  WRK_ARGS+=(-s "$OUT/post.lua")
+  CURL_ARGS+=(--data-binary "@$OUT/post-body")
+fi
 
 pin_cpus
 
@@ -218,7 +235,7 @@ done
 # status_of TARGET PATH: the status code of the measured request, sent to
 # PATH instead of REQ_PATH (the body lands in $OUT/check-TARGET.body)
 status_of() {
-  curl -s -m 5 -o "$OUT/check-$1.body" -w '%{http_code}' "${WRK_ARGS[@]}" "http://$HOST:${PORT[$1]}$2" || true
+  curl -s -m 5 -o "$OUT/check-$1.body" -w '%{http_code}' "${CURL_ARGS[@]}" "http://$HOST:${PORT[$1]}$2" || true
 }
 
 # waf_verdicts TARGET: "PASS DETECT BLOCK", the Rampart target's
@@ -261,7 +278,7 @@ for t in "${RUN[@]}"; do
   v0=""
   [[ $t == rampart-waf-* ]] && v0=$(waf_verdicts "$t")
   code=$(status_of "$t" "$REQ_PATH")
-  [[ $code == 200 ]] || die "$t answers the measured request (GET $REQ_PATH, REQUEST=$REQUEST) with $code, not 200: the numbers would be meaningless (body: $OUT/check-$t.body)"
+  [[ $code == 200 ]] || die "$t answers the measured request ($REQ_PATH, REQUEST=$REQUEST) with $code, not 200: the numbers would be meaningless (body: $OUT/check-$t.body)"
   is_waf "$t" || continue
   want=403
   [[ $t == rampart-waf-detect ]] && want=200
@@ -487,7 +504,9 @@ RES=$OUT/results.md
     "proxies pinned to CPU $PROXY_CPU with one worker/thread each, wrk and both backends on CPU $LOAD_CPU." \
     "The direct row's CPU and RSS columns are the backend's own. Raw per-run numbers: bench/out/raw.csv."
   echo
-  if [[ $REQUEST == browser ]]; then
+  if [[ $REQUEST == post ]]; then
+    echo "Request (REQUEST=post): \`POST $REQ_PATH\` with a 1 KiB body (Content-Length) and wrk's default headers."
+  elif [[ $REQUEST == browser ]]; then
     echo "Request (REQUEST=browser): \`GET $REQ_PATH\` with the headers $(printf '%s, ' "${REQ_HEADERS[@]%%:*}" | sed 's/, $//'); every target answered 200."
   else
     echo "Request (REQUEST=plain): \`GET /\` with wrk's default headers (Host only)."

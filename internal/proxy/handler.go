@@ -63,8 +63,9 @@ func upgradeRequestID(res *http.Response) error {
 	return nil
 }
 
-// ServeHTTP proxies r to the pool in its context. Requests without a body
-// or upgrade (most traffic) take the direct path; see
+// ServeHTTP proxies r to the pool in its context. Requests without an
+// upgrade and without a body larger than maxBufferedBody (most traffic)
+// take the direct path; see
 // docs/decisions/0001-http-engine.md for why and what it saves.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if directEligible(r) {
@@ -75,8 +76,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.rp.ServeHTTP(w, r)
 }
 
-// serveDirect forwards a bodiless request through the direct client and
-// streams the answer back, with the same header rules as rewrite().
+// serveDirect forwards a request through the direct client, its body (if
+// any) read first, and streams the answer back, with the same header rules
+// as rewrite().
 func serveDirect(w http.ResponseWriter, r *http.Request) {
 	p := poolOf(r)
 	if p == nil {
@@ -84,15 +86,27 @@ func serveDirect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := directRequest{req: r, rec: pipeline.FromContext(r.Context()), w: w}
+	bp := buffers.Get().(*[]byte)
+	defer buffers.Put(bp)
+	buf := *bp
+	if r.ContentLength > 0 { // at most maxBufferedBody (directEligible)
+		if _, err := io.ReadFull(r.Body, buf[:r.ContentLength]); err != nil {
+			if err == io.ErrUnexpectedEOF {
+				err = errShortBody
+			}
+			errorHandler(w, r, err)
+			return
+		}
+		d.reqBody = buf[:r.ContentLength]
+	}
 	resp, err := p.forward(r, &d)
 	if err != nil {
 		errorHandler(w, r, err)
 		return
 	}
 	defer resp.Body.Close()
-	bp := buffers.Get().(*[]byte)
-	defer buffers.Put(bp)
-	buf := *bp
+	// The request's body, if any, has gone out: buf is free for the
+	// answer's.
 	// The start of the body, when it came with the head (most answers
 	// come whole), is read before the status goes out: a body that is
 	// malformed from its first byte then gets the client a 502, not a
@@ -236,6 +250,16 @@ func errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	rec.Error = reason
 	pipeline.WriteError(w, r, status)
 }
+
+// errShortBody is a request body that ended before its Content-Length on a
+// connection that did not report why (the HTTP/1 engine says the client
+// left, a 499).
+var errShortBody error = shortBodyError{}
+
+type shortBodyError struct{}
+
+func (shortBodyError) Error() string   { return "request body shorter than its Content-Length" }
+func (shortBodyError) HTTPStatus() int { return http.StatusBadRequest }
 
 // bufferPool reuses the 32 KiB copy buffers of the proxy.
 type bufferPool struct{}

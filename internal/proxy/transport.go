@@ -57,9 +57,10 @@ func (p *Pool) forward(req *http.Request, direct *directRequest) (*http.Response
 	var tried []*Backend // nil until a retry: most requests never allocate it
 	retryable := isIdempotent(req.Method)
 	var body *unsentBody
-	if retryable && req.Body != nil && req.Body != http.NoBody {
+	if retryable && direct == nil && req.Body != nil && req.Body != http.NoBody {
 		// An idempotent request with a body (PUT, DELETE) may go to
-		// another backend as long as none of its body has left.
+		// another backend as long as none of its body has left. (The
+		// direct path has the body whole in hand.)
 		body = &unsentBody{ReadCloser: req.Body}
 		out := *req // a RoundTripper leaves the caller's request as it is
 		out.Body = body

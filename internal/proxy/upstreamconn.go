@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,15 +23,16 @@ import (
 	"github.com/rampart-proxy/rampart/internal/sockio"
 )
 
-// Rampart's own HTTP/1.1 client for the common case: a request without a
-// body and without an upgrade. http.Transport runs two goroutines per
-// backend connection and hands every request and response between them over
-// channels; on a proxy that is a large share of the CPU per request (see
-// docs/decisions/0001-http-engine.md). Here the request goroutine writes the
-// request and reads the response itself, on a connection taken from the
-// backend's idle list. Requests with a body, upgrades and anything unusual
-// still go through http.Transport, which handles full-duplex bodies,
-// Expect: 100-continue and protocol switches.
+// Rampart's own HTTP/1.1 client for the common case: a request without an
+// upgrade, with no body or a small one of known length (maxBufferedBody).
+// http.Transport runs two goroutines per backend connection and hands every
+// request and response between them over channels; on a proxy that is a
+// large share of the CPU per request (see docs/decisions/0001-http-engine.md).
+// Here the request goroutine writes the request and reads the response
+// itself, on a connection taken from the backend's idle list. Larger or
+// chunked bodies, upgrades and anything unusual still go through
+// http.Transport, which handles full-duplex bodies, Expect: 100-continue and
+// protocol switches.
 
 // idleConnTimeout bounds how long an idle connection is trusted; backends
 // usually close theirs after 60–120 s, and a reused connection that the
@@ -233,20 +235,27 @@ func (cp *connPool) close(retire bool) {
 	}
 }
 
+// maxBufferedBody is the largest request body the direct path takes. It
+// reads such a body whole before choosing a backend, as nginx buffers one up
+// to its client_body_buffer_size (16 KiB on 64-bit machines): a client that
+// sends less than it announced, too slowly or too much gets its 4xx, and no
+// backend ever sees part of a request. Larger bodies and bodies of unknown
+// length (chunked) stream through http.Transport.
+const maxBufferedBody = 16 << 10
+
 // directEligible reports whether a client request can take the direct
-// path: no body, no upgrade, no Expect, and safe to send twice (a pooled
-// connection the backend closed is retried on a fresh one).
+// path: no upgrade, no Expect, and no body or one of a known length of at
+// most maxBufferedBody.
 func directEligible(req *http.Request) bool {
-	if req.Body != nil && req.Body != http.NoBody {
-		return false
+	hasBody := req.Body != nil && req.Body != http.NoBody
+	if hasBody != (req.ContentLength > 0) || req.ContentLength > maxBufferedBody {
+		return false // chunked, too large, or a length without a body
 	}
 	if _, up := req.Header["Upgrade"]; up {
 		return false
 	}
-	if _, exp := req.Header["Expect"]; exp {
-		return false
-	}
-	return isIdempotent(req.Method)
+	_, exp := req.Header["Expect"]
+	return !exp
 }
 
 // directRequest is a client request on the direct path: it is forwarded
@@ -254,6 +263,9 @@ func directEligible(req *http.Request) bool {
 type directRequest struct {
 	req *http.Request
 	rec *pipeline.Record
+	// reqBody is the request's body, read whole (see maxBufferedBody);
+	// nil when it has none.
+	reqBody []byte
 	// w is the client's answer: the backend's header fields are read
 	// straight into its header map, and interim answers (103 Early Hints)
 	// are relayed to it. Without one (tests), the fields go to a map of
@@ -357,9 +369,11 @@ func (p *Pool) roundTripDirect(ctx context.Context, b *Backend, d *directRequest
 			return nil, ErrBackendCut
 		}
 		// A pooled connection that the backend had closed fails before any
-		// byte of an answer arrives; the request is idempotent (see
-		// directEligible), so one more try on a fresh connection is safe.
-		if reused && errors.Is(err, errStaleConn) && attempt == 0 && ctx.Err() == nil {
+		// byte of an answer arrives; if the request is idempotent, one more
+		// try on a fresh connection is safe (its body, if any, is still in
+		// d.reqBody). A POST is not sent twice: the backend may have acted
+		// on it before it closed the connection.
+		if reused && errors.Is(err, errStaleConn) && attempt == 0 && ctx.Err() == nil && isIdempotent(d.req.Method) {
 			continue
 		}
 		if ctxErr := ctx.Err(); ctxErr != nil {
@@ -390,9 +404,21 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 		}
 	}()
 	uc.wire.writes = 0
+	// A request head never fills the socket's buffer; a body may, if the
+	// backend does not read it. Sending it then gets the time the answer's
+	// head has, not forever.
+	wd := time.Duration(0)
+	if len(d.reqBody) > 0 {
+		if wd = cfg.ResponseHeaderTimeout.D(); wd > 0 {
+			uc.c.SetWriteDeadline(start.Add(wd))
+		}
+	}
 	err := writeRequest(uc.bw, d)
 	if err == nil {
 		err = uc.send()
+	}
+	if wd > 0 {
+		uc.c.SetWriteDeadline(time.Time{})
 	}
 	if err != nil {
 		stop()
@@ -680,7 +706,20 @@ func writeRequest(w *bufio.Writer, d *directRequest) error {
 	if d.rec.RequestID != "" {
 		httpwire.WriteField(w, "X-Request-Id", d.rec.RequestID)
 	}
+	switch {
+	case len(d.reqBody) > 0:
+		var n [20]byte
+		w.WriteString("Content-Length: ")
+		w.Write(strconv.AppendInt(n[:0], int64(len(d.reqBody)), 10))
+		w.WriteString("\r\n")
+	case r.Method != http.MethodGet && r.Method != http.MethodHead:
+		// As http.Transport writes it: many servers want a length on a
+		// request whose method may carry a body, and refuse one without
+		// (411).
+		w.WriteString("Content-Length: 0\r\n")
+	}
 	w.WriteString("\r\n")
+	w.Write(d.reqBody)
 	return nil
 }
 

@@ -156,7 +156,8 @@ const (
 // A verified backend is served over TLS, with the configured SNI, its
 // chain checked against the root through the intermediate it sends, and
 // its connections reused: one handshake for many requests on the direct
-// client, one more for requests with a body (http.Transport's own pool).
+// client (bodiless ones and small bodies alike), one more for requests with
+// a large body (http.Transport's own pool).
 func TestBackendTLSServedAndPooled(t *testing.T) {
 	k := newBackendPKI(t)
 	b := newTLSBackend(t, "a", k.leaf(t, "b1.api.internal.example.com"), nil)
@@ -184,11 +185,21 @@ func TestBackendTLSServedAndPooled(t *testing.T) {
 	for i := range 3 {
 		r := e.do(http.MethodPost, e.url("web", "/post"), "", nil, strings.NewReader("body"))
 		if r.status != http.StatusOK || r.body != "a" {
-			t.Fatalf("POST %d: status %d body %q", i, r.status, r.body)
+			t.Fatalf("small POST %d: status %d body %q", i, r.status, r.body)
+		}
+	}
+	if n := b.handshakes.Load(); n != 1 {
+		t.Errorf("after 3 small POSTs the backend saw %d handshakes, want 1 (the direct client's connection)", n)
+	}
+	large := strings.Repeat("b", 20<<10) // more than the direct path buffers
+	for i := range 3 {
+		r := e.do(http.MethodPost, e.url("web", "/post"), "", nil, strings.NewReader(large))
+		if r.status != http.StatusOK || r.body != "a" {
+			t.Fatalf("large POST %d: status %d body %q", i, r.status, r.body)
 		}
 	}
 	if n := b.handshakes.Load(); n != 2 {
-		t.Errorf("after 3 POSTs the backend saw %d handshakes, want 2 (one per client pool)", n)
+		t.Errorf("after 3 large POSTs the backend saw %d handshakes, want 2 (one per client pool)", n)
 	}
 	// A reload that changes nothing about backend TLS keeps the pooled
 	// connections.
@@ -201,8 +212,8 @@ func TestBackendTLSServedAndPooled(t *testing.T) {
 	if n := b.handshakes.Load(); n != 2 {
 		t.Errorf("a reload without changes cost a handshake (%d, want 2)", n)
 	}
-	if got := b.hits.Load(); got != 9 {
-		t.Errorf("backend served %d requests, want 9", got)
+	if got := b.hits.Load(); got != 12 {
+		t.Errorf("backend served %d requests, want 12", got)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -172,7 +173,7 @@ func TestClientLeavesMidBody(t *testing.T) {
 			t.Fatal(err)
 		}
 		io.WriteString(c, "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n0123456789")
-		time.Sleep(100 * time.Millisecond) // the request has reached the backend
+		time.Sleep(100 * time.Millisecond) // the body's first bytes have been read
 		c.Close()
 	}
 	if r := e.get("/after"); r.status != 200 {
@@ -198,6 +199,51 @@ func TestClientLeavesMidBody(t *testing.T) {
 	}
 	if v, _ := metricValue(e.scrape("/metrics"), `rampart_blocked_total{reason="max_body_bytes",stage="request_limits"}`); v != "1" {
 		t.Errorf("max_body_bytes blocked count %q, want 1", v)
+	}
+}
+
+// A small body of known length is read whole before a backend is chosen
+// (the direct path, as nginx buffers one): the backend gets it in one
+// piece, and a client that sends less than it announced, or that breaks a
+// limit, never gets a request to the backend at all.
+func TestSmallBodyWholeBeforeBackend(t *testing.T) {
+	b := newTestBackend(t, "b")
+	got := make(chan string, 4)
+	b.setHandler(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		got <- r.Method + " " + r.URL.Path + " " + strconv.Itoa(len(body)) + " " + fmt.Sprint(err)
+		io.WriteString(w, "ok")
+	})
+	e := startEnv(t, smallBodyLimit(b, ""))
+	addr := strings.TrimPrefix(e.url("web", ""), "http://")
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "POST /cut HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n0123456789")
+	time.Sleep(100 * time.Millisecond)
+	c.Close()
+	if r := e.do(http.MethodPost, e.url("web", "/big"), "", nil, strings.NewReader(strings.Repeat("x", 65))); r.status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("65 bytes over a 64-byte limit: %d, want 413", r.status)
+	}
+	full := strings.Repeat("y", 64)
+	if r := e.do(http.MethodPost, e.url("web", "/full"), "", nil, strings.NewReader(full)); r.status != 200 || r.body != "ok" {
+		t.Fatalf("full POST: %d %q", r.status, r.body)
+	}
+	if g := <-got; g != "POST /full 64 <nil>" {
+		t.Fatalf("backend got %q, want the full POST only", g)
+	}
+	select {
+	case g := <-got:
+		t.Fatalf("backend also got %q", g)
+	default:
+	}
+	byPath := map[any]map[string]any{}
+	for _, l := range accessLogLines(t, filepath.Join(e.dir, "access.log"), 3) {
+		byPath[l["path"]] = l
+	}
+	if l := byPath["/cut"]; l["status_code"] != 499.0 || l["error"] != "client_closed" || l["backend_id"] != "" {
+		t.Errorf("cut upload logged %v %v backend %q, want 499 client_closed and no backend", l["status_code"], l["error"], l["backend_id"])
 	}
 }
 
@@ -250,12 +296,13 @@ pools:
 `, addr, keys)
 }
 
-// newProbe is a request of method to url; a POST carries a one-byte body,
-// so it takes the http.Transport path where a GET takes the direct one.
+// newProbe is a request of method to url; a POST carries a one-byte
+// chunked body, so it takes the http.Transport path where a GET takes the
+// direct one.
 func newProbe(method, url string) *http.Request {
 	var body io.Reader
 	if method == http.MethodPost {
-		body = strings.NewReader("x")
+		body = unsized("x")
 	}
 	req, _ := http.NewRequest(method, url, body)
 	return req

@@ -76,8 +76,8 @@ func rawRequest(t *testing.T, addr, method, target string) (int, string) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(testTimeout))
 	body := ""
-	if method == http.MethodPost {
-		body = "Content-Length: 2\r\n\r\nhi"
+	if method == http.MethodPost { // chunked: the http.Transport path
+		body = "Transfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n"
 	} else {
 		body = "\r\n"
 	}

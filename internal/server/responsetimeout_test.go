@@ -53,7 +53,9 @@ logging: {access_log: {path: access.log}}
 	}
 	// The pooled connection from /fast carries this one (direct path).
 	assertGeneric(t, e.get("/slow"), http.StatusGatewayTimeout, b)
-	// A request with a body goes through http.Transport.
+	// A request with a chunked body goes through http.Transport, one with
+	// a small body of known length through the direct client.
+	assertGeneric(t, e.do(http.MethodPost, e.url("web", "/slow"), "", nil, unsized("x")), http.StatusGatewayTimeout, b)
 	assertGeneric(t, e.do(http.MethodPost, e.url("web", "/slow"), "", nil, strings.NewReader("x")), http.StatusGatewayTimeout, b)
 	if r := e.get("/stream"); r.status != 200 || r.body != "part 0\npart 1\npart 2\npart 3\npart 4\npart 5\n" {
 		t.Fatalf("stream: %d %q", r.status, r.body)
@@ -61,11 +63,11 @@ logging: {access_log: {path: access.log}}
 	if r := e.get("/fast"); r.status != 200 || r.body != "fast" {
 		t.Fatalf("fast after the timeouts: %d %q", r.status, r.body)
 	}
-	lines := accessLogLines(t, e.dir+"/access.log", 5)
+	lines := accessLogLines(t, e.dir+"/access.log", 6)
 	for i, want := range []struct {
 		status  int
 		errText string
-	}{{200, ""}, {504, "backend_timeout"}, {504, "backend_timeout"}, {200, ""}, {200, ""}} {
+	}{{200, ""}, {504, "backend_timeout"}, {504, "backend_timeout"}, {504, "backend_timeout"}, {200, ""}, {200, ""}} {
 		l := lines[i]
 		if int(l["status_code"].(float64)) != want.status || fmt.Sprint(l["error"]) != want.errText && want.errText != "" {
 			t.Errorf("access log line %d: status %v error %v, want %d %q", i, l["status_code"], l["error"], want.status, want.errText)

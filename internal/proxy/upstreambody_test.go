@@ -1,0 +1,172 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/rampart-proxy/rampart/internal/pipeline"
+	"github.com/rampart-proxy/rampart/internal/testnet"
+)
+
+// received is one request as a raw backend read it: its head and the body
+// its Content-Length announced.
+type received struct {
+	head, body string
+	conn       int32 // which of the backend's connections carried it
+}
+
+// bodyBackend reads each request's head and Content-Length body and answers
+// "ok". With dropSecond, the second request on a connection is read and the
+// connection closed without an answer, as a backend that crashed (or closed
+// an idle connection as the request arrived) does.
+func bodyBackend(t *testing.T, dropSecond bool) (string, chan received) {
+	t.Helper()
+	got := make(chan received, 16)
+	var conns atomic.Int32
+	addr := testnet.Serve(t, func(c net.Conn) {
+		id := conns.Add(1)
+		br := bufio.NewReader(c)
+		for n := 1; ; n++ {
+			head, err := testnet.ReadHead(br)
+			if err != nil {
+				return
+			}
+			length := 0
+			for _, line := range strings.Split(head, "\r\n") {
+				if v, ok := strings.CutPrefix(line, "Content-Length: "); ok {
+					length, _ = strconv.Atoi(v)
+				}
+			}
+			body := make([]byte, length)
+			if _, err := io.ReadFull(br, body); err != nil {
+				return
+			}
+			got <- received{head, string(body), id}
+			if dropSecond && n == 2 {
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	return addr, got
+}
+
+// send forwards a request of method with body (nil: none) on the direct
+// path, its body read whole as serveDirect reads it.
+func send(p *Pool, method string, body []byte) (*http.Response, error) {
+	req, _ := http.NewRequest(method, "http://placeholder/up", nil)
+	req.ContentLength = int64(len(body))
+	resp, err := p.forward(req, &directRequest{req: req, rec: pipeline.FromContext(req.Context()), reqBody: body})
+	if err == nil {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	return resp, err
+}
+
+// A small body goes with its head, announced by its exact length; a POST
+// without one says Content-Length: 0 (as http.Transport does; servers
+// answer 411 to a POST without a length), a GET says nothing.
+func TestDirectRequestBody(t *testing.T) {
+	addr, got := bodyBackend(t, false)
+	p := testPool(t, addr)
+	payload := []byte(strings.Repeat("0123456789", 1000)) // 10,000 bytes: more than the 4 KiB write buffer
+	for _, c := range []struct {
+		method string
+		body   []byte
+		length string // the Content-Length line the backend must see, "" for none
+	}{
+		{http.MethodPost, payload, "Content-Length: 10000\r\n"},
+		{http.MethodPut, []byte("x"), "Content-Length: 1\r\n"},
+		{http.MethodPost, nil, "Content-Length: 0\r\n"},
+		{http.MethodGet, nil, ""},
+	} {
+		resp, err := send(p, c.method, c.body)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s: %v", c.method, err)
+		}
+		r := <-got
+		if !strings.HasPrefix(r.head, c.method+" /up HTTP/1.1\r\n") || r.body != string(c.body) {
+			t.Fatalf("%s: backend got head %q and %d body bytes, want %d", c.method, r.head, len(r.body), len(c.body))
+		}
+		if n := strings.Count(r.head, "Content-Length"); (c.length == "" && n != 0) || (c.length != "" && (n != 1 || !strings.Contains(r.head, "\r\n"+c.length))) {
+			t.Fatalf("%s: head %q, want one %q", c.method, r.head, c.length)
+		}
+		if r.conn != 1 {
+			t.Fatalf("%s went on connection %d: the direct client's one connection was not reused", c.method, r.conn)
+		}
+	}
+}
+
+// A request whose pooled connection fails before any answer is sent again
+// on a fresh connection only if it is idempotent: the backend may have
+// acted on a POST before the connection went.
+func TestDirectBodyRetryOnlyIfIdempotent(t *testing.T) {
+	for _, method := range []string{http.MethodPut, http.MethodPost} {
+		t.Run(method, func(t *testing.T) {
+			addr, got := bodyBackend(t, true)
+			p := testPool(t, addr)
+			if _, err := send(p, http.MethodGet, nil); err != nil { // opens the connection the next request reuses
+				t.Fatal(err)
+			}
+			<-got
+			resp, err := send(p, method, []byte("payload"))
+			first := <-got
+			if first.conn != 1 || first.body != "payload" {
+				t.Fatalf("first try: connection %d, body %q", first.conn, first.body)
+			}
+			if method == http.MethodPost {
+				if !errors.Is(err, errStaleConn) {
+					t.Fatalf("POST on a connection that failed: %v, want errStaleConn (not sent twice)", err)
+				}
+				select {
+				case r := <-got:
+					t.Fatalf("the POST was sent again: %q", r.head)
+				default:
+				}
+				return
+			}
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("PUT: %v", err)
+			}
+			if again := <-got; again.conn != 2 || again.body != "payload" {
+				t.Fatalf("PUT retry: connection %d, body %q; want a fresh connection with the same body", again.conn, again.body)
+			}
+		})
+	}
+}
+
+// Only bodies the direct path can take whole go to it.
+func TestDirectEligibleBodies(t *testing.T) {
+	for _, c := range []struct {
+		length int64
+		body   io.Reader
+		header string
+		want   bool
+	}{
+		{0, nil, "", true},
+		{1, strings.NewReader("x"), "", true},
+		{maxBufferedBody, strings.NewReader("x"), "", true},
+		{maxBufferedBody + 1, strings.NewReader("x"), "", false},
+		{1, nil, "", false}, // a length without a body
+		{-1, strings.NewReader("chunked"), "", false},
+		{1, strings.NewReader("x"), "Expect", false},
+		{0, nil, "Upgrade", false},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, "http://placeholder/", c.body)
+		req.ContentLength = c.length
+		if c.header != "" {
+			req.Header.Set(c.header, "x")
+		}
+		if got := directEligible(req); got != c.want {
+			t.Errorf("length %d, header %q: eligible %v, want %v", c.length, c.header, got, c.want)
+		}
+	}
+}
