@@ -8,6 +8,7 @@
 #   bench/ab.sh OLD_BINARY NEW_BINARY          # ROUNDS=6 DURATION=6
 #   RATE=15000 bench/ab.sh OLD NEW             # open loop (bench/openload) at
 #                                              # 15,000 req/s instead of wrk
+#   SCRIPT=post.lua bench/ab.sh OLD NEW        # wrk runs the script (a POST)
 #
 # For each run it prints req/s, p99, CPU-s and user CPU-s per 100k
 # requests (utime+stime and utime from /proc/PID/stat) and p50, then the
@@ -23,6 +24,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 (cd "$ROOT" && go build -o "$work/backend" ./bench/backend)
 load=(wrk -t1 -c64 -d"${DURATION}s" --latency)
+[ -n "${SCRIPT:-}" ] && load+=(-s "$SCRIPT") # a wrk script: POSTs, say
 if [ -n "${RATE:-}" ]; then
 	(cd "$ROOT" && go build -o "$work/openload" ./bench/openload)
 	load=("$work/openload" -rate "$RATE" -c 64 -d "${DURATION}s")

@@ -52,6 +52,10 @@ type upstreamConn struct {
 	lastUsed time.Time
 	// readDeadline is the deadline last set on c (see armReadDeadline).
 	readDeadline time.Time
+	// writeBy bounds the sending of a request body (zero: no bound);
+	// writeArmed says whether it is set on c (see armWriteDeadline).
+	writeBy    time.Time
+	writeArmed bool
 	// bodyCtx is the request's context while the answer's body is still
 	// to come after its head (nil otherwise): its client leaving abandons
 	// the body too (exchange hands over the wait it registered, which
@@ -92,6 +96,7 @@ func newUpstreamConn(c net.Conn, bt *backendTLS) *upstreamConn {
 		r, uc.wire.w = sc, sc
 		uc.raw, uc.await = sc.Raw(), uc.flushThenWait
 		uc.sock = sc
+		sc.BeforeWriteWait = uc.armWriteDeadline
 	} else {
 		uc.sock = sockio.New(underlying(c)) // TLS
 	}
@@ -118,6 +123,17 @@ func (uc *upstreamConn) armReadDeadline(now time.Time, timeout time.Duration) {
 	if clock.Rearm(uc.readDeadline, now, timeout) {
 		uc.readDeadline = now.Add(timeout)
 		uc.c.SetReadDeadline(uc.readDeadline)
+	}
+}
+
+// armWriteDeadline sets writeBy as c's write deadline, once: sockio calls
+// it when a write is about to wait for the socket's buffer to drain (a
+// backend that does not read the body), so the deadline costs nothing on
+// the writes that go out at once.
+func (uc *upstreamConn) armWriteDeadline() {
+	if !uc.writeBy.IsZero() && !uc.writeArmed {
+		uc.writeArmed = true
+		uc.c.SetWriteDeadline(uc.writeBy)
 	}
 }
 
@@ -406,18 +422,22 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 	uc.wire.writes = 0
 	// A request head never fills the socket's buffer; a body may, if the
 	// backend does not read it. Sending it then gets the time the answer's
-	// head has, not forever.
-	wd := time.Duration(0)
-	if len(d.reqBody) > 0 {
-		if wd = cfg.ResponseHeaderTimeout.D(); wd > 0 {
-			uc.c.SetWriteDeadline(start.Add(wd))
+	// head has, not forever: set when a write has to wait (sockio's
+	// BeforeWriteWait), or at once where writes do not go through sockio
+	// (TLS).
+	if wd := cfg.ResponseHeaderTimeout.D(); len(d.reqBody) > 0 && wd > 0 {
+		uc.writeBy = start.Add(wd)
+		if uc.raw == nil {
+			uc.armWriteDeadline()
 		}
 	}
 	err := writeRequest(uc.bw, d)
 	if err == nil {
 		err = uc.send()
 	}
-	if wd > 0 {
+	uc.writeBy = time.Time{}
+	if uc.writeArmed {
+		uc.writeArmed = false
 		uc.c.SetWriteDeadline(time.Time{})
 	}
 	if err != nil {

@@ -63,6 +63,11 @@ type Conn struct {
 	// of before every read for the next request, most of which find it
 	// there.
 	BeforeWait func()
+	// BeforeWriteWait, when set, is called when a Write finds the socket's
+	// buffer full and is about to wait in the poller, on the writing
+	// goroutine: a write deadline set there bounds the wait, without a
+	// timer update for the writes that never wait (nearly all).
+	BeforeWriteWait func()
 }
 
 // New returns a Conn for c, or nil when c is not a TCP connection (a TLS
@@ -219,6 +224,9 @@ func (c *Conn) write(fd uintptr) bool {
 			c.wn += n
 		case syscall.EINTR:
 		case syscall.EAGAIN:
+			if c.BeforeWriteWait != nil {
+				c.BeforeWriteWait()
+			}
 			return false
 		default:
 			c.werr = c.opError("write", e)

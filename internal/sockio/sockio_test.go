@@ -112,6 +112,33 @@ func TestDeadlines(t *testing.T) {
 	}
 }
 
+// BeforeWriteWait runs when, and only when, a write has to wait for the
+// socket's buffer: a deadline it sets bounds that wait.
+func TestBeforeWriteWait(t *testing.T) {
+	sc, peer := pair(t)
+	calls := 0
+	sc.BeforeWriteWait = func() {
+		calls++
+		sc.nc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	}
+	if n, err := sc.Write([]byte("small")); n != 5 || err != nil || calls != 0 {
+		t.Fatalf("a write that fits: %d, %v, %d calls to BeforeWriteWait", n, err, calls)
+	}
+	io.ReadFull(peer, make([]byte, 5))
+	// The peer never reads: the write fills both buffers, waits, and its
+	// wait ends at the deadline set on the way in. (Without the call, it
+	// would wait until this test's own limit ends it.)
+	limit := time.AfterFunc(5*time.Second, func() { sc.nc.SetWriteDeadline(time.Now()) })
+	defer limit.Stop()
+	n, err := sc.Write(make([]byte, 64<<20))
+	if ne, ok := err.(interface{ Timeout() bool }); !ok || !ne.Timeout() || n <= 0 {
+		t.Fatalf("write to a peer that does not read: %d, %v", n, err)
+	}
+	if calls == 0 {
+		t.Fatal("BeforeWriteWait was not called before the write waited")
+	}
+}
+
 // Closing the connection ends a read waiting for data.
 func TestCloseEndsRead(t *testing.T) {
 	sc, _ := pair(t)

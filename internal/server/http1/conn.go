@@ -480,8 +480,12 @@ func (c *conn) handle(r *http.Request) (keep bool) {
 		}
 		// Draining what the handler left of the body may wait for the
 		// client: the answer goes out first (see connReader), and the
-		// client has ReadHeaderTimeout to send what it announced.
-		c.setReadDeadline(time.Now().Add(c.pol.ReadHeaderTimeout))
+		// client has ReadHeaderTimeout to send what it announced. Unless
+		// it has sent it all already (a body read whole, or that came
+		// with its head).
+		if !b.restBuffered() {
+			c.setReadDeadline(time.Now().Add(c.pol.ReadHeaderTimeout))
+		}
 		if !b.finish() {
 			keep = false
 		}
