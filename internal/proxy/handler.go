@@ -86,18 +86,22 @@ func serveDirect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := directRequest{req: r, rec: pipeline.FromContext(r.Context()), w: w}
-	bp := buffers.Get().(*[]byte)
-	defer buffers.Put(bp)
-	buf := *bp
+	// The copy buffer is taken once there is something to put in it: a
+	// request's body, else the answer's. Held across the backend's wait by
+	// every request in flight, it would be that many more live buffers.
+	var bp *[]byte
 	if r.ContentLength > 0 { // at most maxBufferedBody (directEligible)
-		if _, err := io.ReadFull(r.Body, buf[:r.ContentLength]); err != nil {
+		bp = buffers.Get().(*[]byte)
+		defer buffers.Put(bp)
+		body := (*bp)[:r.ContentLength]
+		if _, err := io.ReadFull(r.Body, body); err != nil {
 			if err == io.ErrUnexpectedEOF {
 				err = errShortBody
 			}
 			errorHandler(w, r, err)
 			return
 		}
-		d.reqBody = buf[:r.ContentLength]
+		d.reqBody = body
 	}
 	resp, err := p.forward(r, &d)
 	if err != nil {
@@ -105,8 +109,11 @@ func serveDirect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer resp.Body.Close()
-	// The request's body, if any, has gone out: buf is free for the
-	// answer's.
+	if bp == nil {
+		bp = buffers.Get().(*[]byte)
+		defer buffers.Put(bp)
+	}
+	buf := *bp // the request's body, if any, has gone out
 	// The start of the body, when it came with the head (most answers
 	// come whole), is read before the status goes out: a body that is
 	// malformed from its first byte then gets the client a 502, not a
