@@ -186,7 +186,8 @@ var errBodyClosed = errors.New("http1: request body read after the handler retur
 type body struct {
 	mu     sync.Mutex
 	c      *conn
-	src    io.Reader // *io.LimitedReader or a chunked reader over c.br
+	src    io.Reader // &lr or a chunked reader over c.br
+	lr     io.LimitedReader
 	chunk  bool
 	sawEOF bool
 	closed bool
@@ -256,7 +257,8 @@ func (c *conn) newBody(r *http.Request, n int64) *body {
 	if n < 0 {
 		b.src, b.chunk = httputil.NewChunkedReader(c.br), true
 	} else {
-		b.src = &io.LimitedReader{R: c.br, N: n}
+		b.lr = io.LimitedReader{R: c.br, N: n}
+		b.src = &b.lr // one allocation per body, not two
 	}
 	_, b.expect = r.Header["Expect"]
 	c.canContinue.Store(b.expect)

@@ -113,10 +113,29 @@ func (h *h2Server) serve(p *policy, countError func(string)) {
 			MaxReceiveBufferPerConnection: max(l.MaxReceiveBufferPerStream, 1<<20),
 			WriteByteTimeout:              p.WriteTimeout,
 			PermitProhibitedCipherSuites:  false,
-			CountError:                    countError,
+			CountError:                    streamErrorsOnly(countError),
 		}
 		go h.hs.Serve(h.ln)
 	})
+}
+
+// streamErrorsOnly passes on net/http's reports of errors that end one
+// stream (with RST_STREAM) and drops those of errors that end the
+// connection: each of those ends it with a GOAWAY, which h2Conn.serverFrame
+// counts, with the connection errors net/http does not report, so counting
+// both counted one refused connection twice. net/http's keys are
+// "stream_<code>_<what>" and "conn_<code>_<what>" from the connection, and
+// "frame_<what>" from the frame parser, all of which end the connection
+// but a WINDOW_UPDATE of 0 on a stream.
+func streamErrorsOnly(count func(string)) func(string) {
+	if count == nil {
+		return nil
+	}
+	return func(key string) {
+		if strings.HasPrefix(key, "stream_") || key == "frame_windowupdate_zero_inc_stream" {
+			count(key)
+		}
+	}
 }
 
 // hand gives c to the HTTP/2 server; if it is shutting down, c is closed.

@@ -318,9 +318,11 @@ func dialH2(t *testing.T, addr string, settings ...http2.Setting) (net.Conn, *ht
 	return c, fr
 }
 
-// A connection the HTTP/2 server ends for an error (here a WINDOW_UPDATE
-// of 0 on the connection, a PROTOCOL_ERROR) is counted by its GOAWAY's
-// code; a graceful GOAWAY (NO_ERROR) is not.
+// A stream the HTTP/2 server resets for an error (a WINDOW_UPDATE of 0 on
+// the stream) is counted by net/http's report of it; a connection it ends
+// for an error (the same on the connection, a PROTOCOL_ERROR) is counted
+// by its GOAWAY's code, once (net/http's own report of the connection
+// error is not counted beside it); a graceful GOAWAY (NO_ERROR) is not.
 func TestH2CServerGoAwayCounted(t *testing.T) {
 	var mu sync.Mutex
 	var reasons []string
@@ -334,6 +336,14 @@ func TestH2CServerGoAwayCounted(t *testing.T) {
 	})
 	_, fr := dialH2(t, ts.addr)
 	fr.AllowIllegalWrites = true
+	hdr := []byte{0x82, 0x86, 0x84, 0x41, 0x01, 'a'} // GET http / host a (HPACK)
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hdr, EndHeaders: true})
+	fr.WriteWindowUpdate(1, 0)
+	waitFor(t, "the stream's error counted", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Contains(reasons, "frame_windowupdate_zero_inc_stream")
+	})
 	fr.WriteWindowUpdate(0, 0)
 	for {
 		f, err := fr.ReadFrame()
@@ -352,4 +362,9 @@ func TestH2CServerGoAwayCounted(t *testing.T) {
 		defer mu.Unlock()
 		return slices.Contains(reasons, "goaway_PROTOCOL_ERROR")
 	})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(reasons) != 2 {
+		t.Fatalf("one reset stream and one refused connection counted as %v", reasons)
+	}
 }
