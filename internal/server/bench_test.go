@@ -145,22 +145,34 @@ func BenchmarkProxyRawWAF(b *testing.B) {
 			"Cookie: session=4f3c2a1b9d8e7f60; theme=dark; consent=yes\r\n\r\n"))
 }
 
+// BenchmarkProxyRawNewConn is BenchmarkProxyRaw with a connection per
+// request (Connection: close), as a client without keep-alive makes them:
+// what accepting, serving and closing a connection costs. Keep b.N under
+// ~20,000 per run (-benchtime=Nx): every connection leaves a TIME_WAIT.
+func BenchmarkProxyRawNewConn(b *testing.B) {
+	addr := rawProxy(b, "")
+	req := []byte("GET /bench?x=1 HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: wrk\r\nConnection: close\r\n\r\n")
+	body := make([]byte, 256)
+	br := bufio.NewReaderSize(nil, 4096)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		br.Reset(c)
+		if err := rawRoundTrip(c, br, req, body); err != nil {
+			b.Fatal(err)
+		}
+		c.Close()
+	}
+}
+
 // benchProxyRaw runs keep-alive round trips of req through a listener in
 // front of the raw backend; security is appended under security:.
 func benchProxyRaw(b *testing.B, security string, req []byte) {
-	backend := startRawBackend(b)
-	e := startEnv(b, fmt.Sprintf(`
-listeners:
-  - {name: web, listen: "127.0.0.1:0"}
-routes:
-  - {name: all, match: {path_prefix: /}, pool: p}
-pools:
-  - name: p
-    backends: [{id: a, address: %q}]
-security:
-  slowloris_protection: {max_new_connections_per_ip_per_second: 0}
-%s`, backend, security))
-	c, err := net.Dial("tcp", e.srv.Addr("web"))
+	c, err := net.Dial("tcp", rawProxy(b, security))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -179,6 +191,24 @@ security:
 			b.Fatal(err)
 		}
 	}
+}
+
+// rawProxy starts Rampart in front of the raw backend and returns its
+// listener's address; security is appended under security:.
+func rawProxy(b *testing.B, security string) string {
+	backend := startRawBackend(b)
+	e := startEnv(b, fmt.Sprintf(`
+listeners:
+  - {name: web, listen: "127.0.0.1:0"}
+routes:
+  - {name: all, match: {path_prefix: /}, pool: p}
+pools:
+  - name: p
+    backends: [{id: a, address: %q}]
+security:
+  slowloris_protection: {max_new_connections_per_ip_per_second: 0}
+%s`, backend, security))
+	return e.srv.Addr("web")
 }
 
 // BenchmarkProxyRawBaseline is BenchmarkProxyRaw's client talking to its
