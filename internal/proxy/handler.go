@@ -95,10 +95,7 @@ func serveDirect(w http.ResponseWriter, r *http.Request) {
 		defer buffers.Put(bp)
 		body := (*bp)[:r.ContentLength]
 		if _, err := io.ReadFull(r.Body, body); err != nil {
-			if err == io.ErrUnexpectedEOF {
-				err = errShortBody
-			}
-			errorHandler(w, r, err)
+			errorHandler(w, r, bodyReadError(r, err))
 			return
 		}
 		d.reqBody = body
@@ -258,14 +255,30 @@ func errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	pipeline.WriteError(w, r, status)
 }
 
-// errShortBody is a request body that ended before its Content-Length on a
-// connection that did not report why (the HTTP/1 engine says the client
-// left, a 499).
+// bodyReadError is what reading a request body whole failed with, for
+// errorHandler: the client's doing, never the backend's (none was chosen).
+// The HTTP/1 engine's errors say which limit or that the client left; an
+// HTTP/2 stream's do not: a stream the client reset (its context is done)
+// is a client gone (499), anything else a body that did not match its
+// Content-Length (400).
+func bodyReadError(r *http.Request, err error) error {
+	var se interface{ HTTPStatus() int }
+	switch {
+	case errors.As(err, &se):
+		return err
+	case r.Context().Err() != nil:
+		return ErrClientGone
+	}
+	return errShortBody
+}
+
+// errShortBody is a request body that ended before its Content-Length or
+// broke its framing (bodyReadError).
 var errShortBody error = shortBodyError{}
 
 type shortBodyError struct{}
 
-func (shortBodyError) Error() string   { return "request body shorter than its Content-Length" }
+func (shortBodyError) Error() string   { return "request body does not match its Content-Length" }
 func (shortBodyError) HTTPStatus() int { return http.StatusBadRequest }
 
 // bufferPool reuses the 32 KiB copy buffers of the proxy.

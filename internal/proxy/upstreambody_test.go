@@ -2,15 +2,20 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/rampart-proxy/rampart/internal/config"
 	"github.com/rampart-proxy/rampart/internal/pipeline"
 	"github.com/rampart-proxy/rampart/internal/testnet"
 )
@@ -168,5 +173,70 @@ func TestDirectEligibleBodies(t *testing.T) {
 		if got := directEligible(req); got != c.want {
 			t.Errorf("length %d, header %q: eligible %v, want %v", c.length, c.header, got, c.want)
 		}
+	}
+}
+
+// A body the backend does not read, on a connection whose socket buffers
+// are small enough for the send to wait: the send ends at the
+// response_header_timeout (a timeout error), and the write deadline is
+// cleared afterwards.
+func TestBodySendWaitBounded(t *testing.T) {
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 1024) })
+	}}
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		testnet.ReadHead(bufio.NewReaderSize(c, 16))
+		time.Sleep(5 * time.Second)
+	}()
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 1024) })
+	}}
+	c, err := d.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	uc := newUpstreamConn(c, nil)
+	calls := 0
+	uc.sock.BeforeWriteWait = func() { calls++; uc.armWriteDeadline() }
+
+	reg, err := NewRegistry(t.TempDir(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(reg.Close)
+	cfg := config.Pool{Name: "p", Algorithm: "round_robin", ConnectTimeout: config.Duration(time.Second),
+		ResponseHeaderTimeout: config.Duration(2 * time.Second), MaxIdleConnsPerBackend: 8,
+		Backends: []config.Backend{{ID: "a", Address: ln.Addr().String(), Weight: 1}}}
+	reg.Apply([]config.Pool{cfg})
+	p := reg.Pool("p")
+	b := p.Backends()[0]
+
+	req, _ := http.NewRequest("POST", "http://placeholder/up", nil)
+	body := []byte(strings.Repeat("x", maxBufferedBody))
+	req.ContentLength = int64(len(body))
+	dr := &directRequest{req: req, rec: pipeline.FromContext(req.Context()), reqBody: body}
+	start := time.Now()
+	_, err = p.exchange(context.Background(), b, uc, dr, start, &cfg)
+	el := time.Since(start)
+	t.Logf("exchange: %v after %s; BeforeWriteWait called %d times", err, el, calls)
+	if calls == 0 {
+		t.Skip("the send never waited")
+	}
+	if !isResponseTimeout(err) || el > 3500*time.Millisecond || el < 1500*time.Millisecond {
+		t.Fatalf("exchange: %v after %s, want a timeout after 2s", err, el)
+	}
+	if uc.writeArmed || !uc.writeBy.IsZero() {
+		t.Fatal("write deadline state left set")
 	}
 }
