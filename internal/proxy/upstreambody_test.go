@@ -184,28 +184,13 @@ func TestBodySendWaitBounded(t *testing.T) {
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 1024) })
 	}}
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		testnet.ReadHead(bufio.NewReaderSize(c, 16))
-		time.Sleep(5 * time.Second)
-	}()
 	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
 		return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 1024) })
 	}}
-	c, err := d.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := loopbackPair(t, lc, d, func(c net.Conn) { // reads the head, never the body
+		testnet.ReadHead(bufio.NewReaderSize(c, 16))
+		time.Sleep(5 * time.Second)
+	})
 	uc := newUpstreamConn(c, nil)
 	calls := 0
 	uc.sock.BeforeWriteWait = func() { calls++; uc.armWriteDeadline() }
@@ -217,7 +202,7 @@ func TestBodySendWaitBounded(t *testing.T) {
 	t.Cleanup(reg.Close)
 	cfg := config.Pool{Name: "p", Algorithm: "round_robin", ConnectTimeout: config.Duration(time.Second),
 		ResponseHeaderTimeout: config.Duration(2 * time.Second), MaxIdleConnsPerBackend: 8,
-		Backends: []config.Backend{{ID: "a", Address: ln.Addr().String(), Weight: 1}}}
+		Backends: []config.Backend{{ID: "a", Address: c.RemoteAddr().String(), Weight: 1}}}
 	reg.Apply([]config.Pool{cfg})
 	p := reg.Pool("p")
 	b := p.Backends()[0]

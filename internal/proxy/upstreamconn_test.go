@@ -241,25 +241,7 @@ func TestBackendActiveList(t *testing.T) {
 // connection serve handles.
 func sendPair(t *testing.T, serve func(c net.Conn)) *upstreamConn {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		serve(c)
-	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	uc := newUpstreamConn(c, nil)
+	uc := newUpstreamConn(loopbackPair(t, net.ListenConfig{}, net.Dialer{}, serve), nil)
 	if uc.raw == nil {
 		t.Fatal("a plaintext TCP connection has no raw access")
 	}
@@ -639,4 +621,29 @@ func TestNoBodyAnswerPooledAfterTheWaitEnds(t *testing.T) {
 	if pooled != 2 {
 		t.Errorf("%d connections pooled, want 2", pooled)
 	}
+}
+
+// loopbackPair dials, with d, one connection to a loopback listener made
+// with lc, whose end of it serve handles, and returns the dialled end.
+func loopbackPair(t *testing.T, lc net.ListenConfig, d net.Dialer, serve func(c net.Conn)) net.Conn {
+	t.Helper()
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		serve(c)
+	}()
+	c, err := d.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }

@@ -413,21 +413,18 @@ func h2Post(t *testing.T, addr string, cl string, datas []string, noEnd bool, rs
 	}
 }
 
+// h2cRawPool is rawPool with h2c on its listener.
+func h2cRawPool(addr string) string {
+	return strings.Replace(rawPool(addr), `listen: "127.0.0.1:0"}`, `listen: "127.0.0.1:0", h2c: true}`, 1)
+}
+
 // An HTTP/2 client that resets its stream in the middle of a small body
 // (content-length announced) left: the access log says 499 client_closed,
 // as it did when such bodies streamed through http.Transport, not a 502
 // backend_unreachable for a request no backend ever saw.
 func TestSmallBodyH2ResetLogged499(t *testing.T) {
 	rb, addr := newRecordingBackend(t)
-	e := startEnv(t, fmt.Sprintf(`
-listeners:
-  - {name: web, listen: "127.0.0.1:0", h2c: true}
-routes:
-  - {name: all, match: {path_prefix: /}, pool: p}
-pools:
-  - {name: p, backends: [{id: raw, address: %q}]}
-logging: {access_log: {path: access.log}}
-`, addr))
+	e := startEnv(t, h2cRawPool(addr))
 	h2Post(t, e.srv.Addr("web"), "10", []string{"hel"}, true, true)
 	l := lastLogLine(t, e, 1)
 	if l["status_code"] != 499.0 || l["error"] != "client_closed" {
@@ -442,15 +439,7 @@ logging: {access_log: {path: access.log}}
 // client's fault: 400, not 502 backend_unreachable.
 func TestSmallBodyH2Short400(t *testing.T) {
 	rb, addr := newRecordingBackend(t)
-	e := startEnv(t, fmt.Sprintf(`
-listeners:
-  - {name: web, listen: "127.0.0.1:0", h2c: true}
-routes:
-  - {name: all, match: {path_prefix: /}, pool: p}
-pools:
-  - {name: p, backends: [{id: raw, address: %q}]}
-logging: {access_log: {path: access.log}}
-`, addr))
+	e := startEnv(t, h2cRawPool(addr))
 	st, why := h2Post(t, e.srv.Addr("web"), "10", []string{"hello"}, false, false)
 	l := lastLogLine(t, e, 1)
 	if st != 400 {
@@ -465,17 +454,7 @@ logging: {access_log: {path: access.log}}
 // never reaches the backend.
 func TestSmallBodyH2Stalled408(t *testing.T) {
 	rb, addr := newRecordingBackend(t)
-	e := startEnv(t, fmt.Sprintf(`
-listeners:
-  - {name: web, listen: "127.0.0.1:0", h2c: true}
-routes:
-  - {name: all, match: {path_prefix: /}, pool: p}
-pools:
-  - {name: p, backends: [{id: raw, address: %q}]}
-logging: {access_log: {path: access.log}}
-security:
-  slowloris_protection: {body_timeout_seconds: 1}
-`, addr))
+	e := startEnv(t, h2cRawPool(addr)+"security:\n  slowloris_protection: {body_timeout_seconds: 1}\n")
 	st, why := h2Post(t, e.srv.Addr("web"), "10", []string{"hel"}, true, false)
 	if st != 408 {
 		t.Errorf("stalled body: %d %s, want 408", st, why)

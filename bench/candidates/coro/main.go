@@ -177,7 +177,7 @@ func (r *reactor) serve(t *task) {
 			rawio.Write(t.fd, rawio.Resp502)
 			return
 		}
-		resp, ok := r.answer(t, b, &ans, out[:0])
+		resp, ok := rawio.ReadAnswer(func(buf *[]byte) bool { return r.read(t, b, buf) }, &ans, out[:0])
 		if !ok {
 			syscall.Close(b)
 			rawio.Write(t.fd, rawio.Resp502)
@@ -188,28 +188,5 @@ func (r *reactor) serve(t *task) {
 		if !r.write(t, t.fd, resp) {
 			return
 		}
-	}
-}
-
-// answer reads the backend's answer and returns it as the client gets it.
-func (r *reactor) answer(t *task, b int, buf *[]byte, w []byte) ([]byte, bool) {
-	*buf = (*buf)[:0]
-	for {
-		if !r.read(t, b, buf) {
-			return w, false
-		}
-		in := *buf
-		end := rawio.HeadEnd(in)
-		if end < 0 {
-			continue
-		}
-		w, clen, ok := rawio.Response(w, in[:end])
-		switch {
-		case !ok || end+clen > cap(in) || len(in) > end+clen:
-			return w, false // unhandled, or more than the answer
-		case len(in) < end+clen:
-			continue // body still coming
-		}
-		return append(w, in[end:]...), true
 	}
 }

@@ -108,7 +108,7 @@ func serve(c net.Conn, bs *backends) {
 			c.Write(rawio.Resp502)
 			return
 		}
-		resp, ok := answer(b, &ans, out[:0])
+		resp, ok := rawio.ReadAnswer(func(buf *[]byte) bool { return read(b, buf) }, &ans, out[:0])
 		if !ok {
 			b.Close()
 			c.Write(rawio.Resp502)
@@ -119,28 +119,5 @@ func serve(c net.Conn, bs *backends) {
 		if _, err := c.Write(resp); err != nil {
 			return
 		}
-	}
-}
-
-// answer reads the backend's answer and returns it as the client gets it.
-func answer(b net.Conn, buf *[]byte, w []byte) ([]byte, bool) {
-	*buf = (*buf)[:0]
-	for {
-		if !read(b, buf) {
-			return w, false
-		}
-		in := *buf
-		end := rawio.HeadEnd(in)
-		if end < 0 {
-			continue
-		}
-		w, clen, ok := rawio.Response(w, in[:end])
-		switch {
-		case !ok || end+clen > cap(in) || len(in) > end+clen:
-			return w, false // unhandled, or more than the answer
-		case len(in) < end+clen:
-			continue // body still coming
-		}
-		return append(w, in[end:]...), true
 	}
 }

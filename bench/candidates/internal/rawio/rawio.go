@@ -227,3 +227,29 @@ func equalFold(b []byte, s string) bool {
 	}
 	return true
 }
+
+// ReadAnswer reads a backend's answer into *buf with read (which appends
+// what the socket has, waiting if need be; false at the end of the stream)
+// and appends to w the answer as the client gets it; false for an answer
+// the candidates do not handle, or bytes past its end.
+func ReadAnswer(read func(buf *[]byte) bool, buf *[]byte, w []byte) ([]byte, bool) {
+	*buf = (*buf)[:0]
+	for {
+		if !read(buf) {
+			return w, false
+		}
+		in := *buf
+		end := HeadEnd(in)
+		if end < 0 {
+			continue
+		}
+		w, clen, ok := Response(w, in[:end])
+		switch {
+		case !ok || end+clen > cap(in) || len(in) > end+clen:
+			return w, false // unhandled, or more than the answer
+		case len(in) < end+clen:
+			continue // body still coming
+		}
+		return append(w, in[end:]...), true
+	}
+}
