@@ -125,18 +125,23 @@ func (h *h2Server) serve(p *policy, countError func(string)) {
 // counts, with the connection errors net/http does not report, so counting
 // both counted one refused connection twice. net/http's keys are
 // "stream_<code>_<what>" and "conn_<code>_<what>" from the connection, and
-// "frame_<what>" from the frame parser, all of which end the connection
-// but a WINDOW_UPDATE of 0 on a stream.
+// "frame_<what>" from the frame parser, all of whose errors end the
+// connection but two (frameStreamErrors).
 func streamErrorsOnly(count func(string)) func(string) {
 	if count == nil {
 		return nil
 	}
 	return func(key string) {
-		if strings.HasPrefix(key, "stream_") || key == "frame_windowupdate_zero_inc_stream" {
+		if strings.HasPrefix(key, "stream_") || frameStreamErrors[key] {
 			count(key)
 		}
 	}
 }
+
+// frameStreamErrors are the frame parser's reports of errors that end a
+// stream, not the connection (net/http's h2_bundle.go: a WINDOW_UPDATE of
+// 0 on a stream, a HEADERS frame's padding longer than the frame).
+var frameStreamErrors = map[string]bool{"frame_windowupdate_zero_inc_stream": true, "frame_headers_pad_too_big": true}
 
 // hand gives c to the HTTP/2 server; if it is shutting down, c is closed.
 func (h *h2Server) hand(c net.Conn) {
