@@ -163,11 +163,14 @@ func TestDirectEligibleBodies(t *testing.T) {
 		{1, nil, "", false}, // a length without a body
 		{-1, strings.NewReader("chunked"), "", false},
 		{1, strings.NewReader("x"), "Expect", false},
+		{1, strings.NewReader("x"), "Trailer", false}, // announced trailers
 		{0, nil, "Upgrade", false},
 	} {
 		req, _ := http.NewRequest(http.MethodPost, "http://placeholder/", c.body)
 		req.ContentLength = c.length
-		if c.header != "" {
+		if c.header == "Trailer" {
+			req.Trailer = http.Header{"X-Checksum": nil}
+		} else if c.header != "" {
 			req.Header.Set(c.header, "x")
 		}
 		if got := directEligible(req); got != c.want {

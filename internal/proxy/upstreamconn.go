@@ -261,11 +261,12 @@ const maxBufferedBody = 16 << 10
 
 // directEligible reports whether a client request can take the direct
 // path: no upgrade, no Expect, and no body or one of a known length of at
-// most maxBufferedBody.
+// most maxBufferedBody, without trailers (an HTTP/2 request may announce
+// some beside a content-length; only a chunked body carries them on).
 func directEligible(req *http.Request) bool {
 	hasBody := req.Body != nil && req.Body != http.NoBody
-	if hasBody != (req.ContentLength > 0) || req.ContentLength > maxBufferedBody {
-		return false // chunked, too large, or a length without a body
+	if hasBody != (req.ContentLength > 0) || req.ContentLength > maxBufferedBody || len(req.Trailer) > 0 {
+		return false // chunked, too large, a length without a body, trailers
 	}
 	if _, up := req.Header["Upgrade"]; up {
 		return false
