@@ -63,10 +63,10 @@ func upgradeRequestID(res *http.Response) error {
 	return nil
 }
 
-// ServeHTTP proxies r to the pool in its context. Requests without an
-// upgrade and without a body larger than maxBufferedBody (most traffic)
-// take the direct path; see
-// docs/decisions/0001-http-engine.md for why and what it saves.
+// ServeHTTP proxies r to the pool in its context. Most traffic (no
+// upgrade, no body or a small one of known length: directEligible) takes
+// the direct path; see docs/decisions/0001-http-engine.md for why and what
+// it saves.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if directEligible(r) {
 		serveDirect(w, r)
