@@ -14,6 +14,9 @@
 #                                runs: nginx-modsec, rampart-waf-*)
 #         NO_INSTALL=1           (never call apt-get)
 #         PROFILE="stdlib"       (CPU-profile these candidates; needs CANDIDATES=1)
+#         CAND_WORK=2us          (eventloop, coro and goroutines busy-loop this
+#                                long per request: how each waiting model's
+#                                latency follows a proxy's per-request cost)
 #         QUIET_PCT=20 QUIET_MAX=60 (before each run, wait up to QUIET_MAX s
 #                                  until other processes use < QUIET_PCT% CPU)
 #         NOISE_PCT=25 RETRIES=2   (re-run a measurement, up to RETRIES times,
@@ -174,6 +177,7 @@ rss_kb() {
 # flushed when the script stops them, and summarised with `go tool pprof -top`.
 profile_args() {
   [[ " $PROFILE " == *" $1 "* ]] && echo "-cpuprofile $OUT/$1.cpu.pprof"
+  [[ -n ${CAND_WORK:-} && " eventloop coro goroutines " == *" $1 "* ]] && echo "-work $CAND_WORK"
   return 0
 }
 

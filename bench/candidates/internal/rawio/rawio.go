@@ -9,12 +9,20 @@ package rawio
 
 import (
 	"bytes"
+	"flag"
 	"log"
 	"net"
 	"strconv"
 	"syscall"
+	"time"
 	"unsafe"
 )
+
+// extraWork is user-space work added to every request (-work): with it a
+// candidate costs what a proxy with more to do per request costs, so how
+// each waiting model's latency responds to that cost can be measured
+// without writing the proxy (bench/run.sh's CAND_WORK).
+var extraWork = flag.Duration("work", 0, "busy-loop this long per request (to measure how latency follows per-request cost)")
 
 // BufSize is each connection's read buffer.
 const BufSize = 8192
@@ -148,6 +156,10 @@ func HeadEnd(b []byte) int {
 // candidates do not handle (a method other than GET or HEAD, a body, a
 // malformed field).
 func Request(w, head []byte) (out []byte, ok bool) {
+	if *extraWork > 0 {
+		for t := time.Now(); time.Since(t) < *extraWork; {
+		}
+	}
 	line, rest, _ := bytes.Cut(head[:len(head)-2], []byte("\r\n"))
 	if !bytes.HasPrefix(line, []byte("GET ")) && !bytes.HasPrefix(line, []byte("HEAD ")) {
 		return w, false
