@@ -124,8 +124,9 @@ func serve(c net.Conn, resp []byte) {
 
 var errBad = errors.New("bad request")
 
-// readRequest consumes one request (request line, headers and a
-// Content-Length body, if any) and reports whether the connection stays open.
+// readRequest consumes one request (request line, headers and a body, of
+// a Content-Length or chunked, if any) and reports whether the connection
+// stays open.
 func readRequest(r *bufio.Reader) (keepAlive bool, err error) {
 	line, err := r.ReadSlice('\n')
 	if err != nil {
@@ -137,6 +138,7 @@ func readRequest(r *bufio.Reader) (keepAlive bool, err error) {
 	// "METHOD SP target SP HTTP/1.x"
 	keepAlive = bytes.HasSuffix(bytes.TrimRight(line, "\r\n"), []byte("HTTP/1.1"))
 	var clen int64
+	chunked := false
 	for {
 		h, err := r.ReadSlice('\n')
 		if err != nil {
@@ -159,7 +161,10 @@ func readRequest(r *bufio.Reader) (keepAlive bool, err error) {
 			}
 			clen = n
 		case bytes.EqualFold(key, []byte("Transfer-Encoding")):
-			return false, errBad // not needed by the benchmark
+			if !bytes.EqualFold(val, []byte("chunked")) {
+				return false, errBad
+			}
+			chunked = true
 		case bytes.EqualFold(key, []byte("Connection")):
 			v := strings.ToLower(string(val))
 			if strings.Contains(v, "close") {
@@ -169,10 +174,46 @@ func readRequest(r *bufio.Reader) (keepAlive bool, err error) {
 			}
 		}
 	}
+	if chunked {
+		return keepAlive, discardChunked(r)
+	}
 	if clen > 0 {
 		if _, err := r.Discard(int(clen)); err != nil {
 			return false, errBad
 		}
 	}
 	return keepAlive, nil
+}
+
+// discardChunked consumes a chunked body: size lines (extensions ignored),
+// data and CRLFs, the last chunk and an empty trailer section.
+func discardChunked(r *bufio.Reader) error {
+	for {
+		line, err := r.ReadSlice('\n')
+		if err != nil {
+			return errBad
+		}
+		hex := bytes.TrimRight(line, "\r\n")
+		if i := bytes.IndexByte(hex, ';'); i >= 0 {
+			hex = hex[:i]
+		}
+		n, perr := strconv.ParseInt(string(bytes.TrimSpace(hex)), 16, 64)
+		if perr != nil || n < 0 {
+			return errBad
+		}
+		if n == 0 {
+			for { // trailer lines up to the empty one
+				t, err := r.ReadSlice('\n')
+				if err != nil {
+					return errBad
+				}
+				if len(t) <= 2 {
+					return nil
+				}
+			}
+		}
+		if _, err := r.Discard(int(n) + 2); err != nil {
+			return errBad
+		}
+	}
 }

@@ -64,9 +64,8 @@ func upgradeRequestID(res *http.Response) error {
 }
 
 // ServeHTTP proxies r to the pool in its context. Most traffic (no
-// upgrade, no body or a small one of known length: directEligible) takes
-// the direct path; see docs/decisions/0001-http-engine.md for why and what
-// it saves.
+// upgrade, no Expect, no trailers: directEligible) takes the direct path;
+// see docs/decisions/0001-http-engine.md for why and what it saves.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if directEligible(r) {
 		serveDirect(w, r)
@@ -77,8 +76,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveDirect forwards a request through the direct client, its body (if
-// any) read first, and streams the answer back, with the same header rules
-// as rewrite().
+// any) read first when it is small, else streamed, and streams the answer
+// back, with the same header rules as rewrite().
 func serveDirect(w http.ResponseWriter, r *http.Request) {
 	p := poolOf(r)
 	if p == nil {
@@ -90,7 +89,10 @@ func serveDirect(w http.ResponseWriter, r *http.Request) {
 	// request's body, else the answer's. Held across the backend's wait by
 	// every request in flight, it would be that many more live buffers.
 	var bp *[]byte
-	if r.ContentLength > 0 { // at most maxBufferedBody (directEligible)
+	switch {
+	case r.ContentLength > maxBufferedBody || r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody:
+		d.stream, d.streamLen = r.Body, r.ContentLength // upstreamstream.go
+	case r.ContentLength > 0:
 		bp = buffers.Get().(*[]byte)
 		defer buffers.Put(bp)
 		body := (*bp)[:r.ContentLength]

@@ -107,6 +107,10 @@ func (p *Pool) forward(req *http.Request, direct *directRequest) (*http.Response
 // client's own body).
 func backendFault(err error) int {
 	switch {
+	case isClientBodyError(err):
+		// The client's body broke a limit or timed out (a 408 says
+		// Timeout too): nothing the backend did.
+		return 0
 	case errors.As(err, new(errBadResponse)):
 		return http.StatusBadGateway
 	case isResponseTimeout(err) && !errors.Is(err, context.DeadlineExceeded):

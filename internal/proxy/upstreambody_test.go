@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -148,7 +149,8 @@ func TestDirectBodyRetryOnlyIfIdempotent(t *testing.T) {
 	}
 }
 
-// Only bodies the direct path can take whole go to it.
+// Bodies go to the direct path unless their head asks for what only
+// http.Transport does (Expect, trailers, an upgrade).
 func TestDirectEligibleBodies(t *testing.T) {
 	for _, c := range []struct {
 		length int64
@@ -159,9 +161,10 @@ func TestDirectEligibleBodies(t *testing.T) {
 		{0, nil, "", true},
 		{1, strings.NewReader("x"), "", true},
 		{maxBufferedBody, strings.NewReader("x"), "", true},
-		{maxBufferedBody + 1, strings.NewReader("x"), "", false},
-		{1, nil, "", false}, // a length without a body
-		{-1, strings.NewReader("chunked"), "", false},
+		{maxBufferedBody + 1, strings.NewReader("x"), "", true}, // streamed
+		{1, nil, "", false},                                     // a length without a body
+		{0, strings.NewReader("x"), "", false},                  // a body that announces none
+		{-1, strings.NewReader("chunked"), "", true},            // streamed, chunked
 		{1, strings.NewReader("x"), "Expect", false},
 		{1, strings.NewReader("x"), "Trailer", false}, // announced trailers
 		{0, nil, "Upgrade", false},
@@ -228,3 +231,52 @@ func TestBodySendWaitBounded(t *testing.T) {
 		t.Fatal("write deadline state left set")
 	}
 }
+
+// A streamed body is not sent twice: a PUT whose pooled connection fails
+// after its body left the client fails, where one read whole is retried
+// (TestDirectBodyRetryOnlyIfIdempotent).
+func TestStreamedBodyNotRetried(t *testing.T) {
+	addr, got := bodyBackend(t, true)
+	p := testPool(t, addr)
+	if _, err := send(p, http.MethodGet, nil); err != nil { // opens the connection the PUT reuses
+		t.Fatal(err)
+	}
+	<-got
+	body := strings.Repeat("s", maxBufferedBody+1)
+	req, _ := http.NewRequest(http.MethodPut, "http://placeholder/up", nil)
+	req.ContentLength = int64(len(body))
+	d := &directRequest{req: req, rec: pipeline.FromContext(req.Context()), stream: strings.NewReader(body), streamLen: int64(len(body))}
+	_, err := p.forward(req, d)
+	if first := <-got; first.body != body {
+		t.Fatalf("the backend got %d body bytes, want %d", len(first.body), len(body))
+	}
+	if !errors.Is(err, errStaleConn) {
+		t.Fatalf("streamed PUT on a connection that failed: %v, want errStaleConn (not sent twice)", err)
+	}
+	select {
+	case r := <-got:
+		t.Fatalf("the streamed PUT was sent again: %q", r.head)
+	default:
+	}
+}
+
+// The client's own body failing (a 408 says Timeout as well) is nothing the
+// backend did: outlier detection does not count it.
+func TestClientBodyErrorNotBackendFault(t *testing.T) {
+	for _, err := range []error{clientTimeout{}, errShortBody, ErrClientGone, fmt.Errorf("wrapped: %w", clientTimeout{})} {
+		if code := backendFault(err); code != 0 {
+			t.Errorf("%v: counted as the backend's %d", err, code)
+		}
+	}
+	if code := backendFault(errBadResponse("x")); code != http.StatusBadGateway {
+		t.Errorf("a bad answer: %d, want 502", code)
+	}
+}
+
+// clientTimeout is the HTTP/1 engine's error for a body that did not come
+// in time, as the proxy sees it.
+type clientTimeout struct{}
+
+func (clientTimeout) Error() string   { return "request body timeout" }
+func (clientTimeout) HTTPStatus() int { return http.StatusRequestTimeout }
+func (clientTimeout) Timeout() bool   { return true }

@@ -24,15 +24,16 @@ import (
 )
 
 // Rampart's own HTTP/1.1 client for the common case: a request without an
-// upgrade, with no body or a small one of known length (maxBufferedBody).
+// upgrade, with no body, a small one of known length (maxBufferedBody) sent
+// with its head, or a larger or chunked one streamed (upstreamstream.go).
 // http.Transport runs two goroutines per backend connection and hands every
 // request and response between them over channels; on a proxy that is a
 // large share of the CPU per request (see docs/decisions/0001-http-engine.md).
 // Here the request goroutine writes the request and reads the response
 // itself, on a connection taken from the backend's idle list. Larger or
 // chunked bodies, upgrades and anything unusual still go through
-// http.Transport, which handles full-duplex bodies, Expect: 100-continue and
-// protocol switches.
+// http.Transport, which handles Expect: 100-continue, trailers and protocol
+// switches.
 
 // idleConnTimeout bounds how long an idle connection is trusted; backends
 // usually close theirs after 60–120 s, and a reused connection that the
@@ -54,8 +55,14 @@ type upstreamConn struct {
 	readDeadline time.Time
 	// writeBy bounds the sending of a request body (zero: no bound);
 	// writeArmed says whether it is set on c (see armWriteDeadline).
+	// writeWait, while a streamed body is sent, bounds each wait for the
+	// backend to take more of it instead.
 	writeBy    time.Time
+	writeWait  time.Duration
 	writeArmed bool
+	// stream is the request body being streamed to the backend (nil when
+	// there is none); the connection is reused only once it is all sent.
+	stream *bodySender
 	// bodyCtx is the request's context while the answer's body is still
 	// to come after its head (nil otherwise): its client leaving abandons
 	// the body too (exchange hands over the wait it registered, which
@@ -131,6 +138,11 @@ func (uc *upstreamConn) armReadDeadline(now time.Time, timeout time.Duration) {
 // backend that does not read the body), so the deadline costs nothing on
 // the writes that go out at once.
 func (uc *upstreamConn) armWriteDeadline() {
+	if uc.writeWait > 0 { // a streamed body: from each wait
+		uc.writeArmed = true
+		uc.c.SetWriteDeadline(clock.Now().Add(uc.writeWait))
+		return
+	}
 	if !uc.writeBy.IsZero() && !uc.writeArmed {
 		uc.writeArmed = true
 		uc.c.SetWriteDeadline(uc.writeBy)
@@ -256,17 +268,22 @@ func (cp *connPool) close(retire bool) {
 // to its client_body_buffer_size (16 KiB on 64-bit machines): a client that
 // sends less than it announced, too slowly or too much gets its 4xx, and no
 // backend ever sees part of a request. Larger bodies and bodies of unknown
-// length (chunked) stream through http.Transport.
+// length (chunked) are streamed (upstreamstream.go).
 const maxBufferedBody = 16 << 10
 
 // directEligible reports whether a client request can take the direct
-// path: no upgrade, no Expect, and no body or one of a known length of at
-// most maxBufferedBody, without trailers (an HTTP/2 request may announce
-// some beside a content-length; only a chunked body carries them on).
+// path: no upgrade, no Expect, no trailers (an HTTP/2 request may announce
+// some; http.Transport carries them on), and a body that says its length
+// or is chunked.
 func directEligible(req *http.Request) bool {
 	hasBody := req.Body != nil && req.Body != http.NoBody
-	if hasBody != (req.ContentLength > 0) || req.ContentLength > maxBufferedBody || len(req.Trailer) > 0 {
-		return false // chunked, too large, a length without a body, trailers
+	switch {
+	case !hasBody && req.ContentLength > 0: // a length without a body
+		return false
+	case hasBody && req.ContentLength == 0: // a body that announces none (the engines make no such request)
+		return false
+	case len(req.Trailer) > 0:
+		return false
 	}
 	if _, up := req.Header["Upgrade"]; up {
 		return false
@@ -281,8 +298,16 @@ type directRequest struct {
 	req *http.Request
 	rec *pipeline.Record
 	// reqBody is the request's body, read whole (see maxBufferedBody);
-	// nil when it has none.
+	// nil when it has none or it is streamed.
 	reqBody []byte
+	// stream is the request's body when it is streamed (larger than
+	// maxBufferedBody, or chunked), streamLen its length (-1: unknown,
+	// sent chunked).
+	stream    io.Reader
+	streamLen int64
+	// streamStarted: part of the streamed body has left the client's
+	// connection (set when an exchange that sent it ends).
+	streamStarted bool
 	// w is the client's answer: the backend's header fields are read
 	// straight into its header map, and interim answers (103 Early Hints)
 	// are relayed to it. Without one (tests), the fields go to a map of
@@ -379,6 +404,10 @@ func (p *Pool) roundTripDirect(ctx context.Context, b *Backend, d *directRequest
 		}
 		b.untrack(uc)
 		uc.c.Close()
+		if s := uc.stream; s != nil {
+			uc.stream = nil
+			s.stop()
+		}
 		if uc.gone.Load() {
 			return nil, ErrClientGone
 		}
@@ -388,9 +417,10 @@ func (p *Pool) roundTripDirect(ctx context.Context, b *Backend, d *directRequest
 		// A pooled connection that the backend had closed fails before any
 		// byte of an answer arrives; if the request is idempotent, one more
 		// try on a fresh connection is safe (its body, if any, is still in
-		// d.reqBody). A POST is not sent twice: the backend may have acted
-		// on it before it closed the connection.
-		if reused && errors.Is(err, errStaleConn) && attempt == 0 && ctx.Err() == nil && isIdempotent(d.req.Method) {
+		// d.reqBody, or none of a streamed one was taken from the client).
+		// A POST is not sent twice: the backend may have acted on it
+		// before it closed the connection.
+		if reused && errors.Is(err, errStaleConn) && attempt == 0 && ctx.Err() == nil && isIdempotent(d.req.Method) && !d.streamStarted {
 			continue
 		}
 		if ctxErr := ctx.Err(); ctxErr != nil {
@@ -408,7 +438,9 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 	if ctx.Done() != nil {
 		stop = context.AfterFunc(ctx, func() { uc.c.Close() })
 	}
-	uc.armReadDeadline(start, cfg.ResponseHeaderTimeout.D())
+	if d.stream == nil { // a streamed body's sender arms it when it is done
+		uc.armReadDeadline(start, cfg.ResponseHeaderTimeout.D())
+	}
 	// Until the answer is over, a client that leaves abandons the wait
 	// (an HTTP/1 client; an HTTP/2 one resets its stream, above): for the
 	// head, and for a body the backend stopped sending (directBody ends
@@ -433,7 +465,14 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 		}
 	}
 	err := writeRequest(uc.bw, d)
-	if err == nil {
+	switch {
+	case err == nil && d.stream != nil:
+		// The head goes first, then the body from its own goroutine
+		// while this one waits for the answer.
+		if err = uc.bw.Flush(); err == nil {
+			uc.stream = uc.startBody(d, cfg.ResponseHeaderTimeout.D())
+		}
+	case err == nil:
 		err = uc.send()
 	}
 	uc.writeBy = time.Time{}
@@ -450,6 +489,16 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 		return nil, errStaleConn
 	}
 	if _, err := uc.br.Peek(1); err != nil {
+		if s := uc.stream; s != nil {
+			uc.c.Close() // ends the sender's writes, if it is still at it
+			s.stop()
+			serr := s.result()
+			uc.stream, d.streamStarted = nil, s.started
+			if isClientBodyError(serr) {
+				stop()
+				return nil, serr // the client's body failed: the client's answer
+			}
+		}
 		stop()
 		if isResponseTimeout(err) {
 			return nil, err
@@ -463,6 +512,9 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 			return nil, tlsFailure(err)
 		}
 		return nil, errStaleConn
+	}
+	if uc.stream != nil {
+		uc.stream.answered()
 	}
 	dst := d.header()
 	body := d.body()
@@ -598,6 +650,15 @@ func (d *directBody) releaseConn(reusable bool) {
 	// the connection would hand them to the next client as its answer
 	// (and that client's answer to the one after). Only a connection
 	// whose reader is empty is reused.
+	if s := uc.stream; s != nil {
+		// A body still on its way (the answer came first) or cut short
+		// leaves the backend mid-request: not reusable.
+		if !s.finished() {
+			s.stop()
+			reusable = false
+		}
+		uc.stream = nil
+	}
 	if d.stop() && reusable && uc.br.Buffered() == 0 && !d.resp.Close && !uc.cut.Load() {
 		if beforePool != nil {
 			beforePool(uc)
@@ -729,10 +790,11 @@ func writeRequest(w *bufio.Writer, d *directRequest) error {
 	}
 	switch {
 	case len(d.reqBody) > 0:
-		var n [20]byte
-		w.WriteString("Content-Length: ")
-		w.Write(strconv.AppendInt(n[:0], int64(len(d.reqBody)), 10))
-		w.WriteString("\r\n")
+		writeContentLength(w, int64(len(d.reqBody)))
+	case d.stream != nil && d.streamLen >= 0:
+		writeContentLength(w, d.streamLen)
+	case d.stream != nil:
+		w.WriteString("Transfer-Encoding: chunked\r\n")
 	case r.Method != http.MethodGet && r.Method != http.MethodHead:
 		// As http.Transport writes it: many servers want a length on a
 		// request whose method may carry a body, and refuse one without
@@ -742,6 +804,13 @@ func writeRequest(w *bufio.Writer, d *directRequest) error {
 	w.WriteString("\r\n")
 	w.Write(d.reqBody)
 	return nil
+}
+
+func writeContentLength(w *bufio.Writer, n int64) {
+	var b [20]byte
+	w.WriteString("Content-Length: ")
+	w.Write(strconv.AppendInt(b[:0], n, 10))
+	w.WriteString("\r\n")
 }
 
 var errBadHeader = errors.New("header value with CR, LF or NUL")

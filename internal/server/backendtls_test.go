@@ -156,8 +156,9 @@ const (
 // A verified backend is served over TLS, with the configured SNI, its
 // chain checked against the root through the intermediate it sends, and
 // its connections reused: one handshake for many requests on the direct
-// client (bodiless ones and small bodies alike), one more for requests with
-// a large body (http.Transport's own pool).
+// client (bodiless ones, small bodies and streamed large ones alike);
+// requests with Expect go through http.Transport's own pool (the backend,
+// a net/http server that does not read the body, closes each of those).
 func TestBackendTLSServedAndPooled(t *testing.T) {
 	k := newBackendPKI(t)
 	b := newTLSBackend(t, "a", k.leaf(t, "b1.api.internal.example.com"), nil)
@@ -191,15 +192,25 @@ func TestBackendTLSServedAndPooled(t *testing.T) {
 	if n := b.handshakes.Load(); n != 1 {
 		t.Errorf("after 3 small POSTs the backend saw %d handshakes, want 1 (the direct client's connection)", n)
 	}
-	large := strings.Repeat("b", 20<<10) // more than the direct path buffers
+	large := strings.Repeat("b", 20<<10) // more than the direct path buffers: streamed
 	for i := range 3 {
 		r := e.do(http.MethodPost, e.url("web", "/post"), "", nil, strings.NewReader(large))
 		if r.status != http.StatusOK || r.body != "a" {
 			t.Fatalf("large POST %d: status %d body %q", i, r.status, r.body)
 		}
 	}
-	if n := b.handshakes.Load(); n != 2 {
-		t.Errorf("after 3 large POSTs the backend saw %d handshakes, want 2 (one per client pool)", n)
+	if n := b.handshakes.Load(); n != 1 {
+		t.Errorf("after 3 large POSTs the backend saw %d handshakes, want 1 (streamed on the direct client's connection)", n)
+	}
+	for i := range 3 {
+		r := e.do(http.MethodPost, e.url("web", "/post"), "", http.Header{"Expect": {"100-continue"}}, strings.NewReader(large))
+		if r.status != http.StatusOK || r.body != "a" {
+			t.Fatalf("POST %d with Expect: status %d body %q", i, r.status, r.body)
+		}
+	}
+	expectShakes := b.handshakes.Load()
+	if expectShakes < 2 {
+		t.Errorf("after 3 POSTs with Expect the backend saw %d handshakes, want more than the direct client's 1", expectShakes)
 	}
 	// A reload that changes nothing about backend TLS keeps the pooled
 	// connections.
@@ -209,11 +220,11 @@ func TestBackendTLSServedAndPooled(t *testing.T) {
 	if r := e.get("/after-reload"); r.status != http.StatusOK {
 		t.Fatalf("after reload: status %d", r.status)
 	}
-	if n := b.handshakes.Load(); n != 2 {
-		t.Errorf("a reload without changes cost a handshake (%d, want 2)", n)
+	if n := b.handshakes.Load(); n != expectShakes {
+		t.Errorf("a reload without changes cost a handshake (%d, want %d)", n, expectShakes)
 	}
-	if got := b.hits.Load(); got != 12 {
-		t.Errorf("backend served %d requests, want 12", got)
+	if got := b.hits.Load(); got != 15 {
+		t.Errorf("backend served %d requests, want 15", got)
 	}
 }
 

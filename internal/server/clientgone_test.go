@@ -14,9 +14,9 @@ import (
 // too) while its request waits for a slow backend abandons the wait: the
 // backend's connection is closed, so the backend sees its request
 // cancelled, and the access log says 499 client_closed; on the direct path
-// (bodiless requests and small bodies of known length) and on the
-// http.Transport path (a chunked body). A client
-// that stays gets its slow answer, and the pool is not held to blame.
+// (bodiless requests, small bodies of known length read whole, chunked
+// bodies streamed) and on the http.Transport path (Expect). A client that
+// stays gets its slow answer, and the pool is not held to blame.
 func TestClientGoneAbandonsBackendWait(t *testing.T) {
 	b := newTestBackend(t, "b1")
 	g := newGate()
@@ -84,6 +84,7 @@ logging: {access_log: {path: access.log}}
 	leave("/slow-direct", "GET /slow-direct HTTP/1.1\r\nHost: x\r\n\r\n", false)
 	leave("/slow-body", "POST /slow-body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n", true)
 	leave("/slow-small-body", "POST /slow-small-body HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx", true)
+	leave("/slow-expect", "POST /slow-expect HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n", true)
 
 	// A client that stays for longer than the watch's interval (it is
 	// looked at, and found there) gets its answer.
@@ -96,12 +97,13 @@ logging: {access_log: {path: access.log}}
 		t.Fatalf("after the abandoned waits: %d %q (backend ejected?)", r.status, r.body)
 	}
 
-	lines := accessLogLines(t, e.dir+"/access.log", 5)
+	lines := accessLogLines(t, e.dir+"/access.log", 6)
 	for i, want := range []struct {
 		path    string
 		status  int
 		errText string
-	}{{"/slow-direct", 499, "client_closed"}, {"/slow-body", 499, "client_closed"}, {"/slow-small-body", 499, "client_closed"}, {"/slow-stays", 200, ""}, {"/fast", 200, ""}} {
+	}{{"/slow-direct", 499, "client_closed"}, {"/slow-body", 499, "client_closed"}, {"/slow-small-body", 499, "client_closed"},
+		{"/slow-expect", 499, "client_closed"}, {"/slow-stays", 200, ""}, {"/fast", 200, ""}} {
 		l := lines[i]
 		errText, _ := l["error"].(string)
 		if l["path"] != want.path || int(l["status_code"].(float64)) != want.status || errText != want.errText {

@@ -126,8 +126,9 @@ func TestMalformedResponseBody(t *testing.T) {
 }
 
 // A status code HTTP does not define (999) is refused with a generic 502
-// on both paths: the direct client's reader refuses it, and so does the
-// http.Transport path (which would relay any three digits).
+// on every path: the direct client's reader refuses it (a GET, a POST read
+// whole, a POST streamed), and so does the http.Transport path (a POST with
+// Expect; http.Transport would relay any three digits).
 func TestUndefinedStatusCode(t *testing.T) {
 	addr := serveRaw(t, func(c net.Conn) error {
 		_, err := io.WriteString(c, "HTTP/1.1 999 Whatever\r\nContent-Length: 2\r\n\r\nok")
@@ -136,7 +137,9 @@ func TestUndefinedStatusCode(t *testing.T) {
 	e := startEnv(t, rawPool(addr))
 	assertGeneric(t, e.get("/"), http.StatusBadGateway)
 	assertGeneric(t, e.do(http.MethodPost, e.url("web", "/"), "", nil, strings.NewReader("x")), http.StatusBadGateway)
-	for i, l := range accessLogLines(t, filepath.Join(e.dir, "access.log"), 2) {
+	assertGeneric(t, e.do(http.MethodPost, e.url("web", "/"), "", nil, unsized("x")), http.StatusBadGateway)
+	assertGeneric(t, e.do(http.MethodPost, e.url("web", "/"), "", http.Header{"Expect": {"100-continue"}}, unsized("x")), http.StatusBadGateway)
+	for i, l := range accessLogLines(t, filepath.Join(e.dir, "access.log"), 4) {
 		if l["status_code"] != 502.0 || l["error"] != "backend_bad_response" {
 			t.Errorf("access log line %d: %v %v, want 502 backend_bad_response", i, l["status_code"], l["error"])
 		}
@@ -249,7 +252,7 @@ func TestSmallBodyWholeBeforeBackend(t *testing.T) {
 
 // A backend's trailers reach the client only when announced and allowed
 // in a trailer: an announced Set-Cookie and an unannounced Host are
-// dropped, an announced X-Checksum is relayed; on both paths.
+// dropped, an announced X-Checksum is relayed; on every path.
 func TestBackendTrailersFiltered(t *testing.T) {
 	addr := serveRaw(t, func(c net.Conn) error {
 		_, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum, Set-Cookie\r\n\r\n"+
@@ -257,7 +260,7 @@ func TestBackendTrailersFiltered(t *testing.T) {
 		return err
 	})
 	e := startEnv(t, rawPool(addr))
-	for _, method := range []string{http.MethodGet, http.MethodPost} {
+	for _, method := range probePaths {
 		res, err := e.client.Do(newProbe(method, e.url("web", "/")))
 		if err != nil {
 			t.Fatal(err)
@@ -296,15 +299,23 @@ pools:
 `, addr, keys)
 }
 
-// newProbe is a request of method to url; a POST carries a one-byte
-// chunked body, so it takes the http.Transport path where a GET takes the
-// direct one.
-func newProbe(method, url string) *http.Request {
+// probePaths are the forwarding paths newProbe takes a request on: a
+// bodiless GET and a POST with a one-byte chunked body (streamed) on the
+// direct client, and the same POST with Expect: 100-continue through
+// httputil.ReverseProxy and http.Transport.
+var probePaths = []string{"GET", "POST", "POST+Expect"}
+
+// newProbe is a request to url on one of probePaths.
+func newProbe(path, url string) *http.Request {
+	method, expect := strings.CutSuffix(path, "+Expect")
 	var body io.Reader
 	if method == http.MethodPost {
 		body = unsized("x")
 	}
 	req, _ := http.NewRequest(method, url, body)
+	if expect {
+		req.Header.Set("Expect", "100-continue")
+	}
 	return req
 }
 
@@ -358,8 +369,9 @@ func TestRefusedRequestTargetSanitised(t *testing.T) {
 }
 
 // Answers HTTP/1 does not define, or that would make Rampart work or
-// buffer without bound, are a generic 502 on both paths (the direct
-// client's GET, http.Transport's POST): a status below 100 (the engine
+// buffer without bound, are a generic 502 on every path (the direct
+// client's GET and POSTs, read whole or streamed, and http.Transport's POST
+// with Expect): a status below 100 (the engine
 // panicked on the POST path), another HTTP version, a head larger than
 // 64 KiB (relayed whole on the POST path), and more than ten interim
 // answers (relayed and flushed without end).
@@ -376,12 +388,17 @@ func TestHostileBackendAnswers(t *testing.T) {
 				return err
 			})
 			e := startEnv(t, rawPool(addr))
-			for _, r := range []resp{e.get("/"), e.do(http.MethodPost, e.url("web", "/"), "", nil, strings.NewReader("x"))} {
+			for _, r := range []resp{
+				e.get("/"),
+				e.do(http.MethodPost, e.url("web", "/"), "", nil, strings.NewReader("x")),
+				e.do(http.MethodPost, e.url("web", "/"), "", nil, unsized("x")),
+				e.do(http.MethodPost, e.url("web", "/"), "", http.Header{"Expect": {"100-continue"}}, unsized("x")),
+			} {
 				if r.status != http.StatusBadGateway || !strings.HasPrefix(r.body, "502 Bad Gateway") {
 					t.Errorf("%d %.80q, want a generic 502", r.status, r.body)
 				}
 			}
-			for i, l := range accessLogLines(t, filepath.Join(e.dir, "access.log"), 2) {
+			for i, l := range accessLogLines(t, filepath.Join(e.dir, "access.log"), 4) {
 				if l["status_code"] != 502.0 || l["error"] != "backend_bad_response" {
 					t.Errorf("access log line %d: %v %v, want 502 backend_bad_response", i, l["status_code"], l["error"])
 				}
@@ -410,7 +427,7 @@ func TestBackendStallsMidBody(t *testing.T) {
 		return io.EOF
 	})
 	e := startEnv(t, rawPool(addr, "read_timeout: 1s"))
-	for i, method := range []string{http.MethodGet, http.MethodPost} {
+	for i, method := range probePaths {
 		start := time.Now()
 		res, err := e.client.Do(newProbe(method, e.url("web", "/stall")))
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 )
@@ -66,8 +67,10 @@ func TestNormalizePath(t *testing.T) {
 }
 
 // rawRequest sends a request line as written (no client-side cleaning) and
-// returns the status and body.
-func rawRequest(t *testing.T, addr, method, target string) (int, string) {
+// returns the status and body. method is one of probePaths: a POST carries
+// a chunked body (streamed on the direct client), with Expect for the
+// http.Transport path.
+func rawRequest(t *testing.T, addr, path, target string) (int, string) {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, testTimeout)
 	if err != nil {
@@ -75,14 +78,20 @@ func rawRequest(t *testing.T, addr, method, target string) (int, string) {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(testTimeout))
-	body := ""
-	if method == http.MethodPost { // chunked: the http.Transport path
+	method, expect := strings.CutSuffix(path, "+Expect")
+	body := "\r\n"
+	if method == http.MethodPost {
 		body = "Transfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n"
-	} else {
-		body = "\r\n"
+	}
+	if expect {
+		body = "Expect: 100-continue\r\n" + body
 	}
 	fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n%s", method, target, body)
-	res, err := http.ReadResponse(bufio.NewReader(c), nil)
+	br := bufio.NewReader(c)
+	res, err := http.ReadResponse(br, nil)
+	for err == nil && res.StatusCode == http.StatusContinue { // Expect's interim answer
+		res, err = http.ReadResponse(br, nil)
+	}
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, target, err)
 	}
@@ -92,8 +101,8 @@ func rawRequest(t *testing.T, addr, method, target string) (int, string) {
 }
 
 // The path is normalised before routing, and the backend receives the
-// normalised path, on both proxy paths (direct for GET, httputil for a
-// request with a body).
+// normalised path, on every proxy path (direct for a GET and a streamed
+// POST, httputil for a POST with Expect).
 func TestPathNormalisedForRoutingAndBackend(t *testing.T) {
 	b, other := newTestBackend(t, "b"), newTestBackend(t, "other")
 	for _, be := range []*testBackend{b, other} {
@@ -115,7 +124,7 @@ security:
   slowloris_protection: {max_new_connections_per_ip_per_second: 0}
 `, backendsYAML(b), backendsYAML(other)))
 	addr := e.srv.Addr("web")
-	for _, method := range []string{http.MethodGet, http.MethodPost} {
+	for _, method := range probePaths {
 		for _, c := range []struct {
 			target string
 			status int

@@ -12,9 +12,11 @@ import (
 
 // A backend that does not answer within the pool's response_header_timeout
 // gets the client a generic 504, on the direct path (bodiless requests,
-// also on a reused connection) and on the http.Transport path (requests
-// with a body); an answer whose body streams for longer than the timeout
-// is not cut, and the backend still serves the next request.
+// also on a reused connection; bodies read whole or streamed) and on the
+// http.Transport path (Expect); the timeout starts once the request's body
+// is sent (an upload that takes longer is not cut); an answer whose body
+// streams for longer than the timeout is not cut either, and the backend
+// still serves the next request.
 func TestResponseHeaderTimeout(t *testing.T) {
 	b := newTestBackend(t, "b1")
 	g := newGate()
@@ -24,6 +26,10 @@ func TestResponseHeaderTimeout(t *testing.T) {
 		case "/slow":
 			io.Copy(io.Discard, r.Body)
 			block(r, g.ch)
+		case "/upload":
+			io.Copy(io.Discard, r.Body)
+			io.WriteString(w, "uploaded")
+			return
 		case "/stream":
 			// The head at once, the body over three times the timeout.
 			w.Header().Set("Content-Type", "text/plain")
@@ -53,21 +59,35 @@ logging: {access_log: {path: access.log}}
 	}
 	// The pooled connection from /fast carries this one (direct path).
 	assertGeneric(t, e.get("/slow"), http.StatusGatewayTimeout, b)
-	// A request with a chunked body goes through http.Transport, one with
-	// a small body of known length through the direct client.
+	// A chunked body is streamed, one of a small known length read whole,
+	// both on the direct client; with Expect, http.Transport.
 	assertGeneric(t, e.do(http.MethodPost, e.url("web", "/slow"), "", nil, unsized("x")), http.StatusGatewayTimeout, b)
 	assertGeneric(t, e.do(http.MethodPost, e.url("web", "/slow"), "", nil, strings.NewReader("x")), http.StatusGatewayTimeout, b)
+	assertGeneric(t, e.do(http.MethodPost, e.url("web", "/slow"), "", http.Header{"Expect": {"100-continue"}}, unsized("x")), http.StatusGatewayTimeout, b)
+	// An upload that takes three times the timeout, to a backend that
+	// answers once it has read it.
+	pr, pw := io.Pipe()
+	go func() {
+		for i := range 3 {
+			time.Sleep(200 * time.Millisecond)
+			fmt.Fprintf(pw, "part %d\n", i)
+		}
+		pw.Close()
+	}()
+	if r := e.do(http.MethodPost, e.url("web", "/upload"), "", nil, pr); r.status != 200 || r.body != "uploaded" {
+		t.Fatalf("slow upload: %d %q, want 200 (the timeout starts when the body is sent)", r.status, r.body)
+	}
 	if r := e.get("/stream"); r.status != 200 || r.body != "part 0\npart 1\npart 2\npart 3\npart 4\npart 5\n" {
 		t.Fatalf("stream: %d %q", r.status, r.body)
 	}
 	if r := e.get("/fast"); r.status != 200 || r.body != "fast" {
 		t.Fatalf("fast after the timeouts: %d %q", r.status, r.body)
 	}
-	lines := accessLogLines(t, e.dir+"/access.log", 6)
+	lines := accessLogLines(t, e.dir+"/access.log", 8)
 	for i, want := range []struct {
 		status  int
 		errText string
-	}{{200, ""}, {504, "backend_timeout"}, {504, "backend_timeout"}, {504, "backend_timeout"}, {200, ""}, {200, ""}} {
+	}{{200, ""}, {504, "backend_timeout"}, {504, "backend_timeout"}, {504, "backend_timeout"}, {504, "backend_timeout"}, {200, ""}, {200, ""}, {200, ""}} {
 		l := lines[i]
 		if int(l["status_code"].(float64)) != want.status || fmt.Sprint(l["error"]) != want.errText && want.errText != "" {
 			t.Errorf("access log line %d: status %v error %v, want %d %q", i, l["status_code"], l["error"], want.status, want.errText)

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/rampart-proxy/rampart/internal/httpwire"
 )
@@ -363,8 +364,22 @@ func checkBufferedChunks(br *bufio.Reader) error {
 }
 
 // Close does not consume the rest: the connection decides after the
-// handler whether it can drain it or must close.
-func (b *body) Close() error { return nil }
+// handler whether it can drain it or must close. But a read of the body
+// that waits in another goroutine is stopped, as the connection's own
+// deadline would stop it: whoever closes the body (a proxy whose backend
+// answered before the body was all sent) will not use what it would get,
+// and the connection, whose goroutine may wait for that read's lock
+// (finish), would otherwise hold the answer until the client sends more.
+// A connection whose read was stopped is not reused (handle).
+func (b *body) Close() error {
+	if b.mu.TryLock() {
+		b.mu.Unlock() // no read in progress
+		return nil
+	}
+	b.c.bodyStop.Store(true)
+	b.c.rwc.SetReadDeadline(time.Now()) // safe from any goroutine, unlike setReadDeadline
+	return nil
+}
 
 // finish is called by the connection after the handler returned. It
 // reports whether the connection can carry another request: the body was

@@ -352,6 +352,40 @@ func TestBodyReadAfterHandlerReturned(t *testing.T) {
 	}
 }
 
+// A handler that closes the body while another goroutine's read of it
+// waits for the client (a proxy whose backend answered before the body was
+// all sent) stops that read: the answer reaches the client at once, not
+// when the client sends more, and the connection then closes, the rest of
+// the body unread.
+func TestBodyCloseStopsWaitingRead(t *testing.T) {
+	readErr := make(chan error, 1)
+	ts := newTestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started := make(chan struct{})
+		go func() {
+			buf := make([]byte, 100)
+			n, err := r.Body.Read(buf) // the part that came
+			close(started)
+			for err == nil && n > 0 {
+				n, err = r.Body.Read(buf) // waits: the client pauses
+			}
+			readErr <- err
+		}()
+		<-started
+		time.Sleep(50 * time.Millisecond) // the second read is waiting by now
+		io.WriteString(w, "early")
+		r.Body.Close()
+	}), func(s *Server) { s.BodyTimeout = time.Minute; s.MinBodyRate = 0 })
+	c := ts.dial(t)
+	c.write("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+	if _, body := c.expectStatus("POST", 200); body != "early" {
+		t.Fatalf("body %q", body)
+	}
+	if err := recv(t, readErr); err == nil || err == io.EOF {
+		t.Fatalf("the stopped read returned %v, want an error", err)
+	}
+	c.expectClosed()
+}
+
 // A client that sends the optional empty line after a POST body (RFC 9112
 // §2.2) and then waits gets its answer at once.
 func TestCRLFAfterBody(t *testing.T) {

@@ -469,7 +469,7 @@ func (c *conn) handle(r *http.Request) (keep bool) {
 	if c.hijacked.Load() {
 		return false
 	}
-	keep = w.finish() && !r.Close
+	keep = w.finish() && !r.Close && !c.bodyStop.Load() // bodyStop: see body.Close
 	c.flushOnRead.Store(true)
 	if b != nil {
 		if !keep {

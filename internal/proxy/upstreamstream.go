@@ -1,0 +1,189 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rampart-proxy/rampart/internal/clock"
+)
+
+// Request bodies the direct client streams: larger than maxBufferedBody,
+// or of unknown length (chunked). The body goes to the backend as it comes
+// from the client, in its own goroutine, while the request's goroutine
+// waits for the answer: full duplex, as http.Transport's write loop does
+// it, so a backend that answers before the body is over (a refusal, a
+// streamed echo) is heard at once and its answer relayed, and an upload
+// reaches the backend while the client is still sending it.
+
+// bodySender is one streamed body on its way to the backend.
+type bodySender struct {
+	done chan error // the sender's result; received once (result, finished)
+	err  error
+	over bool // done was received
+
+	// started: a byte of the body was taken from the client, so the
+	// request can no longer go to another connection (set before done).
+	started bool
+	// sent: the body's last byte went out; what the sender does after
+	// that never waits (finished may wait for it).
+	sent atomic.Bool
+
+	// body is the client's body, closed by stop.
+	body io.Reader
+
+	// mu orders the sender's last step against the answer's arrival:
+	// once the answer's head is in (headIn), its reads' deadlines are the
+	// request goroutine's, and the sender neither sets one nor closes the
+	// connection under the answer being relayed. stopped: the exchange
+	// ended without the rest of the body (stop).
+	mu      sync.Mutex
+	headIn  bool
+	stopped bool
+}
+
+// errStreamStopped is a sender's result when stop ended its read of the
+// client's body: the exchange's failure or answer is what counts.
+var errStreamStopped = errors.New("request body no longer sent: the exchange ended")
+
+// startBody sends d's streamed body on uc in a new goroutine. The
+// response_header_timeout applies twice: to each wait for the backend to
+// take more of the body (a backend that stops reading), and, once the body
+// is all sent, to the wait for the answer's head, as in http.Transport;
+// until then the head may take as long as the upload does.
+func (uc *upstreamConn) startBody(d *directRequest, timeout time.Duration) *bodySender {
+	s := &bodySender{done: make(chan error, 1), body: d.stream}
+	uc.writeWait = timeout
+	if uc.readDeadline != (time.Time{}) {
+		uc.readDeadline = time.Time{}
+		uc.c.SetReadDeadline(time.Time{})
+	}
+	go func() { s.done <- uc.sendBody(s, d, timeout) }()
+	return s
+}
+
+// sendBody copies the body to the backend, each piece flushed as it comes
+// (the backend may be waiting for it), chunked when its length is unknown.
+// A client that fails its body (a limit, a timeout, gone) gets its error
+// back from the exchange: the connection is closed so that the request's
+// wait for an answer ends, unless the answer has come already.
+func (uc *upstreamConn) sendBody(s *bodySender, d *directRequest, timeout time.Duration) error {
+	bp := buffers.Get().(*[]byte)
+	defer buffers.Put(bp)
+	buf := *bp
+	chunked := d.streamLen < 0
+	var err error
+	for {
+		n, rerr := d.stream.Read(buf)
+		if n > 0 {
+			s.started = true
+			if chunked {
+				var hex [16]byte
+				uc.bw.Write(strconv.AppendInt(hex[:0], int64(n), 16))
+				uc.bw.WriteString("\r\n")
+			}
+			uc.bw.Write(buf[:n])
+			if chunked {
+				uc.bw.WriteString("\r\n")
+			}
+			if uc.raw == nil && timeout > 0 {
+				// TLS: writes do not pass through sockio's hook.
+				uc.c.SetWriteDeadline(clock.Now().Add(timeout))
+				uc.writeArmed = true
+			}
+			if err = uc.bw.Flush(); err != nil {
+				break
+			}
+		}
+		if rerr == io.EOF {
+			if chunked {
+				uc.bw.WriteString("0\r\n\r\n")
+				err = uc.bw.Flush()
+			}
+			s.sent.Store(err == nil)
+			break
+		}
+		if rerr != nil {
+			s.mu.Lock()
+			if err = bodyReadError(d.req, rerr); s.stopped {
+				err = errStreamStopped
+			}
+			s.mu.Unlock()
+			break
+		}
+	}
+	uc.writeWait = 0
+	if uc.writeArmed {
+		uc.writeArmed = false
+		uc.c.SetWriteDeadline(time.Time{})
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.headIn:
+	case err == nil && timeout > 0:
+		uc.c.SetReadDeadline(clock.Now().Add(timeout))
+	case isClientBodyError(err):
+		uc.c.Close()
+	}
+	return err
+}
+
+// stop ends the sender's part when the exchange is over without the rest of
+// the body (the backend answered first, failed or was cut): its writes fail
+// on the connection, closed by then, and a read of the client's body that
+// waits is stopped by closing the body (the HTTP/1 engine stops it, HTTP/2
+// breaks the stream's pipe), which leaves the client's connection to close
+// after the answer rather than wait for the rest of the body.
+func (s *bodySender) stop() {
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
+	if c, ok := s.body.(io.Closer); ok {
+		c.Close()
+	}
+}
+
+// answered records that the answer's head has arrived (see mu).
+func (s *bodySender) answered() {
+	s.mu.Lock()
+	s.headIn = true
+	s.mu.Unlock()
+}
+
+// result waits for the sender to end and returns its error.
+func (s *bodySender) result() error {
+	if !s.over {
+		s.err, s.over = <-s.done, true
+	}
+	return s.err
+}
+
+// finished reports whether the whole body was sent: only then can the
+// connection carry another request. It waits only for a sender that has
+// sent it all and is finishing (a backend answers once it has read the
+// body, which can be before its sender has returned), never for a client.
+func (s *bodySender) finished() bool {
+	if s.sent.Load() {
+		return s.result() == nil
+	}
+	if !s.over {
+		select {
+		case s.err = <-s.done:
+			s.over = true
+		default:
+			return false
+		}
+	}
+	return s.err == nil
+}
+
+// isClientBodyError reports whether err is the client's body failing
+// (bodyReadError), not the backend's connection.
+func isClientBodyError(err error) bool {
+	var se interface{ HTTPStatus() int }
+	return err == ErrClientGone || errors.As(err, &se)
+}
