@@ -8,8 +8,9 @@
 # Env:    ROUNDS=3 DURATION=10 WARMUP=2 CONNS=64 CANDIDATES=0
 #         RATE=N   open loop at N req/s (bench/openload) instead of wrk's closed loop
 #         ONLY="nginx rampart"   (run only these targets; "direct" is always run)
-#         REQUEST=plain|browser|post  (what wrk sends: GET /, a browser's
-#                                page view, or a POST of a 1 KiB body;
+#         REQUEST=plain|browser|post|upload  (what wrk sends: GET /, a
+#                                browser's page view, a POST of a 1 KiB
+#                                body, or one of 64 KiB;
 #                                browser is the default when a WAF target
 #                                runs: nginx-modsec, rampart-waf-*)
 #         NO_INSTALL=1           (never call apt-get)
@@ -118,7 +119,17 @@ post)
   head -c 1024 /dev/zero | tr '\0' 'a' >"$OUT/post-body"
   printf 'wrk.method = "POST"\nwrk.body = string.rep("a", 1024)\n' >"$OUT/post.lua"
   ;;
-*) die "REQUEST=$REQUEST: use plain, browser or post" ;;
+upload)
+  # An upload: a 64 KiB body of known length, more than any of the
+  # proxies buffers in memory by default; every proxy streams it (nginx
+  # with proxy_request_buffering off, as Rampart, HAProxy and Caddy do).
+  [[ -z ${RATE:-} ]] || die "REQUEST=upload: wrk only (not with RATE)"
+  REQ_PATH=/upload
+  REQ_HEADERS=('Content-Type: application/octet-stream')
+  head -c 65536 /dev/zero | tr '\0' 'a' >"$OUT/post-body"
+  printf 'wrk.method = "POST"\nwrk.body = string.rep("a", 65536)\n' >"$OUT/post.lua"
+  ;;
+*) die "REQUEST=$REQUEST: use plain, browser, post or upload" ;;
 esac
 # the headers as wrk and curl options (both take -H "Name: value"); a
 # POST's method and body (wrk: a script; curl: the body's file)
@@ -127,7 +138,7 @@ for h in "${REQ_HEADERS[@]}"; do
   WRK_ARGS+=(-H "$h")
   CURL_ARGS+=(-H "$h")
 done
-if [[ $REQUEST == post ]]; then
+if [[ $REQUEST == post || $REQUEST == upload ]]; then
   WRK_ARGS+=(-s "$OUT/post.lua")
   CURL_ARGS+=(--data-binary "@$OUT/post-body")
 fi
@@ -155,7 +166,11 @@ if [[ $CANDIDATES == 1 ]]; then
 fi
 
 # ---------------------------------------------------------------- configs
-write_nginx_conf nginx "$HOST:${PORT[nginx]}"
+if [[ $REQUEST == upload ]]; then
+  write_nginx_conf nginx "$HOST:${PORT[nginx]}" "proxy_request_buffering off"
+else
+  write_nginx_conf nginx "$HOST:${PORT[nginx]}"
+fi
 write_nginx_modsec_conf nginx-modsec "$HOST:${PORT[nginx-modsec]}" 1
 write_haproxy_cfg "$HOST:${PORT[haproxy]}"
 write_caddyfile "http://$HOST:${PORT[caddy]}"
@@ -510,6 +525,8 @@ RES=$OUT/results.md
   echo
   if [[ $REQUEST == post ]]; then
     echo "Request (REQUEST=post): \`POST $REQ_PATH\` with a 1 KiB body (Content-Length) and wrk's default headers."
+  elif [[ $REQUEST == upload ]]; then
+    echo "Request (REQUEST=upload): \`POST $REQ_PATH\` with a 64 KiB body (Content-Length), streamed by every proxy (nginx: proxy_request_buffering off)."
   elif [[ $REQUEST == browser ]]; then
     echo "Request (REQUEST=browser): \`GET $REQ_PATH\` with the headers $(printf '%s, ' "${REQ_HEADERS[@]%%:*}" | sed 's/, $//'); every target answered 200."
   else
