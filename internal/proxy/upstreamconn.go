@@ -807,10 +807,8 @@ func writeRequest(w *bufio.Writer, d *directRequest) error {
 }
 
 func writeContentLength(w *bufio.Writer, n int64) {
-	var b [20]byte
 	w.WriteString("Content-Length: ")
-	w.Write(strconv.AppendInt(b[:0], n, 10))
-	w.WriteString("\r\n")
+	w.Write(append(strconv.AppendInt(w.AvailableBuffer(), n, 10), "\r\n"...))
 }
 
 var errBadHeader = errors.New("header value with CR, LF or NUL")

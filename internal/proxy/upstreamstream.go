@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"io"
+	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -61,7 +62,11 @@ func (uc *upstreamConn) startBody(d *directRequest, timeout time.Duration) *body
 		uc.readDeadline = time.Time{}
 		uc.c.SetReadDeadline(time.Time{})
 	}
-	go func() { s.done <- uc.sendBody(s, d, timeout) }()
+	// Not d itself: the goroutine would take it to the heap, and with it
+	// every request's directRequest (the bodiless ones too).
+	go func(req *http.Request, body io.Reader, length int64) {
+		s.done <- uc.sendBody(s, req, body, length, timeout)
+	}(d.req, d.stream, d.streamLen)
 	return s
 }
 
@@ -70,20 +75,19 @@ func (uc *upstreamConn) startBody(d *directRequest, timeout time.Duration) *body
 // A client that fails its body (a limit, a timeout, gone) gets its error
 // back from the exchange: the connection is closed so that the request's
 // wait for an answer ends, unless the answer has come already.
-func (uc *upstreamConn) sendBody(s *bodySender, d *directRequest, timeout time.Duration) error {
+func (uc *upstreamConn) sendBody(s *bodySender, req *http.Request, body io.Reader, length int64, timeout time.Duration) error {
 	bp := buffers.Get().(*[]byte)
 	defer buffers.Put(bp)
 	buf := *bp
-	chunked := d.streamLen < 0
+	chunked := length < 0
 	var err error
 	for {
-		n, rerr := d.stream.Read(buf)
+		n, rerr := body.Read(buf)
 		if n > 0 {
 			s.started = true
 			if chunked {
-				var hex [16]byte
-				uc.bw.Write(strconv.AppendInt(hex[:0], int64(n), 16))
-				uc.bw.WriteString("\r\n")
+				size := strconv.AppendInt(uc.bw.AvailableBuffer(), int64(n), 16)
+				uc.bw.Write(append(size, "\r\n"...))
 			}
 			uc.bw.Write(buf[:n])
 			if chunked {
@@ -108,7 +112,7 @@ func (uc *upstreamConn) sendBody(s *bodySender, d *directRequest, timeout time.D
 		}
 		if rerr != nil {
 			s.mu.Lock()
-			if err = bodyReadError(d.req, rerr); s.stopped {
+			if err = bodyReadError(req, rerr); s.stopped {
 				err = errStreamStopped
 			}
 			s.mu.Unlock()
