@@ -110,24 +110,19 @@ browser)
     'Cookie: sessionid=3f9a1c0e7b2d4e6f8a0b1c2d3e4f5a6b; theme=dark; lang=en-GB'
   )
   ;;
-post)
-  # An API call: a 1 KiB body of known length (an upload of the size
-  # most JSON requests have).
-  [[ -z ${RATE:-} ]] || die "REQUEST=post: wrk only (not with RATE)"
+post | upload)
+  # post: an API call, a 1 KiB body of known length (an upload of the
+  # size most JSON requests have). upload: a 64 KiB one, more than any of
+  # the proxies buffers in memory by default; every proxy streams it
+  # (nginx with proxy_request_buffering off, as Rampart, HAProxy and
+  # Caddy do).
+  [[ -z ${RATE:-} ]] || die "REQUEST=$REQUEST: wrk only (not with RATE)"
+  BODY_SIZE=1024
+  [[ $REQUEST == upload ]] && BODY_SIZE=65536
   REQ_PATH=/upload
   REQ_HEADERS=('Content-Type: application/octet-stream')
-  head -c 1024 /dev/zero | tr '\0' 'a' >"$OUT/post-body"
-  printf 'wrk.method = "POST"\nwrk.body = string.rep("a", 1024)\n' >"$OUT/post.lua"
-  ;;
-upload)
-  # An upload: a 64 KiB body of known length, more than any of the
-  # proxies buffers in memory by default; every proxy streams it (nginx
-  # with proxy_request_buffering off, as Rampart, HAProxy and Caddy do).
-  [[ -z ${RATE:-} ]] || die "REQUEST=upload: wrk only (not with RATE)"
-  REQ_PATH=/upload
-  REQ_HEADERS=('Content-Type: application/octet-stream')
-  head -c 65536 /dev/zero | tr '\0' 'a' >"$OUT/post-body"
-  printf 'wrk.method = "POST"\nwrk.body = string.rep("a", 65536)\n' >"$OUT/post.lua"
+  head -c "$BODY_SIZE" /dev/zero | tr '\0' 'a' >"$OUT/post-body"
+  printf 'wrk.method = "POST"\nwrk.body = string.rep("a", %d)\n' "$BODY_SIZE" >"$OUT/post.lua"
   ;;
 *) die "REQUEST=$REQUEST: use plain, browser, post or upload" ;;
 esac
