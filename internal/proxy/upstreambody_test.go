@@ -280,3 +280,52 @@ type clientTimeout struct{}
 func (clientTimeout) Error() string   { return "request body timeout" }
 func (clientTimeout) HTTPStatus() int { return http.StatusRequestTimeout }
 func (clientTimeout) Timeout() bool   { return true }
+
+// A streamed body the backend does not read, nor answer: each wait to send
+// more of it ends at the response_header_timeout, and with it the
+// request's wait for an answer (which has no deadline while the body is
+// sent): a timeout error, not a wait without end.
+func TestStreamedBodySendWaitBounded(t *testing.T) {
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 1024) })
+	}}
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 1024) })
+	}}
+	c := loopbackPair(t, lc, d, func(c net.Conn) { // reads the head, never the body
+		testnet.ReadHead(bufio.NewReaderSize(c, 16))
+		time.Sleep(6 * time.Second)
+	})
+	uc := newUpstreamConn(c, nil)
+	reg, err := NewRegistry(t.TempDir(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(reg.Close)
+	cfg := config.Pool{Name: "p", Algorithm: "round_robin", ConnectTimeout: config.Duration(time.Second),
+		ResponseHeaderTimeout: config.Duration(time.Second), MaxIdleConnsPerBackend: 8,
+		Backends: []config.Backend{{ID: "a", Address: c.RemoteAddr().String(), Weight: 1}}}
+	reg.Apply([]config.Pool{cfg})
+	p := reg.Pool("p")
+	b := p.Backends()[0]
+
+	body := strings.Repeat("x", 4<<20)
+	req, _ := http.NewRequest(http.MethodPost, "http://placeholder/up", nil)
+	req.ContentLength = int64(len(body))
+	dr := &directRequest{req: req, rec: pipeline.FromContext(req.Context()), stream: strings.NewReader(body), streamLen: int64(len(body))}
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		_, err := p.exchange(context.Background(), b, uc, dr, start, &cfg)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !isResponseTimeout(err) {
+			t.Fatalf("exchange: %v after %s, want a timeout", err, time.Since(start))
+		}
+	case <-time.After(5 * time.Second):
+		uc.c.Close()
+		t.Fatal("the exchange still waits after 5 s (response_header_timeout 1 s)")
+	}
+}

@@ -475,10 +475,12 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 	case err == nil:
 		err = uc.send()
 	}
-	uc.writeBy = time.Time{}
-	if uc.writeArmed {
-		uc.writeArmed = false
-		uc.c.SetWriteDeadline(time.Time{})
+	if uc.stream == nil { // else the sender's, until it is done
+		uc.writeBy = time.Time{}
+		if uc.writeArmed {
+			uc.writeArmed = false
+			uc.c.SetWriteDeadline(time.Time{})
+		}
 	}
 	if err != nil {
 		stop()
@@ -494,9 +496,11 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 			s.stop()
 			serr := s.result()
 			uc.stream, d.streamStarted = nil, s.started
-			if isClientBodyError(serr) {
+			if isClientBodyError(serr) || isResponseTimeout(serr) {
+				// The client's body failed (the client's answer), or
+				// the backend stopped taking it (504).
 				stop()
-				return nil, serr // the client's body failed: the client's answer
+				return nil, serr
 			}
 		}
 		stop()

@@ -73,16 +73,26 @@ func (uc *upstreamConn) startBody(d *directRequest, timeout time.Duration) *body
 // sendBody copies the body to the backend, each piece flushed as it comes
 // (the backend may be waiting for it), chunked when its length is unknown.
 // A client that fails its body (a limit, a timeout, gone) gets its error
-// back from the exchange: the connection is closed so that the request's
-// wait for an answer ends, unless the answer has come already.
+// back from the exchange, and so does a backend that stops taking it (a
+// timeout): the connection is closed so that the request's wait for an
+// answer ends, unless the answer has come already.
 func (uc *upstreamConn) sendBody(s *bodySender, req *http.Request, body io.Reader, length int64, timeout time.Duration) error {
 	bp := buffers.Get().(*[]byte)
 	defer buffers.Put(bp)
 	buf := *bp
 	chunked := length < 0
 	var err error
+	var sent int64
 	for {
 		n, rerr := body.Read(buf)
+		if sent += int64(n); !chunked && (sent > length || rerr == io.EOF && sent < length) {
+			// Not what the head announced (the engines hold a body to
+			// its length; this holds whatever reader comes here): past
+			// it, the bytes would be the backend's next request.
+			err = errShortBody
+			uc.c.Close()
+			break
+		}
 		if n > 0 {
 			s.started = true
 			if chunked {
@@ -130,7 +140,12 @@ func (uc *upstreamConn) sendBody(s *bodySender, req *http.Request, body io.Reade
 	case s.headIn:
 	case err == nil && timeout > 0:
 		uc.c.SetReadDeadline(clock.Now().Add(timeout))
-	case isClientBodyError(err):
+	case isClientBodyError(err) || isResponseTimeout(err):
+		// The client's body failed, or the backend took no more of it
+		// in time: the wait for its answer, which has no deadline while
+		// the body is sent, ends here. (A connection the backend closed
+		// or reset ends that wait by itself, and may still hold an
+		// answer it sent first.)
 		uc.c.Close()
 	}
 	return err

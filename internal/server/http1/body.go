@@ -363,18 +363,23 @@ func checkBufferedChunks(br *bufio.Reader) error {
 	return refuse(http.StatusBadRequest, "malformed chunked body: "+err.Error())
 }
 
-// Close does not consume the rest: the connection decides after the
-// handler whether it can drain it or must close. But a read of the body
-// that waits in another goroutine is stopped, as the connection's own
-// deadline would stop it: whoever closes the body (a proxy whose backend
-// answered before the body was all sent) will not use what it would get,
-// and the connection, whose goroutine may wait for that read's lock
-// (finish), would otherwise hold the answer until the client sends more.
-// A connection whose read was stopped is not reused (handle).
+// Close tells the connection the handler is done with a body it has not
+// read to its end (a proxy whose backend answered before the body was all
+// sent). A read of it that waits in another goroutine is stopped, and so
+// is any later one, as the connection's own deadline would stop them:
+// whoever closes the body will not use what they would get, and the
+// connection's goroutine, which takes the body's lock after the handler
+// (finish), would otherwise hold the answer until the client sent more.
+// The connection then closes after the answer (handle), without draining
+// the rest. A body read to its end, one that failed, or one closed after
+// its handler returned is left as it is.
 func (b *body) Close() error {
-	if b.mu.TryLock() {
-		b.mu.Unlock() // no read in progress
-		return nil
+	if b.mu.TryLock() { // else a read is in progress, or finish
+		done := b.sawEOF || b.err != nil || b.closed
+		b.mu.Unlock()
+		if done {
+			return nil
+		}
 	}
 	b.c.bodyStop.Store(true)
 	b.c.rwc.SetReadDeadline(time.Now()) // safe from any goroutine, unlike setReadDeadline

@@ -386,6 +386,43 @@ func TestBodyCloseStopsWaitingRead(t *testing.T) {
 	c.expectClosed()
 }
 
+// Closing a body between reads stops the next read as well (a proxy's
+// sender that was between a read and a write when the answer came), and
+// the connection closes after the answer; closing a body read to its end
+// changes nothing: the connection carries the next request.
+func TestBodyCloseBetweenReads(t *testing.T) {
+	lateRead := make(chan error, 1)
+	ts := newTestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		buf := make([]byte, 100)
+		if r.URL.Path == "/whole" {
+			io.ReadAll(r.Body)
+			r.Body.Close()
+			io.WriteString(w, "whole")
+			return
+		}
+		r.Body.Read(buf) // the part that came
+		r.Body.Close()   // no read in progress
+		go func() {
+			_, err := r.Body.Read(buf) // would wait for the client
+			lateRead <- err
+		}()
+		if err := recv(t, lateRead); err == nil {
+			t.Error("a read after Close returned data")
+		}
+		io.WriteString(w, "early")
+	}), func(s *Server) { s.BodyTimeout = time.Minute; s.MinBodyRate = 0 })
+	c := ts.dial(t)
+	c.write("POST /whole HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")
+	if _, body := c.expectStatus("POST", 200); body != "whole" {
+		t.Fatalf("body %q", body)
+	}
+	c.write("POST /part HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+	if _, body := c.expectStatus("POST", 200); body != "early" {
+		t.Fatalf("body %q", body)
+	}
+	c.expectClosed()
+}
+
 // A client that sends the optional empty line after a POST body (RFC 9112
 // §2.2) and then waits gets its answer at once.
 func TestCRLFAfterBody(t *testing.T) {
