@@ -167,7 +167,14 @@ func serveDirect(w http.ResponseWriter, r *http.Request) {
 			// The backend failed or was cut mid-answer: the client must
 			// see a broken response, not a short one that looks complete.
 			if db, ok := resp.Body.(*directBody); ok {
+				var se interface{ HTTPStatus() int }
 				switch {
+				case errors.As(db.clientErr, &se):
+					// The client's body broke a limit or timed out mid-answer
+					// (the backend was cut for it).
+					d.rec.Error = "request_body_" + strconv.Itoa(se.HTTPStatus())
+				case db.clientErr == ErrClientGone:
+					d.rec.Error = "client_closed"
 				case db.uc.cut.Load():
 					d.rec.Error = "backend_cut"
 				case db.uc.gone.Load():

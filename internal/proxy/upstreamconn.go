@@ -495,7 +495,9 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 			uc.c.Close() // ends the sender's writes, if it is still at it
 			s.stop()
 			serr := s.result()
-			uc.stream, d.streamStarted = nil, s.started
+			// A read of the client's body that stop ended leaves the
+			// body unusable for another try.
+			uc.stream, d.streamStarted = nil, s.started || serr == errStreamStopped
 			if isClientBodyError(serr) || isResponseTimeout(serr) {
 				// The client's body failed (the client's answer), or
 				// the backend stopped taking it (504).
@@ -516,9 +518,6 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 			return nil, tlsFailure(err)
 		}
 		return nil, errStaleConn
-	}
-	if uc.stream != nil {
-		uc.stream.answered()
 	}
 	dst := d.header()
 	body := d.body()
@@ -544,6 +543,11 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 			uc.undoFields(dst)
 			stop()
 			return nil, errors.New("backend switched protocols without an upgrade request")
+		}
+		if uc.stream != nil {
+			// The final head: its body's deadlines are this goroutine's
+			// from here on (an interim answer leaves the sender's).
+			uc.stream.answered()
 		}
 		resp.Body = body
 		if body.rc == nil {
@@ -595,6 +599,9 @@ type directBody struct {
 	start   time.Time
 	connOut bool // the connection was released
 	closed  bool
+	// clientErr is the client's request body failing while this answer
+	// was relayed (a streamed body, full duplex): what the log says.
+	clientErr error
 
 	response http.Response
 	// valsArr backs the header's value slices (see readFields). Not the
@@ -654,23 +661,38 @@ func (d *directBody) releaseConn(reusable bool) {
 	// the connection would hand them to the next client as its answer
 	// (and that client's answer to the one after). Only a connection
 	// whose reader is empty is reused.
+	poolable := d.stop() && reusable && uc.br.Buffered() == 0 && !d.resp.Close && !uc.cut.Load()
 	if s := uc.stream; s != nil {
-		// A body still on its way (the answer came first) or cut short
-		// leaves the backend mid-request: not reusable.
-		if !s.finished() {
-			s.stop()
-			reusable = false
-		}
 		uc.stream = nil
-	}
-	if d.stop() && reusable && uc.br.Buffered() == 0 && !d.resp.Close && !uc.cut.Load() {
-		if beforePool != nil {
-			beforePool(uc)
+		d.clientErr = s.clientFailure()
+		if !s.finished() {
+			// The answer is over before its sender: a body whose end the
+			// client has sent is being flushed (the backend answered as
+			// soon as it had it all), and the sender pools the connection
+			// once that is done; a body still to come leaves the backend
+			// mid-request: not reusable.
+			if poolable && s.handOff(uc, d.b, d.maxIdle, d.start) {
+				return
+			}
+			if !s.finished() { // (or it ended meanwhile, and finished says how)
+				s.stop()
+				poolable = false
+			}
 		}
-		d.b.conns.put(uc, d.maxIdle, d.start)
+	}
+	if poolable {
+		pool(uc, d.b, d.maxIdle, d.start)
 		return
 	}
 	uc.c.Close()
+}
+
+// pool puts uc back in b's idle list.
+func pool(uc *upstreamConn, b *Backend, maxIdle int, lastUsed time.Time) {
+	if beforePool != nil {
+		beforePool(uc)
+	}
+	b.conns.put(uc, maxIdle, lastUsed)
 }
 
 // underlying returns the connection below c's layers (TLS, and wrappers

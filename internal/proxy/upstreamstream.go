@@ -30,8 +30,10 @@ type bodySender struct {
 	// request can no longer go to another connection (set before done).
 	started bool
 	// sent: the body's last byte went out; what the sender does after
-	// that never waits (finished may wait for it).
+	// that never waits (finished may wait for it). eof: the client's body
+	// ended; only the last flush may be left.
 	sent atomic.Bool
+	eof  atomic.Bool
 
 	// body is the client's body, closed by stop.
 	body io.Reader
@@ -44,6 +46,14 @@ type bodySender struct {
 	mu      sync.Mutex
 	headIn  bool
 	stopped bool
+	// failed is the client's body failing after the answer's head came
+	// (the connection was closed under the answer for it).
+	failed error
+	// ended: the sender is done with the connection; until then, pooled
+	// (set by handOff) says the answer is over and the connection may go
+	// back to its backend's pool once the body is all sent.
+	ended  bool
+	pooled func()
 }
 
 // errStreamStopped is a sender's result when stop ended its read of the
@@ -58,10 +68,10 @@ var errStreamStopped = errors.New("request body no longer sent: the exchange end
 func (uc *upstreamConn) startBody(d *directRequest, timeout time.Duration) *bodySender {
 	s := &bodySender{done: make(chan error, 1), body: d.stream}
 	uc.writeWait = timeout
-	if uc.readDeadline != (time.Time{}) {
-		uc.readDeadline = time.Time{}
-		uc.c.SetReadDeadline(time.Time{})
-	}
+	// Not only a deadline uc.readDeadline knows of: a previous streamed
+	// body's sender may have left its own on the socket.
+	uc.readDeadline = time.Time{}
+	uc.c.SetReadDeadline(time.Time{})
 	// Not d itself: the goroutine would take it to the heap, and with it
 	// every request's directRequest (the bodiless ones too).
 	go func(req *http.Request, body io.Reader, length int64) {
@@ -93,6 +103,11 @@ func (uc *upstreamConn) sendBody(s *bodySender, req *http.Request, body io.Reade
 			uc.c.Close()
 			break
 		}
+		if !chunked && sent == length {
+			// All of it is here (the read that says so may come later):
+			// a backend can answer once this piece is flushed.
+			s.eof.Store(true)
+		}
 		if n > 0 {
 			s.started = true
 			if chunked {
@@ -113,6 +128,7 @@ func (uc *upstreamConn) sendBody(s *bodySender, req *http.Request, body io.Reade
 			}
 		}
 		if rerr == io.EOF {
+			s.eof.Store(true)
 			if chunked {
 				uc.bw.WriteString("0\r\n\r\n")
 				err = uc.bw.Flush()
@@ -136,8 +152,21 @@ func (uc *upstreamConn) sendBody(s *bodySender, req *http.Request, body io.Reade
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.ended = true
 	switch {
+	case s.pooled != nil: // the answer is over (handOff)
+		if err == nil && !uc.cut.Load() {
+			s.pooled()
+		} else {
+			uc.c.Close()
+		}
 	case s.headIn:
+		if isClientBodyError(err) && err != errStreamStopped {
+			// The answer is being relayed, and the backend waits for
+			// the rest of a body that will not come: cut it.
+			s.failed = err
+			uc.c.Close()
+		}
 	case err == nil && timeout > 0:
 		uc.c.SetReadDeadline(clock.Now().Add(timeout))
 	case isClientBodyError(err) || isResponseTimeout(err):
@@ -164,6 +193,32 @@ func (s *bodySender) stop() {
 	if c, ok := s.body.(io.Closer); ok {
 		c.Close()
 	}
+}
+
+// handOff leaves the connection to the sender, to pool once the body is
+// all sent (or close if that fails), when the answer ended first and the
+// client has sent the body's end (so that what is left is the sender's
+// last flush): it reports whether it did. A sender that has not reached the
+// body's end is stopped instead (releaseConn).
+func (s *bodySender) handOff(uc *upstreamConn, b *Backend, maxIdle int, lastUsed time.Time) bool {
+	if !s.eof.Load() {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return false // done meanwhile: finished says how
+	}
+	s.pooled = func() { pool(uc, b, maxIdle, lastUsed) }
+	return true
+}
+
+// clientFailure is the client's body failing after the answer's head came
+// (nil if it did not).
+func (s *bodySender) clientFailure() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.failed
 }
 
 // answered records that the answer's head has arrived (see mu).
