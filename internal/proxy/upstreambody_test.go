@@ -187,38 +187,16 @@ func TestDirectEligibleBodies(t *testing.T) {
 // response_header_timeout (a timeout error), and the write deadline is
 // cleared afterwards.
 func TestBodySendWaitBounded(t *testing.T) {
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 1024) })
-	}}
-	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
-		return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 1024) })
-	}}
-	c := loopbackPair(t, lc, d, func(c net.Conn) { // reads the head, never the body
-		testnet.ReadHead(bufio.NewReaderSize(c, 16))
-		time.Sleep(5 * time.Second)
-	})
-	uc := newUpstreamConn(c, nil)
+	p, b, uc, cfg := stuckBackend(t, 2*time.Second, 5*time.Second)
 	calls := 0
 	uc.sock.BeforeWriteWait = func() { calls++; uc.armWriteDeadline() }
-
-	reg, err := NewRegistry(t.TempDir(), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(reg.Close)
-	cfg := config.Pool{Name: "p", Algorithm: "round_robin", ConnectTimeout: config.Duration(time.Second),
-		ResponseHeaderTimeout: config.Duration(2 * time.Second), MaxIdleConnsPerBackend: 8,
-		Backends: []config.Backend{{ID: "a", Address: c.RemoteAddr().String(), Weight: 1}}}
-	reg.Apply([]config.Pool{cfg})
-	p := reg.Pool("p")
-	b := p.Backends()[0]
 
 	req, _ := http.NewRequest("POST", "http://placeholder/up", nil)
 	body := []byte(strings.Repeat("x", maxBufferedBody))
 	req.ContentLength = int64(len(body))
 	dr := &directRequest{req: req, rec: pipeline.FromContext(req.Context()), reqBody: body}
 	start := time.Now()
-	_, err = p.exchange(context.Background(), b, uc, dr, start, &cfg)
+	_, err := p.exchange(context.Background(), b, uc, dr, start, cfg)
 	el := time.Since(start)
 	t.Logf("exchange: %v after %s; BeforeWriteWait called %d times", err, el, calls)
 	if calls == 0 {
@@ -230,6 +208,34 @@ func TestBodySendWaitBounded(t *testing.T) {
 	if uc.writeArmed || !uc.writeBy.IsZero() {
 		t.Fatal("write deadline state left set")
 	}
+}
+
+// stuckBackend is a pool of one backend that reads a request's head and
+// then nothing for hold, and a connection to it whose socket buffers are
+// small enough for a body's send to wait; the pool's
+// response_header_timeout is timeout.
+func stuckBackend(t *testing.T, timeout, hold time.Duration) (*Pool, *Backend, *upstreamConn, *config.Pool) {
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 1024) })
+	}}
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 1024) })
+	}}
+	c := loopbackPair(t, lc, d, func(c net.Conn) { // reads the head, never the body
+		testnet.ReadHead(bufio.NewReaderSize(c, 16))
+		time.Sleep(hold)
+	})
+	reg, err := NewRegistry(t.TempDir(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(reg.Close)
+	cfg := &config.Pool{Name: "p", Algorithm: "round_robin", ConnectTimeout: config.Duration(time.Second),
+		ResponseHeaderTimeout: config.Duration(timeout), MaxIdleConnsPerBackend: 8,
+		Backends: []config.Backend{{ID: "a", Address: c.RemoteAddr().String(), Weight: 1}}}
+	reg.Apply([]config.Pool{*cfg})
+	p := reg.Pool("p")
+	return p, p.Backends()[0], newUpstreamConn(c, nil), cfg
 }
 
 // A streamed body is not sent twice: a PUT whose pooled connection fails
@@ -286,29 +292,7 @@ func (clientTimeout) Timeout() bool   { return true }
 // request's wait for an answer (which has no deadline while the body is
 // sent): a timeout error, not a wait without end.
 func TestStreamedBodySendWaitBounded(t *testing.T) {
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 1024) })
-	}}
-	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
-		return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 1024) })
-	}}
-	c := loopbackPair(t, lc, d, func(c net.Conn) { // reads the head, never the body
-		testnet.ReadHead(bufio.NewReaderSize(c, 16))
-		time.Sleep(6 * time.Second)
-	})
-	uc := newUpstreamConn(c, nil)
-	reg, err := NewRegistry(t.TempDir(), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(reg.Close)
-	cfg := config.Pool{Name: "p", Algorithm: "round_robin", ConnectTimeout: config.Duration(time.Second),
-		ResponseHeaderTimeout: config.Duration(time.Second), MaxIdleConnsPerBackend: 8,
-		Backends: []config.Backend{{ID: "a", Address: c.RemoteAddr().String(), Weight: 1}}}
-	reg.Apply([]config.Pool{cfg})
-	p := reg.Pool("p")
-	b := p.Backends()[0]
-
+	p, b, uc, cfg := stuckBackend(t, time.Second, 6*time.Second)
 	body := strings.Repeat("x", 4<<20)
 	req, _ := http.NewRequest(http.MethodPost, "http://placeholder/up", nil)
 	req.ContentLength = int64(len(body))
@@ -316,7 +300,7 @@ func TestStreamedBodySendWaitBounded(t *testing.T) {
 	done := make(chan error, 1)
 	start := time.Now()
 	go func() {
-		_, err := p.exchange(context.Background(), b, uc, dr, start, &cfg)
+		_, err := p.exchange(context.Background(), b, uc, dr, start, cfg)
 		done <- err
 	}()
 	select {

@@ -32,23 +32,7 @@ type streamedRequest struct {
 // backend's connection then carries the next request.
 func TestStreamedBodyFramingAndReuse(t *testing.T) {
 	got := make(chan streamedRequest, 8)
-	var conns atomic.Int32
-	addr := testnet.Serve(t, func(c net.Conn) {
-		id := conns.Add(1)
-		br := bufio.NewReader(c)
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			body, err := io.ReadAll(req.Body)
-			if err != nil {
-				return
-			}
-			got <- streamedRequest{req.Method, req.URL.Path, req.ContentLength, req.TransferEncoding, body, id}
-			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-		}
-	})
+	addr, _ := revOKBackend(t, got)
 	e := startEnv(t, rawPool(addr))
 	large := bytes.Repeat([]byte("0123456789abcdef"), 5000) // 80,000 bytes
 	for _, c := range []struct {
@@ -160,28 +144,7 @@ func TestStreamedBodyEarlyAnswer(t *testing.T) {
 // sends the next part of its body, which a proxy that sends the whole
 // body before it reads the answer would deadlock on.
 func TestStreamedBodyFullDuplex(t *testing.T) {
-	b := newTestBackend(t, "echo")
-	b.setHandler(func(w http.ResponseWriter, r *http.Request) {
-		rc := http.NewResponseController(w)
-		if err := rc.EnableFullDuplex(); err != nil {
-			t.Error(err)
-			return
-		}
-		w.WriteHeader(http.StatusOK)
-		rc.Flush()
-		br := bufio.NewReader(r.Body)
-		for {
-			line, err := br.ReadString('\n')
-			if line != "" {
-				io.WriteString(w, "echo "+line)
-				rc.Flush()
-			}
-			if err != nil {
-				return
-			}
-		}
-	})
-	e := startEnv(t, onePool("round_robin", "", b))
+	e := echoEnv(t, "") // streamreview_test.go
 	pr, pw := io.Pipe()
 	defer pw.Close()
 	req, _ := http.NewRequest(http.MethodPost, e.url("web", "/echo"), pr)
