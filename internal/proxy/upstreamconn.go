@@ -57,9 +57,10 @@ type upstreamConn struct {
 	// writeArmed says whether it is set on c (see armWriteDeadline).
 	// writeWait, while a streamed body is sent, bounds each wait for the
 	// backend to take more of it instead.
-	writeBy    time.Time
-	writeWait  time.Duration
-	writeArmed bool
+	writeBy     time.Time
+	writeWait   time.Duration
+	writeArmed  bool
+	sendBlocked chan struct{} // a streamed body's bodySender.blocked
 	// stream is the request body being streamed to the backend (nil when
 	// there is none); the connection is reused only once it is all sent.
 	stream *bodySender
@@ -141,6 +142,10 @@ func (uc *upstreamConn) armWriteDeadline() {
 	if uc.writeWait > 0 { // a streamed body: from each wait
 		uc.writeArmed = true
 		uc.c.SetWriteDeadline(clock.Now().Add(uc.writeWait))
+		select {
+		case uc.sendBlocked <- struct{}{}:
+		default:
+		}
 		return
 	}
 	if !uc.writeBy.IsZero() && !uc.writeArmed {
@@ -665,11 +670,12 @@ func (d *directBody) releaseConn(reusable bool) {
 	if s := uc.stream; s != nil {
 		uc.stream = nil
 		d.clientErr = s.clientFailure()
-		if !s.finished() {
+		if !s.finished() && !(poolable && uc.raw != nil && s.eof.Load() && s.awaitLastFlush()) {
 			// The answer is over before its sender: a body whose end the
-			// client has sent is being flushed (the backend answered as
-			// soon as it had it all), and the sender pools the connection
-			// once that is done; a body still to come leaves the backend
+			// client has sent is being flushed (the backend answered
+			// before it had it all, or this is TLS, whose writes give no
+			// sign of waiting), and the sender pools the connection once
+			// that is done; a body still to come leaves the backend
 			// mid-request: not reusable.
 			if poolable && s.handOff(uc, d.b, d.maxIdle, d.start) {
 				return

@@ -37,6 +37,9 @@ type bodySender struct {
 
 	// body is the client's body, closed by stop.
 	body io.Reader
+	// blocked is signalled when a write has to wait for the backend to
+	// take more (sockio's BeforeWriteWait), and drained after each flush.
+	blocked chan struct{}
 
 	// mu orders the sender's last step against the answer's arrival:
 	// once the answer's head is in (headIn), its reads' deadlines are the
@@ -66,8 +69,8 @@ var errStreamStopped = errors.New("request body no longer sent: the exchange end
 // is all sent, to the wait for the answer's head, as in http.Transport;
 // until then the head may take as long as the upload does.
 func (uc *upstreamConn) startBody(d *directRequest, timeout time.Duration) *bodySender {
-	s := &bodySender{done: make(chan error, 1), body: d.stream}
-	uc.writeWait = timeout
+	s := &bodySender{done: make(chan error, 1), body: d.stream, blocked: make(chan struct{}, 1)}
+	uc.writeWait, uc.sendBlocked = timeout, s.blocked
 	// Not only a deadline uc.readDeadline knows of: a previous streamed
 	// body's sender may have left its own on the socket.
 	uc.readDeadline = time.Time{}
@@ -126,6 +129,10 @@ func (uc *upstreamConn) sendBody(s *bodySender, req *http.Request, body io.Reade
 			if err = uc.bw.Flush(); err != nil {
 				break
 			}
+			select { // a wait that is over
+			case <-s.blocked:
+			default:
+			}
 		}
 		if rerr == io.EOF {
 			s.eof.Store(true)
@@ -145,7 +152,7 @@ func (uc *upstreamConn) sendBody(s *bodySender, req *http.Request, body io.Reade
 			break
 		}
 	}
-	uc.writeWait = 0
+	uc.writeWait, uc.sendBlocked = 0, nil
 	if uc.writeArmed {
 		uc.writeArmed = false
 		uc.c.SetWriteDeadline(time.Time{})
@@ -211,6 +218,26 @@ func (s *bodySender) handOff(uc *upstreamConn, b *Backend, maxIdle int, lastUsed
 	}
 	s.pooled = func() { pool(uc, b, maxIdle, lastUsed) }
 	return true
+}
+
+// awaitLastFlush waits for a sender that has read the body's end to be
+// done, unless a write of it has to wait for the backend (which then
+// answered before it read the body whole): it reports whether the body was
+// all sent. A backend that answers once it has the body has taken the
+// last bytes, so the wait is the sender's few steps after its last write:
+// the connection goes back to the pool before the answer's handler
+// returns, and the client's next request finds it there.
+func (s *bodySender) awaitLastFlush() bool {
+	if s.over {
+		return s.err == nil
+	}
+	select {
+	case err := <-s.done:
+		s.err, s.over = err, true
+		return err == nil
+	case <-s.blocked:
+		return false
+	}
 }
 
 // clientFailure is the client's body failing after the answer's head came
