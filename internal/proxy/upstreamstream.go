@@ -168,7 +168,7 @@ func (uc *upstreamConn) sendBody(s *bodySender, req *http.Request, body io.Reade
 			uc.c.Close()
 		}
 	case s.headIn:
-		if isClientBodyError(err) && err != errStreamStopped {
+		if isClientBodyError(err) { // (errStreamStopped is not one)
 			// The answer is being relayed, and the backend waits for
 			// the rest of a body that will not come: cut it.
 			s.failed = err

@@ -42,11 +42,19 @@ func slowBackend(t *testing.T, id string, g *gate) *testBackend {
 }
 
 // goGet sends a GET in the background; the result arrives on the channel.
-func (e *testEnv) goGet(path string) <-chan result {
+func (e *testEnv) goGet(path string) <-chan result { return e.goDo(http.MethodGet, path, nil) }
+
+// goPost sends a POST of body (a pipe, a slow reader: an upload that is
+// still going on) in the background; the result arrives on the channel.
+func (e *testEnv) goPost(path string, body io.Reader) <-chan result {
+	return e.goDo(http.MethodPost, path, body)
+}
+
+func (e *testEnv) goDo(method, path string, body io.Reader) <-chan result {
 	ch := make(chan result, 1)
 	url := e.url("web", path)
 	go func() {
-		r, err := doRequest(e.client, http.MethodGet, url, "", nil, nil)
+		r, err := doRequest(e.client, method, url, "", nil, body)
 		ch <- result{r, err}
 	}()
 	return ch

@@ -541,15 +541,7 @@ func TestStreamingRequestBodyReachesBackendEarly(t *testing.T) {
 
 	pr, pw := io.Pipe()
 	defer pw.Close()
-	type result struct {
-		r   resp
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		r, err := doRequest(e.client, http.MethodPost, e.url("web", "/upload"), "", nil, pr)
-		done <- result{r, err}
-	}()
+	done := e.goPost("/upload", pr)
 	if _, err := io.WriteString(pw, "part-1\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -563,13 +555,8 @@ func TestStreamingRequestBodyReachesBackendEarly(t *testing.T) {
 	}
 	io.WriteString(pw, "part-2")
 	pw.Close()
-	select {
-	case res := <-done:
-		if res.err != nil || res.r.status != 200 || res.r.body != "part-1|part-2" {
-			t.Fatalf("answer: %+v, %v", res.r, res.err)
-		}
-	case <-time.After(testTimeout):
-		t.Fatal("no answer")
+	if res := waitResult(t, done); res.err != nil || res.r.status != 200 || res.r.body != "part-1|part-2" {
+		t.Fatalf("answer: %+v, %v", res.r, res.err)
 	}
 }
 

@@ -387,26 +387,13 @@ func TestReviewStreamQuarantineMidUpload(t *testing.T) {
 	e := startEnv(t, rawPool(addr)+revNoRateLimit)
 	pr, pw := io.Pipe()
 	defer pw.Close()
-	type result struct {
-		r   resp
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		r, err := doRequest(e.client, http.MethodPost, e.url("web", "/up"), "", nil, pr)
-		done <- result{r, err}
-	}()
+	done := e.goPost("/up", pr)
 	io.WriteString(pw, strings.Repeat("u", 40000))
 	time.Sleep(200 * time.Millisecond)
 	if _, err := e.srv.Registry().Quarantine("p", "raw"); err != nil {
 		t.Fatal(err)
 	}
-	var res result
-	select {
-	case res = <-done:
-	case <-time.After(testTimeout):
-		t.Fatal("upload not cut by the quarantine")
-	}
+	res := waitResult(t, done)
 	if res.err != nil || res.r.status != http.StatusBadGateway {
 		t.Fatalf("answer %+v %v, want 502", res.r.status, res.err)
 	}
@@ -668,15 +655,7 @@ func TestReviewStreamShutdownMidUpload(t *testing.T) {
 	seen := make(chan revSeen, 8)
 	addr, _ := revRecordingBackend(t, seen)
 	e := startEnv(t, rawPool(addr)+revNoRateLimit)
-	type result struct {
-		r   resp
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		r, err := doRequest(e.client, http.MethodPost, e.url("web", "/up"), "", nil, revSlowBody(6, 150*time.Millisecond, strings.Repeat("s", 5000)))
-		done <- result{r, err}
-	}()
+	done := e.goPost("/up", revSlowBody(6, 150*time.Millisecond, strings.Repeat("s", 5000)))
 	time.Sleep(300 * time.Millisecond)
 	sd := make(chan error, 1)
 	go func() {
@@ -684,13 +663,7 @@ func TestReviewStreamShutdownMidUpload(t *testing.T) {
 		defer cancel()
 		sd <- e.srv.Shutdown(ctx)
 	}()
-	var res result
-	select {
-	case res = <-done:
-	case <-time.After(testTimeout):
-		t.Fatal("upload did not end")
-	}
-	if res.err != nil || res.r.status != 200 {
+	if res := waitResult(t, done); res.err != nil || res.r.status != 200 {
 		t.Fatalf("upload during shutdown: %d %v", res.r.status, res.err)
 	}
 	if s := revRecv(t, seen, "backend"); !s.ok || s.n != 30000 {
@@ -711,26 +684,13 @@ func TestReviewStreamDrainTimeoutMidUpload(t *testing.T) {
 	seen := make(chan revSeen, 8)
 	addr, _ := revRecordingBackend(t, seen)
 	e := startEnv(t, rawPool(addr, "drain_timeout: 500ms")+revNoRateLimit)
-	type result struct {
-		r   resp
-		err error
-	}
-	done := make(chan result, 1)
 	start := time.Now()
-	go func() {
-		r, err := doRequest(e.client, http.MethodPost, e.url("web", "/up"), "", nil, revSlowBody(20, 150*time.Millisecond, strings.Repeat("d", 5000)))
-		done <- result{r, err}
-	}()
+	done := e.goPost("/up", revSlowBody(20, 150*time.Millisecond, strings.Repeat("d", 5000)))
 	time.Sleep(300 * time.Millisecond)
 	if _, _, err := e.srv.Registry().Drain("p", "raw"); err != nil {
 		t.Fatal(err)
 	}
-	var res result
-	select {
-	case res = <-done:
-	case <-time.After(testTimeout):
-		t.Fatal("upload not cut")
-	}
+	res := waitResult(t, done)
 	t.Logf("answer after %v: %d %v", time.Since(start).Round(10*time.Millisecond), res.r.status, res.err)
 	if res.err == nil && res.r.status != http.StatusBadGateway {
 		t.Fatalf("status %d, want 502", res.r.status)
