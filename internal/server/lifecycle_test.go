@@ -278,7 +278,11 @@ func TestDrainTimeoutCutsStream(t *testing.T) {
 			}
 			_, done, _ := e.srv.Registry().Drain("p", "a")
 			waitChan(t, "drain done", done)
-			if _, err := io.ReadAll(br); !errors.Is(err, io.ErrUnexpectedEOF) {
+			// With Expect, the backend (which does not read the body) never
+			// asks for it, so the client's body is still unread when the
+			// cut closes the connection, and TCP says so with a reset: as
+			// broken an answer as an early end.
+			if _, err := io.ReadAll(br); !errors.Is(err, io.ErrUnexpectedEOF) && !(strings.HasSuffix(path, "+Expect") && isReset(err)) {
 				t.Fatalf("stream after drain timeout: %v, want unexpected EOF", err)
 			}
 			if l := lastLogLine(t, e, 1); l["error"] != "backend_cut" || l["method"] != method {
