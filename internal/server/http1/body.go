@@ -371,7 +371,7 @@ func checkBufferedChunks(br *bufio.Reader) error {
 // connection's goroutine, which takes the body's lock after the handler
 // (finish), would otherwise hold the answer until the client sent more.
 // The connection then closes after the answer (handle), without draining
-// the rest. A body read to its end, one that failed, or one closed after
+// the rest, and an answer whose head is still to be written says so. A body read to its end, one that failed, or one closed after
 // its handler returned is left as it is.
 func (b *body) Close() error {
 	if b.mu.TryLock() { // else a read is in progress, or finish

@@ -417,8 +417,9 @@ func TestBodyCloseBetweenReads(t *testing.T) {
 		t.Fatalf("body %q", body)
 	}
 	c.write("POST /part HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
-	if _, body := c.expectStatus("POST", 200); body != "early" {
-		t.Fatalf("body %q", body)
+	resp, body := c.expectStatus("POST", 200)
+	if body != "early" || !resp.Close {
+		t.Fatalf("body %q, Connection: close %v; want the close announced (a client would send its next request on it)", body, resp.Close)
 	}
 	c.expectClosed()
 }

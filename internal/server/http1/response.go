@@ -237,7 +237,7 @@ func (w *response) writeHead() {
 	if !w.closeAfter && httpwire.HasToken(conn, "close") {
 		w.closeAfter = true
 	}
-	if w.c.srv.shuttingDown() {
+	if w.c.srv.shuttingDown() || w.c.bodyStop.Load() { // bodyStop: see body.Close
 		w.closeAfter = true
 	}
 	if w.block != nil {
