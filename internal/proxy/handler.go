@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"github.com/rampart-proxy/rampart/internal/evloop"
 	"io"
 	"log/slog"
 	"net/http"
@@ -71,6 +72,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		serveDirect(w, r)
 		return
 	}
+	// http.Transport reads the body and the answer in goroutines of its
+	// own, which the request waits for: not on an event loop.
+	evloop.Detach(r.Context())
 	r = r.WithContext(withResponseWatch(r.Context()))
 	h.rp.ServeHTTP(w, r)
 }
@@ -92,6 +96,9 @@ func serveDirect(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.ContentLength > maxBufferedBody || r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody:
 		d.stream, d.streamLen = r.Body, r.ContentLength // upstreamstream.go
+		// The body is sent by a goroutine of its own, which the request
+		// waits for at the end: not on an event loop.
+		evloop.Detach(r.Context())
 	case r.ContentLength > 0:
 		bp = buffers.Get().(*[]byte)
 		defer buffers.Put(bp)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"github.com/rampart-proxy/rampart/internal/evloop"
 	"io"
 	"net"
 	"net/http"
@@ -379,6 +380,11 @@ var errStaleConn = errors.New("reused backend connection was closed by the backe
 func (p *Pool) roundTripDirect(ctx context.Context, b *Backend, d *directRequest, start time.Time, cfg *config.Pool) (*http.Response, error) {
 	gen := b.generation()
 	bt := p.tls.Load()
+	if bt != nil {
+		// A TLS connection waits in Go's poller: not on an event loop,
+		// which would wait with it.
+		evloop.Detach(ctx)
+	}
 	for attempt := 0; ; attempt++ {
 		uc := b.conns.get(start, bt)
 		if uc != nil && !uc.drained() {
@@ -396,7 +402,8 @@ func (p *Pool) roundTripDirect(ctx context.Context, b *Backend, d *directRequest
 			if err != nil {
 				return nil, err
 			}
-			uc = newUpstreamConn(c, bt)
+			// On an event loop, the connection becomes the loop's.
+			uc = newUpstreamConn(evloop.Adopted(ctx, c), bt)
 		}
 		if !b.track(uc, gen) {
 			// Quarantined or cut since it was selected: not this backend.
@@ -443,6 +450,8 @@ func (p *Pool) exchange(ctx context.Context, b *Backend, uc *upstreamConn, d *di
 	if ctx.Done() != nil {
 		stop = context.AfterFunc(ctx, func() { uc.c.Close() })
 	}
+	// Its waits yield to this request's event loop, if it has one.
+	evloop.Bind(uc.c, ctx)
 	if d.stream == nil { // a streamed body's sender arms it when it is done
 		uc.armReadDeadline(start, cfg.ResponseHeaderTimeout.D())
 	}

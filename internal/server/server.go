@@ -7,10 +7,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/rampart-proxy/rampart/internal/evloop"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -453,6 +455,11 @@ func (s *Server) serve(l *listener) {
 		// this config's GetConfigForClient.
 		l.srv.TLSConfig = l.term.TLSConfig()
 		l.srv.OnTLSError = e.tlsFailed
+	}
+	if os.Getenv("RAMPART_EVENTLOOP") == "1" {
+		if g, err := evloop.Default(); err == nil {
+			l.srv.Loops = g
+		}
 	}
 	// Request limits and timeouts; apply() swaps them on reload.
 	l.srv.Configure(listenerPolicy(s.cfg, &l.cfg, l.term != nil))

@@ -73,17 +73,29 @@ type Conn struct {
 // New returns a Conn for c, or nil when c is not a TCP connection (a TLS
 // connection, a pipe, a test double): the caller then uses c itself.
 func New(c net.Conn) *Conn {
-	tc, ok := c.(*net.TCPConn)
-	if !ok {
+	var src syscall.Conn
+	switch c := c.(type) {
+	case *net.TCPConn:
+		src = c
+	case ownSocket:
+		src = c
+	default:
 		return nil
 	}
-	raw, err := tc.SyscallConn()
+	raw, err := src.SyscallConn()
 	if err != nil {
 		return nil
 	}
 	sc := &Conn{nc: c, raw: raw}
 	sc.readFn, sc.writeFn, sc.peekFn = sc.read, sc.write, sc.peekOnce
 	return sc
+}
+
+// ownSocket is a TCP connection whose socket is not in Go's poller (an
+// event loop's, package evloop): its SyscallConn waits its own way.
+type ownSocket interface {
+	syscall.Conn
+	OwnSocket()
 }
 
 // Raw is the connection's syscall.RawConn, for a caller that waits on the

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/rampart-proxy/rampart/internal/clock"
+	"github.com/rampart-proxy/rampart/internal/evloop"
 	"github.com/rampart-proxy/rampart/internal/sockio"
 )
 
@@ -34,6 +35,8 @@ type conn struct {
 	sock *sockio.Conn
 	// idle: awaitNext is reading for the next request (see beforeWait).
 	idle bool
+	// onLoop: the connection runs on an event loop (Server.Loops).
+	onLoop bool
 	// wroteAt is when the last metered write ended (writeMetered), for
 	// the idle deadline after the answer's final flush: the clock is not
 	// read twice in a row.
@@ -231,6 +234,7 @@ func (c *conn) acquireWriter() {
 
 func (s *Server) newConn(rwc net.Conn) *conn {
 	c := &conn{srv: s, rwc: rwc, hc: rwc, sock: sockio.New(rwc)}
+	_, c.onLoop = rwc.(*evloop.Conn)
 	if c.sock != nil {
 		c.sock.BeforeWait = c.beforeWait
 	}
@@ -254,6 +258,11 @@ func (s *Server) newConn(rwc net.Conn) *conn {
 // (from the TLS connection over it, after a handshake).
 func (c *conn) setContext() {
 	ctx := c.srv.baseCtx
+	if lc, ok := c.rwc.(*evloop.Conn); ok {
+		// The handler finds the connection's task through it: to dial
+		// backends onto its loop, or to leave it (evloop.Detach).
+		ctx = evloop.WithConn(ctx, lc)
+	}
 	if c.srv.ConnContext != nil {
 		ctx = c.srv.ConnContext(ctx, c.stream())
 	}
@@ -391,7 +400,9 @@ func (c *conn) serve() {
 // (sockio's BeforeWait): a connection whose next request is there keeps
 // it, instead of trading it through the pool once per request.
 func (c *conn) awaitNext() bool {
-	runtime.Gosched()
+	if !c.onLoop {
+		runtime.Gosched() // on an event loop, the loop's order does this
+	}
 	c.idle = true
 	_, err := c.br.Peek(1)
 	c.idle = false

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rampart-proxy/rampart/internal/evloop"
 )
 
 // testTimeout bounds every single wait.
@@ -75,6 +78,9 @@ func newTestServer(t testing.TB, h http.Handler, opts ...func(*Server)) *testSer
 			ts.mu.Unlock()
 		},
 		Log: slog.New(slog.NewTextHandler(&ts.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	if os.Getenv("RAMPART_EVENTLOOP") == "1" {
+		ts.srv.Loops, _ = evloop.Default()
 	}
 	for _, o := range opts {
 		o(ts.srv)

@@ -3,6 +3,7 @@ package http1
 import (
 	"bufio"
 	"errors"
+	"github.com/rampart-proxy/rampart/internal/evloop"
 	"net"
 	"net/http"
 	"slices"
@@ -340,6 +341,10 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, errors.New("http1: hijack after the response was sent")
 	}
 	c := w.c
+	if lc, ok := c.rwc.(*evloop.Conn); ok {
+		// The handler will copy in goroutines of its own and wait for them.
+		lc.Detach()
+	}
 	c.noContinue()
 	// What is buffered (a 101 head, answers to pipelined requests) goes out
 	// before the handler writes to the connection itself.

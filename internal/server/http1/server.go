@@ -28,6 +28,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"github.com/rampart-proxy/rampart/internal/evloop"
 	"log/slog"
 	"net"
 	"net/http"
@@ -102,6 +103,12 @@ type Server struct {
 	AllowedMethods    []string
 	// H2C serves connections that start with the HTTP/2 preface.
 	H2C bool
+
+	// Loops, when set, runs plaintext connections (no TLSConfig, no
+	// Preface) on these event loops instead of a goroutine each (see
+	// package evloop): same code, resumed by the loop in the order their
+	// sockets become ready.
+	Loops *evloop.Group
 	// TLSConfig, when set, makes every connection TLS (see tls.go); it is
 	// fixed for the listener's life, and what changes (certificates, SNI
 	// table) comes through its GetConfigForClient. Connections that
@@ -214,12 +221,24 @@ func (s *Server) Serve(ln net.Listener) error {
 			rwc.Close()
 			continue
 		}
+		var lc *evloop.Conn
+		if s.Loops != nil && s.tlsConfig == nil && s.Preface == nil {
+			if lc, err = s.Loops.Adopt(rwc); err == nil {
+				rwc = lc
+			} else {
+				lc = nil
+			}
+		}
 		c := s.newConn(rwc)
 		if !s.track(c) {
 			c.close()
 			continue
 		}
-		go c.serve()
+		if lc != nil {
+			lc.Go(c.serve)
+		} else {
+			go c.serve()
+		}
 	}
 }
 
