@@ -22,5 +22,9 @@ if [ -n "$unformatted" ]; then
 fi
 go vet ./...
 go test -race -count=1 -timeout 15m ./...
+# The HTTP/1 engine's suite again on its other engine (the goroutine per
+# connection that https listeners and `engine: goroutines` use; the run
+# above is on event loops, the default for http listeners).
+RAMPART_TEST_ENGINE=goroutines go test -race -count=1 -timeout 5m ./internal/server/http1/
 # Allocation counts, which the race detector's sync.Pool makes meaningless.
 go test -count=1 -run 'AllocatesNothing' ./internal/server/

@@ -72,6 +72,24 @@ type Listener struct {
 	// connections from other peers are plain HTTP. Fixed for the life of the
 	// socket (a change applies after a restart).
 	ProxyProtocol bool `yaml:"proxy_protocol"`
+	// Engine is how an http listener's connections wait: "eventloop" (the
+	// default: on Rampart's own event loops, one per core, resumed in the
+	// order their sockets become ready; package evloop) or "goroutines"
+	// (a goroutine each, waiting in Go's network poller). https listeners
+	// always use goroutines (TLS). Fixed for the life of the socket.
+	Engine string `yaml:"engine"`
+}
+
+// Listener engines (Listener.Engine).
+const (
+	EngineEventLoop  = "eventloop"
+	EngineGoroutines = "goroutines"
+)
+
+// EventLoop reports whether the listener's plaintext connections run on
+// event loops.
+func (l *Listener) EventLoop() bool {
+	return l.Protocol == "http" && l.Engine != EngineGoroutines
 }
 
 // Route maps host and path to a pool. Routes are tried most specific first

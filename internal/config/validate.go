@@ -85,6 +85,15 @@ func (v *validator) listeners() {
 		if l.ProxyProtocol && len(l.TrustedProxies) == 0 {
 			v.add(p+".proxy_protocol", "listener %q: proxy_protocol needs trusted_proxies (the PROXY header is read only from those peers)", l.Name)
 		}
+		switch l.Engine {
+		case "", EngineGoroutines:
+		case EngineEventLoop:
+			if l.Protocol == "https" {
+				v.add(p+".engine", "listener %q: engine eventloop serves plaintext (http) listeners only; https connections run as goroutines", l.Name)
+			}
+		default:
+			v.add(p+".engine", "listener %q: unknown engine %q (eventloop or goroutines)", l.Name, l.Engine)
+		}
 	}
 }
 

@@ -41,8 +41,12 @@ const closedBit = 1 << 62
 // direction is one direction's waiting state, guarded by Conn.mu.
 type direction struct {
 	// ready: an event came since the last wait; the next wait retries the
-	// call instead of waiting.
-	ready bool
+	// call instead of waiting. Written under Conn.mu; read without it by
+	// ReadQuiet.
+	ready atomic.Bool
+	// drained: the last read found the socket empty (SetDrained), and no
+	// wait has taken a readiness since. Only the reading goroutine uses it.
+	drained bool
 	// expired: the deadline has passed (until it is moved). Written under
 	// Conn.mu, read without it by every call.
 	expired  atomic.Bool
@@ -103,6 +107,12 @@ func dupCloexec(fd int) (int, error) {
 
 // Go runs fn as a task that owns c, on c's loop.
 func (c *Conn) Go(fn func()) { start(c, fn) }
+
+// Reattach moves the task that owns c back onto its loop, when the caller
+// is that task, detached (see Task.Reattach).
+func (c *Conn) Reattach() {
+	c.owner.Load().Reattach()
+}
 
 // Detach moves the task that owns c off its loop, when the caller is that
 // task (see Task.Detach).
@@ -186,7 +196,7 @@ func (c *Conn) ready(l *Loop, ev uint32) {
 // signal records readiness and wakes a waiting goroutine; a waiting task is
 // returned for the caller to wake once the lock is released.
 func (d *direction) signal() *Task {
-	d.ready = true
+	d.ready.Store(true)
 	return d.wake()
 }
 
@@ -281,8 +291,9 @@ func (c *Conn) wait(d *direction, op string) error {
 			return c.opError(op, net.ErrClosed)
 		case d.expired.Load():
 			return c.opError(op, os.ErrDeadlineExceeded)
-		case d.ready:
-			d.ready = false
+		case d.ready.Load():
+			d.ready.Store(false)
+			d.drained = false
 			return nil
 		}
 		d.waiting = true
@@ -380,6 +391,14 @@ func (c *Conn) SetLinger(sec int) error {
 	}
 	return err
 }
+
+// ReadQuiet reports whether the socket is known to be empty: the last read
+// found it so, and no readiness came since (package sockio then waits
+// first instead of making the read that would fail).
+func (c *Conn) ReadQuiet() bool { return c.r.drained && !c.r.ready.Load() }
+
+// SetDrained records whether the last read found the socket empty.
+func (c *Conn) SetDrained(empty bool) { c.r.drained = empty }
 
 // OwnSocket marks a Conn as a TCP socket package sockio may read and write
 // directly.

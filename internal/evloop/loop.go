@@ -334,6 +334,7 @@ func (l *Loop) resume(t *Task) bool {
 	case !alive:
 		t.attached.Store(false)
 	case t.detach:
+		t.detach = false
 		t.attached.Store(false)
 		go t.drive()
 	}
@@ -393,7 +394,9 @@ type Task struct {
 	yield    func(struct{}) bool
 	attached atomic.Bool // the loop resumes it (false once ended or detached)
 	queued   bool        // in the loop's ready list (loop-owned)
-	detach   bool
+	// detach and reattach are what the task asks of whoever resumed it
+	// when it yields other than to wait.
+	detach, reattach bool
 }
 
 // onLoop reports whether the calling code is t's coroutine running on its
@@ -413,7 +416,25 @@ func (t *Task) drive() {
 		if _, alive := t.next(); !alive {
 			return
 		}
+		if t.reattach {
+			t.reattach = false
+			t.attached.Store(true)
+			t.loop.post(t)
+			return
+		}
 	}
+}
+
+// Reattach moves a detached task back onto its loop, when the caller is
+// that task: a connection that left the loop for one request (a streamed
+// upload, a blocked handler) comes back for the next. It does nothing for a
+// task on its loop.
+func (t *Task) Reattach() {
+	if t == nil || t.attached.Load() {
+		return
+	}
+	t.reattach = true
+	t.suspend()
 }
 
 // Detach moves the calling task off its loop: from here on it is an

@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"errors"
-	"github.com/rampart-proxy/rampart/internal/evloop"
 	"io"
 	"log/slog"
 	"net/http"
@@ -11,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/rampart-proxy/rampart/internal/evloop"
 	"github.com/rampart-proxy/rampart/internal/pipeline"
 )
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rampart-proxy/rampart/internal/config"
+	"github.com/rampart-proxy/rampart/internal/evloop"
 	"github.com/rampart-proxy/rampart/internal/ratelimit"
 )
 
@@ -48,8 +49,10 @@ func (d *rlRemote) allow(ctx context.Context, k ratelimit.Key, now int64) (ratel
 	case d.sync != nil:
 		res = d.sync.Allow(k, now)
 	case d.bucket != nil:
+		evloop.Detach(ctx) // a round trip to Redis: not on an event loop
 		res, err = d.bucket.Allow(ctx, k)
 	default:
+		evloop.Detach(ctx)
 		res, err = d.window.Allow(ctx, k)
 	}
 	switch {

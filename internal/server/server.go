@@ -7,12 +7,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/rampart-proxy/rampart/internal/evloop"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -23,6 +21,7 @@ import (
 	"github.com/rampart-proxy/rampart/internal/admin"
 	"github.com/rampart-proxy/rampart/internal/audit"
 	"github.com/rampart-proxy/rampart/internal/config"
+	"github.com/rampart-proxy/rampart/internal/evloop"
 	"github.com/rampart-proxy/rampart/internal/metrics"
 	"github.com/rampart-proxy/rampart/internal/pipeline"
 	"github.com/rampart-proxy/rampart/internal/proxy"
@@ -456,8 +455,12 @@ func (s *Server) serve(l *listener) {
 		l.srv.TLSConfig = l.term.TLSConfig()
 		l.srv.OnTLSError = e.tlsFailed
 	}
-	if os.Getenv("RAMPART_EVENTLOOP") == "1" {
-		if g, err := evloop.Default(); err == nil {
+	if l.cfg.EventLoop() {
+		// Fixed for the socket's life, like proxy_protocol.
+		g, err := evloop.Default()
+		if err != nil {
+			s.log.Error("event loops unavailable; connections run as goroutines", "listener", l.cfg.Name, "error", err)
+		} else {
 			l.srv.Loops = g
 		}
 	}
@@ -466,7 +469,7 @@ func (s *Server) serve(l *listener) {
 	l.done = make(chan struct{})
 	s.listeners[l.cfg.Listen] = l
 	s.log.Info("listening", "listener", l.cfg.Name, "address", l.ln.Addr().String(), "tls", l.term != nil,
-		"h2c", l.cfg.H2C, "proxy_protocol", l.cfg.ProxyProtocol)
+		"h2c", l.cfg.H2C, "proxy_protocol", l.cfg.ProxyProtocol, "eventloop", l.srv.Loops != nil)
 	go func() {
 		defer close(l.done)
 		if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http1.ErrServerClosed) {
@@ -550,6 +553,10 @@ func (s *Server) apply(cfg *config.Config) error {
 			if old.cfg.H2C != lc.H2C {
 				s.log.Warn("h2c change on a running listener applies after restart", "listener", lc.Name)
 				pending = append(pending, "listener "+lc.Name+": h2c")
+			}
+			if old.cfg.EventLoop() != lc.EventLoop() {
+				s.log.Warn("engine change on a running listener applies after restart", "listener", lc.Name)
+				pending = append(pending, "listener "+lc.Name+": engine")
 			}
 			if old.cfg.ProxyProtocol != lc.ProxyProtocol {
 				s.log.Warn("proxy_protocol change on a running listener applies after restart", "listener", lc.Name)

@@ -56,6 +56,13 @@ type Conn struct {
 	peekFn  func(fd uintptr)
 	peekErr syscall.Errno
 
+	// own is the connection when its socket belongs to an event loop,
+	// which knows whether anything arrived since the socket was last
+	// found empty; nil otherwise.
+	own quietSocket
+	// skip: the read in progress waits before its first call (see Read).
+	skip bool
+
 	// BeforeWait, when set, is called when a Read finds nothing to read
 	// and is about to wait in the poller, on the reading goroutine. A
 	// server that keeps per-request memory only while a connection is busy
@@ -87,6 +94,7 @@ func New(c net.Conn) *Conn {
 		return nil
 	}
 	sc := &Conn{nc: c, raw: raw}
+	sc.own, _ = c.(quietSocket)
 	sc.readFn, sc.writeFn, sc.peekFn = sc.read, sc.write, sc.peekOnce
 	return sc
 }
@@ -96,6 +104,18 @@ func New(c net.Conn) *Conn {
 type ownSocket interface {
 	syscall.Conn
 	OwnSocket()
+}
+
+// quietSocket is an ownSocket that keeps track of whether its socket is
+// empty: SetDrained records that a read found it so (it took less than it
+// asked for), and ReadQuiet reports whether it still is: no readiness came,
+// and no wait took one, since. Unlike Go's poller, an event loop keeps the
+// readiness it saw until a wait takes it, so a read that starts by waiting
+// loses nothing (Go's RawConn.Read clears the readiness it saw before it
+// calls).
+type quietSocket interface {
+	SetDrained(bool)
+	ReadQuiet() bool
 }
 
 // Raw is the connection's syscall.RawConn, for a caller that waits on the
@@ -121,6 +141,9 @@ func (c *Conn) PeerClosed() bool {
 // connection nobody reads, such as an idle one in a pool: it neither
 // consumes nor waits, and takes no lock.
 func (c *Conn) Pending() bool {
+	if c.quiet() {
+		return false
+	}
 	c.peekErr = 0
 	if c.raw.Control(c.peekFn) != nil {
 		return true // closed
@@ -181,15 +204,33 @@ func (c *Conn) Read(p []byte) (int, error) {
 		return 0, nil
 	}
 	c.rbuf, c.rn, c.rerr = p, 0, nil
+	// A socket known to be empty is waited on first: a read would fail.
+	c.skip = c.quiet()
 	err := c.raw.Read(c.readFn)
 	c.rbuf = nil
+	if c.own != nil {
+		c.own.SetDrained(err == nil && c.rerr == nil && c.rn < len(p))
+	}
 	if err != nil {
 		return 0, err
 	}
 	return c.rn, c.rerr
 }
 
+// quiet reports whether the socket is known to have nothing to read: it
+// was empty at the last read and its event loop has seen nothing since.
+func (c *Conn) quiet() bool {
+	return c.own != nil && c.own.ReadQuiet()
+}
+
 func (c *Conn) read(fd uintptr) bool {
+	if c.skip {
+		c.skip = false
+		if c.BeforeWait != nil {
+			c.BeforeWait()
+		}
+		return false
+	}
 	for {
 		n, e := sysRead(fd, c.rbuf)
 		switch e {

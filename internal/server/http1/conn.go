@@ -35,8 +35,6 @@ type conn struct {
 	sock *sockio.Conn
 	// idle: awaitNext is reading for the next request (see beforeWait).
 	idle bool
-	// onLoop: the connection runs on an event loop (Server.Loops).
-	onLoop bool
 	// wroteAt is when the last metered write ended (writeMetered), for
 	// the idle deadline after the answer's final flush: the clock is not
 	// read twice in a row.
@@ -234,7 +232,6 @@ func (c *conn) acquireWriter() {
 
 func (s *Server) newConn(rwc net.Conn) *conn {
 	c := &conn{srv: s, rwc: rwc, hc: rwc, sock: sockio.New(rwc)}
-	_, c.onLoop = rwc.(*evloop.Conn)
 	if c.sock != nil {
 		c.sock.BeforeWait = c.beforeWait
 	}
@@ -400,8 +397,12 @@ func (c *conn) serve() {
 // (sockio's BeforeWait): a connection whose next request is there keeps
 // it, instead of trading it through the pool once per request.
 func (c *conn) awaitNext() bool {
-	if !c.onLoop {
-		runtime.Gosched() // on an event loop, the loop's order does this
+	if lc, ok := c.rwc.(*evloop.Conn); ok {
+		// A connection that left its loop for its last request (a
+		// streamed upload, a handler that blocked) comes back to it.
+		lc.Reattach()
+	} else {
+		runtime.Gosched() // an event loop resumes in readiness order anyway
 	}
 	c.idle = true
 	_, err := c.br.Peek(1)

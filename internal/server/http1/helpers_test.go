@@ -79,8 +79,15 @@ func newTestServer(t testing.TB, h http.Handler, opts ...func(*Server)) *testSer
 		},
 		Log: slog.New(slog.NewTextHandler(&ts.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
-	if os.Getenv("RAMPART_EVENTLOOP") == "1" {
-		ts.srv.Loops, _ = evloop.Default()
+	// Plaintext connections run on event loops, as Rampart's http listeners
+	// do by default; RAMPART_TEST_ENGINE=goroutines runs the suite on the
+	// other engine (scripts/test.sh runs both).
+	if os.Getenv("RAMPART_TEST_ENGINE") != "goroutines" {
+		loops, err := evloop.Default()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts.srv.Loops = loops
 	}
 	for _, o := range opts {
 		o(ts.srv)

@@ -3,7 +3,6 @@ package http1
 import (
 	"bufio"
 	"errors"
-	"github.com/rampart-proxy/rampart/internal/evloop"
 	"net"
 	"net/http"
 	"slices"
@@ -13,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rampart-proxy/rampart/internal/evloop"
 	"github.com/rampart-proxy/rampart/internal/httpwire"
 )
 

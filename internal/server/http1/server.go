@@ -28,13 +28,14 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"github.com/rampart-proxy/rampart/internal/evloop"
 	"log/slog"
 	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/rampart-proxy/rampart/internal/evloop"
 )
 
 // Server serves HTTP/1.1, over TLS when configured (and hands HTTP/2
@@ -104,8 +105,8 @@ type Server struct {
 	// H2C serves connections that start with the HTTP/2 preface.
 	H2C bool
 
-	// Loops, when set, runs plaintext connections (no TLSConfig, no
-	// Preface) on these event loops instead of a goroutine each (see
+	// Loops, when set, runs plaintext connections (no TLSConfig) on these
+	// event loops instead of a goroutine each (see
 	// package evloop): same code, resumed by the loop in the order their
 	// sockets become ready.
 	Loops *evloop.Group
@@ -222,7 +223,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		var lc *evloop.Conn
-		if s.Loops != nil && s.tlsConfig == nil && s.Preface == nil {
+		if s.Loops != nil && s.tlsConfig == nil {
 			if lc, err = s.Loops.Adopt(rwc); err == nil {
 				rwc = lc
 			} else {
