@@ -44,7 +44,7 @@ type Group struct {
 }
 
 var (
-	defaultGroup     *Group
+	defaultGroup     atomic.Pointer[Group]
 	defaultGroupErr  error
 	defaultGroupOnce sync.Once
 )
@@ -54,9 +54,11 @@ var (
 // nothing but their memory.
 func Default() (*Group, error) {
 	defaultGroupOnce.Do(func() {
-		defaultGroup, defaultGroupErr = NewGroup(runtime.GOMAXPROCS(0))
+		var g *Group
+		g, defaultGroupErr = NewGroup(runtime.GOMAXPROCS(0))
+		defaultGroup.Store(g)
 	})
-	return defaultGroup, defaultGroupErr
+	return defaultGroup.Load(), defaultGroupErr
 }
 
 // NewGroup starts n loops.
@@ -348,17 +350,25 @@ var stalled = new(Task)
 // watch runs for the group: a task that blocks on something other than its
 // sockets (a handler waiting for a channel, a DNS lookup, a slow disk)
 // holds up every connection of its loop. When a loop has been running the
-// same resumption for a whole tick, the task is detached where it stands
-// (its later waits park, as a goroutine's do) and a new goroutine takes
-// over the loop; the blocked one becomes the task's own. As Go's runtime
-// does with a P whose thread blocks in a system call.
+// same resumption for stallTicks ticks, the task is detached where it
+// stands (its later waits park, as a goroutine's do, until it reattaches
+// for its connection's next request) and a new goroutine takes over the
+// loop; the blocked one becomes the task's own. As Go's runtime does with a
+// P whose thread blocks in a system call. Not sooner: a loop whose thread
+// the kernel has merely set aside for another process (a busy machine) is
+// not blocked, and handing it over would only cost.
 func (g *Group) watch() {
-	const tick = time.Millisecond
-	seen := make([]uint64, len(g.loops))
+	const tick = 5 * time.Millisecond
+	const stallTicks = 2 // 10–15 ms
+	type seen struct {
+		seq   uint64
+		ticks int
+	}
+	last := make([]seen, len(g.loops))
 	idle := 0
 	for {
 		if idle > 100 {
-			time.Sleep(10 * tick) // nothing ran for a while
+			time.Sleep(4 * tick) // nothing ran for a while
 		} else {
 			time.Sleep(tick)
 		}
@@ -366,18 +376,20 @@ func (g *Group) watch() {
 		for i, l := range g.loops {
 			seq := l.seq.Load()
 			t := l.running.Load()
-			if t != nil && t != stalled {
+			switch {
+			case seq != last[i].seq:
 				busy = true
-				if seq == seen[i] && l.running.CompareAndSwap(t, stalled) {
+				last[i] = seen{seq: seq}
+			case t != nil && t != stalled:
+				busy = true
+				last[i].ticks++
+				if last[i].ticks >= stallTicks && l.running.CompareAndSwap(t, stalled) {
 					t.attached.Store(false)
 					l.handovers.Add(1)
+					last[i].ticks = 0
 					go l.run()
 				}
 			}
-			if seq != seen[i] {
-				busy = true
-			}
-			seen[i] = seq
 		}
 		if busy {
 			idle = 0
@@ -385,6 +397,20 @@ func (g *Group) watch() {
 			idle++
 		}
 	}
+}
+
+// Handovers counts the loops taken over from a task that blocked (see
+// watch), over the process's group; 0 before it started.
+func Handovers() uint64 {
+	g := defaultGroup.Load()
+	if g == nil {
+		return 0
+	}
+	var n uint64
+	for _, l := range g.loops {
+		n += l.handovers.Load()
+	}
+	return n
 }
 
 // Task is one connection's coroutine.
@@ -409,17 +435,17 @@ func (t *Task) onLoop() bool {
 // suspend gives the thread back to the loop until something wakes t.
 func (t *Task) suspend() { t.yield(struct{}{}) }
 
-// drive runs a detached task to its end on a goroutine of its own: its
-// waits no longer yield, so next returns only when it has ended.
+// drive runs a detached task on a goroutine of its own, until it ends or
+// asks to go back to its loop (Reattach): its waits no longer yield.
 func (t *Task) drive() {
 	for {
-		if _, alive := t.next(); !alive {
-			return
-		}
 		if t.reattach {
 			t.reattach = false
 			t.attached.Store(true)
 			t.loop.post(t)
+			return
+		}
+		if _, alive := t.next(); !alive {
 			return
 		}
 	}

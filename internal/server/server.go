@@ -139,6 +139,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	s.metrics.Registry().MustRegister(adaptiveCollector{s.limits}, redisCollector{s.limits})
 	s.slow = newSlowClients(cfg)
 	s.metrics.Registry().MustRegister(slowClientCollector{s.slow})
+	s.metrics.Registry().MustRegister(eventLoopHandovers)
 	s.procSys = "/proc/sys"
 	s.wafCount = newWAFCounters(s.metrics.Registry())
 	s.metrics.Registry().MustRegister(certCollector{s})
