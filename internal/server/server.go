@@ -811,6 +811,9 @@ type ListenerStatus struct {
 	Address  string `json:"address"`
 	Protocol string `json:"protocol"` // what it serves (a protocol change waits for a restart)
 	H2C      bool   `json:"h2c"`
+	// Engine is how its connections wait: "eventloop" or "goroutines"
+	// (what runs: an engine change waits for a restart).
+	Engine string `json:"engine"`
 }
 
 // Status describes the running instance.
@@ -820,7 +823,12 @@ func (s *Server) Status() Status {
 		Uptime: time.Since(s.started).Round(time.Second).String(), Reloads: s.reloads.Load()}
 	for _, lc := range s.cfg.Listeners {
 		if l := s.listeners[lc.Listen]; l != nil {
-			st.Listeners = append(st.Listeners, ListenerStatus{Name: lc.Name, Address: l.ln.Addr().String(), Protocol: l.protocol(), H2C: l.srv.H2C}) // what runs: an h2c change waits for a restart
+			engine := config.EngineGoroutines
+			if l.srv.Loops != nil {
+				engine = config.EngineEventLoop
+			}
+			// What runs: an h2c or engine change waits for a restart.
+			st.Listeners = append(st.Listeners, ListenerStatus{Name: lc.Name, Address: l.ln.Addr().String(), Protocol: l.protocol(), H2C: l.srv.H2C, Engine: engine})
 		}
 	}
 	s.mu.Unlock()
