@@ -41,6 +41,10 @@ import (
 type Group struct {
 	loops []*Loop
 	next  atomic.Uint32
+	// The watchdog sleeps while every loop does (watchIdle), until a loop
+	// wakes it (kick): an idle process spends nothing on it.
+	watchIdle atomic.Bool
+	kick      chan struct{}
 }
 
 var (
@@ -63,9 +67,9 @@ func Default() (*Group, error) {
 
 // NewGroup starts n loops.
 func NewGroup(n int) (*Group, error) {
-	g := &Group{}
+	g := &Group{kick: make(chan struct{}, 1)}
 	for range max(n, 1) {
-		l, err := newLoop()
+		l, err := newLoop(g)
 		if err != nil {
 			return nil, err
 		}
@@ -83,7 +87,8 @@ func (g *Group) pick() *Loop {
 // Loop is one event loop: an epoll instance, the connections registered in
 // it and the coroutines it resumes.
 type Loop struct {
-	epfd int
+	group *Group
+	epfd  int
 	// ep is epfd as a file in Go's poller: an idle loop waits there for
 	// epfd to have events, like any goroutine waiting for a socket, so the
 	// scheduler runs other goroutines meanwhile.
@@ -126,7 +131,7 @@ const epollET = 1 << 31
 // readiness an event brings is kept for the next wait when nobody waits.
 const connEvents = syscall.EPOLLIN | syscall.EPOLLOUT | syscall.EPOLLRDHUP | epollET
 
-func newLoop() (*Loop, error) {
+func newLoop(g *Group) (*Loop, error) {
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, os.NewSyscallError("epoll_create1", err)
@@ -136,7 +141,7 @@ func newLoop() (*Loop, error) {
 		syscall.Close(epfd)
 		return nil, os.NewSyscallError("eventfd2", e)
 	}
-	l := &Loop{epfd: epfd, evfd: int(evfd), events: make([]syscall.EpollEvent, 256)}
+	l := &Loop{group: g, epfd: epfd, evfd: int(evfd), events: make([]syscall.EpollEvent, 256)}
 	l.pollFn = l.pollOnce
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | epollET, Fd: int32(evfd)}
 	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, int(evfd), &ev); err != nil {
@@ -246,6 +251,12 @@ func (l *Loop) gather() {
 			l.poll(true)
 		}
 		l.sleeping.Store(false)
+		if l.group.watchIdle.Load() {
+			select {
+			case l.group.kick <- struct{}{}:
+			default:
+			}
+		}
 		l.takeInbox()
 	}
 	l.dispatch()
@@ -367,10 +378,20 @@ func (g *Group) watch() {
 	last := make([]seen, len(g.loops))
 	idle := 0
 	for {
-		if idle > 100 {
-			time.Sleep(4 * tick) // nothing ran for a while
-		} else {
-			time.Sleep(tick)
+		time.Sleep(tick)
+		if idle > 20 && g.asleep() {
+			// Nothing ran for a while and every loop waits for events:
+			// sleep until one wakes (it kicks after it set watchIdle).
+			g.watchIdle.Store(true)
+			if g.asleep() {
+				<-g.kick
+			}
+			g.watchIdle.Store(false)
+			select {
+			case <-g.kick:
+			default:
+			}
+			idle = 0
 		}
 		busy := false
 		for i, l := range g.loops {
@@ -397,6 +418,16 @@ func (g *Group) watch() {
 			idle++
 		}
 	}
+}
+
+// asleep reports whether every loop waits in Go's poller.
+func (g *Group) asleep() bool {
+	for _, l := range g.loops {
+		if !l.sleeping.Load() {
+			return false
+		}
+	}
+	return true
 }
 
 // Handovers counts the loops taken over from a task that blocked (see
