@@ -320,3 +320,62 @@ func TestForeignGoroutineReads(t *testing.T) {
 		t.Fatalf("%q, %v", b[:n], err)
 	}
 }
+
+// Dial connects on the task's loop; a refused connect fails as net.Dialer's
+// does (a "dial" *net.OpError); outside a task, or for a name, Dial
+// declines.
+func TestDial(t *testing.T) {
+	g := newGroup(t, 1)
+	backend := serve(t, newGroup(t, 1), echo)
+	refused := func() string { // a port nobody listens on
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := ln.Addr().String()
+		ln.Close()
+		return a
+	}()
+	type result struct {
+		got string
+		err error
+		ok  bool
+	}
+	res := make(chan result, 4)
+	addr := serve(t, g, func(c *Conn) {
+		defer c.Close()
+		ctx := WithConn(context.Background(), c)
+		nc, ok, err := Dial(ctx, backend, time.Second)
+		if err == nil {
+			_, isLoop := nc.(*Conn)
+			io.WriteString(nc, "dialled\n")
+			line, rerr := bufio.NewReader(nc).ReadString('\n')
+			if !isLoop {
+				rerr = fmt.Errorf("dialled a %T", nc)
+			}
+			nc.Close()
+			res <- result{line, rerr, ok}
+		} else {
+			res <- result{"", err, ok}
+		}
+		_, ok, err = Dial(ctx, refused, time.Second)
+		res <- result{"", err, ok}
+		// A name is declined: resolving it would wait outside the loop.
+		_, ok, err = Dial(ctx, "localhost:1", time.Second)
+		res <- result{"", err, ok}
+	})
+	dial(t, addr)
+	if r := <-res; r.err != nil || !r.ok || r.got != "dialled\n" {
+		t.Fatalf("dial on the loop: %+v", r)
+	}
+	var op *net.OpError
+	if r := <-res; !r.ok || !errors.As(r.err, &op) || op.Op != "dial" {
+		t.Fatalf("refused dial: %+v, want a dial OpError", r)
+	}
+	if r := <-res; r.ok {
+		t.Fatalf("a name: %+v, want Dial to decline", r)
+	}
+	if _, ok, _ := Dial(context.Background(), backend, time.Second); ok {
+		t.Fatal("Dial outside a task did not decline")
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rampart-proxy/rampart/internal/config"
+	"github.com/rampart-proxy/rampart/internal/evloop"
 )
 
 // backendTLS is a pool's compiled backend_tls settings: how a connection to
@@ -92,6 +93,12 @@ func revocationKey(rawIssuer, serial []byte) string {
 // dialBackend connects to addr, over TLS when bt is not nil. timeout
 // bounds the TCP connect and the handshake each.
 func dialBackend(ctx context.Context, bt *backendTLS, addr string, timeout time.Duration) (net.Conn, error) {
+	if bt == nil {
+		// On an event loop, the connect waits by yielding to it.
+		if c, ok, err := evloop.Dial(ctx, addr, timeout); ok {
+			return c, err
+		}
+	}
 	dl := net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
 	c, err := dl.DialContext(ctx, "tcp", addr)
 	if err != nil || bt == nil {
