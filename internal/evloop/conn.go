@@ -44,6 +44,10 @@ type direction struct {
 	// call instead of waiting. Written under Conn.mu; read without it by
 	// ReadQuiet.
 	ready atomic.Bool
+	// ended: an event said the peer closed or reset its side, or sent
+	// urgent data (a read stops short at the urgent mark): a short read no
+	// longer means the socket is empty. Sticky.
+	ended atomic.Bool
 	// drained: the last read found the socket empty (SetDrained), and no
 	// wait has taken a readiness since. Only the reading goroutine uses it.
 	drained bool
@@ -168,9 +172,24 @@ func Adopted(ctx context.Context, nc net.Conn) net.Conn {
 // Bind makes the task ctx carries the owner of nc's waits, when nc is a loop
 // connection: a pooled backend connection is bound to each request's task
 // in turn (nil, a goroutine's request: its waits park).
+//
+// Whether a wait yields is decided by the connection's owner, not by who
+// waits: while the owner runs on its loop, no other goroutine may wait on
+// the connection (its wait would yield for the owner). A connection that
+// other goroutines use meanwhile (a body sender's) is unbound first.
 func Bind(nc net.Conn, ctx context.Context) {
 	if c, ok := nc.(*Conn); ok {
 		c.owner.Store(TaskOf(ctx))
+	}
+}
+
+// Unbind leaves nc without an owner, when it is a loop connection: every
+// wait on it parks. For a connection that goroutines other than a task use,
+// and for one that goes back to a pool (which would otherwise keep its
+// last task, and what that task holds, alive while it is idle).
+func Unbind(nc net.Conn) {
+	if c, ok := nc.(*Conn); ok {
+		c.owner.Store(nil)
 	}
 }
 
@@ -178,7 +197,10 @@ func Bind(nc net.Conn, ctx context.Context) {
 func (c *Conn) ready(l *Loop, ev uint32) {
 	c.mu.Lock()
 	var rt, wt *Task
-	if ev&(syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 {
+	if ev&(syscall.EPOLLRDHUP|syscall.EPOLLERR|syscall.EPOLLPRI) != 0 {
+		c.r.ended.Store(true)
+	}
+	if ev&(syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR|syscall.EPOLLPRI) != 0 {
 		rt = c.r.signal()
 	}
 	if ev&(syscall.EPOLLOUT|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 {
@@ -395,7 +417,9 @@ func (c *Conn) SetLinger(sec int) error {
 // ReadQuiet reports whether the socket is known to be empty: the last read
 // found it so, and no readiness came since (package sockio then waits
 // first instead of making the read that would fail).
-func (c *Conn) ReadQuiet() bool { return c.r.drained && !c.r.ready.Load() }
+func (c *Conn) ReadQuiet() bool {
+	return c.r.drained && !c.r.ready.Load() && !c.r.ended.Load()
+}
 
 // SetDrained records whether the last read found the socket empty.
 func (c *Conn) SetDrained(empty bool) { c.r.drained = empty }

@@ -129,7 +129,7 @@ const epollET = 1 << 31
 // connEvents: every socket is registered once, edge-triggered, for both
 // directions; a waiter always tries its call before it waits, and the
 // readiness an event brings is kept for the next wait when nobody waits.
-const connEvents = syscall.EPOLLIN | syscall.EPOLLOUT | syscall.EPOLLRDHUP | epollET
+const connEvents = syscall.EPOLLIN | syscall.EPOLLPRI | syscall.EPOLLOUT | syscall.EPOLLRDHUP | epollET
 
 func newLoop(g *Group) (*Loop, error) {
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
@@ -337,7 +337,9 @@ func (l *Loop) resume(t *Task) bool {
 	_, alive := t.next()
 	if !l.running.CompareAndSwap(t, nil) {
 		// t blocked, and watch gave the loop to a new goroutine; t is
-		// detached, and this goroutine drives it to its end.
+		// detached, and this goroutine drives it. (A Detach it asked for
+		// meanwhile is moot.)
+		t.detach = false
 		if alive {
 			t.drive()
 		}
@@ -395,8 +397,10 @@ func (g *Group) watch() {
 		}
 		busy := false
 		for i, l := range g.loops {
-			seq := l.seq.Load()
+			// running before seq: a resumption that began since the last
+			// tick has moved seq by the time running shows it.
 			t := l.running.Load()
+			seq := l.seq.Load()
 			switch {
 			case seq != last[i].seq:
 				busy = true

@@ -707,6 +707,7 @@ func pool(uc *upstreamConn, b *Backend, maxIdle int, lastUsed time.Time) {
 	if beforePool != nil {
 		beforePool(uc)
 	}
+	evloop.Unbind(uc.c) // the next request binds it to its own task
 	b.conns.put(uc, maxIdle, lastUsed)
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rampart-proxy/rampart/internal/clock"
+	"github.com/rampart-proxy/rampart/internal/evloop"
 )
 
 // Request bodies the direct client streams: larger than maxBufferedBody,
@@ -75,6 +76,10 @@ func (uc *upstreamConn) startBody(d *directRequest, timeout time.Duration) *body
 	// body's sender may have left its own on the socket.
 	uc.readDeadline = time.Time{}
 	uc.c.SetReadDeadline(time.Time{})
+	// Two goroutines use the connection from here, and the sender may
+	// still be at it when the request's task is back on its loop (handOff):
+	// no task's waits yield on it.
+	evloop.Unbind(uc.c)
 	// Not d itself: the goroutine would take it to the heap, and with it
 	// every request's directRequest (the bodiless ones too).
 	go func(req *http.Request, body io.Reader, length int64) {

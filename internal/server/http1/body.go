@@ -199,6 +199,8 @@ type body struct {
 	// announced is what the chunk-size lines that came with the head add
 	// up to (see Announced).
 	announced int64
+	// tooLong: finish gave up draining, with more of the body to come.
+	tooLong bool
 }
 
 // Announced returns how many body bytes the chunked body's size lines that
@@ -411,6 +413,7 @@ func (b *body) finish() bool {
 			return drained <= maxDrain
 		}
 		if err != nil || drained > maxDrain {
+			b.tooLong = err == nil
 			return false
 		}
 	}
@@ -426,6 +429,18 @@ func (b *body) abandon() (complete bool) {
 	complete = b.sawEOF
 	b.mu.Unlock()
 	return complete
+}
+
+// lingerBytes is how much of the body a lingering close may discard: what
+// a Content-Length body still has to come (up to lingerMax); 0 for a
+// chunked one, whose rest is unknown.
+func (b *body) lingerBytes() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.chunk {
+		return 0
+	}
+	return min(b.lr.N, lingerMax)
 }
 
 // skipTrailers consumes the trailer section after the last chunk. Request

@@ -505,3 +505,29 @@ func TestExpectContinueFinalAnswerWhileBodyIsRead(t *testing.T) {
 		t.Fatalf("final answer body %q", body)
 	}
 }
+
+// An answer given before the body was read (a refusal of an upload) closes
+// the connection; the close lingers over the rest of the announced body and
+// what the client pipelined after it, so a client that writes everything
+// before it reads still gets the answer, not a reset (8 MiB: far more than
+// the allowance of 256 KiB that lingered before).
+func TestEarlyAnswerLingersOverAnnouncedBody(t *testing.T) {
+	ts := newTestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusForbidden)
+		io.WriteString(w, "refused")
+	}))
+	c := ts.dial(t)
+	body := strings.Repeat("b", 8<<20)
+	if _, err := io.WriteString(c.c, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: "+fmt.Sprint(len(body))+"\r\n\r\n"+body+
+		"GET /next HTTP/1.1\r\nHost: a\r\n\r\n"); err != nil {
+		t.Fatalf("writing the upload: %v (the server reset the connection before it was all sent)", err)
+	}
+	res, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		t.Fatalf("reading the answer: %v", err)
+	}
+	got, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusForbidden || string(got) != "refused" {
+		t.Fatalf("answer %d %q, want 403 refused", res.StatusCode, got)
+	}
+}

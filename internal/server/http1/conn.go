@@ -118,8 +118,10 @@ type conn struct {
 	// when it closes it.
 	handedOff bool
 	// linger: the connection closes with a request body left unread, so
-	// the close waits a little for it (see lingerClose).
-	linger bool
+	// the close waits a little for it (see lingerClose), discarding up to
+	// lingerBytes of it (0: the default allowance).
+	linger      bool
+	lingerBytes int64
 }
 
 type connReader struct{ c *conn }
@@ -489,6 +491,7 @@ func (c *conn) handle(r *http.Request) (keep bool) {
 			// not read (a 413 must not wait for the body it refuses), but
 			// the close lingers so the client reads the answer.
 			c.linger = !b.abandon()
+			c.lingerBytes = b.lingerBytes()
 			return false
 		}
 		// Draining what the handler left of the body may wait for the
@@ -501,6 +504,11 @@ func (c *conn) handle(r *http.Request) (keep bool) {
 		}
 		if !b.finish() {
 			keep = false
+			// More was left than a drain takes (the answer was written
+			// without waiting for it): the close lingers over the rest,
+			// as above, or its reset could destroy the answer.
+			c.linger = b.tooLong
+			c.lingerBytes = b.lingerBytes()
 		}
 	}
 	return keep
@@ -564,7 +572,10 @@ func (c *conn) refuse(err error) {
 // lingerClose lets the client read the answer before the close: closing a
 // socket with unread bytes in it sends a reset, which can destroy the
 // answer in the client's receive buffer. It shuts down the sending side
-// and discards what still comes, bounded in bytes and time.
+// and discards what still comes, bounded in bytes and time: the rest of
+// the body the request announced (an upload the backend answered early;
+// up to lingerMax) and lingerAllowance more (what the client sent after
+// it: pipelined requests), for 500 ms at most.
 func (c *conn) lingerClose() {
 	if c.tc != nil {
 		c.tc.CloseWrite() // close_notify: the answer is complete
@@ -572,7 +583,7 @@ func (c *conn) lingerClose() {
 	if tc, ok := c.rwc.(interface{ CloseWrite() error }); ok {
 		tc.CloseWrite()
 		c.rwc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-		io.CopyN(io.Discard, c.rwc, 256<<10)
+		io.CopyN(io.Discard, c.rwc, c.lingerBytes+lingerAllowance)
 	}
 }
 
@@ -625,6 +636,16 @@ func (c *conn) close() {
 	c.releaseWriter()
 	c.bw = idleWriter
 }
+
+// The bytes lingerClose discards: the rest of an announced body up to
+// lingerMax, and lingerAllowance more. A client that writes its whole
+// upload (and requests pipelined after it) before it reads the answer,
+// which the backend gave early, would otherwise have that answer destroyed
+// by the reset of a close with bytes of its unread.
+const (
+	lingerAllowance = 256 << 10
+	lingerMax       = 16 << 20
+)
 
 func (s *Server) logger() *slog.Logger {
 	if s.Log != nil {
