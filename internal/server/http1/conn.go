@@ -605,6 +605,12 @@ func (c *conn) handOffH2() {
 		return
 	}
 	c.clearWriteDeadline()
+	if lc, ok := c.rwc.(*evloop.Conn); ok {
+		// The HTTP/2 server's goroutines read it from here, while this
+		// task may still run on its loop: their waits must not yield for
+		// it (evloop.Bind).
+		evloop.Unbind(lc)
+	}
 	h2 := c.srv.h2
 	pre := newH2Conn(c.hc, c.hc, io.MultiReader(strings.NewReader("PRI * HTTP/2.0\r\n"), c.br), h2)
 	c.hijacked.Store(true) // the HTTP/2 server owns it now
