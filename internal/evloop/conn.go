@@ -3,13 +3,14 @@ package evloop
 import (
 	"context"
 	"errors"
-	"io"
 	"net"
 	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/rampart-proxy/rampart/internal/sockio"
 )
 
 // Conn is a TCP connection whose socket belongs to a loop. It is a
@@ -33,7 +34,9 @@ type Conn struct {
 	r, w   direction
 
 	raw rawConn
-	io  ioConn
+	// sock is Conn's Read and Write: package sockio's raw calls, through
+	// raw (made once the Conn is complete, see newConn).
+	sock *sockio.Conn
 }
 
 const closedBit = 1 << 62
@@ -88,8 +91,7 @@ func (l *Loop) adopt(nc net.Conn) (*Conn, error) {
 	if derr != nil {
 		return nil, derr
 	}
-	c := &Conn{fd: fd, loop: l, local: tc.LocalAddr(), remote: tc.RemoteAddr()}
-	c.raw.c, c.io.c = c, c
+	c := newConn(fd, l, tc.LocalAddr(), tc.RemoteAddr())
 	// Closing the net.Conn takes the socket out of Go's epoll set
 	// (explicitly: the duplicate keeps the socket, and with it the
 	// registration, alive) and closes the original descriptor.
@@ -99,6 +101,13 @@ func (l *Loop) adopt(nc net.Conn) (*Conn, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+func newConn(fd int, l *Loop, local, remote net.Addr) *Conn {
+	c := &Conn{fd: fd, loop: l, local: local, remote: remote}
+	c.raw.c = c
+	c.sock = sockio.New(c)
+	return c
 }
 
 func dupCloexec(fd int) (int, error) {
@@ -380,8 +389,8 @@ func (c *Conn) expire(d *direction) {
 
 // net.Conn.
 
-func (c *Conn) Read(p []byte) (int, error)         { return c.io.Read(p) }
-func (c *Conn) Write(p []byte) (int, error)        { return c.io.Write(p) }
+func (c *Conn) Read(p []byte) (int, error)         { return c.sock.Read(p) }
+func (c *Conn) Write(p []byte) (int, error)        { return c.sock.Write(p) }
 func (c *Conn) LocalAddr() net.Addr                { return c.local }
 func (c *Conn) RemoteAddr() net.Addr               { return c.remote }
 func (c *Conn) SetReadDeadline(t time.Time) error  { c.setDeadline(&c.r, t); return nil }
@@ -468,77 +477,4 @@ func (c *Conn) rawIO(d *direction, op string, f func(fd uintptr) bool) error {
 	}
 	c.decref()
 	return err
-}
-
-// ioConn is Conn's Read and Write: for the connection's users other than
-// package sockio (which reads through SyscallConn without the scheduler's
-// system-call bookkeeping).
-type ioConn struct {
-	c    *Conn
-	rbuf []byte
-	rn   int
-	rerr error
-	wbuf []byte
-	wn   int
-	werr error
-}
-
-func (o *ioConn) Read(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	o.rbuf, o.rn, o.rerr = p, 0, nil
-	err := o.c.raw.Read(o.read)
-	o.rbuf = nil
-	if err != nil {
-		return 0, err
-	}
-	return o.rn, o.rerr
-}
-
-func (o *ioConn) read(fd uintptr) bool {
-	for {
-		n, err := syscall.Read(int(fd), o.rbuf)
-		switch {
-		case err == nil:
-			o.rn = n
-			if n == 0 {
-				o.rerr = io.EOF
-			}
-			return true
-		case err == syscall.EINTR:
-		case err == syscall.EAGAIN:
-			return false
-		default:
-			o.rerr = o.c.opError("read", os.NewSyscallError("read", err))
-			return true
-		}
-	}
-}
-
-func (o *ioConn) Write(p []byte) (int, error) {
-	o.wbuf, o.wn, o.werr = p, 0, nil
-	err := o.c.raw.Write(o.write)
-	o.wbuf = nil
-	if err == nil {
-		err = o.werr
-	}
-	return o.wn, err
-}
-
-func (o *ioConn) write(fd uintptr) bool {
-	for o.wn < len(o.wbuf) {
-		n, err := syscall.Write(int(fd), o.wbuf[o.wn:])
-		switch {
-		case err == nil:
-			o.wn += n
-		case err == syscall.EINTR:
-		case err == syscall.EAGAIN:
-			return false
-		default:
-			o.werr = o.c.opError("write", os.NewSyscallError("write", err))
-			return true
-		}
-	}
-	return true
 }

@@ -54,8 +54,7 @@ func (l *Loop) dial(t *Task, ap netip.AddrPort, timeout time.Duration) (*Conn, e
 	syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, 1)
 	syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, 30)
 	syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, 30)
-	c := &Conn{fd: fd, loop: l, remote: remote}
-	c.raw.c, c.io.c = c, c
+	c := newConn(fd, l, nil, remote)
 	c.owner.Store(t)
 	if err := l.register(c); err != nil {
 		syscall.Close(fd)

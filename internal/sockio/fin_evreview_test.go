@@ -1,4 +1,4 @@
-package sockio
+package sockio_test
 
 import (
 	"io"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/rampart-proxy/rampart/internal/evloop"
+	"github.com/rampart-proxy/rampart/internal/sockio"
 )
 
 // Data followed by the peer's FIN, both arriving while the reader waits: the
@@ -40,7 +41,7 @@ func TestEvreviewDataThenFINReturnsEOF(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s := New(lc)
+		s := sockio.New(lc)
 		go func() {
 			time.Sleep(5 * time.Millisecond) // the reader waits by then
 			cc.Write([]byte("abc"))

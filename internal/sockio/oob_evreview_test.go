@@ -1,4 +1,4 @@
-package sockio
+package sockio_test
 
 import (
 	"net"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/rampart-proxy/rampart/internal/evloop"
+	"github.com/rampart-proxy/rampart/internal/sockio"
 )
 
 // A read that TCP stops short while more data is already queued: the read
@@ -44,7 +45,7 @@ func TestEvreviewShortReadAtUrgentMarkDoesNotHang(t *testing.T) {
 			defer lc.Close()
 			c = lc
 		}
-		s := New(c)
+		s := sockio.New(c)
 		raw, _ := cc.(*net.TCPConn).SyscallConn()
 		go func() {
 			// Sent while the reader waits: its wait takes the readiness.
