@@ -67,7 +67,7 @@ type direction struct {
 
 // Adopt takes nc's socket out of Go's poller and into one of g's loops.
 // nc must be a *net.TCPConn; it is closed (the socket stays open, as the
-// returned Conn).
+// returned Conn), unless Adopt fails.
 func (g *Group) Adopt(nc net.Conn) (*Conn, error) {
 	return g.pick().adopt(nc)
 }
@@ -92,14 +92,14 @@ func (l *Loop) adopt(nc net.Conn) (*Conn, error) {
 		return nil, derr
 	}
 	c := newConn(fd, l, tc.LocalAddr(), tc.RemoteAddr())
+	if err := l.register(c); err != nil {
+		syscall.Close(fd)
+		return nil, err // nc is as it was
+	}
 	// Closing the net.Conn takes the socket out of Go's epoll set
 	// (explicitly: the duplicate keeps the socket, and with it the
 	// registration, alive) and closes the original descriptor.
 	tc.Close()
-	if err := l.register(c); err != nil {
-		syscall.Close(fd)
-		return nil, err
-	}
 	return c, nil
 }
 
@@ -123,17 +123,11 @@ func (c *Conn) Go(fn func()) { start(c, fn) }
 
 // Reattach moves the task that owns c back onto its loop, when the caller
 // is that task, detached (see Task.Reattach).
-func (c *Conn) Reattach() {
-	c.owner.Load().Reattach()
-}
+func (c *Conn) Reattach() { c.owner.Load().Reattach() }
 
 // Detach moves the task that owns c off its loop, when the caller is that
 // task (see Task.Detach).
-func (c *Conn) Detach() {
-	if t := c.owner.Load(); t != nil {
-		t.Detach()
-	}
-}
+func (c *Conn) Detach() { c.owner.Load().Detach() }
 
 type ctxKey struct{}
 
@@ -153,11 +147,7 @@ func TaskOf(ctx context.Context) *Task {
 
 // Detach detaches the task of the connection ctx carries, when the caller
 // is that task running on its loop; otherwise it does nothing.
-func Detach(ctx context.Context) {
-	if t := TaskOf(ctx); t != nil {
-		t.Detach()
-	}
-}
+func Detach(ctx context.Context) { TaskOf(ctx).Detach() }
 
 // Adopted returns nc as a loop connection of the task ctx carries, when that
 // task is on its loop and nc is a TCP connection; otherwise nc itself. For
@@ -172,7 +162,7 @@ func Adopted(ctx context.Context, nc net.Conn) net.Conn {
 	}
 	c, err := t.loop.adopt(nc)
 	if err != nil {
-		return nc // nc is closed only after a successful duplicate
+		return nc // still open: adopt closes it only on success
 	}
 	c.owner.Store(t)
 	return c
@@ -432,10 +422,6 @@ func (c *Conn) ReadQuiet() bool {
 
 // SetDrained records whether the last read found the socket empty.
 func (c *Conn) SetDrained(empty bool) { c.r.drained = empty }
-
-// OwnSocket marks a Conn as a TCP socket package sockio may read and write
-// directly.
-func (c *Conn) OwnSocket() {}
 
 // rawConn is Conn's syscall.RawConn.
 type rawConn struct{ c *Conn }

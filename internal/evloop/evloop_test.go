@@ -310,6 +310,7 @@ func TestForeignGoroutineReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(testTimeout)) // a lost wakeup fails, not hangs
 	go func() {
 		time.Sleep(20 * time.Millisecond)
 		io.WriteString(cc, "hello")

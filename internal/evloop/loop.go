@@ -204,8 +204,9 @@ func (l *Loop) post(t *Task) {
 	}
 }
 
-// wake makes t runnable: queued for this round when the loop's own
-// goroutine calls it (dispatching events), posted otherwise.
+// wakeFromLoop makes t runnable from the loop's own goroutine (dispatching
+// events, taking the inbox): queued for the next round when t is this
+// loop's, posted to its own loop otherwise.
 func (l *Loop) wakeFromLoop(t *Task) {
 	if t.loop != l {
 		t.loop.post(t)
@@ -460,9 +461,10 @@ type Task struct {
 	detach, reattach bool
 }
 
-// onLoop reports whether the calling code is t's coroutine running on its
-// loop, so that a wait can yield to the loop. Other goroutines that use a
-// connection t owns exist only once t has detached (see Detach).
+// onLoop reports whether t is running on its loop, so that a wait by t can
+// yield to the loop. A wait by any other goroutine on a connection t owns
+// would yield for t too: such connections are unbound, or t detached, first
+// (see Bind).
 func (t *Task) onLoop() bool {
 	return t != nil && t.attached.Load() && t.loop.running.Load() == t
 }
@@ -500,7 +502,8 @@ func (t *Task) Reattach() {
 
 // Detach moves the calling task off its loop: from here on it is an
 // ordinary goroutine. Code running as a task calls it before it blocks on
-// something that needs a loop to run; elsewhere it does nothing.
+// something that needs a loop to run; elsewhere (t nil, or not on its
+// loop) it does nothing.
 func (t *Task) Detach() {
 	if !t.onLoop() {
 		return
@@ -510,7 +513,7 @@ func (t *Task) Detach() {
 }
 
 // start creates the task running fn for c and hands it to c's loop.
-func start(c *Conn, fn func()) *Task {
+func start(c *Conn, fn func()) {
 	t := &Task{loop: c.loop}
 	t.attached.Store(true)
 	t.next, _ = iter.Pull(func(yield func(struct{}) bool) {
@@ -519,5 +522,4 @@ func start(c *Conn, fn func()) *Task {
 	})
 	c.owner.Store(t)
 	c.loop.post(t)
-	return t
 }

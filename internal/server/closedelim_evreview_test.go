@@ -16,8 +16,10 @@ import (
 // HTTP/1.0 backend or a Connection: close one sends it). The answer and the
 // backend's FIN arrive together; on the event loop, the read that takes the
 // answer is short (SetDrained), the FIN brings no further event, and the read
-// for the rest of the body skips its read and waits: the client gets its
-// answer only when a timeout ends the wait (or never, without one).
+// for the rest of the body skipped its read and waited (until the review's
+// fix: an RDHUP makes the readiness sticky): the client got its answer only
+// when a timeout ended the wait, or never without one.
+
 func TestEvreviewCloseDelimitedAnswerOnLoop(t *testing.T) {
 	addr := testnet.Serve(t, func(c net.Conn) {
 		defer c.Close()
@@ -34,24 +36,27 @@ func TestEvreviewCloseDelimitedAnswerOnLoop(t *testing.T) {
 }
 
 func closeDelimited(t *testing.T, addr, engine string) {
-	cfg := strings.Replace(rawPool(addr), `listen: "127.0.0.1:0"}`, `listen: "127.0.0.1:0", engine: `+engine+`}`, 1)
-	e := startEnv(t, cfg+revNoRateLimit)
-	e.client.Timeout = 3 * time.Second
+	e := startEnv(t, withEngine(rawPool(addr), engine)+revNoRateLimit)
+	e.client.Timeout = 3 * time.Second // a stalled answer fails, not hangs
 	slow := 0
 	for i := range 10 {
-		start := time.Now()
 		r, err := doRequest(e.client, "GET", e.url("web", "/x"), "", nil, nil)
 		if err != nil {
-			t.Errorf("request %d: %v after %v", i, err, time.Since(start).Round(time.Millisecond))
+			t.Errorf("request %d: %v", i, err)
 			slow++
 			continue
 		}
-		if d := time.Since(start); r.status != 200 || r.body != "close-delimited body" || d > time.Second {
+		if r.status != 200 || r.body != "close-delimited body" {
 			slow++
-			t.Errorf("request %d: %d %q after %v", i, r.status, r.body, d.Round(time.Millisecond))
+			t.Errorf("request %d: %d %q", i, r.status, r.body)
 		}
 	}
 	if slow > 0 {
 		t.Errorf("%d of 10 close-delimited answers stalled", slow)
 	}
+}
+
+// withEngine sets engine on the first listener of cfg (rawPool's).
+func withEngine(cfg, engine string) string {
+	return strings.Replace(cfg, `listen: "127.0.0.1:0"}`, `listen: "127.0.0.1:0", engine: `+engine+`}`, 1)
 }

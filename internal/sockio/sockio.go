@@ -59,7 +59,7 @@ type Conn struct {
 	// own is the connection when its socket belongs to an event loop,
 	// which knows whether anything arrived since the socket was last
 	// found empty; nil otherwise.
-	own quietSocket
+	own ownSocket
 	// skip: the read in progress waits before its first call (see Read).
 	skip bool
 
@@ -81,6 +81,7 @@ type Conn struct {
 // connection, a pipe, a test double): the caller then uses c itself.
 func New(c net.Conn) *Conn {
 	var src syscall.Conn
+	own, _ := c.(ownSocket)
 	switch c := c.(type) {
 	case *net.TCPConn:
 		src = c
@@ -93,27 +94,21 @@ func New(c net.Conn) *Conn {
 	if err != nil {
 		return nil
 	}
-	sc := &Conn{nc: c, raw: raw}
-	sc.own, _ = c.(quietSocket)
+	sc := &Conn{nc: c, raw: raw, own: own}
 	sc.readFn, sc.writeFn, sc.peekFn = sc.read, sc.write, sc.peekOnce
 	return sc
 }
 
-// ownSocket is a TCP connection whose socket is not in Go's poller (an
-// event loop's, package evloop): its SyscallConn waits its own way.
+// ownSocket is a TCP connection whose socket is not in Go's poller but an
+// event loop's (package evloop): its SyscallConn waits its own way, and it
+// keeps track of whether its socket is empty. SetDrained records that a
+// read found it so (it took less than it asked for), and ReadQuiet reports
+// whether it still is: no readiness came, and no wait took one, since.
+// Unlike Go's poller, an event loop keeps the readiness it saw until a wait
+// takes it, so a read that starts by waiting loses nothing (Go's
+// RawConn.Read clears the readiness it saw before it calls).
 type ownSocket interface {
 	syscall.Conn
-	OwnSocket()
-}
-
-// quietSocket is an ownSocket that keeps track of whether its socket is
-// empty: SetDrained records that a read found it so (it took less than it
-// asked for), and ReadQuiet reports whether it still is: no readiness came,
-// and no wait took one, since. Unlike Go's poller, an event loop keeps the
-// readiness it saw until a wait takes it, so a read that starts by waiting
-// loses nothing (Go's RawConn.Read clears the readiness it saw before it
-// calls).
-type quietSocket interface {
 	SetDrained(bool)
 	ReadQuiet() bool
 }

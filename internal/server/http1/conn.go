@@ -118,8 +118,8 @@ type conn struct {
 	// when it closes it.
 	handedOff bool
 	// linger: the connection closes with a request body left unread, so
-	// the close waits a little for it (see lingerClose), discarding up to
-	// lingerBytes of it (0: the default allowance).
+	// the close waits a little for it (see lingerClose): for lingerBytes
+	// of it, and lingerAllowance more.
 	linger      bool
 	lingerBytes int64
 }

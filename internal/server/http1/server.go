@@ -106,9 +106,8 @@ type Server struct {
 	H2C bool
 
 	// Loops, when set, runs plaintext connections (no TLSConfig) on these
-	// event loops instead of a goroutine each (see
-	// package evloop): same code, resumed by the loop in the order their
-	// sockets become ready.
+	// event loops instead of a goroutine each (see package evloop): same
+	// code, resumed by the loop in the order their sockets become ready.
 	Loops *evloop.Group
 	// TLSConfig, when set, makes every connection TLS (see tls.go); it is
 	// fixed for the listener's life, and what changes (certificates, SNI
@@ -222,12 +221,10 @@ func (s *Server) Serve(ln net.Listener) error {
 			rwc.Close()
 			continue
 		}
-		var lc *evloop.Conn
+		var lc *evloop.Conn // nil: a goroutine serves it (also if Adopt fails)
 		if s.Loops != nil && s.tlsConfig == nil {
 			if lc, err = s.Loops.Adopt(rwc); err == nil {
 				rwc = lc
-			} else {
-				lc = nil
 			}
 		}
 		c := s.newConn(rwc)
