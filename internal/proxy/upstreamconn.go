@@ -679,12 +679,11 @@ func (d *directBody) releaseConn(reusable bool) {
 	if s := uc.stream; s != nil {
 		uc.stream = nil
 		d.clientErr = s.clientFailure()
-		if !s.finished() && !(poolable && uc.raw != nil && s.eof.Load() && s.awaitLastFlush()) {
+		if !s.finished() && !(poolable && s.eof.Load() && uc.sendGoesOn() && s.awaitLastFlush()) {
 			// The answer is over before its sender: a body whose end the
 			// client has sent is being flushed (the backend answered
-			// before it had it all, or this is TLS, whose writes give no
-			// sign of waiting), and the sender pools the connection once
-			// that is done; a body still to come leaves the backend
+			// before it had it all), and the sender pools the connection
+			// once that is done; a body still to come leaves the backend
 			// mid-request: not reusable.
 			if poolable && s.handOff(uc, d.b, d.maxIdle, d.start) {
 				return
@@ -700,6 +699,16 @@ func (d *directBody) releaseConn(reusable bool) {
 		return
 	}
 	uc.c.Close()
+}
+
+// sendGoesOn reports whether a body sender's last write may be waited for
+// (awaitLastFlush): a write that has to wait for the backend tells it so on
+// a plaintext connection (sockio's BeforeWriteWait), not on a TLS one, whose
+// socket is asked instead whether the backend takes what is sent. Without
+// the wait the connection is pooled a moment after the answer, and the
+// client's next request, if it comes in that moment, opens another.
+func (uc *upstreamConn) sendGoesOn() bool {
+	return uc.raw != nil || uc.sock != nil && uc.sock.Writable()
 }
 
 // pool puts uc back in b's idle list.

@@ -157,24 +157,43 @@ func (c *Conn) peekOnce(fd uintptr) {
 // a peek: TCP answers a poll from the socket's state without taking the
 // socket's lock, which a peek takes (and then processes what queued up
 // behind it). A raw system call: it never blocks.
-func readable(fd uintptr) bool {
+func readable(fd uintptr) bool { return polls(fd, pollIn|pollRDHup) }
+
+// Writable reports whether a write to the socket would not wait for the
+// peer to take what was sent before: its send buffer has room (or the
+// connection failed, which a write will find). Like Pending, it neither
+// waits nor takes a lock: for a caller that cannot see another goroutine's
+// write wait (a TLS connection's, which does not pass through Write).
+func (c *Conn) Writable() bool {
+	w := true
+	if c.raw.Control(func(fd uintptr) { w = polls(fd, pollOut) }) != nil {
+		return true // closed: a write fails at once
+	}
+	return w
+}
+
+// polls reports whether poll(2) with a zero timeout finds any of events
+// (or an error) on the socket. A raw system call: it never blocks.
+func polls(fd uintptr, events int16) bool {
 	pfd := struct {
 		fd      int32
 		events  int16
 		revents int16
-	}{fd: int32(fd), events: pollIn | pollRDHup}
+	}{fd: int32(fd), events: events}
 	var zero syscall.Timespec
 	for {
 		n, _, e := syscall.RawSyscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd)), 1, uintptr(unsafe.Pointer(&zero)), 0, 0, 0)
 		if e != syscall.EINTR {
-			return e != 0 || n > 0 // an error: let the read find it
+			return e != 0 || n > 0 // an error: let the call find it
 		}
 	}
 }
 
-// poll(2) event bits (POLLIN, POLLRDHUP), which package syscall lacks.
+// poll(2) event bits (POLLIN, POLLOUT, POLLRDHUP), which package syscall
+// lacks.
 const (
 	pollIn    = 0x1
+	pollOut   = 0x4
 	pollRDHup = 0x2000
 )
 

@@ -139,6 +139,26 @@ func TestBeforeWriteWait(t *testing.T) {
 	}
 }
 
+// Writable: true while the send buffer has room, false once a peer that
+// does not read has let it fill.
+func TestWritable(t *testing.T) {
+	sc, _ := pair(t)
+	if !sc.Writable() {
+		t.Fatal("a fresh connection is not writable")
+	}
+	sc.nc.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+	if _, err := sc.Write(make([]byte, 64<<20)); err == nil {
+		t.Fatal("64 MiB written to a peer that does not read")
+	}
+	if sc.Writable() {
+		t.Fatal("writable with its send buffer full")
+	}
+	sc.nc.Close()
+	if !sc.Writable() {
+		t.Fatal("a closed connection: not writable (a write would fail at once)")
+	}
+}
+
 // Closing the connection ends a read waiting for data.
 func TestCloseEndsRead(t *testing.T) {
 	sc, _ := pair(t)
